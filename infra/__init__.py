@@ -1,0 +1,1 @@
+"""Netra platform stack: Pulumi program and operator tools for Google Cloud."""
