@@ -1,0 +1,288 @@
+"""A local Cloud Monitoring MetricService (ListTimeSeries only) serving synthetic Cloud Run series.
+
+For tests and demos of the gate over the real client and the real gRPC wire protocol:
+
+    python -m infra.canary.emulator --service netra-backend-prod \\
+        --stable netra-backend-prod-00007-xyz --candidate netra-backend-prod-1a2b3c4d \\
+        --canary-error-rate 0.01
+    python -m infra gate --stack prod --service backend --monitoring-endpoint 127.0.0.1:PORT ...
+
+google-cloud-monitoring ships proto-plus types but no servicer, so this registers a generic handler
+for google.monitoring.v3.MetricService/ListTimeSeries. It interprets what the gate sends: the filter
+(metric.type, resource.type, service_name, revision_name one_of(...)), the aggregation (ALIGN_DELTA +
+REDUCE_SUM required; group-by revision and optionally response_code_class / outcome), the interval
+(counts are drawn for exactly that window, reproducibly from a seed), and paging. Faults are injected
+per test through `fault`, a callable (metric_type, call_number) -> Fault | None.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import re
+import sys
+import threading
+import time
+import zlib
+from concurrent import futures
+from dataclasses import dataclass, field
+
+import grpc
+import numpy as np
+from google.cloud import monitoring_v3
+from scipy import stats
+
+from infra.canary.buckets import CLOUD_RUN_LATENCY
+from infra.canary.monitoring import REQUEST_COUNT, REQUEST_LATENCIES, RESOURCE_TYPE
+from infra.signals import TOKEN_OPTIMIZATION, WEBSOCKET_CONNECTION
+
+SERVICE = "google.monitoring.v3.MetricService"
+
+
+@dataclass
+class Profile:
+    """Synthetic traffic of one revision."""
+
+    rps: float = 50.0
+    error_rate: float = 0.002
+    latency_median_ms: float = 120.0
+    latency_p95_ms: float = 450.0
+    token_rps: float | None = None  # token optimizations per second (None: metric absent)
+    token_failure: float = 0.02
+    websocket_rps: float | None = None
+    websocket_failure: float = 0.01
+
+
+@dataclass
+class Fault:
+    """What to do to one call: fail with a status, answer late, answer empty, or drop a revision."""
+
+    code: grpc.StatusCode | None = None
+    delay_s: float = 0.0
+    empty: bool = False
+    drop_revision: str | None = None
+
+
+@dataclass
+class FakeMetricService:
+    service_name: str
+    revisions: dict[str, Profile]
+    seed: int = 0
+    page_size: int = 2  # small, so the client's pager follows next_page_token
+    fault: object = None  # callable(metric_type, call_number) -> Fault | None
+    calls: list = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    # ---- gRPC method -----------------------------------------------------------------------------
+    def list_time_series(self, request: monitoring_v3.ListTimeSeriesRequest, context):
+        metric_type = _match(r'metric\.type\s*=\s*"([^"]+)"', request.filter)
+        with self._lock:
+            self.calls.append(request)
+            n = sum(1 for r in self.calls if _match(r'metric\.type\s*=\s*"([^"]+)"', r.filter) == metric_type)
+        f = self.fault(metric_type, n) if callable(self.fault) else None
+        if f is not None and f.delay_s:
+            time.sleep(f.delay_s)
+        if f is not None and f.code is not None:
+            context.abort(f.code, f"injected fault on {metric_type}")
+        problem = self._check(request)
+        if problem:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
+        series = [] if (f is not None and f.empty) else self._series(request, metric_type)
+        if f is not None and f.drop_revision:
+            series = [s for s in series if s.resource.labels["revision_name"] != f.drop_revision]
+        start = int(request.page_token or 0)
+        size = request.page_size or self.page_size
+        page = series[start : start + size]
+        token = str(start + size) if start + size < len(series) else ""
+        return monitoring_v3.ListTimeSeriesResponse(time_series=page, next_page_token=token)
+
+    def _check(self, request) -> str | None:
+        agg = request.aggregation
+        A = monitoring_v3.Aggregation
+        if not request.name.startswith("projects/"):
+            return "name must be projects/PROJECT"
+        if _match(r'resource\.type\s*=\s*"([^"]+)"', request.filter) != RESOURCE_TYPE:
+            return f"filter must select resource.type = {RESOURCE_TYPE}"
+        if agg.per_series_aligner != A.Aligner.ALIGN_DELTA or agg.cross_series_reducer != A.Reducer.REDUCE_SUM:
+            return "expected ALIGN_DELTA and REDUCE_SUM"
+        if not any(g.replace("labels", "label") == "resource.label.revision_name" for g in agg.group_by_fields):
+            return "expected group_by resource.label.revision_name"
+        if agg.alignment_period.seconds <= 0 and agg.alignment_period.nanos <= 0:
+            return "alignment_period must be positive"
+        return None
+
+    # ---- synthetic data --------------------------------------------------------------------------
+    def _series(self, request, metric_type):
+        if _match(r'resource\.labels?\.service_name\s*=\s*"([^"]+)"', request.filter) != self.service_name:
+            return []
+        one_of = _match(r"revision_name\s*=\s*one_of\(([^)]*)\)", request.filter)
+        wanted = re.findall(r'"([^"]+)"', one_of) if one_of else list(self.revisions)
+        start = request.interval.start_time.timestamp()
+        end = request.interval.end_time.timestamp()
+        groups = [g.replace("labels", "label") for g in request.aggregation.group_by_fields]
+        out = []
+        for rev in wanted:
+            prof = self.revisions.get(rev)
+            if prof is None:
+                continue
+            data = self._draw(rev, prof, start, end)
+            if metric_type == REQUEST_COUNT:
+                if data["requests"] == 0:
+                    continue
+                by_class = {"2xx": data["requests"] - data["errors"], "5xx": data["errors"]}
+                if "metric.label.response_code_class" in groups:
+                    for cls, v in by_class.items():
+                        if v:
+                            out.append(_int_series(metric_type, rev, {"response_code_class": cls}, v, request))
+                else:
+                    out.append(_int_series(metric_type, rev, {}, data["requests"], request))
+            elif metric_type == REQUEST_LATENCIES:
+                if data["requests"]:
+                    out.append(_dist_series(rev, data["hist"], request))
+            else:
+                for sig, key in ((TOKEN_OPTIMIZATION, "token"), (WEBSOCKET_CONNECTION, "websocket")):
+                    if metric_type == sig.metric_type and data.get(key) is not None:
+                        ok, fail = data[key]
+                        if f"metric.label.{sig.outcome_label}" in groups:
+                            for outcome, v in ((sig.success, ok), (sig.failure, fail)):
+                                if v:
+                                    out.append(_int_series(metric_type, rev, {sig.outcome_label: outcome}, v, request))
+                        elif ok + fail:
+                            out.append(_int_series(metric_type, rev, {}, ok + fail, request))
+        return out
+
+    def _draw(self, rev, prof: Profile, start, end) -> dict:
+        key = f"{self.seed}|{rev}|{start:.3f}|{end:.3f}".encode()
+        rng = np.random.default_rng(zlib.crc32(key))
+        span = max(end - start, 0.0)
+        n = int(rng.poisson(prof.rps * span))
+        e = int(rng.binomial(n, prof.error_rate))
+        hist = rng.multinomial(n, _bucket_probs(prof.latency_median_ms, prof.latency_p95_ms))
+        d = {"requests": n, "errors": e, "hist": hist}
+        for key_, rate, fail in (("token", prof.token_rps, prof.token_failure),
+                                 ("websocket", prof.websocket_rps, prof.websocket_failure)):
+            if rate is not None:
+                m = int(rng.poisson(rate * span))
+                f = int(rng.binomial(m, fail))
+                d[key_] = (m - f, f)
+        return d
+
+
+def _bucket_probs(median, p95):
+    mu, sigma = math.log(median), (math.log(p95) - math.log(median)) / stats.norm.ppf(0.95)
+    cdf = stats.norm.cdf((np.log(np.asarray(CLOUD_RUN_LATENCY.bounds)) - mu) / sigma)
+    p = np.clip(np.diff(np.concatenate([[0.0], cdf, [1.0]])), 0, None)
+    return p / p.sum()
+
+
+def _match(pattern, text):
+    m = re.search(pattern, text)
+    return m.group(1) if m else None
+
+
+def _point(request, value):
+    return monitoring_v3.Point(
+        interval=monitoring_v3.TimeInterval(start_time=request.interval.start_time, end_time=request.interval.end_time),
+        value=value,
+    )
+
+
+def _resource(rev):
+    from google.api import monitored_resource_pb2
+
+    return monitored_resource_pb2.MonitoredResource(type=RESOURCE_TYPE, labels={"revision_name": rev})
+
+
+def _int_series(metric_type, rev, labels, v, request):
+    from google.api import metric_pb2
+
+    return monitoring_v3.TimeSeries(
+        metric=metric_pb2.Metric(type=metric_type, labels=labels),
+        resource=_resource(rev),
+        metric_kind=metric_pb2.MetricDescriptor.MetricKind.DELTA,
+        value_type=metric_pb2.MetricDescriptor.ValueType.INT64,
+        points=[_point(request, monitoring_v3.TypedValue(int64_value=int(v)))],
+    )
+
+
+def _dist_series(rev, hist, request):
+    from google.api import distribution_pb2, metric_pb2
+
+    counts = [int(c) for c in hist]
+    while counts and counts[-1] == 0:  # the API omits trailing zero buckets
+        counts.pop()
+    nb, g, s = CLOUD_RUN_LATENCY.params
+    dist = distribution_pb2.Distribution(
+        count=int(sum(counts)),
+        bucket_options=distribution_pb2.Distribution.BucketOptions(
+            exponential_buckets=distribution_pb2.Distribution.BucketOptions.Exponential(
+                num_finite_buckets=int(nb), growth_factor=g, scale=s
+            )
+        ),
+        bucket_counts=counts,
+    )
+    return monitoring_v3.TimeSeries(
+        metric=metric_pb2.Metric(type=REQUEST_LATENCIES),
+        resource=_resource(rev),
+        metric_kind=metric_pb2.MetricDescriptor.MetricKind.DELTA,
+        value_type=metric_pb2.MetricDescriptor.ValueType.DISTRIBUTION,
+        points=[_point(request, monitoring_v3.TypedValue(distribution_value=dist))],
+    )
+
+
+def serve(fake: FakeMetricService, host: str = "127.0.0.1", port: int = 0):
+    """Start a gRPC server for `fake`; returns (server, "HOST:PORT")."""
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    handler = grpc.method_handlers_generic_handler(
+        SERVICE,
+        {
+            "ListTimeSeries": grpc.unary_unary_rpc_method_handler(
+                fake.list_time_series,
+                request_deserializer=monitoring_v3.ListTimeSeriesRequest.deserialize,
+                response_serializer=monitoring_v3.ListTimeSeriesResponse.serialize,
+            )
+        },
+    )
+    server.add_generic_rpc_handlers((handler,))
+    bound = server.add_insecure_port(f"{host}:{port}")
+    server.start()
+    return server, f"{host}:{bound}"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m infra.canary.emulator", description=__doc__.split("\n")[0])
+    ap.add_argument("--service", required=True, help="Cloud Run service name")
+    ap.add_argument("--stable", required=True, help="stable revision name")
+    ap.add_argument("--candidate", required=True, help="candidate revision name")
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--rps", type=float, default=50.0, help="total requests per second")
+    ap.add_argument("--canary-percent", type=float, default=10.0)
+    ap.add_argument("--error-rate", type=float, default=0.002, help="stable 5xx rate")
+    ap.add_argument("--canary-error-rate", type=float, help="candidate 5xx rate (default: stable's)")
+    ap.add_argument("--p95-ms", type=float, default=450.0)
+    ap.add_argument("--canary-p95-ms", type=float)
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args(argv)
+    share = a.canary_percent / 100.0
+    fake = FakeMetricService(
+        a.service,
+        {
+            a.stable: Profile(rps=a.rps * (1 - share), error_rate=a.error_rate, latency_p95_ms=a.p95_ms),
+            a.candidate: Profile(
+                rps=a.rps * share,
+                error_rate=a.error_rate if a.canary_error_rate is None else a.canary_error_rate,
+                latency_p95_ms=a.p95_ms if a.canary_p95_ms is None else a.canary_p95_ms,
+            ),
+        },
+        seed=a.seed,
+    )
+    server, addr = serve(fake, port=a.port)
+    print(f"fake Cloud Monitoring listening on {addr}", flush=True)
+    try:
+        server.wait_for_termination()
+    except KeyboardInterrupt:
+        server.stop(0)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

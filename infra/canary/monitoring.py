@@ -1,0 +1,240 @@
+"""Cloud Monitoring queries for the gate: one interval's counts per revision, server-side aggregated.
+
+Four ListTimeSeries calls per interval, each ALIGN_DELTA over the whole window (one point per series),
+REDUCE_SUM across series, grouped by `resource.label.revision_name` (plus the label that splits the
+counts), restricted to the service and its two revisions:
+
+* run.googleapis.com/request_count      by metric.label.response_code_class -> requests, 5xx
+* run.googleapis.com/request_latencies  (distribution; REDUCE_SUM merges the bucket counts)
+* logging.googleapis.com/user/netra_token_optimization  by metric.label.outcome
+* logging.googleapis.com/user/netra_websocket_connection by metric.label.outcome
+
+Transient errors are retried with google-api-core's Retry; what still fails, an empty answer, or a
+revision missing from the request or latency series turns the interval into a fault (no evidence).
+A log-based metric that does not exist (NOT_FOUND) or has no series is "no data", not a fault: not
+every service logs token optimizations.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from infra.canary.buckets import layout_from_proto
+from infra.canary.judge import Interval
+from infra.signals import TOKEN_OPTIMIZATION, WEBSOCKET_CONNECTION
+
+REQUEST_COUNT = "run.googleapis.com/request_count"
+REQUEST_LATENCIES = "run.googleapis.com/request_latencies"
+RESOURCE_TYPE = "cloud_run_revision"
+REVISION_LABEL = "resource.label.revision_name"
+
+
+@dataclass(frozen=True)
+class Target:
+    """What the gate compares: two revisions of one Cloud Run service in one project."""
+
+    project: str
+    service_name: str
+    stable: str
+    candidate: str
+
+
+def make_client(endpoint: str | None = None):
+    """A MetricServiceClient; with `endpoint` (HOST:PORT) over an insecure channel with anonymous
+    credentials (tests, emulators), otherwise with Application Default Credentials."""
+    from google.cloud import monitoring_v3
+
+    if endpoint:
+        import grpc
+        from google.cloud.monitoring_v3.services.metric_service.transports import (
+            MetricServiceGrpcTransport,
+        )
+
+        channel = grpc.insecure_channel(endpoint)
+        return monitoring_v3.MetricServiceClient(transport=MetricServiceGrpcTransport(channel=channel))
+    return monitoring_v3.MetricServiceClient()
+
+
+def default_retry(timeout_s: float = 30.0, initial_s: float = 0.5):
+    from google.api_core import exceptions as gexc
+    from google.api_core.retry import Retry, if_exception_type
+
+    return Retry(
+        predicate=if_exception_type(
+            gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.InternalServerError, gexc.TooManyRequests
+        ),
+        initial=initial_s,
+        maximum=max(initial_s, 5.0),
+        multiplier=2.0,
+        timeout=timeout_s,
+    )
+
+
+def _ts(seconds: float):
+    from google.protobuf import timestamp_pb2
+
+    t = timestamp_pb2.Timestamp()
+    t.FromNanoseconds(int(round(seconds * 1e9)))
+    return t
+
+
+class QueryError(Exception):
+    pass
+
+
+class MonitoringSource:
+    """Fetches one interval of per-revision counts for a Target."""
+
+    def __init__(self, client, target: Target, retry=None, rpc_timeout_s: float = 20.0):
+        self.client = client
+        self.target = target
+        self.retry = retry if retry is not None else default_retry()
+        self.rpc_timeout_s = rpc_timeout_s
+
+    # ---- requests ------------------------------------------------------------------------------
+    def filter_for(self, metric_type: str) -> str:
+        t = self.target
+        return (
+            f'metric.type = "{metric_type}" AND resource.type = "{RESOURCE_TYPE}" '
+            f'AND resource.labels.service_name = "{t.service_name}" '
+            f'AND resource.labels.revision_name = one_of("{t.stable}", "{t.candidate}")'
+        )
+
+    def request_for(self, metric_type: str, start: float, end: float, split_label: str | None):
+        from google.cloud import monitoring_v3
+        from google.protobuf import duration_pb2
+
+        group_by = [REVISION_LABEL] + ([f"metric.label.{split_label}"] if split_label else [])
+        period = duration_pb2.Duration()
+        span = max(end - start, 1.0)
+        period.seconds = int(span)
+        period.nanos = int(round((span - int(span)) * 1e9))
+        return monitoring_v3.ListTimeSeriesRequest(
+            name=f"projects/{self.target.project}",
+            filter=self.filter_for(metric_type),
+            interval=monitoring_v3.TimeInterval(start_time=_ts(start), end_time=_ts(end)),
+            aggregation=monitoring_v3.Aggregation(
+                alignment_period=period,
+                per_series_aligner=monitoring_v3.Aggregation.Aligner.ALIGN_DELTA,
+                cross_series_reducer=monitoring_v3.Aggregation.Reducer.REDUCE_SUM,
+                group_by_fields=group_by,
+            ),
+            view=monitoring_v3.ListTimeSeriesRequest.TimeSeriesView.FULL,
+        )
+
+    def _list(self, metric_type, start, end, split_label):
+        from google.api_core import exceptions as gexc
+
+        req = self.request_for(metric_type, start, end, split_label)
+        try:
+            return list(self.client.list_time_series(request=req, retry=self.retry, timeout=self.rpc_timeout_s))
+        except gexc.RetryError as exc:
+            cause = exc.cause if exc.cause is not None else exc
+            raise QueryError(f"{_short(metric_type)}: retries exhausted ({_describe(cause)})") from None
+        except gexc.GoogleAPICallError as exc:
+            raise QueryError(f"{_short(metric_type)}: {_describe(exc)}") from exc
+
+    # ---- one interval --------------------------------------------------------------------------
+    def fetch(self, start: float, end: float) -> Interval:
+        iv = Interval(duration_s=end - start)
+        t = self.target
+        try:
+            counts = self._counts(REQUEST_COUNT, start, end, "response_code_class")
+            hists, layout = self._latencies(start, end)
+        except QueryError as exc:
+            iv.fault = str(exc)
+            return iv
+        missing = []
+        for role, rev in (("stable", t.stable), ("canary", t.candidate)):
+            if rev not in counts:
+                missing.append(f"request_count has no series for the {role} revision {rev}")
+            elif rev not in hists:
+                missing.append(f"request_latencies has no series for the {role} revision {rev}")
+        if not counts:
+            iv.fault = "request_count: empty series"
+            return iv
+        if missing:
+            iv.fault = "; ".join(missing)
+            return iv
+        if layout is None:
+            iv.fault = "request_latencies: revisions report different or no bucket layouts"
+            return iv
+        iv.layout = layout
+        iv.stable_requests = sum(counts[t.stable].values())
+        iv.canary_requests = sum(counts[t.candidate].values())
+        iv.stable_errors = counts[t.stable].get("5xx", 0)
+        iv.canary_errors = counts[t.candidate].get("5xx", 0)
+        iv.stable_latency = hists[t.stable]
+        iv.canary_latency = hists[t.candidate]
+
+        for signal, field in ((TOKEN_OPTIMIZATION, "token"), (WEBSOCKET_CONNECTION, "websocket")):
+            try:
+                outcome = self._counts(signal.metric_type, start, end, signal.outcome_label, optional=True)
+            except QueryError as exc:
+                iv.fault = str(exc)
+                return iv
+            if outcome is None:
+                iv.notes.append(f"{signal.metric}: metric not found (no data)")
+                continue
+            for role, rev in (("stable", t.stable), ("canary", t.candidate)):
+                if rev in outcome:
+                    c = outcome[rev]
+                    setattr(iv, f"{role}_{field}", (c.get(signal.success, 0), c.get(signal.failure, 0)))
+        return iv
+
+    def _counts(self, metric_type, start, end, label, optional=False):
+        """{revision: {label value: count}} (None when an optional metric does not exist)."""
+        from google.api_core import exceptions as gexc
+
+        try:
+            series = self._list(metric_type, start, end, label)
+        except QueryError as exc:
+            if optional and isinstance(exc.__cause__, gexc.NotFound):
+                return None
+            raise
+        out: dict[str, dict[str, int]] = {}
+        for s in series:
+            rev = s.resource.labels.get("revision_name") or s.metric.labels.get("revision_name")
+            if not rev:
+                continue
+            key = s.metric.labels.get(label, "")
+            total = 0
+            for p in s.points:
+                v = p.value
+                total += int(v.int64_value) if v.int64_value else int(round(v.double_value))
+            bucket = out.setdefault(rev, {})
+            bucket[key] = bucket.get(key, 0) + total
+        return out
+
+    def _latencies(self, start, end):
+        series = self._list(REQUEST_LATENCIES, start, end, None)
+        hists: dict[str, list[int]] = {}
+        layouts = set()
+        for s in series:
+            rev = s.resource.labels.get("revision_name")
+            if not rev:
+                continue
+            for p in s.points:
+                d = p.value.distribution_value
+                layout = layout_from_proto(d.bucket_options)
+                if layout is None:
+                    continue
+                layouts.add(layout)
+                h = hists.setdefault(rev, [0] * layout.num_buckets)
+                if len(h) < layout.num_buckets:
+                    h.extend([0] * (layout.num_buckets - len(h)))
+                for i, c in enumerate(d.bucket_counts):  # trailing zero buckets may be omitted
+                    if i < len(h):
+                        h[i] += int(c)
+        layout = layouts.pop() if len(layouts) == 1 else None
+        return hists, layout
+
+
+def _short(metric_type: str) -> str:
+    return metric_type.rsplit("/", 1)[-1]
+
+
+def _describe(exc) -> str:
+    code = getattr(exc, "grpc_status_code", None)
+    name = code.name if code is not None else type(exc).__name__
+    msg = getattr(exc, "message", None) or str(exc)
+    return f"{name}: {msg}"[:300]
