@@ -1,0 +1,1 @@
+"""Measured figures (wall time, memory, decision quality); never timed assertions in tests."""

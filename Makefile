@@ -1,0 +1,33 @@
+# Two commands on a fresh machine: `make plan` (offline plan of prod) and `make test`.
+# Each sets itself up: a virtualenv from requirements.txt and the system packages the tests need.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.requirements-installed
+STACK ?= prod
+
+.PHONY: plan test venv system-packages bench clean
+
+$(STAMP): requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# System packages the tests need (installed only when missing; root or sudo on Debian/Ubuntu).
+system-packages:
+	@bash .ci/system-packages.sh
+
+plan: $(STAMP)
+	$(PY) -m infra plan --stack $(STACK)
+
+test: $(STAMP) system-packages
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) -m benchmarks.plan --stack prod --runs 5
+
+clean:
+	rm -rf $(VENV) .pytest_cache

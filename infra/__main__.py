@@ -1,0 +1,42 @@
+"""`python -m infra plan | gate | rollout | rollback`: the operator's command line.
+
+Each command module registers its own sub-command and keeps heavy imports inside its `run`, so
+`plan` starts fast.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# modules that define `register(subparsers)`; a command whose module is not present is not offered
+COMMAND_MODULES = ("infra.plan.cli", "infra.canary.cli", "infra.rollout")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # usage errors: one line, exit 2
+        self.print_usage(sys.stderr)
+        self.exit(2, f"error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m infra", description="Netra platform stack: plan, gate, rollout, rollback")
+    subparsers = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if not (e.name and (name == e.name or name.startswith(e.name + "."))):
+                raise
+            continue
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

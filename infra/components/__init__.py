@@ -1,0 +1,1 @@
+"""One ComponentResource per logical entity of the platform."""

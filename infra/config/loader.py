@@ -1,0 +1,172 @@
+"""Turn Pulumi's flat config (`netra:key` -> value) into a `StackConfig`, or a list of problems.
+
+Both the Pulumi program and the offline plan come through here, so `pulumi up` and `python -m infra
+plan` refuse exactly the same configs with exactly the same messages.
+"""
+from __future__ import annotations
+
+import difflib
+import json
+import typing
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from pydantic import BaseModel, ValidationError
+
+from .base import PROBLEMS_ERROR, model_alias_fields
+from .services import environment_problems
+from .stack import ENVIRONMENTS, PLATFORM_SECRETS, StackConfig
+
+NAMESPACE = "netra"
+# Keys read from the provider's namespace rather than `netra:`.
+PROVIDER_KEYS = {"gcp:project": "project", "gcp:region": "region"}
+
+
+@dataclass(frozen=True)
+class Problem:
+    key: str  # as the user writes it: netra:services.backend.minInstances
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.message}"
+
+
+class ConfigError(Exception):
+    """Every problem of a config at once; `str()` is the user-facing report."""
+
+    def __init__(self, problems: list[Problem]):
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+def decode_pulumi_value(value: Any) -> Any:
+    """Pulumi hands config to programs as strings, structured values JSON-encoded."""
+    if isinstance(value, str) and value[:1] in ("{", "["):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value
+
+
+def load_stack_config(flat: Mapping[str, Any], stack: str) -> StackConfig:
+    """Validate `flat` (full keys like `netra:canaryPercent`) for `stack`; raise ConfigError."""
+    raw: dict[str, Any] = {}
+    found: list[Problem] = []
+    for full_key, value in flat.items():
+        namespace, _, key = full_key.partition(":")
+        if full_key in PROVIDER_KEYS:
+            raw[PROVIDER_KEYS[full_key]] = decode_pulumi_value(value)
+        elif namespace == NAMESPACE:
+            if key in PROVIDER_KEYS.values():
+                found.append(Problem(full_key, f"is set through gcp:{key}, not {full_key}"))
+                continue
+            raw[key] = decode_pulumi_value(value)
+    if stack in ENVIRONMENTS:
+        raw.setdefault("environment", stack)
+    if raw.get("environment") in ENVIRONMENTS:
+        found += [Problem(f"{NAMESPACE}:services.{k}", m) for k, m in environment_problems(raw.get("services"), raw["environment"])]
+    context = {"known_secrets": PLATFORM_SECRETS}
+    try:
+        config = StackConfig.model_validate(raw, context=context)
+    except ValidationError as e:
+        found.extend(_problems_from(e))
+        config = None
+    if found:
+        raise ConfigError(sorted(found, key=lambda p: p.key))
+    return config
+
+
+def _key(loc: tuple[Any, ...]) -> str:
+    if not loc:
+        return f"{NAMESPACE}:"
+    head, rest = loc[0], loc[1:]
+    if head in PROVIDER_KEYS.values():
+        head = f"gcp:{head}"
+    else:
+        head = f"{NAMESPACE}:{head}"
+    return ".".join([head, *(str(p) for p in rest)])
+
+
+def _problems_from(error: ValidationError) -> list[Problem]:
+    out = []
+    for e in error.errors(include_url=False):
+        loc = tuple(p for p in e["loc"] if not _is_union_tag(p))
+        if e["type"] == PROBLEMS_ERROR:
+            out.extend(Problem(_key(loc + tuple(sub.split("."))), msg) for sub, msg in e["ctx"]["problems"])
+        elif e["type"] == "extra_forbidden":
+            out.append(Problem(_key(loc), _unknown_key_message(loc)))
+        elif e["type"] == "missing":
+            field = _field_at(loc)
+            hint = f": {field.description}" if field is not None and field.description else ""
+            out.append(Problem(_key(loc), f"required key is missing{hint}"))
+        else:
+            msg = e["msg"].removeprefix("Value error, ")
+            got = e.get("input")
+            if e["type"] not in ("value_error",) and not isinstance(got, (dict, list)):
+                msg = f"{msg}, got {got!r}"
+            out.append(Problem(_key(loc), msg))
+    return out
+
+
+def _is_union_tag(part: Any) -> bool:
+    # pydantic inserts type names like 'function-after[...]' into locations of wrapped validators
+    return isinstance(part, str) and ("[" in part or part.startswith("function-"))
+
+
+def _unknown_key_message(loc: tuple[Any, ...]) -> str:
+    allowed = _allowed_keys(loc[:-1])
+    name = str(loc[-1])
+    if allowed is None:
+        return "unknown key"
+    close = difflib.get_close_matches(name, allowed, n=1, cutoff=0.6)
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    return f"unknown key; {hint}allowed: {', '.join(sorted(allowed))}"
+
+
+def _field_at(loc: tuple[Any, ...]) -> Any:
+    """The pydantic FieldInfo at `loc`, or None."""
+    node = _unwrap(_node_at(loc[:-1]))
+    if isinstance(node, type) and issubclass(node, BaseModel):
+        return model_alias_fields(node).get(loc[-1]) if loc else None
+    return None
+
+
+def _allowed_keys(parent: tuple[Any, ...]) -> list[str] | None:
+    """The keys allowed at `parent`, or None where any key is allowed."""
+    node = _unwrap(_node_at(parent))
+    if isinstance(node, type) and issubclass(node, BaseModel):
+        return list(model_alias_fields(node))
+    return None
+
+
+def _node_at(parent: tuple[Any, ...]) -> Any:
+    """Walk the model tree along `parent` to the type found there."""
+    node: Any = StackConfig
+    for part in parent:
+        node = _unwrap(node)
+        if isinstance(node, type) and issubclass(node, BaseModel):
+            field = model_alias_fields(node).get(part)
+            if field is None:
+                return None
+            node = field.annotation
+        elif typing.get_origin(node) is dict:
+            node = typing.get_args(node)[1]
+        else:
+            return None
+    return node
+
+
+def _unwrap(t: Any) -> Any:
+    """Optional[X] / Annotated[X, ...] -> X."""
+    while True:
+        origin = typing.get_origin(t)
+        if origin is typing.Annotated:
+            t = typing.get_args(t)[0]
+        elif origin is typing.Union:
+            args = [a for a in typing.get_args(t) if a is not type(None)]
+            if len(args) != 1:
+                return t
+            t = args[0]
+        else:
+            return t

@@ -1,0 +1,65 @@
+"""The whole stack config: everything under `netra:` plus the provider's `gcp:project` / `gcp:region`."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, ValidationInfo, field_validator
+
+from .app import AppSettings
+from .base import ConfigModel, problems
+from .services import Services
+
+ENVIRONMENTS = ("staging", "prod")
+DEFAULT_STAGES = (0, 10, 50, 100)
+# Secret keys services may read (`netra:services.<svc>.secrets`); the platform declares them.
+PLATFORM_SECRETS: frozenset[str] = frozenset()
+
+
+class StackConfig(ConfigModel):
+    """Validated before any resource is registered; see README "Config reference"."""
+
+    project: str = Field(pattern=r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$", description="gcp:project")
+    region: str = Field("us-central1", pattern=r"^[a-z]+-[a-z]+[0-9]$", description="gcp:region")
+    environment: Literal["staging", "prod"] = Field(
+        description="one of staging, prod; defaults to the stack name when that is staging or prod")
+    cost_center: str = Field("llm-platform", pattern=r"^[a-z][a-z0-9_-]{0,62}$")
+    stages: tuple[int, ...] = DEFAULT_STAGES
+    canary_percent: int = 0
+    services: Services
+    app: AppSettings = AppSettings()
+
+    @field_validator("stages")
+    @classmethod
+    def _ladder(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if not v or v[0] != 0 or v[-1] != 100 or list(v) != sorted(set(v)) or any(s < 0 or s > 100 for s in v):
+            raise ValueError(f"must be strictly increasing percentages from 0 to 100, like [0, 10, 50, 100], got {list(v)}")
+        return v
+
+    @field_validator("canary_percent")
+    @classmethod
+    def _on_ladder(cls, v: int, info: ValidationInfo) -> int:
+        stages = info.data.get("stages")
+        if stages is not None and v not in stages:
+            raise ValueError(f"must be one of netra:stages {list(stages)}, got {v}")
+        return v
+
+    @field_validator("services")
+    @classmethod
+    def _overrides_on_ladder(cls, services: Services, info: ValidationInfo) -> Services:
+        stages = info.data.get("stages")
+        found = [
+            (f"{key}.canaryPercent", f"must be one of netra:stages {list(stages)}, got {svc.canary_percent}")
+            for key, svc in services.items()
+            if stages is not None and svc.canary_percent is not None and svc.canary_percent not in stages
+        ]
+        if found:
+            raise problems(*found)
+        return services
+
+    @property
+    def is_prod(self) -> bool:
+        return self.environment == "prod"
+
+    def canary_percent_for(self, key: str) -> int:
+        override = getattr(self.services, key).canary_percent
+        return self.canary_percent if override is None else override

@@ -1,0 +1,173 @@
+"""Run the real Pulumi program under Pulumi's mocks and record what it registers.
+
+`pulumi.runtime.set_mocks` is Pulumi's documented unit-test engine: the program runs unchanged and
+every resource registration arrives here with its inputs exactly as the engine would see them
+(camelCase wire names, secrets still wrapped). Computed outputs a real provider would fill in
+(a service URL, an account email) come from `COMPUTED`, derived from the inputs.
+"""
+from __future__ import annotations
+
+import asyncio
+import atexit
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import pulumi
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import rpc, settings
+from pulumi.runtime.sync_await import _sync_await
+
+SECRET_SIG = rpc._special_secret_sig
+SIG_KEY = rpc._special_sig_key
+SECRET_TEXT = "[secret]"
+
+
+def is_secret(value: Any) -> bool:
+    return isinstance(value, dict) and value.get(SIG_KEY) == SECRET_SIG
+
+
+def unwrap(value: Any) -> Any:
+    """Plain values with secrets unwrapped (what a mock provider computes outputs from)."""
+    if is_secret(value):
+        return unwrap(value.get("value"))
+    if isinstance(value, dict):
+        return {k: unwrap(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [unwrap(v) for v in value]
+    return value
+
+
+def normalize(value: Any) -> Any:
+    """The wire carries every number as a double; show whole numbers as integers."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: normalize(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [normalize(v) for v in value]
+    return value
+
+
+def redact(value: Any) -> Any:
+    """Secrets print as "[secret]"; everything else unchanged."""
+    if is_secret(value):
+        return SECRET_TEXT
+    if isinstance(value, dict):
+        return {k: redact(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(v) for v in value]
+    return value
+
+
+@dataclass
+class PlannedResource:
+    urn: str
+    type: str
+    name: str
+    parent: str
+    inputs: dict  # wire form: secrets wrapped with Pulumi's secret signature
+    custom: bool
+
+    def to_json(self) -> dict:
+        return {"urn": self.urn, "type": self.type, "name": self.name, "parent": self.parent,
+                "inputs": redact(self.inputs)}
+
+
+@dataclass
+class ProgramRun:
+    project: str
+    stack: str
+    resources: list[PlannedResource]
+    outputs: dict  # wire form
+    warnings: list[str] = field(default_factory=list)
+
+
+def _account_outputs(name: str, inputs: dict) -> dict:
+    return {"email": f"{inputs['accountId']}@{inputs.get('project', 'project')}.iam.gserviceaccount.com",
+            "member": f"serviceAccount:{inputs['accountId']}@{inputs.get('project', 'project')}.iam.gserviceaccount.com"}
+
+
+def _cloud_run_outputs(name: str, inputs: dict) -> dict:
+    return {"uri": f"https://{inputs.get('name', name)}-uc.a.run.app"}
+
+
+# type token -> computed outputs from plain inputs; components add entries for their resource types
+COMPUTED: dict[str, Callable[[str, dict], dict]] = {
+    "gcp:serviceaccount/account:Account": _account_outputs,
+    "gcp:cloudrunv2/service:Service": _cloud_run_outputs,
+}
+
+
+class _Mocks(pulumi.runtime.Mocks):
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+        plain = unwrap(args.inputs)
+        computed = COMPUTED.get(args.typ, lambda n, i: {})(args.name, plain)
+        return f"{args.name}-id", {**args.inputs, **computed}
+
+    def call(self, args: pulumi.runtime.MockCallArgs):
+        return {}, None
+
+
+_THREAD_LOOPS: list[asyncio.AbstractEventLoop] = []
+
+
+def _ensure_thread_loop() -> None:
+    """Registrations arrive on pooled worker threads that need an event loop. Make it here and close
+    it at exit: left to the garbage collector at interpreter shutdown it fails noisily."""
+    try:
+        asyncio.get_event_loop()
+    except RuntimeError:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        if not _THREAD_LOOPS:
+            atexit.register(lambda: [lp.close() for lp in _THREAD_LOOPS if not lp.is_running()])
+        _THREAD_LOOPS.append(loop)
+
+
+class _RecordingMonitor(pulumi_mocks.MockMonitor):
+    """The mock monitor, also keeping each registration's parent and the stack's outputs."""
+
+    def __init__(self, mocks: pulumi.runtime.Mocks):
+        super().__init__(mocks)
+        self.recorded: list[PlannedResource] = []
+        self.stack_urn = ""
+
+    def RegisterResource(self, request):
+        _ensure_thread_loop()
+        response = super().RegisterResource(request)
+        if request.type == "pulumi:pulumi:Stack":
+            self.stack_urn = response.urn
+        else:
+            self.recorded.append(PlannedResource(
+                urn=response.urn, type=request.type, name=request.name, parent=request.parent,
+                inputs=normalize(rpc.deserialize_properties(request.object)), custom=bool(request.custom)))
+        return response
+
+
+class _WarningLog(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def run_program(program: Callable[[], None], project: str, stack: str,
+                config: dict[str, str], secret_keys: tuple[str, ...] = ()) -> ProgramRun:
+    """Run `program` (which registers resources and exports outputs) offline; return the record."""
+    monitor = _RecordingMonitor(_Mocks())
+    handler = _WarningLog()
+    logger = logging.getLogger(f"netra.plan.{stack}")
+    logger.propagate = False
+    logger.handlers = [handler]
+    settings.ROOT.set(None)  # a fresh root Stack per run, so plans can run repeatedly in one process
+    pulumi.runtime.set_all_config(dict(config), list(secret_keys))
+    pulumi.runtime.set_mocks(_Mocks(), project=project, stack=stack, preview=False, logger=logger, monitor=monitor)
+
+    pulumi.runtime.test(program)()
+    # Serialize as the engine would receive them, so secret outputs keep their secret wrapping.
+    struct = _sync_await(rpc.serialize_properties(settings.get_root_resource().outputs, {}))
+    return ProgramRun(project=project, stack=stack, resources=monitor.recorded,
+                      outputs=normalize(rpc.deserialize_properties(struct)), warnings=sorted(handler.messages))

@@ -1,0 +1,37 @@
+"""Shared fixtures: offline plans of the repo's own stacks (the real program under Pulumi's mocks)."""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from infra.plan import plan_stack
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def stack_config(stack: str) -> dict:
+    """The `config:` mapping of Pulumi.<stack>.yaml, as a fresh copy tests may mutate."""
+    return copy.deepcopy(yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"])
+
+
+def resources_of(doc: dict, type_token: str) -> list[dict]:
+    return [r for r in doc["resources"] if r["type"] == type_token]
+
+
+def one(doc: dict, type_token: str, name: str) -> dict:
+    found = [r for r in resources_of(doc, type_token) if r["name"] == name]
+    assert len(found) == 1, f"expected one {type_token} named {name}, found {len(found)}"
+    return found[0]
+
+
+@pytest.fixture(scope="session")
+def prod_plan() -> dict:
+    return plan_stack("prod", policy=False)
+
+
+@pytest.fixture(scope="session")
+def staging_plan() -> dict:
+    return plan_stack("staging", policy=False)
