@@ -32,22 +32,27 @@ def known_stacks(root: Path = PROJECT_ROOT) -> list[str]:
     return sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in root.glob("Pulumi.*.yaml"))
 
 
-def plan_outputs(stack: str) -> dict:
-    """The plan's outputs for `stack` (runs the Pulumi program offline under mocks)."""
+def plan_outputs(stack: str, overrides: dict | None = None) -> dict:
+    """The plan's outputs for `stack` (runs the Pulumi program offline under mocks), with optional
+    config overrides ({"netra:services.backend.canaryPercent": 10}) applied in memory."""
     stacks = known_stacks()
     if stacks and stack not in stacks:
         raise StackError(f"--stack: unknown stack {stack!r}; allowed: {', '.join(stacks)}")
     try:
-        from infra.plan import plan_stack
+        from infra.config import ConfigError
+        from infra.plan import StackFileError, plan_stack
     except ImportError:
         raise StackError(
             "--stack: the offline plan (infra.plan.plan_stack) is not available in this checkout; "
             "pass --project, --stable-revision and --candidate-revision instead"
         ) from None
     try:
-        result = plan_stack(stack)
-    except (FileNotFoundError, KeyError, ValueError) as exc:
-        raise StackError(f"--stack {stack}: the plan failed: {exc}") from None
+        result = plan_stack(stack, overrides=overrides, policy=False)
+    except StackFileError as exc:
+        raise StackError(str(exc)) from None
+    except ConfigError as exc:
+        first = exc.problems[0] if exc.problems else exc
+        raise StackError(f"--stack {stack}: invalid stack config: {first}") from None
     outputs = result.get("outputs") if isinstance(result, dict) else None
     if not isinstance(outputs, dict):
         raise StackError(f"--stack {stack}: the plan returned no outputs")
