@@ -41,10 +41,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         overrides = parse_overrides(args.set)
         result = run_stack(args.stack, overrides=overrides)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_USAGE
-    except StackFileError as e:
+    except (ValueError, StackFileError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except ConfigError as e:
