@@ -27,6 +27,16 @@ class PagerDuty(ConfigModel):
     # SecretStr so the value never appears in a repr, a log line or an error message.
     service_key: SecretStr = Field(description="PagerDuty integration key (Events API v2); set it with --secret")
 
+    @field_validator("service_key", mode="before")
+    @classmethod
+    def _string(cls, v: object) -> object:
+        # Never echo the value back: pydantic's own type errors would print it.
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            return str(v)
+        if not isinstance(v, (str, SecretStr)):
+            raise ValueError("must be a string (set it with `pulumi config set --secret --path ...`)")
+        return v
+
     @field_validator("service_key")
     @classmethod
     def _not_empty(cls, v: SecretStr) -> SecretStr:

@@ -104,7 +104,8 @@ class Slos(pulumi.ComponentResource):
                 opts=child,
             )
             total = q.metric_filter(q.RUN_REQUEST_COUNT, q.RUN_REVISION, [svc_name])
-            goals = {"availability": slo_cfg.availability_percent / 100, "latency": slo_cfg.latency_percent / 100}
+            goals = {"availability": round(slo_cfg.availability_percent / 100, 6),
+                     "latency": round(slo_cfg.latency_percent / 100, 6)}
             slis = {
                 "availability": monitoring.SloRequestBasedSliArgs(
                     good_total_ratio=monitoring.SloRequestBasedSliGoodTotalRatioArgs(
