@@ -6,6 +6,7 @@ import pulumi
 from infra.config import NAMESPACE, ConfigError, StackConfig, load_stack_config
 from infra.config.loader import PROVIDER_KEYS
 from infra.components.service import CloudRunService
+from infra.components import observability
 
 
 def pulumi_config() -> dict[str, str]:
@@ -26,6 +27,8 @@ def load() -> StackConfig:
 
 def build(cfg: StackConfig) -> dict:
     services = {key: CloudRunService(key, cfg) for key, _ in cfg.services.items()}
+    obs = observability.build(cfg, {key: observability.PublicService(svc.url, svc.candidate_revision)
+                                    for key, svc in services.items()})
     return {
         "gcpProject": cfg.project,
         "region": cfg.region,
@@ -33,6 +36,7 @@ def build(cfg: StackConfig) -> dict:
         "canaryPercent": cfg.canary_percent,
         "stages": list(cfg.stages),
         "services": {key: svc.summary() for key, svc in services.items()},
+        "observability": obs.summary(),
     }
 
 

@@ -21,6 +21,12 @@ class OutcomeSignal:
     outcome_label: str = "outcome"
     success: str = "success"
     failure: str = "failure"
+    extra_labels: tuple[str, ...] = ()  # further jsonPayload fields kept as metric labels
+    description: str = ""
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return (self.outcome_label, *self.extra_labels)
 
     @property
     def metric_type(self) -> str:
@@ -29,5 +35,84 @@ class OutcomeSignal:
 
 # Behind the seed's rollback triggers "token optimization failure > 10 %" and
 # "WebSocket connection failures > 5 %".
-TOKEN_OPTIMIZATION = OutcomeSignal(metric="netra_token_optimization", event="token_optimization")
-WEBSOCKET_CONNECTION = OutcomeSignal(metric="netra_websocket_connection", event="websocket_connection")
+TOKEN_OPTIMIZATION = OutcomeSignal(
+    metric="netra_token_optimization", event="token_optimization",
+    description="Token optimizations attempted, by outcome (success | failure).")
+WEBSOCKET_CONNECTION = OutcomeSignal(
+    metric="netra_websocket_connection", event="websocket_connection",
+    description="WebSocket connection attempts, by outcome (success | failure).")
+
+
+# ---- the other signals (observability declares them; the README documents the log fields) ----
+
+@dataclass(frozen=True)
+class CountSignal:
+    """A counter of log entries with `jsonPayload.event == event` (no outcome split)."""
+
+    metric: str
+    event: str
+    labels: tuple[str, ...] = ()
+    description: str = ""
+
+    @property
+    def metric_type(self) -> str:
+        return LOG_METRIC_PREFIX + self.metric
+
+
+@dataclass(frozen=True)
+class ValueSignal:
+    """A distribution of a numeric `jsonPayload.<field>` of entries with `jsonPayload.event == event`."""
+
+    metric: str
+    event: str
+    field: str  # jsonPayload field holding the value
+    unit: str  # UCUM, as Cloud Monitoring shows it: "ms", "USD", "%", "1"
+    bounds: tuple[float, ...]  # explicit histogram bucket bounds, in `unit`
+    labels: tuple[str, ...] = ()
+    description: str = ""
+    only_outcome: str | None = None  # count only entries whose `outcome` equals this
+
+    @property
+    def metric_type(self) -> str:
+        return LOG_METRIC_PREFIX + self.metric
+
+
+# "cost calculation accuracy below 95 %": success = the computed cost matched the reference within tolerance
+COST_CALCULATION = OutcomeSignal(
+    metric="netra_cost_calculation", event="cost_calculation_check",
+    description="Cost calculations checked against the provider's usage, by outcome "
+                "(success = within tolerance | failure).")
+# "cache hit rate < 50 %", per cache: prompt (exact prompt cache) and semantic (embedding match)
+CACHE_LOOKUP = OutcomeSignal(
+    metric="netra_cache_lookup", event="cache_lookup", success="hit", failure="miss", extra_labels=("cache",),
+    description="Cache lookups, by outcome (hit | miss) and cache (prompt | semantic).")
+# "user session isolation breach > 0": zero tolerance, each entry is one breach
+SESSION_ISOLATION_BREACH = CountSignal(
+    metric="netra_session_isolation_breach", event="session_isolation_breach",
+    description="Detected cross-session data access (each log entry is one breach).")
+
+_LATENCY_MS = (5, 10, 25, 50, 75, 100, 150, 200, 250, 300, 400, 500, 750, 1000, 2000, 5000, 10000)
+_USD = (0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25)
+_TOKENS = (10, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000)
+_PERCENT = (10, 20, 30, 40, 50, 60, 70, 75, 80, 85, 90, 95, 100, 110, 125, 150, 200)
+
+TOKENS_SAVED = ValueSignal(
+    metric="netra_tokens_saved", event="token_optimization", field="tokens_saved", unit="1", bounds=_TOKENS,
+    only_outcome="success", description="Tokens saved per successful optimization (tokens).")
+COST_SAVED = ValueSignal(
+    metric="netra_cost_saved", event="token_optimization", field="saved_usd", unit="USD", bounds=_USD,
+    only_outcome="success", description="LLM cost avoided per successful optimization (USD).")
+LLM_REQUEST_COST = ValueSignal(
+    metric="netra_llm_request_cost", event="llm_request", field="cost_usd", unit="USD", bounds=_USD,
+    labels=("model",), description="Cost of each LLM request after optimization (USD); hourly cost is its sum.")
+WEBSOCKET_EVENT_LATENCY = ValueSignal(
+    metric="netra_websocket_event_latency", event="websocket_event", field="latency_ms", unit="ms",
+    bounds=_LATENCY_MS, description="Server-to-client WebSocket event delivery latency (milliseconds).")
+BUDGET_UTILIZATION = ValueSignal(
+    metric="netra_budget_utilization", event="budget_check", field="utilization_percent", unit="%",
+    bounds=_PERCENT, description="A tenant's token-budget utilization when checked (percent of its budget).")
+
+OUTCOME_SIGNALS = (TOKEN_OPTIMIZATION, WEBSOCKET_CONNECTION, COST_CALCULATION, CACHE_LOOKUP)
+COUNT_SIGNALS = (SESSION_ISOLATION_BREACH,)
+VALUE_SIGNALS = (TOKENS_SAVED, COST_SAVED, LLM_REQUEST_COST, WEBSOCKET_EVENT_LATENCY, BUDGET_UTILIZATION)
+ALL_SIGNALS = (*OUTCOME_SIGNALS, *COUNT_SIGNALS, *VALUE_SIGNALS)

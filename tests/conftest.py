@@ -8,13 +8,16 @@ import pytest
 import yaml
 
 from infra.plan import plan_stack
+from infra.plan.stackfile import _strip_secure
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def stack_config(stack: str) -> dict:
-    """The `config:` mapping of Pulumi.<stack>.yaml, as a fresh copy tests may mutate."""
-    return copy.deepcopy(yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"])
+    """The `config:` mapping of Pulumi.<stack>.yaml, as a fresh copy tests may mutate; `secure:` values
+    (even nested ones) become the offline plan's secret placeholder, as the CLI would decrypt them."""
+    raw = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]
+    return copy.deepcopy({key: _strip_secure(value)[0] for key, value in raw.items()})
 
 
 def resources_of(doc: dict, type_token: str) -> list[dict]:

@@ -7,6 +7,7 @@ from pydantic import Field, ValidationInfo, field_validator
 
 from .app import AppSettings
 from .base import ConfigModel, problems
+from .observability import ObservabilityConfig, environment_problems as observability_problems
 from .services import Services
 
 ENVIRONMENTS = ("staging", "prod")
@@ -27,6 +28,7 @@ class StackConfig(ConfigModel):
     canary_percent: int = 0
     services: Services
     app: AppSettings = AppSettings()
+    observability: ObservabilityConfig = Field(..., description="alert channels and routing, see docs/observability.md")
 
     @field_validator("stages")
     @classmethod
@@ -55,6 +57,14 @@ class StackConfig(ConfigModel):
         if found:
             raise problems(*found)
         return services
+
+    @field_validator("observability")
+    @classmethod
+    def _observability_for_environment(cls, obs: ObservabilityConfig, info: ValidationInfo) -> ObservabilityConfig:
+        found = observability_problems(obs, info.data.get("environment", ""))
+        if found:
+            raise problems(*found)
+        return obs
 
     @property
     def is_prod(self) -> bool:

@@ -92,10 +92,27 @@ def _cloud_run_outputs(name: str, inputs: dict) -> dict:
     return {"uri": f"https://{inputs.get('name', name)}-uc.a.run.app"}
 
 
+def _notification_channel_outputs(name: str, inputs: dict) -> dict:
+    return {"name": f"projects/{inputs.get('project', 'project')}/notificationChannels/{name}"}
+
+
+def _uptime_check_outputs(name: str, inputs: dict) -> dict:
+    check_id = f"{name}-uptime"
+    return {"uptimeCheckId": check_id, "name": f"projects/{inputs.get('project', 'project')}/uptimeCheckConfigs/{check_id}"}
+
+
+def _slo_outputs(name: str, inputs: dict) -> dict:
+    return {"name": f"projects/{inputs.get('project', 'project')}/services/{inputs.get('service')}"
+                    f"/serviceLevelObjectives/{inputs.get('sloId', name)}"}
+
+
 # type token -> computed outputs from plain inputs; components add entries for their resource types
 COMPUTED: dict[str, Callable[[str, dict], dict]] = {
     "gcp:serviceaccount/account:Account": _account_outputs,
     "gcp:cloudrunv2/service:Service": _cloud_run_outputs,
+    "gcp:monitoring/notificationChannel:NotificationChannel": _notification_channel_outputs,
+    "gcp:monitoring/uptimeCheckConfig:UptimeCheckConfig": _uptime_check_outputs,
+    "gcp:monitoring/slo:Slo": _slo_outputs,
 }
 
 

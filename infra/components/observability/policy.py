@@ -1,0 +1,86 @@
+"""Alert-policy building blocks shared by the seed alerts and the SLO burn-rate alerts."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+import pulumi
+from pulumi_gcp import monitoring
+
+from infra.config import StackConfig
+from infra.seed_alerts import ALERT_LABEL, SEVERITY_LABEL
+
+from .channels import NotificationChannels
+from .runbook import Runbook, render
+
+Condition = monitoring.AlertPolicyConditionArgs
+
+
+@dataclass
+class AlertSpec:
+    """One alert policy: what it watches, how bad is bad, who hears about it, what to do."""
+
+    key: str  # resource name, unique in the stack
+    title: str
+    severity: str  # critical | warning
+    rule: str  # the rule in words, with the configured threshold
+    conditions: list[Condition]
+    runbook: Runbook
+    labels: dict[str, str] = field(default_factory=dict)
+    combiner: str = "OR"
+
+
+def threshold(display: str, filter: pulumi.Input[str], value: float, *, duration: str = "0s",
+              comparison: str = "COMPARISON_GT", period: Optional[str] = None, aligner: Optional[str] = None,
+              reducer: Optional[str] = None, group_by: Sequence[str] = ()) -> Condition:
+    aggregations = None
+    if period:
+        aggregations = [monitoring.AlertPolicyConditionConditionThresholdAggregationArgs(
+            alignment_period=period, per_series_aligner=aligner, cross_series_reducer=reducer,
+            group_by_fields=list(group_by) or None)]
+    return Condition(
+        display_name=display,
+        condition_threshold=monitoring.AlertPolicyConditionConditionThresholdArgs(
+            filter=filter, comparison=comparison, threshold_value=value, duration=duration,
+            aggregations=aggregations,
+            trigger=monitoring.AlertPolicyConditionConditionThresholdTriggerArgs(count=1),
+        ),
+    )
+
+
+def promql(display: str, query: str, *, duration: str, rule: str, severity: str) -> Condition:
+    return Condition(
+        display_name=display,
+        condition_prometheus_query_language=monitoring.AlertPolicyConditionConditionPrometheusQueryLanguageArgs(
+            query=query, duration=duration, evaluation_interval="60s",
+            alert_rule=rule.replace("-", "_"), rule_group="netra", labels={"severity": severity},
+        ),
+    )
+
+
+def declare(spec: AlertSpec, cfg: StackConfig, channels: NotificationChannels,
+            opts: pulumi.ResourceOptions) -> monitoring.AlertPolicy:
+    routing = channels.routing_text(spec.severity)
+    return monitoring.AlertPolicy(
+        spec.key,
+        monitoring.AlertPolicyArgs(
+            project=cfg.project,
+            display_name=f"[{spec.severity.upper()}] {spec.title} ({cfg.environment})",
+            combiner=spec.combiner,
+            conditions=spec.conditions,
+            severity=spec.severity.upper(),
+            notification_channels=channels.for_severity(spec.severity),
+            user_labels={**spec.labels, SEVERITY_LABEL: spec.severity, "env": cfg.environment},
+            documentation=monitoring.AlertPolicyDocumentationArgs(
+                mime_type="text/markdown",
+                subject=f"[{spec.severity.upper()}] {spec.title} ({cfg.environment})",
+                content=render(spec.title, spec.rule, spec.severity, routing, spec.runbook, cfg.environment),
+            ),
+            alert_strategy=monitoring.AlertPolicyAlertStrategyArgs(auto_close="1800s"),
+            enabled=True,
+        ),
+        opts=opts,
+    )
+
+
+__all__ = ["ALERT_LABEL", "AlertSpec", "Condition", "declare", "promql", "threshold"]
