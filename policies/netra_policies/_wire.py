@@ -8,8 +8,8 @@ secret from plaintext through the public API.
 
 This module wraps `pulumi_policy.policy.deserialize_properties` (the function `Analyze` calls on the
 request's properties immediately before it builds `ResourceValidationArgs`) so that it also records,
-per thread, the paths that were secrets. `secret_paths(args)` returns them only when `args.props` is
-the very object that call produced (identity check); otherwise `None` ("unknown"), and callers fall
+per thread, the paths that were secrets. `secret_paths(args)` returns them only when `args.props` holds
+exactly what that call produced (the policy runs right after it, on the same thread); otherwise `None` ("unknown"), and callers fall
 back to what the public API shows (`args.opts.additional_secret_outputs`). The wrapper changes no
 value any policy sees. Tested over the analyzer protocol in tests/test_policy_protocol.py.
 """
@@ -65,9 +65,11 @@ def secret_paths(args: Any) -> Optional[frozenset[str]]:
     last = getattr(_local, "last", None)
     if not INSTALLED or last is None:
         return None
+    result, paths = last
     try:
-        target = args.props["__target"]
+        # args.props is pulumi_policy's unknown-checking proxy over a copy of what the recorded call
+        # returned; serializing it back unwraps the proxies.
+        same = _policy.serialize_properties(args.props) == result
     except Exception:  # not the proxy pulumi_policy builds
         return None
-    result, paths = last
-    return paths if target is result else None
+    return paths if same else None
