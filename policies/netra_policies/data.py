@@ -155,7 +155,7 @@ POLICIES = [
                     schema={"minMajorVersion": {"type": "integer", "minimum": 9, "default": 15}},
                     tags=["CKV_GCP_79"]),
     resource_policy("sql-regional-ha", "Production Cloud SQL is REGIONAL (high availability).",
-                    "Set settings.availabilityType = REGIONAL.", SQL, _regional, tags=["CIS-none", "seed-001"]),
+                    "Set settings.availabilityType = REGIONAL.", SQL, _regional, tags=["seed-001"]),
     resource_policy("sql-backups-pitr", "Cloud SQL has automated backups and point-in-time recovery.",
                     "Set settings.backupConfiguration.enabled and pointInTimeRecoveryEnabled to true.", SQL, _backups,
                     framework=CIS_GCP, tags=["CIS-6.7", "CKV_GCP_14"]),
