@@ -21,9 +21,31 @@ def run_stack(stack: str, root: Path = PROJECT_ROOT, overrides: Mapping[str, Any
     return run_program(program.main, stack_file.project, stack, stack_file.config, stack_file.secret_keys)
 
 
+POLICY_DIR = "policies"
+
+
+def policy_config_file(stack: str, root: Path = PROJECT_ROOT) -> Path:
+    """`policies/config.<stack>.json`: what CI passes to `pulumi preview --policy-pack-config`."""
+    return root / POLICY_DIR / f"config.{stack}.json"
+
+
 def policy_violations(run: ProgramRun, root: Path = PROJECT_ROOT) -> list[dict]:
-    """Violations from the policy pack; empty until the pack lands (the policy issue)."""
-    return []
+    """Violations from the policy pack in `policies/`, asked over the analyzer gRPC protocol exactly as
+    `pulumi preview --policy-pack policies --policy-pack-config policies/config.<stack>.json` asks it.
+
+    A pack that cannot start or refuses its config is reported as one mandatory violation of
+    `policy-pack` (so the plan exits 1 with the reason) rather than a traceback."""
+    from .analyzer import PolicyPackError, check_resources
+
+    try:
+        found = check_resources(run.resources, run.project, run.stack, root / POLICY_DIR,
+                                policy_config_file(run.stack, root))
+    except PolicyPackError as e:
+        return [{"policy": "policy-pack", "level": "mandatory", "urn": "", "message": str(e)}]
+    # mandatory first, then by policy and resource: a stable order for diffs and reviews
+    order = {"mandatory": 0, "remediate": 1, "advisory": 2}
+    found.sort(key=lambda v: (order.get(v.level, 3), v.policy, v.urn, v.message))
+    return [v.to_json() for v in found]
 
 
 def plan_document(run: ProgramRun, violations: list[dict]) -> dict:
@@ -45,4 +67,5 @@ def plan_stack(stack: str, root: Path = PROJECT_ROOT, overrides: Mapping[str, An
     return plan_document(run, policy_violations(run, root) if policy else [])
 
 
-__all__ = ["ProgramRun", "StackFileError", "plan_document", "plan_stack", "policy_violations", "run_stack"]
+__all__ = ["ProgramRun", "StackFileError", "plan_document", "plan_stack", "policy_config_file", "policy_violations",
+           "run_stack"]

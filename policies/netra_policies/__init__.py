@@ -1,0 +1,7 @@
+"""Netra go-live policies, one module per area. `ALL` is what policies/__main__.py packs."""
+from . import cloudrun, data, edge, stack
+
+ALL = [*cloudrun.POLICIES, *data.POLICIES, *edge.POLICIES, *stack.POLICIES]
+PACK_NAME = "netra-go-live"
+
+__all__ = ["ALL", "PACK_NAME"]

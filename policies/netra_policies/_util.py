@@ -1,0 +1,118 @@
+"""Small helpers the policy modules share: property paths, levels, the Policy constructors we use.
+
+Policies read resource inputs as the engine sends them: camelCase wire names, e.g.
+`template.containers[0].image`. Nothing here imports `infra`: the Pulumi CLI runs this pack from
+`policies/` in its own virtualenv, where only this directory is on sys.path.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any, Iterator, Optional
+
+from pulumi_policy import (
+    EnforcementLevel,
+    PolicyComplianceFramework,
+    PolicyConfigSchema,
+    ResourceValidationPolicy,
+    Severity,
+    StackValidationPolicy,
+)
+
+_MISSING = object()
+_STEP = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def get(props: Any, path: str, default: Any = None) -> Any:
+    """`get(props, "settings.ipConfiguration.ipv4Enabled")`; `default` when any step is absent."""
+    node = props
+    for name, index in _STEP.findall(path):
+        if name:
+            if not isinstance(node, Mapping) or name not in node:
+                return default
+            node = node[name]
+        else:
+            i = int(index)
+            if not _is_list(node) or i >= len(node):
+                return default
+            node = node[i]
+        if node is None:
+            return default
+    # The wire carries every number as a double: show whole numbers as integers.
+    if isinstance(node, float) and node.is_integer():
+        return int(node)
+    return node
+
+
+def _is_list(value: Any) -> bool:
+    return isinstance(value, Sequence) and not isinstance(value, (str, bytes))
+
+
+def items(props: Any, path: str) -> list:
+    """The list at `path` ([] when absent)."""
+    value = get(props, path)
+    return list(value) if _is_list(value) else []
+
+
+def walk(value: Any, path: str = "") -> Iterator[tuple[str, Any]]:
+    """Every (path, leaf) under value."""
+    if isinstance(value, Mapping):
+        for k in value:
+            yield from walk(value[k], f"{path}.{k}" if path else str(k))
+    elif _is_list(value):
+        for i, v in enumerate(value):
+            yield from walk(v, f"{path}[{i}]")
+    else:
+        yield path, value
+
+
+def truthy(value: Any) -> bool:
+    return value is True or (isinstance(value, str) and value.lower() == "true")
+
+
+CIS_GCP = PolicyComplianceFramework(name="CIS Google Cloud Platform Foundation Benchmark", version="3.0.0")
+NETRA = PolicyComplianceFramework(name="Netra go-live checklist", version="1.0",
+                                  reference="seeds 000 (Final Go-Live Checklist) and 001 (deployment strategy)")
+
+
+def resource_policy(name: str, description: str, remediation: str, types: tuple[str, ...], check,
+                    *, severity: Severity = Severity.HIGH, schema: Optional[dict] = None,
+                    framework: PolicyComplianceFramework = NETRA, tags: Optional[list[str]] = None,
+                    url: Optional[str] = None) -> ResourceValidationPolicy:
+    """A resource policy that runs `check(props, config, args)` (yielding messages) for `types` only."""
+
+    def validate(args, report_violation):
+        if args.resource_type not in types:
+            return
+        config = dict(args.get_config() or {})
+        for message in check(args.props, config, args) or ():
+            report_violation(message)
+
+    return ResourceValidationPolicy(
+        name=name, description=description, validate=validate,
+        enforcement_level=EnforcementLevel.MANDATORY,
+        config_schema=PolicyConfigSchema(properties=schema) if schema else None,
+        severity=severity, framework=framework, tags=tags or [], remediation_steps=remediation, url=url,
+    )
+
+
+def stack_policy(name: str, description: str, remediation: str, check, *, severity: Severity = Severity.HIGH,
+                 schema: Optional[dict] = None, framework: PolicyComplianceFramework = NETRA,
+                 tags: Optional[list[str]] = None) -> StackValidationPolicy:
+    """A stack policy that runs `check(resources, config)` (yielding (message, urn-or-None))."""
+
+    def validate(args, report_violation):
+        config = dict(args.get_config() or {})
+        for message, urn in check(args.resources, config) or ():
+            report_violation(message, urn)
+
+    return StackValidationPolicy(
+        name=name, description=description, validate=validate,
+        enforcement_level=EnforcementLevel.MANDATORY,
+        config_schema=PolicyConfigSchema(properties=schema) if schema else None,
+        severity=severity, framework=framework, tags=tags or [], remediation_steps=remediation,
+    )
+
+
+def of_type(resources, type_token: str) -> list:
+    return [r for r in resources if r.resource_type == type_token]

