@@ -5,6 +5,7 @@ import pulumi
 
 from infra.config import NAMESPACE, ConfigError, StackConfig, load_stack_config
 from infra.config.loader import PROVIDER_KEYS
+from infra.components.platform import build_platform
 from infra.components.service import CloudRunService
 
 
@@ -25,7 +26,9 @@ def load() -> StackConfig:
 
 
 def build(cfg: StackConfig) -> dict:
-    services = {key: CloudRunService(key, cfg) for key, _ in cfg.services.items()}
+    platform = build_platform(cfg)
+    services = {key: CloudRunService(key, cfg, platform.wiring(key)) for key, _ in cfg.services.items()}
+    platform.add_edge({key: svc.service for key, svc in services.items()})
     return {
         "gcpProject": cfg.project,
         "region": cfg.region,
@@ -33,6 +36,8 @@ def build(cfg: StackConfig) -> dict:
         "canaryPercent": cfg.canary_percent,
         "stages": list(cfg.stages),
         "services": {key: svc.summary() for key, svc in services.items()},
+        "platform": platform.summary(),
+        "migrationJob": platform.migrations.summary(),
     }
 
 

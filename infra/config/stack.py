@@ -7,12 +7,13 @@ from pydantic import Field, ValidationInfo, field_validator
 
 from .app import AppSettings
 from .base import ConfigModel, problems
+from .platform import SECRET_KEYS, PlatformConfig, platform_problems
 from .services import Services
 
 ENVIRONMENTS = ("staging", "prod")
 DEFAULT_STAGES = (0, 10, 50, 100)
 # Secret keys services may read (`netra:services.<svc>.secrets`); the platform declares them.
-PLATFORM_SECRETS: frozenset[str] = frozenset()
+PLATFORM_SECRETS: frozenset[str] = SECRET_KEYS
 
 
 class StackConfig(ConfigModel):
@@ -27,6 +28,7 @@ class StackConfig(ConfigModel):
     canary_percent: int = 0
     services: Services
     app: AppSettings = AppSettings()
+    platform: PlatformConfig = Field(description="network, Cloud SQL, Memorystore, buckets, secrets, migrations, edge")
 
     @field_validator("stages")
     @classmethod
@@ -55,6 +57,15 @@ class StackConfig(ConfigModel):
         if found:
             raise problems(*found)
         return services
+
+    @field_validator("platform")
+    @classmethod
+    def _platform_fits(cls, platform: PlatformConfig, info: ValidationInfo) -> PlatformConfig:
+        # services is declared first, so the pool and subnet checks see maxInstances when it is valid
+        found = platform_problems(platform, info.data.get("environment"), info.data.get("services"))
+        if found:
+            raise problems(*found)
+        return platform
 
     @property
     def is_prod(self) -> bool:
