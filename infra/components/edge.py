@@ -96,7 +96,7 @@ class Edge(pulumi.ComponentResource):
             self.backends[key] = compute.BackendService(
                 f"{key}-backend", compute.BackendServiceArgs(
                     name=f"{name}-backend", project=cfg.project, load_balancing_scheme="EXTERNAL_MANAGED",
-                    protocol="HTTPS", security_policy=self.armor.self_link,
+                    protocol="HTTPS", security_policy=self.armor.id,
                     backends=[compute.BackendServiceBackendArgs(group=self.negs[key].id)],
                     log_config=compute.BackendServiceLogConfigArgs(enable=True, sample_rate=edge.log_sample_rate)),
                 opts=child)

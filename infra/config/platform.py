@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Annotated, Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union, get_args
 
-from pydantic import Field, StringConstraints, ValidationInfo, field_validator, model_validator
+from pydantic import Field, StringConstraints, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+from pydantic_core.core_schema import ErrorType as ErrorTypeLiteral
 
-from .base import ConfigModel, problems
+from .base import PROBLEMS_ERROR, ConfigModel, problems
 
 # Secret keys a service may read through `netra:services.<svc>.secrets` (ENV_NAME: key). Each is a
 # Secret Manager secret named `<environment>-<key>` (prod-feature-flags, as the seed names them).
@@ -307,29 +309,86 @@ class PlatformConfig(ConfigModel):
         default_factory=dict, description="payload of the <env>-feature-flags secret; a flip is a new secret version")
 
 
-def platform_problems(platform: PlatformConfig, environment: Optional[str], services: Any) -> list[tuple[str, str]]:
-    """Checks across netra:platform, the environment and netra:services: (key under netra:platform, message)."""
+def platform_problems(platform: Any, environment: Optional[str], services: Any) -> list[tuple[str, str]]:
+    """Checks across netra:platform, the environment and netra:services: (key under netra:platform, message).
+
+    `platform` is a PlatformConfig, or the raw mapping when some other platform key is broken: then
+    each section that is valid on its own is still checked, so every problem is listed at once.
+    """
+    database = _section(platform, "database", DatabaseConfig)
+    cache = _section(platform, "cache", CacheConfig)
+    network = _section(platform, "network", NetworkConfig)
+    migrations = _section(platform, "migrations", MigrationsConfig)
     found: list[tuple[str, str]] = []
     if environment == "prod":
-        if platform.database.availability_type != "REGIONAL":
+        if database and database.availability_type != "REGIONAL":
             found.append(("database.availabilityType", "must be REGIONAL in prod (seed: Cloud SQL HA), got "
-                          f"{platform.database.availability_type!r}"))
-        if platform.cache.tier != "STANDARD_HA":
-            found.append(("cache.tier", f"must be STANDARD_HA in prod (seed: Memorystore HA), got {platform.cache.tier!r}"))
-        if not DIGEST.search(platform.migrations.image):
-            found.append(("migrations.image", f"must be pinned by digest in prod (…@sha256:<64 hex>), got {platform.migrations.image!r}"))
+                          f"{database.availability_type!r}"))
+        if cache and cache.tier != "STANDARD_HA":
+            found.append(("cache.tier", f"must be STANDARD_HA in prod (seed: Memorystore HA), got {cache.tier!r}"))
+        if migrations and not DIGEST.search(migrations.image):
+            found.append(("migrations.image", f"must be pinned by digest in prod (…@sha256:<64 hex>), got {migrations.image!r}"))
     if services is None:
         return found
     instances = {key: svc.max_instances for key, svc in services.items()}
     need = ADDRESSES_PER_INSTANCE * (sum(instances.values()) + 1)  # + the migration job's task
-    if need > platform.network.subnet_capacity:
-        found.append(("network.subnetCidr", f"{platform.network.subnet_cidr} has {platform.network.subnet_capacity} usable "
+    if network and need > network.subnet_capacity:
+        found.append(("network.subnetCidr", f"{network.subnet_cidr} has {network.subnet_capacity} usable "
                       f"addresses; Direct VPC egress needs {ADDRESSES_PER_INSTANCE} per instance: "
                       f"{ADDRESSES_PER_INSTANCE} x ({' + '.join(f'{k} {n}' for k, n in instances.items())} + job 1) = {need}"))
-    pool = pool_problem(platform.database, db_clients(services))
+    pool = pool_problem(database, db_clients(services)) if database else None
     if pool:
         found.append(pool)
     return found
+
+
+def _section(platform: Any, key: str, model: type[ConfigModel]) -> Optional[Any]:
+    """A section of the platform config, validated on its own; None when it is itself broken."""
+    if isinstance(platform, PlatformConfig):
+        return getattr(platform, key)
+    if not isinstance(platform, dict):
+        return None
+    field = PlatformConfig.model_fields[key]
+    raw = platform.get(field.alias or key)
+    if raw is None:
+        return None if field.is_required() else field.get_default(call_default_factory=True)
+    try:
+        return model.model_validate(raw)
+    except ValidationError:
+        return None
+
+
+def check_platform(value: Any, handler: Any, info: ValidationInfo) -> PlatformConfig:
+    """StackConfig's wrap validator of `platform`: the model's own errors plus the cross checks, together."""
+    environment, services = info.data.get("environment"), info.data.get("services")
+    try:
+        platform = handler(value)
+    except ValidationError as e:
+        cross = platform_problems(value, environment, services)
+        if not cross:
+            raise
+        raise ValidationError.from_exception_data(e.title, [*map(_line_error, e.errors()), _line_error({
+            "type": PROBLEMS_ERROR, "loc": (), "input": value,
+            "ctx": {"summary": "; ".join(f"{k}: {m}" for k, m in cross), "problems": cross}})]) from None
+    cross = platform_problems(platform, environment, services)
+    if cross:
+        raise problems(*cross)
+    return platform
+
+
+def _line_error(err: dict) -> dict:
+    """An error of a caught ValidationError, as a line error to raise again."""
+    kind, ctx = err["type"], err.get("ctx")
+    if kind == PROBLEMS_ERROR:
+        error: Any = PydanticCustomError(PROBLEMS_ERROR, "{summary}", ctx)
+    elif kind == "value_error" or kind not in _KNOWN_ERRORS:
+        error = PydanticCustomError(kind, "{message}", {"message": err["msg"]})
+    else:
+        return {"type": kind, "loc": err["loc"], "input": err["input"], **({"ctx": ctx} if ctx else {})}
+    return {"type": error, "loc": err["loc"], "input": err["input"]}
+
+
+_KNOWN_ERRORS = frozenset(get_args(ErrorTypeLiteral))
 
 
 def db_clients(services: Any) -> dict[str, int]:

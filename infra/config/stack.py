@@ -7,7 +7,7 @@ from pydantic import Field, ValidationInfo, field_validator
 
 from .app import AppSettings
 from .base import ConfigModel, problems
-from .platform import SECRET_KEYS, PlatformConfig, platform_problems
+from .platform import SECRET_KEYS, PlatformConfig, check_platform
 from .services import Services
 
 ENVIRONMENTS = ("staging", "prod")
@@ -58,14 +58,11 @@ class StackConfig(ConfigModel):
             raise problems(*found)
         return services
 
-    @field_validator("platform")
+    @field_validator("platform", mode="wrap")
     @classmethod
-    def _platform_fits(cls, platform: PlatformConfig, info: ValidationInfo) -> PlatformConfig:
+    def _platform_fits(cls, value, handler, info: ValidationInfo) -> PlatformConfig:
         # services is declared first, so the pool and subnet checks see maxInstances when it is valid
-        found = platform_problems(platform, info.data.get("environment"), info.data.get("services"))
-        if found:
-            raise problems(*found)
-        return platform
+        return check_platform(value, handler, info)
 
     @property
     def is_prod(self) -> bool:
