@@ -86,7 +86,7 @@ def test_every_migration_has_up_and_down_in_order():
 
 def test_up_twice_then_down(postgres):
     log: list[str] = []
-    assert migrate.up(postgres, MIGRATIONS, log=log.append) == ["001"]
+    assert migrate.up(postgres, MIGRATIONS, log=log.append) == ["001", "002"]
     assert migrate.up(postgres, MIGRATIONS, log=log.append) == []  # bookkeeping: nothing left to apply
     # the files themselves are idempotent too: run every up again, bypassing the bookkeeping
     with psycopg.connect(postgres, autocommit=True) as conn:
@@ -101,20 +101,30 @@ def test_up_twice_then_down(postgres):
         "id": "uuid", "user_id": "uuid", "session_key": "character varying", "agent_name": "character varying",
         "tokens_used": "integer", "cost_usd": "numeric", "optimization_applied": "boolean",
         "created_at": "timestamp without time zone"}
-    assert state["versions"] == ["001"]
-    assert migrate.status(postgres, MIGRATIONS) == [("001", "token_usage_tracking", True)]
+    assert state["versions"] == ["001", "002"]
+    assert migrate.status(postgres, MIGRATIONS) == [("001", "token_usage_tracking", True), ("002", "pgaudit", True)]
     with psycopg.connect(postgres, autocommit=True) as conn:  # the seed's defaults hold
         conn.execute("INSERT INTO token_usage_tracking (id, user_id, session_key) VALUES (gen_random_uuid(), gen_random_uuid(), 's')")
         assert conn.execute("SELECT optimization_applied, created_at IS NOT NULL FROM token_usage_tracking").fetchone() == (False, True)
 
-    assert migrate.down(postgres, MIGRATIONS, log=log.append) == ["001"]
+    assert migrate.down(postgres, MIGRATIONS, log=log.append) == ["002", "001"]
     state = catalog(postgres)
     assert state["table"] is None and state["index"] is None and state["versions"] == []
     # downs are idempotent as well
-    assert migrate.down(postgres, MIGRATIONS, log=log.append) == ["001"]
+    assert migrate.down(postgres, MIGRATIONS, log=log.append) == ["002", "001"]
     assert catalog(postgres)["table"] is None
-    assert log == ["applied 001_token_usage_tracking.up.sql", "reverted 001_token_usage_tracking.down.sql",
-                   "reverted 001_token_usage_tracking.down.sql"]
+    assert log == ["applied 001_token_usage_tracking.up.sql", "applied 002_pgaudit.up.sql",
+                   *["reverted 002_pgaudit.down.sql", "reverted 001_token_usage_tracking.down.sql"] * 2]
+
+
+def test_down_to_a_version_keeps_the_older_ones(postgres):
+    migrate.up(postgres, MIGRATIONS, log=lambda _: None)
+    assert migrate.down(postgres, MIGRATIONS, to="001", log=lambda _: None) == ["002"]
+    state = catalog(postgres)
+    assert state["table"] == "token_usage_tracking" and state["versions"] == ["001"]
+    # downs run whether or not the bookkeeping lists them (they are idempotent): a half-reverted schema heals
+    assert migrate.down(postgres, MIGRATIONS, log=lambda _: None) == ["002", "001"]
+    assert catalog(postgres)["table"] is None
 
 
 def test_edited_migration_is_refused_and_cli_reads_db_env(postgres, tmp_path):
@@ -126,13 +136,13 @@ def test_edited_migration_is_refused_and_cli_reads_db_env(postgres, tmp_path):
     run = lambda *a: subprocess.run([sys.executable, "-m", "infra.migrate", *a, "--dir", str(tmp_path)],  # noqa: E731
                                     cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     first = run("up")
-    assert first.returncode == 0 and "1 migration(s) applied" in first.stdout, first.stderr
+    assert first.returncode == 0 and "2 migration(s) applied" in first.stdout, first.stderr
     (tmp_path / "001_token_usage_tracking.up.sql").write_text("-- edited\n" + MIGRATIONS.joinpath(
         "001_token_usage_tracking.up.sql").read_text())
     edited = run("up")
     assert edited.returncode == 1 and "changed after it was applied" in edited.stderr
     down = run("down")
-    assert down.returncode == 0 and "1 migration(s) reverted" in down.stdout
+    assert down.returncode == 0 and "2 migration(s) reverted" in down.stdout
 
 
 def test_discover_refuses_half_migrations(tmp_path):
