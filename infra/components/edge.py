@@ -12,7 +12,7 @@ from typing import Mapping, Optional
 
 import pulumi
 import pulumi_gcp as gcp
-from pulumi_gcp import compute
+from infra.components.gcp_compute import compute
 
 from infra.config import StackConfig, service_name
 

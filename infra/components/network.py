@@ -6,6 +6,8 @@ from typing import Optional
 import pulumi
 import pulumi_gcp as gcp
 
+from infra.components.gcp_compute import compute
+
 from infra.config import StackConfig
 
 COMPONENT_TYPE = "netra:platform:Network"
@@ -36,24 +38,24 @@ class Network(pulumi.ComponentResource):
         self.name = network_name(cfg)
         self.subnet_name = subnet_name(cfg)
 
-        self.vpc = gcp.compute.Network(
+        self.vpc = compute.Network(
             "vpc",
-            gcp.compute.NetworkArgs(
+            compute.NetworkArgs(
                 name=self.name, project=cfg.project, auto_create_subnetworks=False, routing_mode="REGIONAL",
                 description=f"Netra {cfg.environment}: Cloud Run egress, Cloud SQL and Memorystore private IPs"),
             opts=child,
         )
-        self.subnet = gcp.compute.Subnetwork(
+        self.subnet = compute.Subnetwork(
             "run-egress",
-            gcp.compute.SubnetworkArgs(
+            compute.SubnetworkArgs(
                 name=self.subnet_name, project=cfg.project, region=cfg.region, network=self.vpc.id,
                 ip_cidr_range=net.subnet_cidr, private_ip_google_access=True, stack_type="IPV4_ONLY",
                 description="Cloud Run Direct VPC egress (2 addresses per instance)"),
             opts=child,
         )
-        self.psa_range = gcp.compute.GlobalAddress(
+        self.psa_range = compute.GlobalAddress(
             "private-services",
-            gcp.compute.GlobalAddressArgs(
+            compute.GlobalAddressArgs(
                 name=f"netra-{cfg.environment}-private-services", project=cfg.project, purpose="VPC_PEERING",
                 address_type="INTERNAL", address=net.psa_address, prefix_length=net.psa_prefix, network=self.vpc.id,
                 description="Private services access: Cloud SQL and Memorystore"),
