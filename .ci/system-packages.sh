@@ -7,6 +7,8 @@ while read -r pkg cmd; do
   [[ -z "$pkg" ]] && continue
   command -v "$cmd" >/dev/null 2>&1 || [[ -x "$cmd" ]] || needed+=("$pkg")
 done <<'LIST'
+postgresql /usr/lib/postgresql/15/bin/postgres
+shellcheck shellcheck
 LIST
 ((${#needed[@]})) || exit 0
 echo "installing system packages: ${needed[*]}" >&2

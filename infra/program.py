@@ -5,6 +5,7 @@ import pulumi
 
 from infra.config import NAMESPACE, ConfigError, StackConfig, load_stack_config
 from infra.config.loader import PROVIDER_KEYS
+from infra.components.platform import build_platform
 from infra.components.service import CloudRunService
 from infra.components import observability
 
@@ -26,8 +27,11 @@ def load() -> StackConfig:
 
 
 def build(cfg: StackConfig) -> dict:
-    services = {key: CloudRunService(key, cfg) for key, _ in cfg.services.items()}
-    obs = observability.build(cfg, {key: observability.PublicService(svc.url, svc.candidate_revision)
+    platform = build_platform(cfg)
+    services = {key: CloudRunService(key, cfg, platform.wiring(key)) for key, _ in cfg.services.items()}
+    edge = platform.add_edge({key: svc.service for key, svc in services.items()})
+    # The run.app URLs are closed (ingress INTERNAL_LOAD_BALANCER): uptime checks go through the edge.
+    obs = observability.build(cfg, {key: observability.PublicService(edge.public_url(key), svc.candidate_revision)
                                     for key, svc in services.items()})
     return {
         "gcpProject": cfg.project,
@@ -36,6 +40,8 @@ def build(cfg: StackConfig) -> dict:
         "canaryPercent": cfg.canary_percent,
         "stages": list(cfg.stages),
         "services": {key: svc.summary() for key, svc in services.items()},
+        "platform": platform.summary(),
+        "migrationJob": platform.migrations.summary(),
         "observability": obs.summary(),
     }
 

@@ -122,9 +122,11 @@ def test_baselines_are_the_same_window_a_week_earlier(prod_plan):
 def test_service_down_watches_each_public_uptime_check(prod_plan):
     checks = {r["name"]: r["inputs"] for r in resources_of(prod_plan, UPTIME)}
     assert set(checks) == {"frontend", "backend", "auth"}
+    # through the load balancer (the run.app URLs are closed), under each service's route prefix
+    expected_paths = {"frontend": "/health", "backend": "/api/health", "auth": "/auth/health"}
     for key, check in checks.items():
-        assert check["httpCheck"]["path"] == "/health" and check["httpCheck"]["useSsl"] is True
-        assert check["monitoredResource"]["labels"]["host"] == f"netra-{key}-prod-uc.a.run.app"
+        assert check["httpCheck"]["path"] == expected_paths[key] and check["httpCheck"]["useSsl"] is True
+        assert check["monitoredResource"]["labels"]["host"] == "app.netra.ai"
     conditions = policies_by_alert(prod_plan)["service-down"]["conditions"]
     assert sorted(re.search(r'check_id="([^"]+)"', c["conditionThreshold"]["filter"]).group(1) for c in conditions) == \
         sorted(f"{k}-uptime" for k in checks)

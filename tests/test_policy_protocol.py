@@ -51,7 +51,7 @@ def test_prod_only_policies_are_disabled_in_staging():
     tmp_root = _pack_copy(ROOT / "build" / "policy-test-prod-on-staging", config=prod_cfg.read_text(), stack="staging")
     hit = {v["policy"] for v in mandatory(policy_violations(run, tmp_root))}
     assert hit == {"cloudrun-prod-min-instances", "cloudrun-image-digest", "cloudrun-deletion-protection",
-                   "stack-billing-budget"}
+                   "stack-billing-budget", "sql-regional-ha", "sql-deletion-protection", "redis-standard-ha"}
 
 
 def _pack_copy(root: Path, config: str, stack: str) -> Path:

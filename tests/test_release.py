@@ -6,7 +6,7 @@ import dataclasses
 import pytest
 
 from infra import release
-from infra.components.service import RevisionSpec, SecretEnv
+from infra.components.service import RevisionSpec, SecretEnv, SecretVolume
 
 SPEC = RevisionSpec(
     service_account="netra-backend-prod@netra-production.iam.gserviceaccount.com",
@@ -14,6 +14,7 @@ SPEC = RevisionSpec(
     port=8080, cpu="2", memory="4Gi", min_instances=2, max_instances=100, concurrency=80,
     timeout_seconds=3600, session_affinity=True, health_check_path="/health",
     labels=(("env", "prod"),), env=(("A", "1"),), secret_env=(SecretEnv("DB_PASSWORD", "db-password"),),
+    secret_volumes=(SecretVolume("redis-ca", "prod-redis-ca", "/secrets/redis", "server-ca.pem"),),
     vpc_network=None, vpc_subnetwork=None,
 )
 NAME = "netra-backend-prod"
@@ -34,6 +35,7 @@ ALTERED = {
     "timeout_seconds": 300, "session_affinity": False, "health_check_path": "/healthz",
     "labels": (("env", "staging"),), "env": (("A", "2"),),
     "secret_env": (SecretEnv("DB_PASSWORD", "db-password", "3"),),
+    "secret_volumes": (SecretVolume("redis-ca", "prod-redis-ca", "/secrets/redis", "server-ca.pem", "2"),),
     "vpc_network": "net", "vpc_subnetwork": "sub",
 }
 

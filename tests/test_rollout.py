@@ -20,6 +20,10 @@ EVENTS = {Migrate: ("migrate_ok", "migrate_failed"), Up: ("up_ok", "up_failed"),
           Gate: ("promote", "rollback", "hold"), Tag: ("tag_ok", "tag_failed")}
 
 
+def no_migration():
+    """The plan now declares a migration job; these tests are about the ladder, not the job."""
+
+
 def explore(state):
     """Every path of the machine from `start`: lists of (action or event) items."""
     paths = []
@@ -190,7 +194,7 @@ def test_rollout_drives_the_automation_api_through_the_ladder(prod_plan, capsys)
     fake = FakeStack()
     gate = scripted_gate("promote", "promote")
     code = ro.run_rollout(rollout_args(service="backend"), backend=ro.AutomationStack(fake, log=lambda l: None),
-                          gate=gate, log=lambda l: None)
+                          gate=gate, log=lambda l: None, migrate=no_migration)
     assert code == 0
     cand = prod_plan["outputs"]["services"]["backend"]["candidateRevision"]
     k = "netra:services.backend.canaryPercent"
@@ -208,7 +212,7 @@ def test_rollout_drives_the_automation_api_through_the_ladder(prod_plan, capsys)
 def test_rollback_verdict_sets_zero_and_updates_at_once():
     fake = FakeStack()
     code = ro.run_rollout(rollout_args(service="auth"), backend=ro.AutomationStack(fake, log=lambda l: None),
-                          gate=scripted_gate("promote", "rollback"), log=lambda l: None)
+                          gate=scripted_gate("promote", "rollback"), log=lambda l: None, migrate=no_migration)
     assert code == 1
     assert fake.calls[-2:] == [("set", "netra:services.auth.canaryPercent", "0"),
                                ("up", "netra rollout: rollback: the gate failed the canary at 50 %")]
@@ -217,7 +221,7 @@ def test_rollback_verdict_sets_zero_and_updates_at_once():
 def test_hold_leaves_traffic_where_it_is():
     fake = FakeStack()
     code = ro.run_rollout(rollout_args(service="auth"), backend=ro.AutomationStack(fake, log=lambda l: None),
-                          gate=scripted_gate("hold"), log=lambda l: None)
+                          gate=scripted_gate("hold"), log=lambda l: None, migrate=no_migration)
     assert code == 3
     assert fake.calls[-1] == ("up", "netra rollout: stage 10 %")
 
@@ -225,7 +229,7 @@ def test_hold_leaves_traffic_where_it_is():
 def test_failed_update_at_a_stage_rolls_back_and_reports_failure():
     fake = FakeStack(fail_up_at=2)  # stage 10 % fails
     code = ro.run_rollout(rollout_args(service="auth"), backend=ro.AutomationStack(fake, log=lambda l: None),
-                          gate=scripted_gate(), log=lambda l: None)
+                          gate=scripted_gate(), log=lambda l: None, migrate=no_migration)
     assert code == 4
     assert fake.calls[-2:] == [("set", "netra:services.auth.canaryPercent", "0"),
                                ("up", "netra rollout: rollback after a failed update")]
@@ -235,7 +239,7 @@ def test_all_services_move_together_and_gate_together():
     fake = FakeStack()
     gate = scripted_gate("promote", "promote")
     assert ro.run_rollout(rollout_args(), backend=ro.AutomationStack(fake, log=lambda l: None), gate=gate,
-                          log=lambda l: None) == 0
+                          log=lambda l: None, migrate=no_migration) == 0
     first_stage = [c for c in fake.calls[:4] if c[0] == "set"]
     assert {c[1] for c in first_stage} == {f"netra:services.{k}.canaryPercent" for k in ("auth", "backend", "frontend")}
     assert gate.seen[0] == (("auth", "backend", "frontend"), 10)

@@ -25,6 +25,17 @@ class SecretEnv:
 
 
 @dataclass(frozen=True)
+class SecretVolume:
+    """A secret mounted as a file: `<mount_path>/<file>` holds the secret's `version`."""
+
+    name: str
+    secret: str
+    mount_path: str
+    file: str
+    version: str = "latest"
+
+
+@dataclass(frozen=True)
 class ServiceWiring:
     """What the platform hands a service: network, secrets, ingress and what must exist first."""
 
@@ -32,6 +43,8 @@ class ServiceWiring:
     vpc_network: Optional[str] = None
     vpc_subnetwork: Optional[str] = None
     secret_env: tuple[SecretEnv, ...] = ()
+    secret_volumes: tuple[SecretVolume, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()  # plain values derived from config (DB_NAME, DB_POOL_SIZE, ...)
     depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)
 
 
@@ -58,6 +71,7 @@ class RevisionSpec:
     labels: tuple[tuple[str, str], ...]
     env: tuple[tuple[str, str], ...]
     secret_env: tuple[SecretEnv, ...]
+    secret_volumes: tuple[SecretVolume, ...]
     vpc_network: Optional[str]
     vpc_subnetwork: Optional[str]
 
@@ -72,7 +86,7 @@ def service_account_id(cfg: StackConfig, key: str) -> str:
 
 def revision_spec(cfg: StackConfig, key: str, wiring: ServiceWiring) -> RevisionSpec:
     svc = getattr(cfg.services, key)
-    env = {**cfg.app.environment(), **svc.env}
+    env = {**cfg.app.environment(), **dict(wiring.env), **svc.env}
     return RevisionSpec(
         service_account=f"{service_account_id(cfg, key)}@{cfg.project}.iam.gserviceaccount.com",
         image=svc.image,
@@ -88,6 +102,7 @@ def revision_spec(cfg: StackConfig, key: str, wiring: ServiceWiring) -> Revision
         labels=tuple(sorted(labels_for(cfg, key).items())),
         env=tuple(sorted(env.items())),
         secret_env=tuple(sorted(wiring.secret_env, key=lambda s: s.name)),
+        secret_volumes=tuple(sorted(wiring.secret_volumes, key=lambda v: v.name)),
         vpc_network=wiring.vpc_network,
         vpc_subnetwork=wiring.vpc_subnetwork,
     )
@@ -121,10 +136,18 @@ def template_args(spec: RevisionSpec, revision: str) -> run.ServiceTemplateArgs:
         session_affinity=spec.session_affinity,
         scaling=run.ServiceTemplateScalingArgs(min_instance_count=spec.min_instances, max_instance_count=spec.max_instances),
         vpc_access=vpc,
+        volumes=[
+            run.ServiceTemplateVolumeArgs(name=v.name, secret=run.ServiceTemplateVolumeSecretArgs(
+                secret=v.secret, default_mode=0o444,
+                items=[run.ServiceTemplateVolumeSecretItemArgs(path=v.file, version=v.version, mode=0o444)]))
+            for v in spec.secret_volumes
+        ] or None,
         containers=[run.ServiceTemplateContainerArgs(
             image=spec.image,
             ports=run.ServiceTemplateContainerPortsArgs(container_port=spec.port, name="http1"),
             envs=envs,
+            volume_mounts=[run.ServiceTemplateContainerVolumeMountArgs(name=v.name, mount_path=v.mount_path)
+                           for v in spec.secret_volumes] or None,
             resources=run.ServiceTemplateContainerResourcesArgs(
                 limits={"cpu": spec.cpu, "memory": spec.memory}, cpu_idle=True, startup_cpu_boost=True),
             # Startup: up to 2 min for model/cache warm-up before liveness takes over.
@@ -160,6 +183,19 @@ class CloudRunService(pulumi.ComponentResource):
         )
         spec = revision_spec(cfg, key, wiring)
         self.spec = spec
+        # secretAccessor on exactly the secrets this revision reads, before the revision is created
+        # (Cloud Run checks access when it deploys the revision).
+        read = sorted({s.secret for s in spec.secret_env} | {v.secret for v in spec.secret_volumes})
+        self.secret_grants = [
+            gcp.secretmanager.SecretIamMember(
+                f"{key}-reads-{secret}",
+                gcp.secretmanager.SecretIamMemberArgs(
+                    project=cfg.project, secret_id=secret, role="roles/secretmanager.secretAccessor",
+                    member=self.service_account.member),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=list(wiring.depends_on)),
+            )
+            for secret in read
+        ]
         self.candidate_revision = release.candidate_revision(name, spec)
         self.stable_revision = svc.stable_revision
         self.canary_percent = cfg.canary_percent_for(key)
@@ -184,7 +220,7 @@ class CloudRunService(pulumi.ComponentResource):
                     for t in self.traffic.targets
                 ],
             ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.service_account, *wiring.depends_on]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.service_account, *self.secret_grants, *wiring.depends_on]),
         )
         self.name = name
         self.url = self.service.uri

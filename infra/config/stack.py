@@ -8,12 +8,13 @@ from pydantic import Field, ValidationInfo, field_validator
 from .app import AppSettings
 from .base import ConfigModel, problems
 from .observability import ObservabilityConfig, environment_problems as observability_problems
+from .platform import SECRET_KEYS, PlatformConfig, check_platform
 from .services import Services
 
 ENVIRONMENTS = ("staging", "prod")
 DEFAULT_STAGES = (0, 10, 50, 100)
 # Secret keys services may read (`netra:services.<svc>.secrets`); the platform declares them.
-PLATFORM_SECRETS: frozenset[str] = frozenset()
+PLATFORM_SECRETS: frozenset[str] = SECRET_KEYS
 
 
 class StackConfig(ConfigModel):
@@ -29,6 +30,7 @@ class StackConfig(ConfigModel):
     services: Services
     app: AppSettings = AppSettings()
     observability: ObservabilityConfig = Field(..., description="alert channels and routing, see docs/observability.md")
+    platform: PlatformConfig = Field(description="network, Cloud SQL, Memorystore, buckets, secrets, migrations, edge")
 
     @field_validator("stages")
     @classmethod
@@ -65,6 +67,11 @@ class StackConfig(ConfigModel):
         if found:
             raise problems(*found)
         return obs
+    @field_validator("platform", mode="wrap")
+    @classmethod
+    def _platform_fits(cls, value, handler, info: ValidationInfo) -> PlatformConfig:
+        # services is declared first, so the pool and subnet checks see maxInstances when it is valid
+        return check_platform(value, handler, info)
 
     @property
     def is_prod(self) -> bool:

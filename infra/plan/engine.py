@@ -39,9 +39,12 @@ def unwrap(value: Any) -> Any:
 
 
 def normalize(value: Any) -> Any:
-    """The wire carries every number as a double; show whole numbers as integers."""
+    """The wire carries every number as a double; show whole numbers as integers. Assets (a bucket
+    object's source) show as the file they name, so the plan stays JSON."""
     if isinstance(value, float) and value.is_integer():
         return int(value)
+    if isinstance(value, pulumi.FileAsset):
+        return {"fileAsset": value.path}
     if isinstance(value, dict):
         return {k: normalize(v) for k, v in value.items()}
     if isinstance(value, list):
@@ -104,6 +107,20 @@ def _uptime_check_outputs(name: str, inputs: dict) -> dict:
 def _slo_outputs(name: str, inputs: dict) -> dict:
     return {"name": f"projects/{inputs.get('project', 'project')}/services/{inputs.get('service')}"
                     f"/serviceLevelObjectives/{inputs.get('sloId', name)}"}
+def _sql_instance_outputs(name: str, inputs: dict) -> dict:
+    project, region, instance = inputs.get("project", "project"), inputs.get("region", "region"), inputs.get("name", name)
+    return {"privateIpAddress": "10.60.0.3", "connectionName": f"{project}:{region}:{instance}",
+            "serviceAccountEmailAddress": f"p000000000000-mock@gcp-sa-cloud-sql.iam.gserviceaccount.com"}
+
+
+def _redis_outputs(name: str, inputs: dict) -> dict:
+    return {"host": "10.60.1.4", "port": 6378 if inputs.get("transitEncryptionMode") == "SERVER_AUTHENTICATION" else 6379,
+            "authString": "offline-plan-redis-auth",
+            "serverCaCerts": [{"cert": "-----BEGIN CERTIFICATE-----\noffline-plan\n-----END CERTIFICATE-----"}]}
+
+
+def _global_address_outputs(name: str, inputs: dict) -> dict:
+    return {} if inputs.get("address") else {"address": "203.0.113.10"}
 
 
 # type token -> computed outputs from plain inputs; components add entries for their resource types
@@ -113,6 +130,10 @@ COMPUTED: dict[str, Callable[[str, dict], dict]] = {
     "gcp:monitoring/notificationChannel:NotificationChannel": _notification_channel_outputs,
     "gcp:monitoring/uptimeCheckConfig:UptimeCheckConfig": _uptime_check_outputs,
     "gcp:monitoring/slo:Slo": _slo_outputs,
+    "gcp:sql/databaseInstance:DatabaseInstance": _sql_instance_outputs,
+    "gcp:redis/instance:Instance": _redis_outputs,
+    "gcp:compute/globalAddress:GlobalAddress": _global_address_outputs,
+    "random:index/randomPassword:RandomPassword": lambda name, inputs: {"result": "offline-plan-password"},
 }
 
 

@@ -133,8 +133,9 @@ def _uniform(props, config, args):
 
 def _pap(props, config, args):
     got = get(props, "publicAccessPrevention", "inherited")
-    if got != "enforced":
-        yield f"publicAccessPrevention is {got}; set enforced"
+    label = config.get("publicByDesignLabel", "public-by-design")
+    if got != "enforced" and (get(props, "labels", {}) or {}).get(label) != "true":
+        yield f"publicAccessPrevention is {got}; set enforced, or label the bucket {label}=true if it is public by design"
 
 
 def _is_backup_bucket(props, config) -> bool:
@@ -190,7 +191,10 @@ POLICIES = [
                     "Set uniformBucketLevelAccess = true.", BUCKET, _uniform, framework=CIS_GCP,
                     tags=["CIS-5.2", "CKV_GCP_29"]),
     resource_policy("bucket-public-access-prevention", "Buckets enforce public access prevention.",
-                    "Set publicAccessPrevention = enforced.", BUCKET, _pap, framework=CIS_GCP, severity=Severity.CRITICAL,
+                    "Set publicAccessPrevention = enforced; a bucket public by design (served to browsers) "
+                    "carries the label public-by-design=true instead.", BUCKET, _pap,
+                    schema={"publicByDesignLabel": {"type": "string", "default": "public-by-design"}},
+                    framework=CIS_GCP, severity=Severity.CRITICAL,
                     tags=["CIS-5.1", "CKV_GCP_114"]),
     resource_policy("bucket-backup-versioning", "Backup buckets keep object versions.",
                     "Set versioning.enabled = true on every bucket whose name or purpose label says backup.", BUCKET,

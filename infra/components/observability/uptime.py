@@ -16,6 +16,11 @@ def host_of(url: str) -> str:
     return urlparse(url).hostname or url
 
 
+def path_under(url: str, path: str) -> str:
+    """The health path under the URL's route prefix: https://app/api + /health -> /api/health."""
+    return urlparse(url).path.rstrip("/") + path
+
+
 class UptimeChecks(pulumi.ComponentResource):
     """One HTTPS check per public service, probing its health path from several regions."""
 
@@ -33,7 +38,7 @@ class UptimeChecks(pulumi.ComponentResource):
                     timeout=f"{up.timeout_seconds}s",
                     period=f"{up.period_seconds}s",
                     http_check=monitoring.UptimeCheckConfigHttpCheckArgs(
-                        path=up.path, port=443, use_ssl=True, validate_ssl=True, request_method="GET",
+                        path=pulumi.Output.from_input(url).apply(lambda u: path_under(u, up.path)), port=443, use_ssl=True, validate_ssl=True, request_method="GET",
                         accepted_response_status_codes=[
                             monitoring.UptimeCheckConfigHttpCheckAcceptedResponseStatusCodeArgs(status_class="STATUS_CLASS_2XX")],
                     ),

@@ -1,0 +1,170 @@
+"""Global external HTTPS load balancer (seed: GCP Load Balancer) in front of the Cloud Run services.
+
+    :443  ->  URL map:  /api/*, /ws/*  -> backend      (Cloud Armor, logging)
+                        /auth/*        -> auth
+                        static paths   -> static-assets bucket (Cloud CDN)
+                        everything else-> frontend
+    :80   ->  301 to https
+"""
+from __future__ import annotations
+
+from typing import Mapping, Optional
+
+import pulumi
+import pulumi_gcp as gcp
+from infra.components.gcp_compute import compute
+
+from infra.config import StackConfig, service_name
+
+COMPONENT_TYPE = "netra:platform:Edge"
+# Cloud Run ingress: only the load balancer (and VPC-internal callers) reach the services.
+INGRESS = "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER"
+ROUTES = (("backend", ("/api/*", "/ws/*")), ("auth", ("/auth/*",)))
+DEFAULT_SERVICE = "frontend"
+DEFAULT_RULE_PRIORITY = 2147483647
+
+
+def security_rules(cfg: StackConfig) -> list[compute.SecurityPolicyRuleArgs]:
+    edge = cfg.platform.edge
+    rules = []
+    for i, rule_set in enumerate(edge.waf.enabled()):
+        rules.append(compute.SecurityPolicyRuleArgs(
+            priority=1000 + 10 * i, action="deny(403)", preview=edge.waf.preview,
+            description=f"preconfigured WAF {rule_set}",
+            match=compute.SecurityPolicyRuleMatchArgs(expr=compute.SecurityPolicyRuleMatchExprArgs(
+                expression=f"evaluatePreconfiguredWaf('{rule_set}', {{'sensitivity': {edge.waf.sensitivity}}})"))))
+    rl = edge.rate_limit
+    ban = rl.ban_seconds > 0
+    rules.append(compute.SecurityPolicyRuleArgs(
+        priority=2000, action="rate_based_ban" if ban else "throttle",
+        description=f"{rl.requests_per_minute} requests per minute per client IP",
+        match=compute.SecurityPolicyRuleMatchArgs(
+            versioned_expr="SRC_IPS_V1", config=compute.SecurityPolicyRuleMatchConfigArgs(src_ip_ranges=["*"])),
+        rate_limit_options=compute.SecurityPolicyRuleRateLimitOptionsArgs(
+            conform_action="allow", exceed_action="deny(429)", enforce_on_key="IP",
+            rate_limit_threshold=compute.SecurityPolicyRuleRateLimitOptionsRateLimitThresholdArgs(
+                count=rl.requests_per_minute, interval_sec=60),
+            ban_duration_sec=rl.ban_seconds if ban else None)))
+    rules.append(compute.SecurityPolicyRuleArgs(
+        priority=DEFAULT_RULE_PRIORITY, action="allow", description="default: allow",
+        match=compute.SecurityPolicyRuleMatchArgs(
+            versioned_expr="SRC_IPS_V1", config=compute.SecurityPolicyRuleMatchConfigArgs(src_ip_ranges=["*"]))))
+    return rules
+
+
+class Edge(pulumi.ComponentResource):
+    def __init__(self, cfg: StackConfig, services: Mapping[str, pulumi.Resource], static_bucket: gcp.storage.Bucket,
+                 opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__(COMPONENT_TYPE, "edge", None, opts)
+        edge = cfg.platform.edge
+        env = cfg.environment
+        child = pulumi.ResourceOptions(parent=self)
+        prefix = f"netra-{env}"
+        labels = {"env": env, "cost-center": cfg.cost_center, "managed-by": "pulumi"}
+
+        self.address = compute.GlobalAddress(
+            "lb-ip", compute.GlobalAddressArgs(name=f"{prefix}-lb-ip", project=cfg.project, address_type="EXTERNAL",
+                                               ip_version="IPV4", description="global IP of the HTTPS load balancer"),
+            opts=child)
+        self.certificate = compute.ManagedSslCertificate(
+            "cert", compute.ManagedSslCertificateArgs(
+                name=f"{prefix}-cert", project=cfg.project, type="MANAGED",
+                managed=compute.ManagedSslCertificateManagedArgs(domains=list(edge.domains))),
+            opts=child)
+        self.ssl_policy = compute.SSLPolicy(
+            "ssl-policy", compute.SSLPolicyArgs(name=f"{prefix}-ssl-policy", project=cfg.project, profile="MODERN",
+                                                min_tls_version="TLS_1_2"),
+            opts=child)
+        self.armor = compute.SecurityPolicy(
+            "armor", compute.SecurityPolicyArgs(
+                name=f"{prefix}-armor", project=cfg.project, type="CLOUD_ARMOR", labels=labels,
+                description="WAF and per-IP rate limiting in front of every Cloud Run backend",
+                advanced_options_config=compute.SecurityPolicyAdvancedOptionsConfigArgs(json_parsing="STANDARD", log_level="NORMAL"),
+                rules=security_rules(cfg)),
+            opts=child)
+
+        self.negs: dict[str, compute.RegionNetworkEndpointGroup] = {}
+        self.backends: dict[str, compute.BackendService] = {}
+        self.invokers: dict[str, pulumi.Resource] = {}
+        for key, svc in services.items():
+            name = service_name(key, env)
+            self.negs[key] = compute.RegionNetworkEndpointGroup(
+                f"{key}-neg", compute.RegionNetworkEndpointGroupArgs(
+                    name=f"{name}-neg", project=cfg.project, region=cfg.region, network_endpoint_type="SERVERLESS",
+                    cloud_run=compute.RegionNetworkEndpointGroupCloudRunArgs(service=name)),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[svc]))
+            self.backends[key] = compute.BackendService(
+                f"{key}-backend", compute.BackendServiceArgs(
+                    name=f"{name}-backend", project=cfg.project, load_balancing_scheme="EXTERNAL_MANAGED",
+                    protocol="HTTPS", security_policy=self.armor.id,
+                    backends=[compute.BackendServiceBackendArgs(group=self.negs[key].id)],
+                    log_config=compute.BackendServiceLogConfigArgs(enable=True, sample_rate=edge.log_sample_rate)),
+                opts=child)
+            # The external load balancer forwards browsers' requests unauthenticated, so the invoker is
+            # allUsers; ingress INTERNAL_LOAD_BALANCER keeps the run.app URLs closed to the internet, and
+            # Cloud Armor + the application's own auth service guard what comes through the LB.
+            self.invokers[key] = gcp.cloudrunv2.ServiceIamMember(
+                f"{key}-invoker", gcp.cloudrunv2.ServiceIamMemberArgs(
+                    name=name, project=cfg.project, location=cfg.region, role="roles/run.invoker", member="allUsers"),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[svc]))
+
+        st = cfg.platform.storage.static_assets
+        self.static_backend = compute.BackendBucket(
+            "static-backend", compute.BackendBucketArgs(
+                name=f"{prefix}-static", project=cfg.project, bucket_name=static_bucket.name, enable_cdn=True,
+                description="static assets through Cloud CDN",
+                cdn_policy=compute.BackendBucketCdnPolicyArgs(
+                    cache_mode="CACHE_ALL_STATIC", default_ttl=st.cdn_default_ttl_seconds,
+                    client_ttl=st.cdn_default_ttl_seconds, max_ttl=st.cdn_max_ttl_seconds,
+                    negative_caching=True, serve_while_stale=86400, request_coalescing=True)),
+            opts=child)
+
+        path_rules = [compute.URLMapPathMatcherPathRuleArgs(paths=list(paths), service=self.backends[key].id)
+                      for key, paths in ROUTES]
+        path_rules.append(compute.URLMapPathMatcherPathRuleArgs(paths=list(edge.static_paths), service=self.static_backend.id))
+        self.url_map = compute.URLMap(
+            "https", compute.URLMapArgs(
+                name=f"{prefix}-https", project=cfg.project, default_service=self.backends[DEFAULT_SERVICE].id,
+                host_rules=[compute.URLMapHostRuleArgs(hosts=list(edge.domains), path_matcher="netra")],
+                path_matchers=[compute.URLMapPathMatcherArgs(
+                    name="netra", default_service=self.backends[DEFAULT_SERVICE].id, path_rules=path_rules)]),
+            opts=child)
+        self.https_proxy = compute.TargetHttpsProxy(
+            "https", compute.TargetHttpsProxyArgs(
+                name=f"{prefix}-https", project=cfg.project, url_map=self.url_map.id,
+                ssl_certificates=[self.certificate.id], ssl_policy=self.ssl_policy.id),
+            opts=child)
+        self.https_rule = compute.GlobalForwardingRule(
+            "https", compute.GlobalForwardingRuleArgs(
+                name=f"{prefix}-https", project=cfg.project, target=self.https_proxy.id, ip_address=self.address.id,
+                port_range="443", ip_protocol="TCP", load_balancing_scheme="EXTERNAL_MANAGED", labels=labels),
+            opts=child)
+
+        self.redirect_map = compute.URLMap(
+            "http-redirect", compute.URLMapArgs(
+                name=f"{prefix}-http-redirect", project=cfg.project,
+                default_url_redirect=compute.URLMapDefaultUrlRedirectArgs(
+                    https_redirect=True, strip_query=False, redirect_response_code="MOVED_PERMANENTLY_DEFAULT")),
+            opts=child)
+        self.http_proxy = compute.TargetHttpProxy(
+            "http-redirect", compute.TargetHttpProxyArgs(name=f"{prefix}-http-redirect", project=cfg.project,
+                                                         url_map=self.redirect_map.id),
+            opts=child)
+        self.http_rule = compute.GlobalForwardingRule(
+            "http-redirect", compute.GlobalForwardingRuleArgs(
+                name=f"{prefix}-http-redirect", project=cfg.project, target=self.http_proxy.id,
+                ip_address=self.address.id, port_range="80", ip_protocol="TCP",
+                load_balancing_scheme="EXTERNAL_MANAGED", labels=labels),
+            opts=child)
+        self.ip = self.address.address
+        self.domains = list(edge.domains)
+        self.register_outputs({"ip": self.ip, "domains": self.domains})
+
+    def public_url(self, key: str) -> str:
+        """Where the internet reaches a service: the first domain plus the service's route prefix."""
+        prefix = next((paths[0].removesuffix("/*") for k, paths in ROUTES if k == key), "")
+        return f"https://{self.domains[0]}{prefix}"
+
+    def summary(self) -> dict:
+        """Point each domain's A record at `ip`; the managed certificate turns ACTIVE once DNS resolves."""
+        return {"ip": self.ip, "domains": self.domains, "urls": [f"https://{d}" for d in self.domains]}

@@ -1,0 +1,71 @@
+"""The VPC: a subnet for Cloud Run Direct VPC egress and private services access for Cloud SQL and Redis."""
+from __future__ import annotations
+
+from typing import Optional
+
+import pulumi
+import pulumi_gcp as gcp
+
+from infra.components.gcp_compute import compute
+
+from infra.config import StackConfig
+
+COMPONENT_TYPE = "netra:platform:Network"
+SERVICE_NETWORKING = "servicenetworking.googleapis.com"
+
+
+def network_name(cfg: StackConfig) -> str:
+    return f"netra-{cfg.environment}-vpc"
+
+
+def subnet_name(cfg: StackConfig) -> str:
+    return f"netra-{cfg.environment}-run-egress"
+
+
+class Network(pulumi.ComponentResource):
+    """VPC (custom subnets), the egress subnet and the private services access peering.
+
+    Cloud SQL and Memorystore get private IPs from `privateServicesCidr` through the servicenetworking
+    Connection; both depend on it explicitly. The Connection is abandoned on delete (the peering goes
+    with the VPC): deleting it directly fails while producer services still hold addresses, which
+    would block `pulumi destroy` of staging.
+    """
+
+    def __init__(self, cfg: StackConfig, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__(COMPONENT_TYPE, "network", None, opts)
+        net = cfg.platform.network
+        child = pulumi.ResourceOptions(parent=self)
+        self.name = network_name(cfg)
+        self.subnet_name = subnet_name(cfg)
+
+        self.vpc = compute.Network(
+            "vpc",
+            compute.NetworkArgs(
+                name=self.name, project=cfg.project, auto_create_subnetworks=False, routing_mode="REGIONAL",
+                description=f"Netra {cfg.environment}: Cloud Run egress, Cloud SQL and Memorystore private IPs"),
+            opts=child,
+        )
+        self.subnet = compute.Subnetwork(
+            "run-egress",
+            compute.SubnetworkArgs(
+                name=self.subnet_name, project=cfg.project, region=cfg.region, network=self.vpc.id,
+                ip_cidr_range=net.subnet_cidr, private_ip_google_access=True, stack_type="IPV4_ONLY",
+                description="Cloud Run Direct VPC egress (2 addresses per instance)"),
+            opts=child,
+        )
+        self.psa_range = compute.GlobalAddress(
+            "private-services",
+            compute.GlobalAddressArgs(
+                name=f"netra-{cfg.environment}-private-services", project=cfg.project, purpose="VPC_PEERING",
+                address_type="INTERNAL", address=net.psa_address, prefix_length=net.psa_prefix, network=self.vpc.id,
+                description="Private services access: Cloud SQL and Memorystore"),
+            opts=child,
+        )
+        self.connection = gcp.servicenetworking.Connection(
+            "private-services",
+            gcp.servicenetworking.ConnectionArgs(
+                network=self.vpc.id, service=SERVICE_NETWORKING, reserved_peering_ranges=[self.psa_range.name],
+                deletion_policy="ABANDON", update_on_creation_fail=True),
+            opts=child,
+        )
+        self.register_outputs({"network": self.name, "subnetwork": self.subnet_name})

@@ -1,0 +1,73 @@
+"""Secret Manager (seed: prod-token-optimization-config, prod-pricing-config, prod-feature-flags) plus the
+database and Redis credentials. Payloads are Pulumi secrets; services read version `latest`, so a
+feature-flag flip is a new secret version and nothing else."""
+from __future__ import annotations
+
+import json
+from typing import Mapping, Optional
+
+import pulumi
+import pulumi_gcp as gcp
+
+from infra.config import StackConfig
+from infra.config.platform import secret_id
+
+COMPONENT_TYPE = "netra:platform:Secrets"
+
+
+def config_payloads(cfg: StackConfig) -> dict[str, str]:
+    """The structured-config secrets as the JSON documents the services read."""
+    app = cfg.app
+
+    def doc(value) -> str:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+    return {
+        "token-optimization-config": doc({
+            **app.token_optimization.model_dump(by_alias=True),
+            "session": app.session.model_dump(by_alias=True),
+            "costOptimizationTargetSavings": app.cost_optimization_target_savings,
+            "userBudgetDefaultMonthly": app.user_budget_default_monthly,
+        }),
+        "pricing-config": doc({
+            "llmPricing": app.llm_pricing.model_dump(by_alias=True),
+            "costAlertThresholds": app.cost_alert_thresholds.model_dump(by_alias=True),
+        }),
+        "feature-flags": doc(dict(cfg.platform.feature_flags)),
+    }
+
+
+class Secrets(pulumi.ComponentResource):
+    """One Secret and its current version per platform secret key."""
+
+    def __init__(self, cfg: StackConfig, payloads: Mapping[str, pulumi.Input[str]],
+                 opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__(COMPONENT_TYPE, "secrets", None, opts)
+        self.ids: dict[str, str] = {}
+        self.secrets: dict[str, gcp.secretmanager.Secret] = {}
+        self.versions: dict[str, gcp.secretmanager.SecretVersion] = {}
+        for key, payload in payloads.items():
+            sid = secret_id(cfg.environment, key)
+            secret = gcp.secretmanager.Secret(
+                key,
+                gcp.secretmanager.SecretArgs(
+                    secret_id=sid, project=cfg.project,
+                    replication=gcp.secretmanager.SecretReplicationArgs(auto=gcp.secretmanager.SecretReplicationAutoArgs()),
+                    labels={"env": cfg.environment, "cost-center": cfg.cost_center, "managed-by": "pulumi"}),
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            self.versions[key] = gcp.secretmanager.SecretVersion(
+                key,
+                gcp.secretmanager.SecretVersionArgs(
+                    secret=secret.id, secret_data=pulumi.Output.secret(payload),
+                    # a replaced version is disabled, not destroyed: the previous flags stay auditable
+                    # and can be re-enabled by hand in an emergency
+                    deletion_policy="DISABLE"),
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            self.ids[key], self.secrets[key] = sid, secret
+        self.register_outputs({"secrets": dict(self.ids)})
+
+    def resources(self, keys) -> list[pulumi.Resource]:
+        """What a reader of `keys` must wait for: the secrets and their versions."""
+        return [r for k in sorted(set(keys)) for r in (self.secrets[k], self.versions[k])]

@@ -1,0 +1,436 @@
+"""`netra:platform`: network, Cloud SQL, Memorystore, buckets, secrets, migrations and the edge.
+
+Seed 001's data layer (Cloud SQL PostgreSQL HA with connection pooling, Memorystore Redis HA, Cloud
+Storage for static assets and backups), its secrets (prod-token-optimization-config,
+prod-pricing-config, prod-feature-flags) and its load balancer, as typed config. Both stacks carry
+the same shape; staging is smaller. Every check names its key and the numbers involved.
+"""
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Annotated, Any, Literal, Optional, Union, get_args
+
+from pydantic import Field, StringConstraints, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+from pydantic_core.core_schema import ErrorType as ErrorTypeLiteral
+
+from .base import PROBLEMS_ERROR, ConfigModel, problems
+
+# Secret keys a service may read through `netra:services.<svc>.secrets` (ENV_NAME: key). Each is a
+# Secret Manager secret named `<environment>-<key>` (prod-feature-flags, as the seed names them).
+CONFIG_SECRETS = ("token-optimization-config", "pricing-config", "feature-flags")
+DB_SECRETS = ("db-password", "db-host")
+CACHE_SECRETS = ("redis-auth", "redis-host", "redis-ca")
+SECRET_KEYS: frozenset[str] = frozenset(CONFIG_SECRETS + DB_SECRETS + CACHE_SECRETS)
+# A service that reads this secret is a database client: it gets a pool and counts against max_connections.
+DB_CLIENT_SECRET = "db-password"
+
+DAYS = ("MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FRIDAY", "SATURDAY", "SUNDAY")
+REDIS_VERSIONS = {"7.0": "REDIS_7_0", "7.2": "REDIS_7_2"}
+SHARED_CORE_TIERS = ("db-f1-micro", "db-g1-small")
+PERF_OPTIMIZED_CPUS = (2, 4, 8, 16, 32, 48, 64, 80, 96, 128)
+HOSTNAME_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+PG_IDENT = r"^[a-z_][a-z0-9_]{0,62}$"
+DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
+IMAGE = re.compile(r"^[a-z0-9][a-z0-9.\-]*(:[0-9]+)?(/[a-z0-9._\-]+)+(:[\w][\w.\-]{0,127})?(@sha256:[0-9a-f]{64})?$")
+# Direct VPC egress takes up to two subnet addresses per instance (Cloud Run docs, "IP address allocation").
+ADDRESSES_PER_INSTANCE = 2
+
+
+def secret_id(environment: str, key: str) -> str:
+    """The Secret Manager secret id of a platform secret key, e.g. prod-feature-flags."""
+    return f"{environment}-{key}"
+
+
+class MaintenanceWindow(ConfigModel):
+    """A weekly window (UTC) in which Google may restart the instance."""
+
+    day: Literal[DAYS] = "SUNDAY"  # type: ignore[valid-type]
+    hour: int = Field(4, ge=0, le=23, description="UTC hour the window starts")
+
+    @property
+    def day_number(self) -> int:
+        """Cloud SQL numbers days 1 (Monday) to 7 (Sunday)."""
+        return DAYS.index(self.day) + 1
+
+
+class NetworkConfig(ConfigModel):
+    subnet_cidr: str = Field("10.8.0.0/22", description="subnet for Cloud Run Direct VPC egress (/26 or larger)")
+    private_services_cidr: str = Field(
+        "10.60.0.0/16", description="range allocated to private services access (Cloud SQL, Memorystore), /24 or larger")
+
+    @field_validator("subnet_cidr")
+    @classmethod
+    def _subnet(cls, v: str) -> str:
+        return _cidr(v, largest_prefix=26, what="Direct VPC egress needs a /26 or larger subnet")
+
+    @field_validator("private_services_cidr")
+    @classmethod
+    def _psa(cls, v: str, info: ValidationInfo) -> str:
+        v = _cidr(v, largest_prefix=24, what="private services access needs a /24 or larger range")
+        subnet = info.data.get("subnet_cidr")
+        if subnet and ipaddress.ip_network(subnet).overlaps(ipaddress.ip_network(v)):
+            raise ValueError(f"overlaps subnetCidr {subnet}, got {v!r}")
+        return v
+
+    @property
+    def psa_address(self) -> str:
+        return str(ipaddress.ip_network(self.private_services_cidr).network_address)
+
+    @property
+    def psa_prefix(self) -> int:
+        return ipaddress.ip_network(self.private_services_cidr).prefixlen
+
+    @property
+    def subnet_capacity(self) -> int:
+        # GCP reserves four addresses in every subnet
+        return ipaddress.ip_network(self.subnet_cidr).num_addresses - 4
+
+
+class SqlBackups(ConfigModel):
+    start_time: Annotated[str, StringConstraints(pattern=r"^([01][0-9]|2[0-3]):00$")] = Field(
+        "03:00", description="UTC start of the daily backup, HH:00")
+    retained_backups: int = Field(14, ge=1, le=365, description="automated backups kept")
+    transaction_log_retention_days: int = Field(
+        7, ge=1, le=35, description="point-in-time recovery window (ENTERPRISE: at most 7 days)")
+
+
+class DatabaseConfig(ConfigModel):
+    instance_name: Optional[Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,96}[a-z0-9]$")]] = Field(
+        None, description="Cloud SQL instance name; default netra-<environment>-db")
+    tier: str = Field("db-custom-2-7680", description="db-custom-<vCPU>-<MiB>, db-perf-optimized-N-<vCPU>, db-f1-micro, db-g1-small")
+    availability_type: Literal["REGIONAL", "ZONAL"] = Field("REGIONAL", description="REGIONAL = HA with standby in another zone")
+    disk_size_gb: int = Field(20, ge=10, le=65536)
+    database_name: Annotated[str, StringConstraints(pattern=PG_IDENT)] = "netra"
+    user_name: Annotated[str, StringConstraints(pattern=PG_IDENT)] = "netra_app"
+    ssl_mode: Literal["ENCRYPTED_ONLY", "TRUSTED_CLIENT_CERTIFICATE_REQUIRED"] = "ENCRYPTED_ONLY"
+    max_connections: int = Field(200, ge=14, le=262143, description="PostgreSQL max_connections flag")
+    pool_reserve: int = Field(
+        20, ge=1, le=10000, description="connections kept out of the pools: migrations, admin, Cloud SQL's own")
+    pool_size: Optional[int] = Field(
+        None, ge=1, le=1000, description="connections per service instance; derived from maxConnections when absent")
+    pgaudit_log: Annotated[str, StringConstraints(pattern=r"^-?[a-z]+(,-?[a-z]+)*$")] = Field(
+        "ddl,role", description="pgaudit.log classes")
+    backups: SqlBackups = SqlBackups()
+    maintenance: MaintenanceWindow = MaintenanceWindow()
+
+    @field_validator("tier")
+    @classmethod
+    def _tier(cls, v: str) -> str:
+        problem = tier_problem(v)
+        if problem:
+            raise ValueError(problem)
+        return v
+
+    @model_validator(mode="after")
+    def _pitr_window(self) -> "DatabaseConfig":
+        if self.edition == "ENTERPRISE" and self.backups.transaction_log_retention_days > 7:
+            raise problems(("backups.transactionLogRetentionDays",
+                            f"must be <= 7 on ENTERPRISE edition tiers ({self.tier}), got {self.backups.transaction_log_retention_days}"))
+        return self
+
+    @property
+    def edition(self) -> str:
+        return "ENTERPRISE_PLUS" if self.tier.startswith("db-perf-optimized-") else "ENTERPRISE"
+
+    def instance(self, environment: str) -> str:
+        return self.instance_name or f"netra-{environment}-db"
+
+
+def tier_problem(tier: str) -> Optional[str]:
+    """Why `tier` is not a Cloud SQL PostgreSQL machine type, or None."""
+    allowed = "db-custom-<vCPU>-<MiB> (e.g. db-custom-4-16384), db-perf-optimized-N-<vCPU>, db-f1-micro or db-g1-small"
+    if tier in SHARED_CORE_TIERS:
+        return None
+    m = re.fullmatch(r"db-perf-optimized-N-(\d+)", tier)
+    if m:
+        return None if int(m.group(1)) in PERF_OPTIMIZED_CPUS else (
+            f"unknown tier {tier!r}: db-perf-optimized-N takes {', '.join(map(str, PERF_OPTIMIZED_CPUS))} vCPUs")
+    m = re.fullmatch(r"db-custom-(\d+)-(\d+)", tier)
+    if not m:
+        return f"unknown tier {tier!r}; allowed: {allowed}"
+    cpus, mib = int(m.group(1)), int(m.group(2))
+    if not (cpus == 1 or (cpus % 2 == 0 and 2 <= cpus <= 96)):
+        return f"unknown tier {tier!r}: vCPUs must be 1 or an even number 2-96, got {cpus}"
+    if mib % 256 or not (max(3840, 922 * cpus) <= mib <= 6656 * cpus):
+        return (f"unknown tier {tier!r}: memory must be a multiple of 256 MiB, 0.9-6.5 GiB per vCPU and at least "
+                f"3840 MiB, got {mib} MiB for {cpus} vCPU")
+    return None
+
+
+class CacheConfig(ConfigModel):
+    instance_name: Optional[Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,38}[a-z0-9]$")]] = Field(
+        None, description="Memorystore instance name; default netra-<environment>-redis")
+    tier: Literal["BASIC", "STANDARD_HA"] = Field("STANDARD_HA", description="STANDARD_HA = replica with automatic failover")
+    memory_size_gb: int = Field(5, ge=1, le=300)
+    redis_version: str = Field("7.2", description="one of " + ", ".join(REDIS_VERSIONS))
+    rdb_snapshot_period: Literal["ONE_HOUR", "SIX_HOURS", "TWELVE_HOURS", "TWENTY_FOUR_HOURS"] = "ONE_HOUR"
+    maxmemory_policy: Literal["noeviction", "allkeys-lru", "volatile-lru", "allkeys-lfu", "volatile-lfu",
+                              "allkeys-random", "volatile-random", "volatile-ttl"] = "allkeys-lru"
+    maintenance: MaintenanceWindow = MaintenanceWindow()
+
+    @field_validator("redis_version", mode="before")
+    @classmethod
+    def _version(cls, v: Any) -> Any:
+        if isinstance(v, float):
+            v = f"{v:.1f}"
+        if v not in REDIS_VERSIONS:
+            raise ValueError(f"unknown Redis version {v!r}; allowed: {', '.join(REDIS_VERSIONS)} (seed: Redis 7+)")
+        return v
+
+    @property
+    def version_enum(self) -> str:
+        return REDIS_VERSIONS[self.redis_version]
+
+    def instance(self, environment: str) -> str:
+        return self.instance_name or f"netra-{environment}-redis"
+
+
+class StaticAssetsBucket(ConfigModel):
+    public: bool = Field(False, description="public by design: objects readable by allUsers (served through the CDN)")
+    cdn_default_ttl_seconds: int = Field(3600, ge=0, le=31536000)
+    cdn_max_ttl_seconds: int = Field(86400, ge=0, le=31536000)
+
+
+class BackupsBucket(ConfigModel):
+    retention_days: int = Field(30, ge=1, le=3650, description="objects cannot be deleted or replaced before this age")
+    nearline_after_days: int = Field(30, ge=1)
+    coldline_after_days: int = Field(90, ge=1)
+    archive_after_days: int = Field(365, ge=1)
+    noncurrent_versions_kept: int = Field(3, ge=1, le=100, description="older versions beyond this are deleted")
+
+    @field_validator("coldline_after_days")
+    @classmethod
+    def _after_nearline(cls, v: int, info: ValidationInfo) -> int:
+        first = info.data.get("nearline_after_days")
+        if first is not None and v <= first:
+            raise ValueError(f"must be > nearlineAfterDays ({first}), got {v}")
+        return v
+
+    @field_validator("archive_after_days")
+    @classmethod
+    def _after_coldline(cls, v: int, info: ValidationInfo) -> int:
+        prev = info.data.get("coldline_after_days")
+        if prev is not None and v <= prev:
+            raise ValueError(f"must be > coldlineAfterDays ({prev}), got {v}")
+        return v
+
+
+class StorageConfig(ConfigModel):
+    location: Annotated[str, StringConstraints(pattern=r"^[A-Z0-9-]+$")] = Field(
+        "US", description="bucket location (multi-region like US, or a region like US-CENTRAL1)")
+    static_assets: StaticAssetsBucket = StaticAssetsBucket()
+    backups: BackupsBucket = BackupsBucket()
+
+
+class WafRules(ConfigModel):
+    """Cloud Armor preconfigured WAF rules (OWASP CRS 3.3), each on or off."""
+
+    sqli: bool = True
+    xss: bool = True
+    lfi: bool = True
+    rfi: bool = True
+    rce: bool = True
+    scanner_detection: bool = True
+    protocol_attack: bool = True
+    session_fixation: bool = True
+    method_enforcement: bool = False
+    sensitivity: int = Field(1, ge=1, le=4, description="CRS paranoia level")
+    preview: bool = Field(False, description="log matches without blocking (roll out new rules in preview first)")
+
+    def enabled(self) -> list[str]:
+        """Rule set names, e.g. sqli-v33-stable, in declaration order."""
+        names = {"scanner_detection": "scannerdetection", "protocol_attack": "protocolattack",
+                 "session_fixation": "sessionfixation", "method_enforcement": "methodenforcement"}
+        return [f"{names.get(f, f)}-v33-stable" for f in type(self).model_fields
+                if f not in ("sensitivity", "preview") and getattr(self, f)]
+
+
+class RateLimit(ConfigModel):
+    requests_per_minute: int = Field(600, ge=1, le=100000, description="per client IP, across all paths")
+    ban_seconds: int = Field(300, ge=0, le=86400, description="0: throttle only; >0: ban offenders this long")
+
+
+Hostname = str
+
+
+class EdgeConfig(ConfigModel):
+    domains: list[Hostname] = Field(min_length=1, max_length=100, description="hostnames of the managed certificate")
+    static_paths: list[Annotated[str, StringConstraints(pattern=r"^/[A-Za-z0-9._~\-/]*\*?$")]] = Field(
+        default_factory=lambda: ["/static/*", "/assets/*"], description="paths served from the static-assets bucket")
+    log_sample_rate: float = Field(1.0, ge=0, le=1, description="share of requests logged by the backend services")
+    rate_limit: RateLimit = RateLimit()
+    waf: WafRules = WafRules()
+
+    @field_validator("domains")
+    @classmethod
+    def _hostnames(cls, domains: list[str]) -> list[str]:
+        found = [(str(i), msg) for i, d in enumerate(domains) if (msg := hostname_problem(d))]
+        found += [(str(i), f"repeats {d!r}") for i, d in enumerate(domains) if d in domains[:i]]
+        if found:
+            raise problems(*found)
+        return domains
+
+
+def hostname_problem(name: Any) -> Optional[str]:
+    if not isinstance(name, str):
+        return f"must be a hostname like app.example.com, got {name!r}"
+    labels = name.split(".")
+    if len(name) > 253 or len(labels) < 2 or not all(HOSTNAME_LABEL.match(lbl) for lbl in labels) or labels[-1].isdigit():
+        return f"must be a fully qualified hostname like app.example.com (lowercase, no wildcard, no scheme), got {name!r}"
+    return None
+
+
+class MigrationsConfig(ConfigModel):
+    image: str = Field(description="runner image built from migrations/Dockerfile; in prod pinned by digest")
+    timeout_seconds: int = Field(600, ge=30, le=86400)
+    max_retries: int = Field(0, ge=0, le=10, description="a failed migration is looked at, not retried blindly")
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, v: str) -> str:
+        if not IMAGE.match(v):
+            raise ValueError(f"must be a container image reference like REGISTRY/PATH[:TAG][@sha256:DIGEST], got {v!r}")
+        return v
+
+
+FlagValue = Union[bool, int, float, str]
+
+
+class PlatformConfig(ConfigModel):
+    network: NetworkConfig = NetworkConfig()
+    database: DatabaseConfig = DatabaseConfig()
+    cache: CacheConfig = CacheConfig()
+    storage: StorageConfig = StorageConfig()
+    edge: EdgeConfig
+    migrations: MigrationsConfig
+    feature_flags: dict[Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,62}$")], FlagValue] = Field(
+        default_factory=dict, description="payload of the <env>-feature-flags secret; a flip is a new secret version")
+
+
+def platform_problems(platform: Any, environment: Optional[str], services: Any) -> list[tuple[str, str]]:
+    """Checks across netra:platform, the environment and netra:services: (key under netra:platform, message).
+
+    `platform` is a PlatformConfig, or the raw mapping when some other platform key is broken: then
+    each section that is valid on its own is still checked, so every problem is listed at once.
+    """
+    database = _section(platform, "database", DatabaseConfig)
+    cache = _section(platform, "cache", CacheConfig)
+    network = _section(platform, "network", NetworkConfig)
+    migrations = _section(platform, "migrations", MigrationsConfig)
+    found: list[tuple[str, str]] = []
+    if environment == "prod":
+        if database and database.availability_type != "REGIONAL":
+            found.append(("database.availabilityType", "must be REGIONAL in prod (seed: Cloud SQL HA), got "
+                          f"{database.availability_type!r}"))
+        if cache and cache.tier != "STANDARD_HA":
+            found.append(("cache.tier", f"must be STANDARD_HA in prod (seed: Memorystore HA), got {cache.tier!r}"))
+        if migrations and not DIGEST.search(migrations.image):
+            found.append(("migrations.image", f"must be pinned by digest in prod (…@sha256:<64 hex>), got {migrations.image!r}"))
+    if services is None:
+        return found
+    instances = {key: svc.max_instances for key, svc in services.items()}
+    need = ADDRESSES_PER_INSTANCE * (sum(instances.values()) + 1)  # + the migration job's task
+    if network and need > network.subnet_capacity:
+        found.append(("network.subnetCidr", f"{network.subnet_cidr} has {network.subnet_capacity} usable "
+                      f"addresses; Direct VPC egress needs {ADDRESSES_PER_INSTANCE} per instance: "
+                      f"{ADDRESSES_PER_INSTANCE} x ({' + '.join(f'{k} {n}' for k, n in instances.items())} + job 1) = {need}"))
+    pool = pool_problem(database, db_clients(services)) if database else None
+    if pool:
+        found.append(pool)
+    return found
+
+
+def _section(platform: Any, key: str, model: type[ConfigModel]) -> Optional[Any]:
+    """A section of the platform config, validated on its own; None when it is itself broken."""
+    if isinstance(platform, PlatformConfig):
+        return getattr(platform, key)
+    if not isinstance(platform, dict):
+        return None
+    field = PlatformConfig.model_fields[key]
+    raw = platform.get(field.alias or key)
+    if raw is None:
+        return None if field.is_required() else field.get_default(call_default_factory=True)
+    try:
+        return model.model_validate(raw)
+    except ValidationError:
+        return None
+
+
+def check_platform(value: Any, handler: Any, info: ValidationInfo) -> PlatformConfig:
+    """StackConfig's wrap validator of `platform`: the model's own errors plus the cross checks, together."""
+    environment, services = info.data.get("environment"), info.data.get("services")
+    try:
+        platform = handler(value)
+    except ValidationError as e:
+        cross = platform_problems(value, environment, services)
+        if not cross:
+            raise
+        raise ValidationError.from_exception_data(e.title, [*map(_line_error, e.errors()), _line_error({
+            "type": PROBLEMS_ERROR, "loc": (), "input": value,
+            "ctx": {"summary": "; ".join(f"{k}: {m}" for k, m in cross), "problems": cross}})]) from None
+    cross = platform_problems(platform, environment, services)
+    if cross:
+        raise problems(*cross)
+    return platform
+
+
+def _line_error(err: dict) -> dict:
+    """An error of a caught ValidationError, as a line error to raise again."""
+    kind, ctx = err["type"], err.get("ctx")
+    if kind == PROBLEMS_ERROR:
+        error: Any = PydanticCustomError(PROBLEMS_ERROR, "{summary}", ctx)
+    elif kind == "value_error" or kind not in _KNOWN_ERRORS:
+        error = PydanticCustomError(kind, "{message}", {"message": err["msg"]})
+    else:
+        return {"type": kind, "loc": err["loc"], "input": err["input"], **({"ctx": ctx} if ctx else {})}
+    return {"type": error, "loc": err["loc"], "input": err["input"]}
+
+
+_KNOWN_ERRORS = frozenset(get_args(ErrorTypeLiteral))
+
+
+def db_clients(services: Any) -> dict[str, int]:
+    """Services that read the database password -> their maxInstances."""
+    return {key: svc.max_instances for key, svc in services.items() if DB_CLIENT_SECRET in svc.secrets.values()}
+
+
+def pool_size(db: DatabaseConfig, clients: dict[str, int]) -> int:
+    """Connections per instance: configured, or the most that fits max_connections over all instances."""
+    if db.pool_size is not None:
+        return db.pool_size
+    total = sum(clients.values())
+    return (db.max_connections - db.pool_reserve) // total if total else 0
+
+
+def pool_problem(db: DatabaseConfig, clients: dict[str, int]) -> Optional[tuple[str, str]]:
+    total = sum(clients.values())
+    if not total:
+        return None
+    who = " + ".join(f"{k} {n}" for k, n in clients.items())
+    size = pool_size(db, clients)
+    if db.pool_size is None and size < 1:
+        return ("database.maxConnections",
+                f"maxConnections {db.max_connections} - poolReserve {db.pool_reserve} leaves less than one connection "
+                f"per instance for {total} database client instances (maxInstances {who}); "
+                f"raise maxConnections to >= {total + db.pool_reserve} or lower maxInstances")
+    used = total * size + db.pool_reserve
+    if used > db.max_connections:
+        key = "database.poolSize" if db.pool_size is not None else "database.maxConnections"
+        return (key, f"pool overflow: {total} database client instances (maxInstances {who}) x poolSize {size} "
+                     f"+ poolReserve {db.pool_reserve} = {used} > maxConnections {db.max_connections}; "
+                     f"lower poolSize to <= {(db.max_connections - db.pool_reserve) // total} or raise maxConnections")
+    return None
+
+
+def _cidr(v: str, largest_prefix: int, what: str) -> str:
+    try:
+        net = ipaddress.ip_network(v, strict=True)
+    except ValueError:
+        raise ValueError(f"must be an IPv4 network like 10.8.0.0/22 (host bits zero), got {v!r}") from None
+    if net.version != 4 or not net.is_private:
+        raise ValueError(f"must be a private IPv4 range (RFC 1918), got {v!r}")
+    if net.prefixlen > largest_prefix:
+        raise ValueError(f"{what}, got {v!r}")
+    return v

@@ -1,0 +1,520 @@
+"""The platform of both stacks, planned offline with the real program (inventory style: pin what matters)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from infra.plan import engine, plan_stack, run_stack
+from infra.plan.engine import is_secret, unwrap
+
+from .conftest import ROOT, one, resources_of
+
+RUN = "gcp:cloudrunv2/service:Service"
+JOB = "gcp:cloudrunv2/job:Job"
+SA = "gcp:serviceaccount/account:Account"
+NETWORK = "gcp:compute/network:Network"
+SUBNET = "gcp:compute/subnetwork:Subnetwork"
+ADDRESS = "gcp:compute/globalAddress:GlobalAddress"
+CONNECTION = "gcp:servicenetworking/connection:Connection"
+SQL = "gcp:sql/databaseInstance:DatabaseInstance"
+SQL_DB = "gcp:sql/database:Database"
+SQL_USER = "gcp:sql/user:User"
+REDIS = "gcp:redis/instance:Instance"
+BUCKET = "gcp:storage/bucket:Bucket"
+BUCKET_IAM = "gcp:storage/bucketIAMMember:BucketIAMMember"
+OBJECT = "gcp:storage/bucketObject:BucketObject"
+SECRET = "gcp:secretmanager/secret:Secret"
+VERSION = "gcp:secretmanager/secretVersion:SecretVersion"
+SECRET_IAM = "gcp:secretmanager/secretIamMember:SecretIamMember"
+RUN_IAM = "gcp:cloudrunv2/serviceIamMember:ServiceIamMember"
+NEG = "gcp:compute/regionNetworkEndpointGroup:RegionNetworkEndpointGroup"
+BACKEND = "gcp:compute/backendService:BackendService"
+BACKEND_BUCKET = "gcp:compute/backendBucket:BackendBucket"
+ARMOR = "gcp:compute/securityPolicy:SecurityPolicy"
+URL_MAP = "gcp:compute/uRLMap:URLMap"
+SSL_POLICY = "gcp:compute/sSLPolicy:SSLPolicy"
+CERT = "gcp:compute/managedSslCertificate:ManagedSslCertificate"
+HTTPS_PROXY = "gcp:compute/targetHttpsProxy:TargetHttpsProxy"
+HTTP_PROXY = "gcp:compute/targetHttpProxy:TargetHttpProxy"
+RULE = "gcp:compute/globalForwardingRule:GlobalForwardingRule"
+ACCESSOR = "roles/secretmanager.secretAccessor"
+SERVICES = ("frontend", "backend", "auth")
+STACKS = [("prod_plan", "prod"), ("staging_plan", "staging")]
+
+
+def container(plan: dict, key: str) -> dict:
+    return one(plan, RUN, key)["inputs"]["template"]["containers"][0]
+
+
+def plain_env(plan: dict, key: str) -> dict[str, str]:
+    return {e["name"]: e["value"] for e in container(plan, key)["envs"] if "value" in e}
+
+
+def secret_env(plan: dict, key: str) -> dict[str, str]:
+    return {e["name"]: e["valueSource"]["secretKeyRef"]["secret"] for e in container(plan, key)["envs"] if "valueSource" in e}
+
+
+# ---------------------------------------------------------------- network
+
+
+@pytest.mark.parametrize("plan_name,env", STACKS)
+def test_network_for_direct_vpc_egress_and_private_services(request, plan_name, env):
+    plan = request.getfixturevalue(plan_name)
+    vpc = one(plan, NETWORK, "vpc")["inputs"]
+    assert vpc["name"] == f"netra-{env}-vpc" and vpc["autoCreateSubnetworks"] is False
+    subnet = one(plan, SUBNET, "run-egress")["inputs"]
+    assert subnet["network"] == "vpc-id" and subnet["privateIpGoogleAccess"] is True
+    psa = one(plan, ADDRESS, "private-services")["inputs"]
+    assert (psa["purpose"], psa["addressType"], psa["network"]) == ("VPC_PEERING", "INTERNAL", "vpc-id")
+    conn = one(plan, CONNECTION, "private-services")["inputs"]
+    assert conn["service"] == "servicenetworking.googleapis.com"
+    assert conn["reservedPeeringRanges"] == [psa["name"]]
+    assert conn["deletionPolicy"] == "ABANDON"  # staging can be torn down while producers hold addresses
+    for key in SERVICES:
+        vpc_access = one(plan, RUN, key)["inputs"]["template"]["vpcAccess"]
+        assert vpc_access == {"egress": "PRIVATE_RANGES_ONLY",
+                              "networkInterfaces": [{"network": vpc["name"], "subnetwork": subnet["name"]}]}
+
+
+def test_prod_network_ranges(prod_plan):
+    assert one(prod_plan, SUBNET, "run-egress")["inputs"]["ipCidrRange"] == "10.8.0.0/22"
+    psa = one(prod_plan, ADDRESS, "private-services")["inputs"]
+    assert (psa["address"], psa["prefixLength"]) == ("10.60.0.0", 16)
+
+
+@pytest.fixture(scope="module")
+def dependencies() -> dict[str, set[str]]:
+    """Resource name -> names of the resources it depends on explicitly (what the engine receives)."""
+    recorded: dict[str, set[str]] = {}
+    original = engine._RecordingMonitor.RegisterResource
+
+    def register(self, request):
+        recorded[f"{request.type}::{request.name}"] = {urn.rsplit("::", 1)[-1] for urn in request.dependencies}
+        return original(self, request)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(engine._RecordingMonitor, "RegisterResource", register)
+        run_stack("staging")
+    return recorded
+
+
+def test_sql_and_redis_depend_on_the_peering_explicitly(dependencies):
+    assert "private-services" in dependencies[f"{SQL}::postgres"]
+    assert "private-services" in dependencies[f"{REDIS}::redis"]
+
+
+def test_services_wait_for_their_secrets_and_grants(dependencies):
+    deps = dependencies[f"{RUN}::backend"]
+    assert {"backend-sa", "db-password", "feature-flags", "backend-reads-staging-db-password", "run-egress"} <= deps
+    assert {"migrate-sa", "migrate-reads-db-password", "migrate-reads-migrations",
+            "001_token_usage_tracking.up.sql"} <= dependencies[f"{JOB}::migrate"]
+
+
+# ---------------------------------------------------------------- Cloud SQL
+
+
+@pytest.mark.parametrize("plan_name,env", STACKS)
+def test_cloud_sql_postgres_15_private_ssl_backups_insights(request, plan_name, env):
+    plan = request.getfixturevalue(plan_name)
+    sql = one(plan, SQL, "postgres")["inputs"]
+    s = sql["settings"]
+    assert sql["databaseVersion"] == "POSTGRES_15"
+    assert s["ipConfiguration"]["ipv4Enabled"] is False  # private IP only
+    assert s["ipConfiguration"]["privateNetwork"] == "vpc-id"
+    assert s["ipConfiguration"]["allocatedIpRange"] == f"netra-{env}-private-services"
+    assert s["ipConfiguration"]["sslMode"] in ("ENCRYPTED_ONLY", "TRUSTED_CLIENT_CERTIFICATE_REQUIRED")
+    assert "authorizedNetworks" not in s["ipConfiguration"]
+    b = s["backupConfiguration"]
+    assert b["enabled"] is True and b["pointInTimeRecoveryEnabled"] is True
+    assert b["transactionLogRetentionDays"] >= 1 and b["backupRetentionSettings"]["retainedBackups"] >= 7
+    assert set(s["maintenanceWindow"]) == {"day", "hour", "updateTrack"}
+    assert s["insightsConfig"]["queryInsightsEnabled"] is True
+    flags = {f["name"]: f["value"] for f in s["databaseFlags"]}
+    assert {k: flags[k] for k in ("log_connections", "log_disconnections", "log_checkpoints", "log_lock_waits",
+                                  "log_min_duration_statement", "cloudsql.enable_pgaudit")} == {
+        "log_connections": "on", "log_disconnections": "on", "log_checkpoints": "on", "log_lock_waits": "on",
+        "log_min_duration_statement": "-1", "cloudsql.enable_pgaudit": "on"}
+    assert flags["pgaudit.log"] == "ddl,role"
+    assert one(plan, SQL_DB, "app")["inputs"]["name"] == "netra"
+    user = one(plan, SQL_USER, "app")["inputs"]
+    assert user["name"] == "netra_app" and user["password"] == "[secret]" and user["type"] == "BUILT_IN"
+
+
+def test_prod_sql_is_ha_protected_and_sized_from_config(prod_plan):
+    sql = one(prod_plan, SQL, "postgres")["inputs"]
+    s = sql["settings"]
+    assert sql["name"] == "netra-production-db"  # the seed's restore procedure names it so
+    assert (s["availabilityType"], s["tier"], s["edition"], s["diskSize"]) == ("REGIONAL", "db-custom-8-32768", "ENTERPRISE", 100)
+    assert sql["deletionProtection"] is True and s["deletionProtectionEnabled"] is True  # both levels
+    assert s["backupConfiguration"]["transactionLogRetentionDays"] == 7
+    assert s["backupConfiguration"]["backupRetentionSettings"] == {"retainedBackups": 30, "retentionUnit": "COUNT"}
+    assert s["maintenanceWindow"] == {"day": 7, "hour": 4, "updateTrack": "stable"}
+    assert {"name": "max_connections", "value": "1000"} in s["databaseFlags"]
+
+
+def test_staging_sql_is_small_and_can_be_torn_down(staging_plan):
+    sql = one(staging_plan, SQL, "postgres")["inputs"]
+    assert (sql["settings"]["availabilityType"], sql["settings"]["tier"]) == ("ZONAL", "db-custom-1-3840")
+    assert sql["deletionProtection"] is False and sql["settings"]["deletionProtectionEnabled"] is False
+
+
+@pytest.mark.parametrize("plan_name,pool", [("prod_plan", 6), ("staging_plan", 11)])
+def test_pool_size_is_derived_so_every_instance_fits(request, plan_name, pool):
+    plan = request.getfixturevalue(plan_name)
+    db = plan["outputs"]["platform"]["database"]
+    assert db["poolSize"] == pool
+    clients = [k for k in SERVICES if "DB_PASSWORD" in secret_env(plan, k)]
+    assert clients == ["backend", "auth"]
+    instances = sum(one(plan, RUN, k)["inputs"]["template"]["scaling"]["maxInstanceCount"] for k in clients)
+    flags = {f["name"]: f["value"] for f in one(plan, SQL, "postgres")["inputs"]["settings"]["databaseFlags"]}
+    assert instances * pool < int(flags["max_connections"])
+    for key in clients:
+        env = plain_env(plan, key)
+        assert env["DB_POOL_SIZE"] == str(pool)
+        assert (env["DB_NAME"], env["DB_USER"], env["DB_PORT"], env["DB_SSLMODE"]) == ("netra", "netra_app", "5432", "require")
+    assert "DB_POOL_SIZE" not in plain_env(plan, "frontend")
+
+
+# ---------------------------------------------------------------- Memorystore
+
+
+@pytest.mark.parametrize("plan_name,env", STACKS)
+def test_redis_7_auth_tls_private_rdb(request, plan_name, env):
+    plan = request.getfixturevalue(plan_name)
+    r = one(plan, REDIS, "redis")["inputs"]
+    assert r["redisVersion"] == "REDIS_7_2"
+    assert r["authEnabled"] is True
+    assert r["transitEncryptionMode"] == "SERVER_AUTHENTICATION"
+    assert r["connectMode"] == "PRIVATE_SERVICE_ACCESS"
+    assert r["authorizedNetwork"] == "vpc-id" and r["reservedIpRange"] == f"netra-{env}-private-services"
+    assert r["persistenceConfig"]["persistenceMode"] == "RDB"
+    window = r["maintenancePolicy"]["weeklyMaintenanceWindows"][0]
+    assert window["day"] == "SUNDAY" and 0 <= window["startTime"]["hours"] <= 23
+
+
+def test_prod_redis_is_ha_staging_basic(prod_plan, staging_plan):
+    p, s = one(prod_plan, REDIS, "redis")["inputs"], one(staging_plan, REDIS, "redis")["inputs"]
+    assert (p["tier"], p["memorySizeGb"], p["deletionProtection"]) == ("STANDARD_HA", 5, True)
+    assert (s["tier"], s["memorySizeGb"], s["deletionProtection"]) == ("BASIC", 1, False)
+
+
+@pytest.mark.parametrize("plan_name", ["prod_plan", "staging_plan"])
+def test_redis_credentials_and_ca_come_from_secret_manager(request, plan_name):
+    plan = request.getfixturevalue(plan_name)
+    env = plan["stack"]
+    for key in ("backend", "auth"):
+        assert secret_env(plan, key)["REDIS_AUTH"] == f"{env}-redis-auth"
+        assert secret_env(plan, key)["REDIS_HOST"] == f"{env}-redis-host"
+        plain = plain_env(plan, key)
+        assert not any("AUTH" in name for name in plain)
+        assert (plain["REDIS_PORT"], plain["REDIS_TLS"], plain["REDIS_CA_CERT_PATH"]) == ("6378", "true", "/secrets/redis/server-ca.pem")
+        tpl = one(plan, RUN, key)["inputs"]["template"]
+        assert tpl["volumes"] == [{"name": "redis-ca", "secret": {
+            "secret": f"{env}-redis-ca", "defaultMode": 0o444,
+            "items": [{"path": "server-ca.pem", "version": "latest", "mode": 0o444}]}}]
+        assert tpl["containers"][0]["volumeMounts"] == [{"name": "redis-ca", "mountPath": "/secrets/redis"}]
+
+
+# ---------------------------------------------------------------- Cloud Storage
+
+
+@pytest.mark.parametrize("plan_name,env", STACKS)
+def test_buckets_uniform_access_and_public_prevention(request, plan_name, env):
+    plan = request.getfixturevalue(plan_name)
+    project = plan["outputs"]["gcpProject"]
+    buckets = {r["name"]: r["inputs"] for r in resources_of(plan, BUCKET)}
+    assert set(buckets) == {"static-assets", "backups", "migrations"}
+    for name, b in buckets.items():
+        assert b["name"] == f"{project}-{name}"
+        assert b["uniformBucketLevelAccess"] is True
+        assert b["forceDestroy"] is (env == "staging")
+    assert buckets["backups"]["publicAccessPrevention"] == "enforced"
+    assert buckets["migrations"]["publicAccessPrevention"] == "enforced"
+    # public by design in config: served through the load balancer's CDN backend bucket
+    assert buckets["static-assets"]["publicAccessPrevention"] == "inherited"
+    public = [r["inputs"] for r in resources_of(plan, BUCKET_IAM) if r["inputs"]["member"] == "allUsers"]
+    assert public == [{"bucket": f"{project}-static-assets", "role": "roles/storage.objectViewer", "member": "allUsers"}]
+
+
+def test_a_bucket_not_marked_public_is_enforced():
+    plan = plan_stack("staging", overrides={"netra:platform.storage.staticAssets.public": False}, policy=False)
+    assert one(plan, BUCKET, "static-assets")["inputs"]["publicAccessPrevention"] == "enforced"
+    assert not [r for r in resources_of(plan, BUCKET_IAM) if r["inputs"]["member"] in ("allUsers", "allAuthenticatedUsers")]
+
+
+def test_backups_bucket_versioned_colder_with_age_and_retained(prod_plan):
+    b = one(prod_plan, BUCKET, "backups")["inputs"]
+    assert b["versioning"] == {"enabled": True}
+    assert b["retentionPolicy"]["retentionPeriod"] == 30 * 86400
+    moves = [(r["action"]["storageClass"], r["condition"]["age"]) for r in b["lifecycleRules"]
+             if r["action"]["type"] == "SetStorageClass"]
+    assert moves == [("NEARLINE", 30), ("COLDLINE", 90), ("ARCHIVE", 365)]
+    deletes = [r["condition"] for r in b["lifecycleRules"] if r["action"]["type"] == "Delete"]
+    assert deletes == [{"numNewerVersions": 3, "withState": "ARCHIVED"}]  # only old versions ever expire
+
+
+# ---------------------------------------------------------------- secrets
+
+
+@pytest.mark.parametrize("plan_name,env", STACKS)
+def test_secrets_named_as_the_seed_with_secret_payloads(request, plan_name, env):
+    plan = request.getfixturevalue(plan_name)
+    ids = {r["name"]: r["inputs"]["secretId"] for r in resources_of(plan, SECRET)}
+    assert ids == {k: f"{env}-{k}" for k in ("token-optimization-config", "pricing-config", "feature-flags",
+                                            "db-password", "db-host", "redis-auth", "redis-host", "redis-ca")}
+    for v in resources_of(plan, VERSION):
+        assert v["inputs"]["secretData"] == "[secret]" and v["inputs"]["secret"] == f"{v['name']}-id"
+
+
+def test_no_secret_value_in_plaintext_anywhere_in_the_plan(prod_plan):
+    text = json.dumps(prod_plan)
+    for value in ("offline-plan-password", "offline-plan-redis-auth", "BEGIN CERTIFICATE", "10.60.0.3", "10.60.1.4"):
+        assert value not in text, value
+    run = run_stack("prod")  # wire form: the engine sees every payload wrapped as a secret
+    for r in run.resources:
+        if r.type == VERSION:
+            assert is_secret(r.inputs["secretData"]), r.name
+        if r.type == SQL_USER:
+            assert is_secret(r.inputs["password"])
+    payload = {r.name: unwrap(r.inputs["secretData"]) for r in run.resources if r.type == VERSION}
+    assert json.loads(payload["feature-flags"])["token_optimization"] is True
+    assert json.loads(payload["pricing-config"])["llmPricing"]["gpt4"] == {"input": 0.00003, "output": 0.00006}
+    assert json.loads(payload["token-optimization-config"])["defaultTargetReduction"] == 20
+    assert payload["db-password"] == "offline-plan-password" and payload["redis-auth"] == "offline-plan-redis-auth"
+
+
+def test_feature_flag_flip_is_a_new_secret_version_and_nothing_else():
+    def wire(overrides=None):
+        run = run_stack("prod", overrides=overrides)
+        return {r.urn: unwrap(r.inputs) for r in run.resources}, run.outputs
+
+    before, out_before = wire()
+    after, out_after = wire({"netra:platform.featureFlags.semantic_cache": True})
+    changed = [urn for urn in before if before[urn] != after[urn]]
+    assert len(changed) == 1 and changed[0].endswith("secretVersion:SecretVersion::feature-flags")
+    assert json.loads(after[changed[0]]["secretData"])["semantic_cache"] is True
+    assert out_before["services"] == out_after["services"]  # same candidate revisions, same traffic
+
+
+@pytest.mark.parametrize("plan_name", ["prod_plan", "staging_plan"])
+def test_each_service_reads_exactly_its_configured_secrets(request, plan_name):
+    plan = request.getfixturevalue(plan_name)
+    env = plan["stack"]
+    import yaml
+    services = yaml.safe_load((ROOT / f"Pulumi.{env}.yaml").read_text())["config"]["netra:services"]
+    for key in SERVICES:
+        configured = services[key].get("secrets", {})
+        assert secret_env(plan, key) == {var: f"{env}-{k}" for var, k in configured.items()}
+        assert all(e["valueSource"]["secretKeyRef"]["version"] == "latest"
+                   for e in container(plan, key)["envs"] if "valueSource" in e)
+        volumes = {v["secret"]["secret"] for v in one(plan, RUN, key)["inputs"]["template"].get("volumes", [])}
+        reads = set(secret_env(plan, key).values()) | volumes
+        member = f"serviceAccount:netra-{key}-{env}@{plan['outputs']['gcpProject']}.iam.gserviceaccount.com"
+        granted = {r["inputs"]["secretId"] for r in resources_of(plan, SECRET_IAM)
+                   if r["inputs"]["member"] == member and r["inputs"]["role"] == ACCESSOR}
+        assert granted == reads, key
+
+
+# ---------------------------------------------------------------- migrations job
+
+
+@pytest.mark.parametrize("plan_name,env", STACKS)
+def test_migration_job_reads_the_bucket_with_its_own_identity(request, plan_name, env):
+    plan = request.getfixturevalue(plan_name)
+    project = plan["outputs"]["gcpProject"]
+    assert plan["outputs"]["migrationJob"] == {"name": f"netra-migrate-{env}", "region": "us-central1"}
+    job = one(plan, JOB, "migrate")["inputs"]
+    tpl = job["template"]["template"]
+    c = tpl["containers"][0]
+    assert job["name"] == f"netra-migrate-{env}" and job["deletionProtection"] is (env == "prod")
+    assert tpl["serviceAccount"] == f"netra-migrate-{env}@{project}.iam.gserviceaccount.com"
+    assert one(plan, SA, "migrate-sa")["inputs"]["accountId"] == f"netra-migrate-{env}"
+    assert tpl["volumes"] == [{"name": "migrations", "gcs": {"bucket": f"{project}-migrations", "readOnly": True}}]
+    assert c["volumeMounts"] == [{"name": "migrations", "mountPath": "/migrations"}]
+    assert c["args"] == ["up", "--dir", "/migrations"]
+    assert {e["name"]: e["valueSource"]["secretKeyRef"]["secret"] for e in c["envs"] if "valueSource" in e} == {
+        "DB_HOST": f"{env}-db-host", "DB_PASSWORD": f"{env}-db-password"}
+    assert tpl["vpcAccess"]["networkInterfaces"] == [{"network": f"netra-{env}-vpc", "subnetwork": f"netra-{env}-run-egress"}]
+    files = sorted(p.name for p in (ROOT / "migrations").glob("*.sql"))
+    objects = {r["inputs"]["name"]: r["inputs"] for r in resources_of(plan, OBJECT)}
+    assert sorted(objects) == files and files
+    for name, o in objects.items():
+        assert o["bucket"] == f"{project}-migrations" and o["source"] == {"fileAsset": f"migrations/{name}"}
+
+
+def test_prod_migration_runner_is_pinned(prod_plan):
+    assert "@sha256:" in one(prod_plan, JOB, "migrate")["inputs"]["template"]["template"]["containers"][0]["image"]
+
+
+# ---------------------------------------------------------------- edge
+
+
+@pytest.mark.parametrize("plan_name,env", STACKS)
+def test_https_load_balancer_routes(request, plan_name, env):
+    plan = request.getfixturevalue(plan_name)
+    domain = {"prod": "app.netra.ai", "staging": "staging.netra.ai"}[env]
+    assert one(plan, ADDRESS, "lb-ip")["inputs"]["addressType"] == "EXTERNAL"
+    assert one(plan, CERT, "cert")["inputs"]["managed"] == {"domains": [domain]}
+    for key in SERVICES:
+        neg = one(plan, NEG, f"{key}-neg")["inputs"]
+        assert neg["networkEndpointType"] == "SERVERLESS" and neg["cloudRun"] == {"service": f"netra-{key}-{env}"}
+        be = one(plan, BACKEND, f"{key}-backend")["inputs"]
+        assert be["loadBalancingScheme"] == "EXTERNAL_MANAGED" and be["backends"] == [{"group": f"{key}-neg-id"}]
+        assert be["logConfig"] == {"enable": True, "sampleRate": 1}
+        assert be["securityPolicy"] == "armor-id" and be["protocol"] == "HTTPS"
+    url_map = one(plan, URL_MAP, "https")["inputs"]
+    assert url_map["defaultService"] == "frontend-backend-id"
+    assert url_map["hostRules"] == [{"hosts": [domain], "pathMatcher": "netra"}]
+    matcher = url_map["pathMatchers"][0]
+    assert matcher["defaultService"] == "frontend-backend-id"
+    routes = {tuple(r["paths"]): r["service"] for r in matcher["pathRules"]}
+    assert routes == {("/api/*", "/ws/*"): "backend-backend-id", ("/auth/*",): "auth-backend-id",
+                      ("/static/*", "/assets/*"): "static-backend-id"}
+    static = one(plan, BACKEND_BUCKET, "static-backend")["inputs"]
+    assert static["enableCdn"] is True and static["bucketName"] == f"{plan['outputs']['gcpProject']}-static-assets"
+    ssl = one(plan, SSL_POLICY, "ssl-policy")["inputs"]
+    assert (ssl["profile"], ssl["minTlsVersion"]) == ("MODERN", "TLS_1_2")
+    proxy = one(plan, HTTPS_PROXY, "https")["inputs"]
+    assert proxy["sslPolicy"] == "ssl-policy-id" and proxy["sslCertificates"] == ["cert-id"] and proxy["urlMap"] == "https-id"
+    https, http = one(plan, RULE, "https")["inputs"], one(plan, RULE, "http-redirect")["inputs"]
+    assert (https["portRange"], https["target"], https["ipAddress"]) == ("443", "https-id", "lb-ip-id")
+    assert (http["portRange"], http["target"], http["ipAddress"]) == ("80", "http-redirect-id", "lb-ip-id")
+    redirect = one(plan, URL_MAP, "http-redirect")["inputs"]["defaultUrlRedirect"]
+    assert redirect["httpsRedirect"] is True and redirect["redirectResponseCode"] == "MOVED_PERMANENTLY_DEFAULT"
+    assert one(plan, HTTP_PROXY, "http-redirect")["inputs"]["urlMap"] == "http-redirect-id"
+
+
+@pytest.mark.parametrize("plan_name", ["prod_plan", "staging_plan"])
+def test_cloud_run_only_behind_the_load_balancer(request, plan_name):
+    plan = request.getfixturevalue(plan_name)
+    for key in SERVICES:
+        assert one(plan, RUN, key)["inputs"]["ingress"] == "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER"
+        invoker = one(plan, RUN_IAM, f"{key}-invoker")["inputs"]
+        assert (invoker["name"], invoker["role"], invoker["member"]) == (
+            f"netra-{key}-{plan['stack']}", "roles/run.invoker", "allUsers")
+
+
+def test_cloud_armor_waf_and_rate_limit(prod_plan, staging_plan):
+    rules = one(prod_plan, ARMOR, "armor")["inputs"]["rules"]
+    waf = [r for r in rules if "evaluatePreconfiguredWaf" in r["match"].get("expr", {}).get("expression", "")]
+    assert [r["match"]["expr"]["expression"].split("'")[1] for r in waf] == [
+        "sqli-v33-stable", "xss-v33-stable", "lfi-v33-stable", "rfi-v33-stable", "rce-v33-stable",
+        "scannerdetection-v33-stable", "protocolattack-v33-stable", "sessionfixation-v33-stable"]
+    assert all(r["action"] == "deny(403)" and r["preview"] is False for r in waf)
+    limit = [r for r in rules if "rateLimitOptions" in r]
+    assert len(limit) == 1 and limit[0]["action"] == "rate_based_ban"
+    opts = limit[0]["rateLimitOptions"]
+    assert opts["rateLimitThreshold"] == {"count": 600, "intervalSec": 60} and opts["enforceOnKey"] == "IP"
+    assert opts["exceedAction"] == "deny(429)" and opts["banDurationSec"] == 300
+    assert rules[-1]["priority"] == 2147483647 and rules[-1]["action"] == "allow"
+    staging_waf = [r for r in one(staging_plan, ARMOR, "armor")["inputs"]["rules"] if "expr" in r["match"]]
+    assert staging_waf and all(r["preview"] is True for r in staging_waf)  # tried in preview on staging first
+
+
+def test_waf_rules_switch_in_config():
+    plan = plan_stack("prod", overrides={"netra:platform.edge.waf.xss": False,
+                                         "netra:platform.edge.waf.methodEnforcement": True}, policy=False)
+    exprs = " ".join(r["match"].get("expr", {}).get("expression", "") for r in one(plan, ARMOR, "armor")["inputs"]["rules"])
+    assert "xss-v33-stable" not in exprs and "methodenforcement-v33-stable" in exprs
+
+
+# ---------------------------------------------------------------- identity
+
+
+def identity_table(plan: dict) -> set[tuple[str, str, str]]:
+    """(member, role, on what) of every IAM grant in the plan."""
+    out = set()
+    for r in plan["resources"]:
+        i = r["inputs"]
+        if r["type"] == SECRET_IAM:
+            out.add((i["member"], i["role"], f"secret {i['secretId']}"))
+        elif r["type"] == BUCKET_IAM:
+            out.add((i["member"], i["role"], f"bucket {i['bucket']}"))
+        elif r["type"] == RUN_IAM:
+            out.add((i["member"], i["role"], f"service {i['name']}"))
+        elif "iam" in r["type"].lower():
+            out.add((i.get("member", "?"), i.get("role", "?"), r["type"]))
+    return out
+
+
+def test_identity_least_privilege_prod(prod_plan):
+    sa = lambda who: f"serviceAccount:netra-{who}-prod@netra-production.iam.gserviceaccount.com"  # noqa: E731
+    secret = lambda *keys: {f"secret prod-{k}" for k in keys}  # noqa: E731
+    expected = set()
+    reads = {
+        "frontend": secret("feature-flags"),
+        "backend": secret("db-host", "db-password", "redis-host", "redis-auth", "redis-ca", "token-optimization-config",
+                          "pricing-config", "feature-flags"),
+        "auth": secret("db-host", "db-password", "redis-host", "redis-auth", "redis-ca", "feature-flags"),
+        "migrate": secret("db-host", "db-password"),
+    }
+    for who, things in reads.items():
+        expected |= {(sa(who), ACCESSOR, t) for t in things}
+    expected.add((sa("migrate"), "roles/storage.objectViewer", "bucket netra-production-migrations"))
+    expected.add(("serviceAccount:p000000000000-mock@gcp-sa-cloud-sql.iam.gserviceaccount.com",
+                  "roles/storage.objectCreator", "bucket netra-production-backups"))
+    expected.add(("allUsers", "roles/storage.objectViewer", "bucket netra-production-static-assets"))
+    expected |= {("allUsers", "roles/run.invoker", f"service netra-{k}-prod") for k in SERVICES}
+    assert identity_table(prod_plan) == expected
+    # one dedicated account per service and one for the migration job; no project-level grants at all
+    assert sorted(r["inputs"]["accountId"] for r in resources_of(prod_plan, SA)) == [
+        "netra-auth-prod", "netra-backend-prod", "netra-frontend-prod", "netra-migrate-prod"]
+    assert not [r for r in prod_plan["resources"] if r["type"].startswith("gcp:projects/")]
+
+
+def test_identity_table_in_docs_matches_the_plan(prod_plan):
+    """docs/platform.md lists every role granted and why; each grant in the plan appears there."""
+    doc = (ROOT / "docs" / "platform.md").read_text()
+    for _member, role, _what in identity_table(prod_plan):
+        assert f"`{role}`" in doc, role
+
+
+# ---------------------------------------------------------------- both stacks
+
+
+# Prod-only by design: the billing budget, and the pager / extra email channels of its on-call routing.
+PROD_ONLY_TYPES = {"gcp:billing/budget:Budget", "netra:observability:Budget",
+                   "gcp:monitoring/notificationChannel:NotificationChannel"}
+
+
+def test_staging_has_the_same_shape_as_prod(prod_plan, staging_plan):
+    shape = lambda plan: sorted((r["type"], r["name"].replace("-prod-", "-").replace("-staging-", "-"))  # noqa: E731
+                                for r in plan["resources"] if r["type"] not in PROD_ONLY_TYPES)
+    assert shape(prod_plan) == shape(staging_plan)
+
+
+def test_platform_outputs(prod_plan):
+    p = prod_plan["outputs"]["platform"]
+    assert p["database"]["connectionName"] == "netra-production:us-central1:netra-production-db"
+    assert p["buckets"] == {"staticAssets": "netra-production-static-assets", "backups": "netra-production-backups",
+                            "migrations": "netra-production-migrations"}
+    assert p["edge"]["domains"] == ["app.netra.ai"] and p["edge"]["ip"]
+    assert p["redis"] == {"instance": "netra-prod-redis", "port": 6378}
+
+
+def test_dockerfile_runs_the_tested_runner():
+    text = (ROOT / "migrations" / "Dockerfile").read_text()
+    assert "COPY infra/migrate.py /app/migrate.py" in text and Path(ROOT / "infra" / "migrate.py").exists()
+
+
+def test_partial_compute_package_loads_only_what_the_plan_uses_and_falls_back_to_everything():
+    import subprocess
+    import sys
+
+    code = """
+import sys, pulumi_gcp
+before = sys.modules['pulumi_gcp.compute']
+from infra.components.gcp_compute import MODULES, compute
+loaded = sorted(m.rsplit('.', 1)[1] for m in sys.modules if m.startswith('pulumi_gcp.compute.'))
+assert loaded == sorted(['outputs', '_inputs', *MODULES]), loaded
+assert compute is before is pulumi_gcp.compute            # the same module object, never a second one
+assert compute.SecurityPolicyRuleArgs.__module__ == 'pulumi_gcp.compute._inputs'
+assert compute.get_network.__name__ == 'get_network'      # a submodule-level name: full init on demand
+from pulumi_gcp.compute import Autoscaler, InstanceArgs   # anything else still resolves
+print(len([m for m in sys.modules if m.startswith('pulumi_gcp.compute.')]))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert int(proc.stdout) > 200
