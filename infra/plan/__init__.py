@@ -29,9 +29,20 @@ def policy_config_file(stack: str, root: Path = PROJECT_ROOT) -> Path:
     return root / POLICY_DIR / f"config.{stack}.json"
 
 
-def policy_violations(run: ProgramRun, root: Path = PROJECT_ROOT) -> list[dict]:
+def start_policy_pack(stack: str, root: Path = PROJECT_ROOT):
+    """Spawn the pack now so its start-up overlaps the program run; pass it to `policy_violations`."""
+    from .analyzer import PackSession, PolicyPackError
+
+    try:
+        return PackSession(root / POLICY_DIR, read_stack(stack, root).project, stack).start()
+    except PolicyPackError:
+        return None  # policy_violations starts its own and reports why it cannot
+
+
+def policy_violations(run: ProgramRun, root: Path = PROJECT_ROOT, session=None) -> list[dict]:
     """Violations from the policy pack in `policies/`, asked over the analyzer gRPC protocol exactly as
     `pulumi preview --policy-pack policies --policy-pack-config policies/config.<stack>.json` asks it.
+    `session`: a pack from `start_policy_pack` (closed here), else one is started.
 
     A pack that cannot start or refuses its config is reported as one mandatory violation of
     `policy-pack` (so the plan exits 1 with the reason) rather than a traceback."""
@@ -39,7 +50,7 @@ def policy_violations(run: ProgramRun, root: Path = PROJECT_ROOT) -> list[dict]:
 
     try:
         found = check_resources(run.resources, run.project, run.stack, root / POLICY_DIR,
-                                policy_config_file(run.stack, root))
+                                policy_config_file(run.stack, root), session=session)
     except PolicyPackError as e:
         return [{"policy": "policy-pack", "level": "mandatory", "urn": "", "message": str(e)}]
     # mandatory first, then by policy and resource: a stable order for diffs and reviews
@@ -63,9 +74,14 @@ def plan_document(run: ProgramRun, violations: list[dict]) -> dict:
 def plan_stack(stack: str, root: Path = PROJECT_ROOT, overrides: Mapping[str, Any] | None = None,
                policy: bool = True) -> dict:
     """The offline plan of `stack` as the `--json` document (what `python -m infra plan --json` prints)."""
-    run = run_stack(stack, root, overrides)
-    return plan_document(run, policy_violations(run, root) if policy else [])
+    session = start_policy_pack(stack, root) if policy else None
+    try:
+        run = run_stack(stack, root, overrides)
+        return plan_document(run, policy_violations(run, root, session) if policy else [])
+    finally:
+        if session is not None:
+            session.close()
 
 
 __all__ = ["ProgramRun", "StackFileError", "plan_document", "plan_stack", "policy_config_file", "policy_violations",
-           "run_stack"]
+           "run_stack", "start_policy_pack"]

@@ -36,11 +36,14 @@ def parse_overrides(items: list[str]) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     from infra.config import ConfigError
-    from infra.plan import StackFileError, plan_document, policy_violations, run_stack
+    from infra.plan import StackFileError, plan_document, policy_violations, run_stack, start_policy_pack
 
+    session = None
     try:
         overrides = parse_overrides(args.set)
+        session = start_policy_pack(args.stack)  # starts while the program runs: the two overlap
         result = run_stack(args.stack, overrides=overrides)
+        violations = policy_violations(result, session=session)
     except (ValueError, StackFileError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -50,7 +53,9 @@ def run(args: argparse.Namespace) -> int:
         for problem in e.problems:
             print(f"  {problem}", file=sys.stderr)
         return EXIT_USAGE
-    violations = policy_violations(result)
+    finally:
+        if session is not None:
+            session.close()
     doc = plan_document(result, violations)
     if args.json:
         json.dump(doc, sys.stdout, indent=2, sort_keys=False)
