@@ -465,8 +465,8 @@ def test_identity_least_privilege_prod(prod_plan):
 
 
 def test_identity_table_in_docs_matches_the_plan(prod_plan):
-    """docs/platform.md lists every role granted and why; each grant in the plan appears there."""
-    doc = (ROOT / "docs" / "platform.md").read_text()
+    """The README lists every role granted and why; each grant in the plan appears there."""
+    doc = (ROOT / "README.md").read_text()
     for _member, role, _what in identity_table(prod_plan):
         assert f"`{role}`" in doc, role
 

@@ -106,7 +106,7 @@ class Budget(ConfigModel):
 
 
 class ObservabilityConfig(ConfigModel):
-    """See docs/observability.md for the reference and the alert table."""
+    """See the README, "Observability", for the reference and the alert table."""
 
     emails: tuple[str, ...] = Field(default=(), description="addresses notified (one email channel each)")
     pagerduty: Optional[PagerDuty] = None

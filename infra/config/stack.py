@@ -29,7 +29,7 @@ class StackConfig(ConfigModel):
     canary_percent: int = 0
     services: Services
     app: AppSettings = AppSettings()
-    observability: ObservabilityConfig = Field(..., description="alert channels and routing, see docs/observability.md")
+    observability: ObservabilityConfig = Field(..., description="alert channels, routing, thresholds, SLOs, budget: README, Observability")
     platform: PlatformConfig = Field(description="network, Cloud SQL, Memorystore, buckets, secrets, migrations, edge")
 
     @field_validator("stages")
