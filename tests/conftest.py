@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from infra.config import ConfigError, load_stack_config
 from infra.plan import plan_stack
+from infra.plan.stackfile import encode
 from infra.plan.stackfile import _strip_secure
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -18,6 +20,18 @@ def stack_config(stack: str) -> dict:
     (even nested ones) become the offline plan's secret placeholder, as the CLI would decrypt them."""
     raw = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]
     return copy.deepcopy({key: _strip_secure(value)[0] for key, value in raw.items()})
+
+
+def flat(cfg: dict) -> dict:
+    """A `config:` mapping as the engine hands it to the program (strings, objects JSON-encoded)."""
+    return {k: encode(v) for k, v in cfg.items()}
+
+
+def config_problems(cfg: dict, stack: str = "prod") -> dict[str, str]:
+    """key -> message of every problem `cfg` has; fails the test if it has none."""
+    with pytest.raises(ConfigError) as e:
+        load_stack_config(flat(cfg), stack)
+    return {p.key: p.message for p in e.value.problems}
 
 
 def resources_of(doc: dict, type_token: str) -> list[dict]:

@@ -1,28 +1,16 @@
 """Typed stack config: every error names its key and what is allowed, all at once, before any resource."""
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 
 import pytest
 
-from infra.config import ConfigError, load_stack_config
-from infra.plan.stackfile import encode
+from infra.config import load_stack_config
 
-from .conftest import ROOT, stack_config
+from .conftest import ROOT, config_problems as problems, flat, stack_config
 
 DIGEST = "@sha256:" + "0" * 64
-
-
-def flat(cfg: dict) -> dict:
-    return {k: encode(v) for k, v in cfg.items()}
-
-
-def problems(cfg: dict, stack: str = "prod") -> dict[str, str]:
-    with pytest.raises(ConfigError) as e:
-        load_stack_config(flat(cfg), stack)
-    return {p.key: p.message for p in e.value.problems}
 
 
 @pytest.mark.parametrize("stack", ["prod", "staging"])

@@ -6,20 +6,9 @@ import sys
 
 import pytest
 
-from infra.config import ConfigError, load_stack_config
-from infra.plan.stackfile import encode
+from infra.config import load_stack_config
 
-from .conftest import ROOT, stack_config
-
-
-def flat(cfg: dict) -> dict:
-    return {k: encode(v) for k, v in cfg.items()}
-
-
-def problems(cfg: dict, stack: str = "prod") -> dict[str, str]:
-    with pytest.raises(ConfigError) as e:
-        load_stack_config(flat(cfg), stack)
-    return {p.key: p.message for p in e.value.problems}
+from .conftest import ROOT, config_problems as problems, flat, stack_config
 
 
 def platform(cfg: dict) -> dict:
