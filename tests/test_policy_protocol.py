@@ -132,3 +132,15 @@ def test_secrets_reach_the_pack_wrapped():
     struct = to_struct({"secretData": {SIG_KEY: SECRET_SIG, "value": "x"}, "__defaults": [], "n": 2})
     assert dict(struct["secretData"]) == {SIG_KEY: SECRET_SIG, "value": "x"}
     assert "__defaults" not in struct and struct["n"] == 2.0
+
+
+def test_streaming_check_during_the_run_equals_the_check_after_it():
+    """The plan analyzes each resource as the program registers it; the verdict must not depend on that."""
+    from infra.plan import checked_run
+
+    overrides = {"netra:services.backend.minInstances": 1, "netra:services.auth.image": "gcr.io/x/auth:latest"}
+    with pytest.raises(Exception, match="pinned by digest"):
+        checked_run("prod", overrides=overrides)  # refused config: the started pack is stopped, nothing leaks
+    run, streamed = checked_run("prod", overrides={"netra:services.backend.minInstances": 1})
+    assert streamed == policy_violations(run)
+    assert [v["policy"] for v in mandatory(streamed)] == ["cloudrun-prod-min-instances"]

@@ -8,7 +8,8 @@ from .engine import ProgramRun, redact
 from .stackfile import PROJECT_ROOT, StackFileError, read_stack
 
 
-def run_stack(stack: str, root: Path = PROJECT_ROOT, overrides: Mapping[str, Any] | None = None) -> ProgramRun:
+def run_stack(stack: str, root: Path = PROJECT_ROOT, overrides: Mapping[str, Any] | None = None,
+              on_resource=None) -> ProgramRun:
     """Validate the stack's config, then run the program offline. Raises ConfigError / StackFileError."""
     from infra import program
     from infra.config import load_stack_config
@@ -18,7 +19,7 @@ def run_stack(stack: str, root: Path = PROJECT_ROOT, overrides: Mapping[str, Any
     stack_file = read_stack(stack, root, overrides)
     # Validate first so a bad config registers nothing (the program would refuse it the same way).
     load_stack_config(stack_file.config, stack)
-    return run_program(program.main, stack_file.project, stack, stack_file.config, stack_file.secret_keys)
+    return run_program(program.main, stack_file.project, stack, stack_file.config, stack_file.secret_keys, on_resource)
 
 
 POLICY_DIR = "policies"
@@ -29,34 +30,56 @@ def policy_config_file(stack: str, root: Path = PROJECT_ROOT) -> Path:
     return root / POLICY_DIR / f"config.{stack}.json"
 
 
-def start_policy_pack(stack: str, root: Path = PROJECT_ROOT):
-    """Spawn the pack now so its start-up overlaps the program run; pass it to `policy_violations`."""
-    from .analyzer import PackSession, PolicyPackError
+def start_policy_check(stack: str, root: Path = PROJECT_ROOT):
+    """Spawn the pack now, so it starts and analyzes while the program runs: pass `.submit` as
+    `run_stack(on_resource=...)`, then the check to `policy_violations`. None if it cannot start
+    (`policy_violations` then reports why)."""
+    from .analyzer import PackSession, PolicyCheck, PolicyPackError
 
     try:
-        return PackSession(root / POLICY_DIR, read_stack(stack, root).project, stack).start()
+        session = PackSession(root / POLICY_DIR, read_stack(stack, root).project, stack).start()
     except PolicyPackError:
-        return None  # policy_violations starts its own and reports why it cannot
+        return None
+    return PolicyCheck(session, policy_config_file(stack, root))
 
 
-def policy_violations(run: ProgramRun, root: Path = PROJECT_ROOT, session=None) -> list[dict]:
+def policy_violations(run: ProgramRun, root: Path = PROJECT_ROOT, check=None) -> list[dict]:
     """Violations from the policy pack in `policies/`, asked over the analyzer gRPC protocol exactly as
     `pulumi preview --policy-pack policies --policy-pack-config policies/config.<stack>.json` asks it.
-    `session`: a pack from `start_policy_pack` (closed here), else one is started.
+    `check`: a `start_policy_check` that already saw every resource of `run`; else the whole check runs now.
 
     A pack that cannot start or refuses its config is reported as one mandatory violation of
     `policy-pack` (so the plan exits 1 with the reason) rather than a traceback."""
     from .analyzer import PolicyPackError, check_resources
 
     try:
-        found = check_resources(run.resources, run.project, run.stack, root / POLICY_DIR,
-                                policy_config_file(run.stack, root), session=session)
+        if check is not None:
+            found = check.finish(run.resources)
+        else:
+            found = check_resources(run.resources, run.project, run.stack, root / POLICY_DIR,
+                                    policy_config_file(run.stack, root))
     except PolicyPackError as e:
         return [{"policy": "policy-pack", "level": "mandatory", "urn": "", "message": str(e)}]
     # mandatory first, then by policy and resource: a stable order for diffs and reviews
     order = {"mandatory": 0, "remediate": 1, "advisory": 2}
     found.sort(key=lambda v: (order.get(v.level, 3), v.policy, v.urn, v.message))
     return [v.to_json() for v in found]
+
+
+def checked_run(stack: str, root: Path = PROJECT_ROOT, overrides: Mapping[str, Any] | None = None,
+                policy: bool = True) -> tuple[ProgramRun, list[dict]]:
+    """The program run and its policy violations, the pack analyzing while the program runs.
+    Raises ConfigError / StackFileError (the pack is stopped then)."""
+    check = start_policy_check(stack, root) if policy else None
+    try:
+        run = run_stack(stack, root, overrides, on_resource=check.submit if check else None)
+    except BaseException:
+        if check is not None:
+            check.close()
+        raise
+    if not policy:
+        return run, []
+    return run, policy_violations(run, root, check)
 
 
 def plan_document(run: ProgramRun, violations: list[dict]) -> dict:
@@ -74,14 +97,8 @@ def plan_document(run: ProgramRun, violations: list[dict]) -> dict:
 def plan_stack(stack: str, root: Path = PROJECT_ROOT, overrides: Mapping[str, Any] | None = None,
                policy: bool = True) -> dict:
     """The offline plan of `stack` as the `--json` document (what `python -m infra plan --json` prints)."""
-    session = start_policy_pack(stack, root) if policy else None
-    try:
-        run = run_stack(stack, root, overrides)
-        return plan_document(run, policy_violations(run, root, session) if policy else [])
-    finally:
-        if session is not None:
-            session.close()
+    return plan_document(*checked_run(stack, root, overrides, policy))
 
 
 __all__ = ["ProgramRun", "StackFileError", "plan_document", "plan_stack", "policy_config_file", "policy_violations",
-           "run_stack", "start_policy_pack"]
+           "run_stack", "checked_run", "start_policy_check"]

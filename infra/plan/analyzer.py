@@ -25,6 +25,7 @@ the pack resolved; this module only maps it to `{"policy", "level", "urn", "mess
 from __future__ import annotations
 
 import json
+import queue
 import os
 import signal
 import subprocess
@@ -419,23 +420,63 @@ def _read_line(process: subprocess.Popen, timeout: float) -> str:
 
 # ---------------------------------------------------------------- the whole check
 
-def check_resources(resources: list, project: str, stack: str, pack_dir: Path, config_file: Optional[Path],
-                    session: Optional[PackSession] = None) -> list[Violation]:
+_DONE = object()
+
+
+class PolicyCheck:
+    """One pack run over one plan. Like the engine during a preview, each resource is analyzed as soon
+    as the program registers it (`submit`), so the pack (its own process, the other core) works while
+    the program is still running; `finish` adds AnalyzeStack and returns every violation."""
+
+    def __init__(self, session: PackSession, config_file: Optional[Path]):
+        self.session = session
+        self.config_file = config_file
+        self.queue: "queue.SimpleQueue" = queue.SimpleQueue()
+        self.violations: list[Violation] = []
+        self.error: Optional[BaseException] = None
+        self.worker = threading.Thread(target=self._work, name="policy-pack", daemon=True)
+        self.worker.start()
+
+    def _work(self) -> None:
+        try:
+            given = load_pack_config(self.config_file) if self.config_file and self.config_file.exists() else {}
+            self.session.__enter__()
+            self.session.configure_stack()
+            self.session.analyzer_info()
+            self.session.configure(given)
+            while (resource := self.queue.get()) is not _DONE:
+                if getattr(resource, "custom", True):
+                    self.violations += self.session.analyze(resource)
+        except BaseException as e:  # reported by finish(); the queue is drained so submit never blocks
+            self.error = e
+            while self.queue.get() is not _DONE:
+                pass
+
+    def submit(self, resource) -> None:
+        self.queue.put(resource)
+
+    def finish(self, resources: Iterable) -> list[Violation]:
+        """Wait for every submitted resource, run AnalyzeStack over `resources`, stop the pack."""
+        self.queue.put(_DONE)
+        self.worker.join()
+        try:
+            if self.error is not None:
+                raise self.error
+            return self.violations + self.session.analyze_stack(resources)
+        finally:
+            self.session.close()
+
+    def close(self) -> None:
+        """Abandon the check (e.g. the config was refused before the program ran)."""
+        self.queue.put(_DONE)
+        self.worker.join()
+        self.session.close()
+
+
+def check_resources(resources: list, project: str, stack: str, pack_dir: Path,
+                    config_file: Optional[Path]) -> list[Violation]:
     """Every violation the pack reports for `resources` (PlannedResource-like), as `pulumi preview` would."""
-    given = load_pack_config(config_file) if config_file is not None and config_file.exists() else {}
-    own = session is None
-    session = session or PackSession(pack_dir, project, stack).start()
-    try:
-        with session:
-            session.configure_stack()
-            session.analyzer_info()
-            session.configure(given)
-            violations = []
-            for r in resources:
-                if getattr(r, "custom", True):
-                    violations += session.analyze(r)
-            violations += session.analyze_stack(resources)
-            return violations
-    finally:
-        if own:
-            session.close()
+    check = PolicyCheck(PackSession(pack_dir, project, stack).start(), config_file)
+    for r in resources:
+        check.submit(r)
+    return check.finish(resources)

@@ -36,14 +36,10 @@ def parse_overrides(items: list[str]) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     from infra.config import ConfigError
-    from infra.plan import StackFileError, plan_document, policy_violations, run_stack, start_policy_pack
+    from infra.plan import StackFileError, checked_run, plan_document
 
-    session = None
     try:
-        overrides = parse_overrides(args.set)
-        session = start_policy_pack(args.stack)  # starts while the program runs: the two overlap
-        result = run_stack(args.stack, overrides=overrides)
-        violations = policy_violations(result, session=session)
+        result, violations = checked_run(args.stack, overrides=parse_overrides(args.set))
     except (ValueError, StackFileError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -53,9 +49,6 @@ def run(args: argparse.Namespace) -> int:
         for problem in e.problems:
             print(f"  {problem}", file=sys.stderr)
         return EXIT_USAGE
-    finally:
-        if session is not None:
-            session.close()
     doc = plan_document(result, violations)
     if args.json:
         json.dump(doc, sys.stdout, indent=2, sort_keys=False)

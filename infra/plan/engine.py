@@ -166,10 +166,11 @@ def _ensure_thread_loop() -> None:
 class _RecordingMonitor(pulumi_mocks.MockMonitor):
     """The mock monitor, also keeping each registration's parent and the stack's outputs."""
 
-    def __init__(self, mocks: pulumi.runtime.Mocks):
+    def __init__(self, mocks: pulumi.runtime.Mocks, on_resource: Callable[[PlannedResource], None] | None = None):
         super().__init__(mocks)
         self.recorded: list[PlannedResource] = []
         self.stack_urn = ""
+        self.on_resource = on_resource
 
     def RegisterResource(self, request):
         _ensure_thread_loop()
@@ -177,9 +178,12 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
         if request.type == "pulumi:pulumi:Stack":
             self.stack_urn = response.urn
         else:
-            self.recorded.append(PlannedResource(
+            resource = PlannedResource(
                 urn=response.urn, type=request.type, name=request.name, parent=request.parent,
-                inputs=normalize(rpc.deserialize_properties(request.object)), custom=bool(request.custom)))
+                inputs=normalize(rpc.deserialize_properties(request.object)), custom=bool(request.custom))
+            self.recorded.append(resource)
+            if self.on_resource is not None:
+                self.on_resource(resource)
         return response
 
 
@@ -193,9 +197,11 @@ class _WarningLog(logging.Handler):
 
 
 def run_program(program: Callable[[], None], project: str, stack: str,
-                config: dict[str, str], secret_keys: tuple[str, ...] = ()) -> ProgramRun:
-    """Run `program` (which registers resources and exports outputs) offline; return the record."""
-    monitor = _RecordingMonitor(_Mocks())
+                config: dict[str, str], secret_keys: tuple[str, ...] = (),
+                on_resource: Callable[[PlannedResource], None] | None = None) -> ProgramRun:
+    """Run `program` (which registers resources and exports outputs) offline; return the record.
+    `on_resource` sees each resource as it registers (the policy pack analyzes it meanwhile)."""
+    monitor = _RecordingMonitor(_Mocks(), on_resource)
     handler = _WarningLog()
     logger = logging.getLogger(f"netra.plan.{stack}")
     logger.propagate = False
