@@ -281,3 +281,23 @@ def test_secret_looking_values_spare_the_seed_settings(prod_plan, pack_path):
         assert secret_looking(env["name"], str(env.get("value", ""))) is None, env
     assert secret_looking("GITHUB_TOKEN", "x") and secret_looking("X", "AKIAABCDEFGHIJKLMNOP")
     assert secret_looking("IMAGE_DIGEST", "sha256:" + "ab12" * 16) is None
+
+
+def test_pack_converts_each_request_once_and_every_policy_still_gets_its_own_copy(pack_path):
+    """_wire caches MessageToDict per request message (pulumi_policy converts it once per policy)."""
+    from google.protobuf import struct_pb2
+    from netra_policies import _wire
+    from pulumi_policy import policy as pp
+    from pulumi_policy.deserialize import deserialize_properties
+
+    assert _wire.CONVERSION_CACHED and isinstance(pp.json_format, _wire._ConvertOncePerRequest)
+    first, second = struct_pb2.Struct(), struct_pb2.Struct()
+    first.update({"a": {"b": [1, 2]}})
+    second.update({"a": {"b": [3]}})
+    once = pp.json_format.MessageToDict(first)
+    assert pp.json_format.MessageToDict(first) is once  # same request: converted once
+    assert pp.json_format.MessageToDict(second) == {"a": {"b": [3.0]}}  # another request: converted anew
+    copy1, copy2 = deserialize_properties(once), deserialize_properties(once)
+    copy1["a"]["b"].append(99)
+    assert copy2 == {"a": {"b": [1.0, 2.0]}} and once == {"a": {"b": [1.0, 2.0]}}
+    assert pp.json_format.MessageToDict(first, preserving_proto_field_name=True) is not once  # other calls pass through
