@@ -72,7 +72,7 @@ def render_text(doc: dict) -> str:
 
     walk("", 1)
     outputs = doc["outputs"]
-    for key, svc in (outputs.get("services") or {}).items():
+    for _, svc in sorted((outputs.get("services") or {}).items(), key=lambda kv: kv[1]["serviceName"]):
         lines += ["", f"Traffic  {svc['serviceName']}  (candidate {svc['candidateRevision']}, "
                       f"canaryPercent {svc['canaryPercent']})"]
         for t in svc["traffic"]:
