@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationInfo
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
@@ -32,6 +32,15 @@ def problems(*items: tuple[str, str]) -> PydanticCustomError:
         "{summary}",
         {"summary": "; ".join(f"{k}: {m}" for k, m in items), "problems": list(items)},
     )
+
+
+def ordered_after(value: int, info: ValidationInfo, field: str, op: str) -> int:
+    """`value` must be `op` ("<=" or ">") the already-validated `field`; skipped when that field is broken,
+    so this check still reports alongside its errors."""
+    other = info.data.get(field)
+    if other is not None and not (value <= other if op == "<=" else value > other):
+        raise ValueError(f"must be {op} {to_camel(field)} ({other}), got {value}")
+    return value
 
 
 def model_alias_fields(model: type[BaseModel]) -> dict[str, Any]:

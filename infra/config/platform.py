@@ -15,7 +15,7 @@ from pydantic import Field, StringConstraints, ValidationError, ValidationInfo, 
 from pydantic_core import PydanticCustomError
 from pydantic_core.core_schema import ErrorType as ErrorTypeLiteral
 
-from .base import PROBLEMS_ERROR, ConfigModel, problems
+from .base import PROBLEMS_ERROR, ConfigModel, ordered_after, problems
 
 # Secret keys a service may read through `netra:services.<svc>.secrets` (ENV_NAME: key). Each is a
 # Secret Manager secret named `<environment>-<key>` (prod-feature-flags, as the seed names them).
@@ -203,18 +203,12 @@ class BackupsBucket(ConfigModel):
     @field_validator("coldline_after_days")
     @classmethod
     def _after_nearline(cls, v: int, info: ValidationInfo) -> int:
-        first = info.data.get("nearline_after_days")
-        if first is not None and v <= first:
-            raise ValueError(f"must be > nearlineAfterDays ({first}), got {v}")
-        return v
+        return ordered_after(v, info, "nearline_after_days", ">")
 
     @field_validator("archive_after_days")
     @classmethod
     def _after_coldline(cls, v: int, info: ValidationInfo) -> int:
-        prev = info.data.get("coldline_after_days")
-        if prev is not None and v <= prev:
-            raise ValueError(f"must be > coldlineAfterDays ({prev}), got {v}")
-        return v
+        return ordered_after(v, info, "coldline_after_days", ">")
 
 
 class StorageConfig(ConfigModel):

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Optional
 
 from pydantic import Field, StringConstraints, ValidationInfo, field_validator
 
-from .base import ConfigModel, problems
+from .base import ConfigModel, ordered_after, problems
 
 SERVICE_KEYS = ("frontend", "backend", "auth")
 CPU_VALUES = ("1", "2", "4", "6", "8")
@@ -70,10 +70,7 @@ class ServiceConfig(ConfigModel):
     @field_validator("min_instances")
     @classmethod
     def _min_le_max(cls, v: int, info: ValidationInfo) -> int:
-        top = info.data.get("max_instances")
-        if top is not None and v > top:
-            raise ValueError(f"must be <= maxInstances ({top}), got {v}")
-        return v
+        return ordered_after(v, info, "max_instances", "<=")
 
     @field_validator("env")
     @classmethod

@@ -17,6 +17,13 @@ DEFAULT_STAGES = (0, 10, 50, 100)
 PLATFORM_SECRETS: frozenset[str] = SECRET_KEYS
 
 
+def _off_ladder(percent: int, stages: tuple[int, ...] | None) -> str | None:
+    """Why `percent` is not a stage of the ladder, or None (also when the ladder itself is invalid)."""
+    if stages is not None and percent not in stages:
+        return f"must be one of netra:stages {list(stages)}, got {percent}"
+    return None
+
+
 class StackConfig(ConfigModel):
     """Validated before any resource is registered; see README "Config reference"."""
 
@@ -42,20 +49,17 @@ class StackConfig(ConfigModel):
     @field_validator("canary_percent")
     @classmethod
     def _on_ladder(cls, v: int, info: ValidationInfo) -> int:
-        stages = info.data.get("stages")
-        if stages is not None and v not in stages:
-            raise ValueError(f"must be one of netra:stages {list(stages)}, got {v}")
+        off = _off_ladder(v, info.data.get("stages"))
+        if off:
+            raise ValueError(off)
         return v
 
     @field_validator("services")
     @classmethod
     def _overrides_on_ladder(cls, services: Services, info: ValidationInfo) -> Services:
         stages = info.data.get("stages")
-        found = [
-            (f"{key}.canaryPercent", f"must be one of netra:stages {list(stages)}, got {svc.canary_percent}")
-            for key, svc in services.items()
-            if stages is not None and svc.canary_percent is not None and svc.canary_percent not in stages
-        ]
+        found = [(f"{key}.canaryPercent", off) for key, svc in services.items()
+                 if svc.canary_percent is not None and (off := _off_ladder(svc.canary_percent, stages))]
         if found:
             raise problems(*found)
         return services
