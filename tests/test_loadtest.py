@@ -62,10 +62,10 @@ def test_healthy_server_passes_every_criterion(runs):
     assert f["http"]["requests"] > 50 and f["http"]["failures"] == 0
     assert f["websocketEvents"]["requests"] > 20 and f["websocketEvents"]["p95Ms"] < 100
     assert f["websocketConnections"]["requests"] >= 1 and f["websocketConnections"]["failures"] == 0
-    # the client's counts are the server's counts
+    # the client's counts are the server's, up to the requests in flight when the run stopped (one per user)
     srv = r["server"]
-    assert srv.http_requests == f["http"]["requests"]
-    assert srv.ws_events == f["websocketEvents"]["requests"]
+    assert f["http"]["requests"] <= srv.http_requests <= f["http"]["requests"] + USERS
+    assert f["websocketEvents"]["requests"] <= srv.ws_events <= f["websocketEvents"]["requests"] + USERS
     # stdout is one JSON line for Cloud Logging with the decision
     assert json.loads(r["stdout"].strip().splitlines()[-1])["decision"] == "pass"
 
