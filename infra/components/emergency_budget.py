@@ -43,11 +43,13 @@ class EmergencyBudgetArgs:
     trigger_threshold_percent: Optional[float]
     bucket_location: str
     deletion_protection: bool
+    access_log_bucket: pulumi.Input[str]  # where reads and writes of the guard's bucket are logged
     pagerduty_key: Optional[pulumi.Input[str]] = None  # a Pulumi secret; None = no pager (staging)
     depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)  # the flags secret and its version
 
 
-def emergency_budget_args(cfg, flags_resources: Sequence[pulumi.Resource]) -> Optional[EmergencyBudgetArgs]:
+def emergency_budget_args(cfg, flags_resources: Sequence[pulumi.Resource],
+                          access_log_bucket: pulumi.Input[str]) -> Optional[EmergencyBudgetArgs]:
     eb = cfg.verification.emergency_budget
     if eb is None or cfg.observability.budget is None:
         return None
@@ -61,6 +63,7 @@ def emergency_budget_args(cfg, flags_resources: Sequence[pulumi.Resource]) -> Op
         max_hourly_cost_usd=eb.max_hourly_cost_usd, trigger_hourly_cost_usd=eb.trigger_rate,
         trigger_threshold_percent=eb.trigger_threshold_percent,
         bucket_location=cfg.platform.storage.location, deletion_protection=cfg.is_prod,
+        access_log_bucket=access_log_bucket,
         pagerduty_key=pulumi.Output.secret(pd.service_key.get_secret_value()) if pd else None,
         depends_on=tuple(flags_resources))
 
@@ -94,7 +97,8 @@ class EmergencyBudget(pulumi.ComponentResource):
             gcp.storage.BucketArgs(
                 name=f"{args.project}-budget-guard", project=args.project, location=args.bucket_location,
                 uniform_bucket_level_access=True, public_access_prevention="enforced",
-                force_destroy=not args.deletion_protection, labels={**labels, "purpose": "budget-guard"}),
+                force_destroy=not args.deletion_protection, labels={**labels, "purpose": "budget-guard"},
+                logging=gcp.storage.BucketLoggingArgs(log_bucket=args.access_log_bucket, log_object_prefix="budget-guard")),
             opts=child)
         grants: list[pulumi.Resource] = [
             gcp.storage.BucketIAMMember(

@@ -40,9 +40,10 @@ class LoadTestJobArgs:
     vpc_network: str
     vpc_subnetwork: str
     deletion_protection: bool
+    access_log_bucket: pulumi.Input[str]  # where reads and writes of the results bucket are logged
 
 
-def load_test_args(cfg: StackConfig) -> Optional[LoadTestJobArgs]:
+def load_test_args(cfg: StackConfig, access_log_bucket: pulumi.Input[str]) -> Optional[LoadTestJobArgs]:
     """The job's args from the stack config; None when `netra:verification.loadTest` is not set."""
     from infra.components.network import network_name, subnet_name
 
@@ -74,6 +75,7 @@ def load_test_args(cfg: StackConfig) -> Optional[LoadTestJobArgs]:
         labels=(("cost-center", cfg.cost_center), ("env", cfg.environment), ("managed-by", "pulumi"),
                 ("service", "loadtest")),
         vpc_network=network_name(cfg), vpc_subnetwork=subnet_name(cfg), deletion_protection=cfg.is_prod,
+        access_log_bucket=access_log_bucket,
     )
 
 
@@ -98,6 +100,7 @@ class LoadTestJob(pulumi.ComponentResource):
                 uniform_bucket_level_access=True, public_access_prevention="enforced",
                 force_destroy=not args.deletion_protection,
                 labels={**labels, "purpose": "loadtest-results"},
+                logging=gcp.storage.BucketLoggingArgs(log_bucket=args.access_log_bucket, log_object_prefix="loadtest-results"),
                 lifecycle_rules=[gcp.storage.BucketLifecycleRuleArgs(
                     action=gcp.storage.BucketLifecycleRuleActionArgs(type="Delete"),
                     condition=gcp.storage.BucketLifecycleRuleConditionArgs(age=RESULTS_RETENTION_DAYS))]),
