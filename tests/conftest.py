@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import inspect
 import io
 import json
 import pickle
@@ -40,6 +41,8 @@ import infra.plan as _plan
 from infra.config import ConfigError, load_stack_config
 from infra.plan.stackfile import encode
 from infra.plan.stackfile import _strip_secure
+
+from .pgserver import db, postgres  # noqa: F401  (fixtures: a real PostgreSQL 15, a fresh database per test)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -124,13 +127,8 @@ def read_only(value: Any) -> Any:
 
 # ------------------------------------------------------------------ the session's plan cache
 
-_runs: dict[tuple, bytes] = {}  # (stack, root, overrides, policy) -> pickled (ProgramRun, violations)
-_views: dict[tuple, Any] = {}  # the same key -> read-only plan document
-
-
-def _key(stack: str, root: Path | None, overrides: Mapping[str, Any] | None, policy: bool) -> tuple:
-    canonical = json.dumps(dict(overrides or {}), sort_keys=True, default=repr)
-    return stack, str(root or _plan.PROJECT_ROOT), canonical, policy
+_runs: dict[str, bytes] = {}  # checked_run's arguments -> pickled (ProgramRun, violations)
+_views: dict[str, Any] = {}  # the same key -> read-only plan document
 
 
 @contextlib.contextmanager
@@ -147,27 +145,35 @@ def _real_plan_functions():
             setattr(_plan, name, fn)
 
 
-def _checked(stack: str, root: Path | None = None, overrides=None, policy: bool = True):
+def _arguments(name: str, args: tuple, kwargs: dict) -> dict:
+    """The call's arguments by parameter name, defaults filled in (whatever infra.plan's signature is)."""
+    bound = inspect.signature(_REAL[name]).bind(*args, **kwargs)
+    bound.apply_defaults()
+    return dict(bound.arguments)
+
+
+def _checked(*args, **kwargs):
     """`checked_run(...)`, computed once per session per argument set; a fresh copy each call.
     A ConfigError / StackFileError is raised each time, never cached."""
-    key = _key(stack, root, overrides, policy)
+    arguments = _arguments("checked_run", args, kwargs)
+    key = json.dumps(arguments, sort_keys=True, default=str)
     if key not in _runs:
         with _real_plan_functions():
-            _runs[key] = pickle.dumps(_plan.checked_run(stack, root or _plan.PROJECT_ROOT, overrides, policy))
+            _runs[key] = pickle.dumps(_plan.checked_run(**arguments))
     return pickle.loads(_runs[key])
 
 
 def plan_of(stack: str, overrides: Mapping[str, Any] | None = None, *, policy: bool = False) -> dict:
     """`plan_stack(stack, overrides=overrides, policy=policy)` as a read-only view, planned once per session."""
-    key = _key(stack, None, overrides, policy)
+    key = json.dumps([stack, overrides, policy], sort_keys=True, default=str)
     if key not in _views:
-        _views[key] = read_only(_plan.plan_document(*_checked(stack, None, overrides, policy)))
+        _views[key] = read_only(_plan.plan_document(*_checked(stack, overrides=overrides, policy=policy)))
     return _views[key]
 
 
 def run_of(stack: str, overrides: Mapping[str, Any] | None = None):
     """`run_stack(stack, overrides=overrides)` (a ProgramRun, yours to change), run once per session."""
-    return _checked(stack, None, overrides, False)[0]
+    return _checked(stack, overrides=overrides, policy=False)[0]
 
 
 @pytest.fixture(scope="session")
@@ -186,13 +192,14 @@ def reuse_plans(monkeypatch):
     for code under test that plans by itself. A test that changes the program or its inputs some other
     way than `overrides` (monkeypatching a component, a custom root) must not use it."""
 
-    def plan_stack(stack, root=None, overrides=None, policy=True):
-        return _plan.plan_document(*_checked(stack, root, overrides, policy))
+    def plan_stack(*args, **kwargs):  # = plan_document(*checked_run(same arguments))
+        return _plan.plan_document(*_checked(**_arguments("plan_stack", args, kwargs)))
 
-    def run_stack(stack, root=None, overrides=None, on_resource=None):
-        if on_resource is not None:  # the caller watches registrations happen: a real run
-            return _REAL["run_stack"](stack, root or _plan.PROJECT_ROOT, overrides, on_resource)
-        return _checked(stack, root, overrides, False)[0]
+    def run_stack(*args, **kwargs):  # = checked_run(same arguments, policy=False)[0]
+        arguments = _arguments("run_stack", args, kwargs)
+        if arguments.pop("on_resource", None) is not None:  # the caller watches registrations: a real run
+            return _REAL["run_stack"](*args, **kwargs)
+        return _checked(**arguments, policy=False)[0]
 
     monkeypatch.setattr(_plan, "plan_stack", plan_stack)
     monkeypatch.setattr(_plan, "checked_run", _checked)

@@ -1,6 +1,8 @@
 """netra:platform bad input: every problem names its key (and the numbers), exit 2, nothing registered."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from infra.config import load_stack_config
@@ -183,7 +185,8 @@ def test_cli_exit_2_names_each_key_and_registers_nothing():
                "--set", "netra:platform.database.poolSize=10", "--set", "netra:platform.cache.memorySizeGb=0",
                "--set", "netra:platform.cache.redisVersion=8.0",
                "--set", "netra:platform.edge.domains=[not a host]")
-    assert proc.returncode == 2 and proc.stdout == "" and "Traceback" not in proc.stderr
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert json.loads(proc.stdout)["problems"]  # --json: one object listing the problems, no plan
     for key in ("netra:platform.database.poolSize: pool overflow", "netra:platform.cache.memorySizeGb:",
                 "netra:platform.cache.redisVersion: unknown Redis version",
                 "netra:platform.edge.domains.0: must be a fully qualified hostname"):
