@@ -2,7 +2,8 @@
 
 Writing tests (what keeps the suite fast)
 - A whole-stack plan costs ~0.5 s in process and ~3 s as a subprocess. Never plan per test:
-  * `prod_plan` / `staging_plan` (session fixtures) are the repo's stacks as planned once per session;
+  * `prod_plan` / `staging_plan` (session fixtures) are the repo's stacks as planned once per session
+    (`prod_run` / `staging_run`: the same runs as `ProgramRun`s, wire-form inputs);
   * `plan_of(stack, overrides)` is any other whole-stack plan ("prod with canaryPercent 10"), computed
     once per session per (stack, overrides, policy) and shared by every test that asks for it.
   Both return READ-ONLY views (mutating one raises TypeError); `copy.deepcopy(view)` gives a plain,
@@ -174,6 +175,17 @@ def plan_of(stack: str, overrides: Mapping[str, Any] | None = None, *, policy: b
 def run_of(stack: str, overrides: Mapping[str, Any] | None = None):
     """`run_stack(stack, overrides=overrides)` (a ProgramRun, yours to change), run once per session."""
     return _checked(stack, overrides=overrides, policy=False)[0]
+
+
+@pytest.fixture(scope="session")
+def prod_run():
+    """The prod program run (wire-form inputs, secrets still wrapped), once per session (shared: read only)."""
+    return run_of("prod")
+
+
+@pytest.fixture(scope="session")
+def staging_run():
+    return run_of("staging")
 
 
 @pytest.fixture(scope="session")
