@@ -165,7 +165,8 @@ def _program():
 def test_blocks_become_lists_maps_stay_objects():
     run = run_program(_program, "p", "s", {}, ())
     doc = tfplan.export(run.resources)
-    bucket, version = planned(doc)
+    by_type = {r["type"]: r for r in planned(doc)}  # registrations arrive in no fixed order
+    bucket, version = by_type["google_storage_bucket"], by_type["google_secret_manager_secret_version"]
     assert bucket["values"] == {"name": "b", "location": "US", "labels": {"env": "x"}, "versioning": [{"enabled": True}],
                                 "lifecycle_rule": [{"action": [{"type": "Delete"}], "condition": [{"age": 3}]}]}
     assert version["values"] == {"secret": "s", "secret_data": None} and version["sensitive_values"] == {"secret_data": True}
