@@ -201,7 +201,7 @@ def select_stack(stack_name: str):
 
 
 def run_migration_job(job: dict, project: str, session=None, timeout_s: float = 1800.0, poll_s: float = 5.0,
-                      sleep=time.sleep, log=print) -> None:
+                      sleep=time.sleep, log=print, overrides: dict | None = None) -> None:
     """Execute the Cloud Run job and wait for it (Cloud Run Admin API v2, jobs.run + operations.get)."""
     name = job["name"]
     if not name.startswith("projects/"):
@@ -213,7 +213,8 @@ def run_migration_job(job: dict, project: str, session=None, timeout_s: float = 
         creds, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
         session = AuthorizedSession(creds)
     base = "https://run.googleapis.com/v2/"
-    r = session.post(base + name + ":run", json={})
+    # overrides: per-execution env/args (RunJobRequest.overrides), e.g. the restore drill's DB_HOST
+    r = session.post(base + name + ":run", json={"overrides": overrides} if overrides else {})
     if r.status_code >= 300:
         raise OperationFailed(f"migration job {name}: run returned HTTP {r.status_code}: {r.text[:200]}")
     op = r.json()
