@@ -24,6 +24,8 @@ from .service import SecretEnv, SecretVolume, ServiceWiring
 from .storage import Storage
 
 REDIS_CLIENT_SECRET = "redis-auth"
+FLAGS_SECRET = "feature-flags"
+FLAGS_MOUNT_PATH, FLAGS_FILE = "/secrets/feature-flags", "flags.json"
 
 
 @dataclass
@@ -51,6 +53,13 @@ class Platform:
         volumes: list[SecretVolume] = []
         if DB_CLIENT_SECRET in reads:
             env += database_mod.client_env(cfg)
+        flag_vars = sorted(var for var, k in svc.secrets.items() if k == FLAGS_SECRET)
+        if flag_vars:
+            # a file, not an env value: Cloud Run serves the latest version to running instances, so a
+            # flag change (a new secret version) needs no restart; the variable holds the file's path
+            volumes.append(SecretVolume("feature-flags", secret_id(cfg.environment, FLAGS_SECRET),
+                                        FLAGS_MOUNT_PATH, FLAGS_FILE))
+            env += [(var, f"{FLAGS_MOUNT_PATH}/{FLAGS_FILE}") for var in flag_vars]
         if REDIS_CLIENT_SECRET in reads:
             env += cache_mod.client_env(cfg)
             volumes.append(SecretVolume("redis-ca", secret_id(cfg.environment, "redis-ca"),
@@ -60,7 +69,8 @@ class Platform:
             ingress=INGRESS,
             vpc_network=self.network.name,
             vpc_subnetwork=self.network.subnet_name,
-            secret_env=tuple(SecretEnv(var, secret_id(cfg.environment, k)) for var, k in sorted(svc.secrets.items())),
+            secret_env=tuple(SecretEnv(var, secret_id(cfg.environment, k)) for var, k in sorted(svc.secrets.items())
+                             if k != FLAGS_SECRET),
             secret_volumes=tuple(volumes),
             env=tuple(env),
             depends_on=(*self.secrets.resources(reads), self.network.subnet),

@@ -9,10 +9,12 @@ from typing import Mapping, Optional
 import pulumi
 import pulumi_gcp as gcp
 
+from infra import flags
 from infra.config import StackConfig
 from infra.config.platform import secret_id
 
 COMPONENT_TYPE = "netra:platform:Secrets"
+PAYLOAD_DIGEST = "payload-sha256"
 
 
 def config_payloads(cfg: StackConfig) -> dict[str, str]:
@@ -33,7 +35,8 @@ def config_payloads(cfg: StackConfig) -> dict[str, str]:
             "llmPricing": app.llm_pricing.model_dump(by_alias=True),
             "costAlertThresholds": app.cost_alert_thresholds.model_dump(by_alias=True),
         }),
-        "feature-flags": doc(dict(cfg.platform.feature_flags)),
+        "feature-flags": doc({k: v.model_dump(by_alias=True) if hasattr(v, "model_dump") else v
+                              for k, v in cfg.platform.feature_flags.items()}),
     }
 
 
@@ -53,7 +56,10 @@ class Secrets(pulumi.ComponentResource):
                 gcp.secretmanager.SecretArgs(
                     secret_id=sid, project=cfg.project,
                     replication=gcp.secretmanager.SecretReplicationArgs(auto=gcp.secretmanager.SecretReplicationAutoArgs()),
-                    labels={"env": cfg.environment, "cost-center": cfg.cost_center, "managed-by": "pulumi"}),
+                    labels={"env": cfg.environment, "cost-center": cfg.cost_center, "managed-by": "pulumi"},
+                    # config documents (flags, settings): their digest, so a change shows in the plan diff
+                    # without the value; credentials (Outputs of other resources) get none
+                    annotations={PAYLOAD_DIGEST: flags.digest(payload)} if isinstance(payload, str) else None),
                 opts=pulumi.ResourceOptions(parent=self),
             )
             self.versions[key] = gcp.secretmanager.SecretVersion(

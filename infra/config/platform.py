@@ -308,7 +308,14 @@ class MigrationsConfig(ConfigModel):
         return v
 
 
-FlagValue = Union[bool, int, float, str]
+class FlagRamp(ConfigModel):
+    """A flag on for `percent` of requests (bucketed on a stable caller key, infra/flags.py); killSwitch: off for all."""
+
+    percent: float = Field(ge=0, le=100, description="share of requests with the flag on (ramp 10 -> 50 -> 100)")
+    kill_switch: bool = Field(False, description="off for everyone at once, whatever percent says")
+
+
+FlagValue = Union[bool, int, float, str, FlagRamp]
 
 
 class PlatformConfig(ConfigModel):
@@ -320,6 +327,37 @@ class PlatformConfig(ConfigModel):
     migrations: MigrationsConfig
     feature_flags: dict[Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,62}$")], FlagValue] = Field(
         default_factory=dict, description="payload of the <env>-feature-flags secret; a flip is a new secret version")
+
+    @field_validator("feature_flags", mode="before")
+    @classmethod
+    def _flag_shapes(cls, flags: Any) -> Any:
+        """A ramp object becomes a FlagRamp here, so each problem names flag and key (no union noise)."""
+        if not isinstance(flags, dict):
+            return flags
+        out, found = {}, []
+        for name, value in flags.items():
+            if isinstance(value, dict):
+                try:
+                    value = FlagRamp.model_validate(value)
+                except ValidationError as e:
+                    found += [(".".join([str(name), *map(str, err["loc"])]), f"{err['msg']}, got {err['input']!r}")
+                              for err in e.errors()]
+            elif not isinstance(value, (bool, int, float, str)):
+                found.append((str(name), f"must be a bool, number, string or {{percent, killSwitch}}, got {value!r}"))
+            out[name] = value
+        if found:
+            raise problems(*found)
+        return out
+
+    @field_validator("feature_flags")
+    @classmethod
+    def _one_ramp_at_a_time(cls, flags: dict) -> dict:
+        # the gate compares the flag's two arms; a second flag ramping at the same time would confound them
+        ramping = [k for k, v in flags.items() if isinstance(v, FlagRamp) and not v.kill_switch and 0 < v.percent < 100]
+        if len(ramping) > 1:
+            raise problems(*[(k, f"only one flag may ramp at a time (0 < percent < 100), got {', '.join(ramping)}")
+                             for k in ramping[1:]])
+        return flags
     clickhouse: Optional[ClickHouseConfig] = Field(
         None, description="ClickHouse cluster on Compute Engine with ClickHouse Keeper (token-usage analytics)")
 
