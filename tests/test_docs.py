@@ -144,8 +144,11 @@ def _shown(key: str) -> str:
 
 
 def _best_table(key: str, tables: list[Table]) -> Table:
+    """The table with the longest prefix of `key`; the full-key table (empty prefix) when none fits."""
     def fit(t: Table) -> int:
-        return max((len(p) for p in t.prefixes if p and key.startswith(p + ".")), default=0)
+        if t.prefixes == ("",):
+            return 0
+        return max((len(p) for p in t.prefixes if key.startswith(p + ".")), default=-1)
 
     return max(tables, key=fit)
 
@@ -185,6 +188,8 @@ def test_the_key_check_would_catch_a_missing_and_an_invented_key():
     assert _row_keys("`a.b` / `c` / `d`") == ["a.b", "a.c", "a.d"]
     assert _expand("netra:services.<a|b>") == ("netra:services.a", "netra:services.b")
     assert _expand("netra:services.<name>") == (f"netra:services.{ANY}",)
+    assert _best_table("netra:platform.database.newKey", tables).marker == "netra:platform"
+    assert _best_table("netra:newSection.key", tables).prefixes == ("",)  # a new top-level key: the main table
 
 
 # ---------------------------------------------------------------- the README's offline commands
