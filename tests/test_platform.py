@@ -203,10 +203,10 @@ def test_redis_credentials_and_ca_come_from_secret_manager(request, plan_name):
         assert not any("AUTH" in name for name in plain)
         assert (plain["REDIS_PORT"], plain["REDIS_TLS"], plain["REDIS_CA_CERT_PATH"]) == ("6378", "true", "/secrets/redis/server-ca.pem")
         tpl = one(plan, RUN, key)["inputs"]["template"]
-        assert tpl["volumes"] == [{"name": "redis-ca", "secret": {
+        assert [v for v in tpl["volumes"] if v["name"] == "redis-ca"] == [{"name": "redis-ca", "secret": {
             "secret": f"{env}-redis-ca", "defaultMode": 0o444,
             "items": [{"path": "server-ca.pem", "version": "latest", "mode": 0o444}]}}]
-        assert tpl["containers"][0]["volumeMounts"] == [{"name": "redis-ca", "mountPath": "/secrets/redis"}]
+        assert {"name": "redis-ca", "mountPath": "/secrets/redis"} in tpl["containers"][0]["volumeMounts"]
 
 
 # ---------------------------------------------------------------- Cloud Storage
@@ -302,9 +302,13 @@ def test_feature_flag_flip_is_a_new_secret_version_and_nothing_else():
 
     before, out_before = wire()
     after, out_after = wire({"netra:platform.featureFlags.semantic_cache": True})
-    changed = [urn for urn in before if before[urn] != after[urn]]
-    assert len(changed) == 1 and changed[0].endswith("secretVersion:SecretVersion::feature-flags")
-    assert json.loads(after[changed[0]]["secretData"])["semantic_cache"] is True
+    changed = sorted(urn for urn in before if before[urn] != after[urn])
+    # the new version, and the Secret's payload digest (what the plan diff shows instead of the value)
+    assert [u.rsplit("$", 1)[1] for u in changed] == ["gcp:secretmanager/secret:Secret::feature-flags",
+                                                      "gcp:secretmanager/secretVersion:SecretVersion::feature-flags"]
+    secret, version = changed
+    assert {k for k in before[secret] if before[secret][k] != after[secret][k]} == {"annotations"}
+    assert json.loads(after[version]["secretData"])["semantic_cache"] is True
     assert out_before["services"] == out_after["services"]  # same candidate revisions, same traffic
 
 
@@ -316,7 +320,10 @@ def test_each_service_reads_exactly_its_configured_secrets(request, plan_name):
     services = yaml.safe_load((ROOT / f"Pulumi.{env}.yaml").read_text())["config"]["netra:services"]
     for key in SERVICES:
         configured = services[key].get("secrets", {})
-        assert secret_env(plan, key) == {var: f"{env}-{k}" for var, k in configured.items()}
+        # feature-flags is mounted as a file (new versions reach running instances); its variable holds the path
+        assert secret_env(plan, key) == {var: f"{env}-{k}" for var, k in configured.items() if k != "feature-flags"}
+        assert {var: plain_env(plan, key)[var] for var, k in configured.items() if k == "feature-flags"} == {
+            var: "/secrets/feature-flags/flags.json" for var, k in configured.items() if k == "feature-flags"}
         assert all(e["valueSource"]["secretKeyRef"]["version"] == "latest"
                    for e in container(plan, key)["envs"] if "valueSource" in e)
         volumes = {v["secret"]["secret"] for v in one(plan, RUN, key)["inputs"]["template"].get("volumes", [])}
