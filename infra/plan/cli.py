@@ -7,6 +7,7 @@ import sys
 from collections import defaultdict
 
 EXIT_OK, EXIT_POLICY, EXIT_USAGE = 0, 1, 2
+FORMATS = ("text", "json", "tfplan-json")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -15,47 +16,57 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                           "and check it with the policy pack. Exit 0 ok, 1 mandatory policy violation, "
                                           "2 invalid config or usage.")
     p.add_argument("--stack", required=True, help="stack name: reads Pulumi.STACK.yaml")
-    p.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
+    p.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout (= --format json)")
+    p.add_argument("--format", choices=FORMATS, default=None,
+                   help="text (default), json, or tfplan-json: the plan as Terraform plan JSON for Terraform-ecosystem "
+                        "scanners such as Checkov (no policy check; secrets exported as null + sensitive_values)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key for this plan only, e.g. netra:canaryPercent=10 "
                         "(value parsed as YAML; dotted paths like netra:services.backend.canaryPercent)")
     p.set_defaults(func=run)
 
 
-def parse_overrides(items: list[str]) -> dict:
-    import yaml
-
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--set: expected KEY=VALUE, got {item!r}")
-        out[key] = yaml.safe_load(value)
-    return out
-
-
 def run(args: argparse.Namespace) -> int:
     from infra.config import ConfigError
     from infra.plan import StackFileError, checked_run, plan_document
 
+    fmt = args.format or ("json" if args.json else "text")
+    if args.json and fmt != "json":
+        print(f"error: --json and --format {fmt} disagree; use one of them", file=sys.stderr)
+        return EXIT_USAGE
+    args.json = fmt == "json"
     try:
-        result, violations = checked_run(args.stack, overrides=parse_overrides(args.set))
-    except (ValueError, StackFileError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_USAGE
+        result, violations = checked_run(args.stack, sets=args.set, policy=fmt != "tfplan-json")
+    except StackFileError as e:
+        return _refused(args, f"error: {e}", [{"key": "--stack", "message": str(e)}])
     except ConfigError as e:
-        print(f"error: invalid config for stack {args.stack!r} ({len(e.problems)} problem(s)); nothing registered:",
-              file=sys.stderr)
-        for problem in e.problems:
-            print(f"  {problem}", file=sys.stderr)
-        return EXIT_USAGE
+        return _refused(args, f"error: invalid config for stack {args.stack!r} ({len(e.problems)} problem(s)); "
+                              "nothing registered:\n" + "".join(f"  {p}\n" for p in e.problems),
+                        [p.to_json() for p in e.problems])
+    if fmt == "tfplan-json":
+        from infra.plan.tfplan import export
+
+        json.dump(export(result.resources), sys.stdout, indent=1, allow_nan=False)
+        sys.stdout.write("\n")
+        return EXIT_OK
     doc = plan_document(result, violations)
     if args.json:
-        json.dump(doc, sys.stdout, indent=2, sort_keys=False)
+        # allow_nan=False: the document is JSON or the plan fails loudly, never `Infinity` on stdout
+        json.dump(doc, sys.stdout, indent=2, sort_keys=False, allow_nan=False)
         sys.stdout.write("\n")
     else:
         sys.stdout.write(render_text(doc))
     return EXIT_POLICY if any(v["level"] == "mandatory" for v in violations) else EXIT_OK
+
+
+def _refused(args: argparse.Namespace, text: str, problems: list[dict]) -> int:
+    """Exit 2: the report on stderr; with --json also one JSON object on stdout listing the problems."""
+    print(text.rstrip("\n"), file=sys.stderr)
+    if args.json:
+        json.dump({"stack": args.stack, "error": "invalid config or usage; nothing registered",
+                   "problems": problems}, sys.stdout, indent=2, allow_nan=False)
+        sys.stdout.write("\n")
+    return EXIT_USAGE
 
 
 def render_text(doc: dict) -> str:
