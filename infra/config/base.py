@@ -195,3 +195,15 @@ def email_problem(v: str) -> str | None:
 Image = checked(image_problem)
 Hostname = checked(hostname_problem)
 Email = checked(email_problem)
+
+
+def distinct(values: Any) -> Any:
+    """A list whose items each name one thing (a resource, a route): a repeat would register the same
+    resource twice, which the engine refuses halfway through an update."""
+    found = [(str(i), f"repeats {v!r}") for i, v in enumerate(values) if v in list(values)[:i]]
+    if found:
+        raise problems(*found)
+    return values
+
+
+Distinct = AfterValidator(distinct)

@@ -6,11 +6,11 @@ rollback triggers and alert thresholds); stack config may tighten them. Units ar
 """
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 
-from .base import ConfigModel, Email, Float, Int, UrlPath, problems, text
+from .base import ConfigModel, Distinct, Email, Float, Int, UrlPath, problems, text
 
 Severity = Literal["critical", "warning"]
 ChannelKind = Literal["pagerduty", "email"]
@@ -51,8 +51,8 @@ class PagerDuty(ConfigModel):
 class Routing(ConfigModel):
     """Which channel kinds each severity notifies. Seed 000: critical -> pager_duty + email, warning -> email."""
 
-    critical: tuple[ChannelKind, ...] = ("pagerduty", "email")
-    warning: tuple[ChannelKind, ...] = ("email",)
+    critical: Annotated[tuple[ChannelKind, ...], Distinct] = ("pagerduty", "email")
+    warning: Annotated[tuple[ChannelKind, ...], Distinct] = ("email",)
 
 
 class Thresholds(ConfigModel):
@@ -79,7 +79,7 @@ class Thresholds(ConfigModel):
 class Slo(ConfigModel):
     """Availability and latency SLOs per public service, with SRE-workbook burn-rate alerts."""
 
-    services: tuple[Literal["frontend", "backend", "auth"], ...] = SERVICE_KEYS
+    services: Annotated[tuple[Literal["frontend", "backend", "auth"], ...], Distinct] = SERVICE_KEYS
     availability_percent: Float = Field(99.9, gt=0, lt=100, description="percent of non-5xx requests (seed 000: 99.9 % uptime)")
     latency_percent: Float = Field(99.0, gt=0, lt=100, description="percent of requests faster than latencyThresholdMs")
     latency_threshold_ms: Float = Field(2000, gt=0, description="milliseconds; the seed's rollback p95 bound")
@@ -95,10 +95,10 @@ class Uptime(ConfigModel):
 class Budget(ConfigModel):
     billing_account: text(20, r"[0-9A-F]{6}-[0-9A-F]{6}-[0-9A-F]{6}", "a billing account id like 01A2B3-C4D5E6-F7A8B9") = Field(
         description="billing account id, XXXXXX-XXXXXX-XXXXXX")
-    monthly_amount_usd: Float = Field(gt=0, description="USD per calendar month")
+    monthly_amount_usd: Float = Field(ge=0.01, description="USD per calendar month (rounded to cents)")
     project_number: Optional[text(20, r"[0-9]{6,20}", "a numeric project number")] = Field(None,
                                           description="numeric project id; avoids a diff after the API normalizes the id")
-    thresholds_percent: tuple[Float, ...] = (50.0, 80.0, 100.0)
+    thresholds_percent: tuple[Float, ...] = Field((50.0, 80.0, 100.0), max_length=20)
 
     @field_validator("thresholds_percent")
     @classmethod

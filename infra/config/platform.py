@@ -16,7 +16,7 @@ from pydantic import AllowInfNan, Field, Strict, StrictBool, ValidationError, Va
 from pydantic_core import PydanticCustomError
 from pydantic_core.core_schema import ErrorType as ErrorTypeLiteral
 
-from .base import (DIGEST, MAX_FLOAT, MAX_INT, PROBLEMS_ERROR, Bool, ConfigModel, Float, Hostname, Image, Int,
+from .base import (DIGEST, Distinct, MAX_FLOAT, MAX_INT, PROBLEMS_ERROR, Bool, ConfigModel, Float, Hostname, Image, Int,
                    hostname_problem, ordered_after, problems, text)
 
 # Secret keys a service may read through `netra:services.<svc>.secrets` (ENV_NAME: key). Each is a
@@ -247,7 +247,7 @@ class RateLimit(ConfigModel):
 
 class EdgeConfig(ConfigModel):
     domains: list[Hostname] = Field(min_length=1, max_length=100, description="hostnames of the managed certificate")
-    static_paths: list[text(1024, r"/[A-Za-z0-9._~\-/]*\*?", "a URL path, optionally ending in *")] = Field(
+    static_paths: Annotated[list[text(1024, r"/[A-Za-z0-9._~\-/]*\*?", "a URL path, optionally ending in *")], Distinct] = Field(
         default_factory=lambda: ["/static/*", "/assets/*"], max_length=50, description="paths served from the static-assets bucket")
     log_sample_rate: Float = Field(1.0, ge=0, le=1, description="share of requests logged by the backend services")
     rate_limit: RateLimit = RateLimit()

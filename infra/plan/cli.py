@@ -24,10 +24,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from infra.config import ConfigError
-    from infra.plan import StackFileError, checked_run, plan_document
+    from infra.plan import PROJECT_ROOT, StackFileError, checked_run, plan_document
 
+    # root / policy: not command-line options; the input fuzz test runs this function in-process on copies
+    root, policy = getattr(args, "root", PROJECT_ROOT), getattr(args, "policy", True)
     try:
-        result, violations = checked_run(args.stack, sets=args.set)
+        result, violations = checked_run(args.stack, root, sets=args.set, policy=policy)
     except StackFileError as e:
         return _refused(args, f"error: {e}", [{"key": "--stack", "message": str(e)}])
     except ConfigError as e:
