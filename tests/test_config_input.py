@@ -15,6 +15,12 @@ from .conftest import ROOT, config_problems, stack_config
 
 PROD = (ROOT / "Pulumi.prod.yaml").read_text()
 SECURE = "secure: v1:qT9Yv3XbE1m0c2Hh:ZG8tbm90LWRlY3J5cHQtb2ZmbGluZS1wbGFjZWhvbGRlcg=="
+def line_of(text: str, needle: str) -> int:
+    return text[:text.index(needle)].count("\n") + 1
+
+
+CANARY_LINE = line_of(PROD, "\n  netra:canaryPercent:") + 1
+COST_LINE = line_of(PROD, "\n  netra:costCenter:") + 1
 BOMB = "".join(f"{n}: &{n} [{', '.join([f'*{p}'] * 9)}]\n" for p, n in zip("abcdefgh", "bcdefghi"))
 
 
@@ -50,7 +56,9 @@ def test_deep_nesting_too_many_documents_and_not_a_mapping(root):
 
 def test_invalid_utf8_names_the_file(root):
     found = refused(root, PROD.encode().replace(b"llm-platform", b"llm-\xff"))
-    assert found == {"Pulumi.t.yaml": ("is not valid UTF-8 (byte 323: invalid start byte)", "Pulumi.t.yaml:7")}
+    at = PROD.index("llm-platform") + 4
+    assert found == {"Pulumi.t.yaml": (f"is not valid UTF-8 (byte {at}: invalid start byte)",
+                                       f"Pulumi.t.yaml:{line_of(PROD, 'netra:costCenter: llm-platform')}")}
 
 
 @pytest.mark.parametrize("value, words", [
@@ -60,27 +68,30 @@ def test_invalid_utf8_names_the_file(root):
 def test_values_with_no_json_form_are_refused_naming_the_key(root, value, words):
     found = refused(root, PROD.replace("netra:costCenter: llm-platform", f"netra:costCenter: {value}"))
     assert list(found) == ["netra:costCenter"] and words in found["netra:costCenter"][0]
-    assert found["netra:costCenter"][1] == "Pulumi.t.yaml:7"
+    assert found["netra:costCenter"][1] == f"Pulumi.t.yaml:{COST_LINE}"
 
 
 def test_non_string_and_duplicate_keys(root):
     found = refused(root, PROD.replace("    frontend:\n", "    1: {}\n    frontend:\n", 1) + "  netra:canaryPercent: 10\n")
     assert found["netra:services.1"][0].startswith("key '1' is not a string")
-    assert found["netra:canaryPercent"] == ("duplicate key (first at line 8); Pulumi refuses duplicate keys", "Pulumi.t.yaml:109")
+    assert found["netra:canaryPercent"] == (f"duplicate key (first at line {CANARY_LINE}); Pulumi refuses duplicate keys",
+                                            f"Pulumi.t.yaml:{len(PROD.splitlines()) + 2}")
 
 
 @pytest.mark.parametrize("secure, got", [("''", "empty"), ("5", "int"), ("[v1:x]", "list"), ("null", "NoneType")])
 def test_malformed_secure_values(root, secure, got):
     found = refused(root, PROD.replace(SECURE, f"secure: {secure}"))
     message, origin = found["netra:observability.pagerduty.serviceKey"]
-    assert f"secure: must be a non-empty ciphertext string, got {got}" in message and origin == "Pulumi.t.yaml:104"
+    assert f"secure: must be a non-empty ciphertext string, got {got}" in message
+    assert origin == f"Pulumi.t.yaml:{line_of(PROD, SECURE)}"
 
 
 def test_bare_keys_are_the_projects_and_unknown_namespaces_are_refused(root):
     found = refused(root, PROD.replace("netra:canaryPercent: 0", "canaryPercent: 15"), sets=["aws:region=us-east-1"])
     assert found == {"aws:region": ("unknown namespace 'aws'; this program reads netra:*, gcp:project, gcp:region", "--set")}
     found = refused(root, PROD.replace("netra:canaryPercent: 0", "canaryPercent: 15"))
-    assert found == {"netra:canaryPercent": ("must be one of netra:stages [0, 10, 50, 100], got 15", "Pulumi.t.yaml:8")}
+    assert found == {"netra:canaryPercent": ("must be one of netra:stages [0, 10, 50, 100], got 15",
+                                           f"Pulumi.t.yaml:{CANARY_LINE}")}
     found = refused(root, PROD, sets=["canaryPercent=10", "gcp:projet=x", "netra:project=x"])
     assert found["gcp:projet"][0].startswith("unknown key; did you mean 'gcp:project'?")
     assert found["netra:project"][0] == "is set through gcp:project, not netra:project"
@@ -90,7 +101,8 @@ def test_bare_keys_are_the_projects_and_unknown_namespaces_are_refused(root):
 
 def test_yaml_1_2_booleans_and_the_set_values(root):
     found = refused(root, PROD.replace("sessionAffinity: true", "sessionAffinity: yes"))
-    assert found["netra:services.backend.sessionAffinity"] == ("must be true or false, got 'yes'", "Pulumi.t.yaml:29")
+    assert found["netra:services.backend.sessionAffinity"] == ("must be true or false, got 'yes'",
+                                                                f"Pulumi.t.yaml:{line_of(PROD, 'sessionAffinity: true')}")
     found = refused(root, PROD, sets=["netra:services.frontend.image=[1", "netra:services..x=1", "novalue"])
     assert found["netra:services.frontend.image"][1] == "--set" and "column" in found["netra:services.frontend.image"][0]
     assert "empty path segment" in found["netra:services..x"][0]

@@ -16,6 +16,7 @@ from pydantic import AllowInfNan, Field, Strict, StrictBool, ValidationError, Va
 from pydantic_core import PydanticCustomError
 from pydantic_core.core_schema import ErrorType as ErrorTypeLiteral
 
+from .analytics import ClickHouseConfig
 from .base import (DIGEST, Distinct, MAX_FLOAT, MAX_INT, PROBLEMS_ERROR, Bool, ConfigModel, Float, Hostname, Image, Int,
                    hostname_problem, ordered_after, problems, text)
 
@@ -24,7 +25,10 @@ from .base import (DIGEST, Distinct, MAX_FLOAT, MAX_INT, PROBLEMS_ERROR, Bool, C
 CONFIG_SECRETS = ("token-optimization-config", "pricing-config", "feature-flags")
 DB_SECRETS = ("db-password", "db-host")
 CACHE_SECRETS = ("redis-auth", "redis-host", "redis-ca")
-SECRET_KEYS: frozenset[str] = frozenset(CONFIG_SECRETS + DB_SECRETS + CACHE_SECRETS)
+# What a ClickHouse client reads (when netra:platform.clickhouse is set): host (the internal load
+# balancer's address), the app user's password and the CA that signed the nodes' TLS certificate.
+CLICKHOUSE_SECRETS = ("clickhouse-host", "clickhouse-password", "clickhouse-ca")
+SECRET_KEYS: frozenset[str] = frozenset(CONFIG_SECRETS + DB_SECRETS + CACHE_SECRETS + CLICKHOUSE_SECRETS)
 # A service that reads this secret is a database client: it gets a pool and counts against max_connections.
 DB_CLIENT_SECRET = "db-password"
 
@@ -58,6 +62,8 @@ class NetworkConfig(ConfigModel):
     subnet_cidr: text(43) = Field("10.8.0.0/22", description="subnet for Cloud Run Direct VPC egress (/26 or larger)")
     private_services_cidr: text(43) = Field(
         "10.60.0.0/16", description="range allocated to private services access (Cloud SQL, Memorystore), /24 or larger")
+    flow_log_sampling: Float = Field(
+        0.5, gt=0, le=1, description="share of the egress subnet's flows recorded by VPC Flow Logs (CIS 3.8)")
 
     @field_validator("subnet_cidr")
     @classmethod
@@ -193,11 +199,14 @@ class StaticAssetsBucket(ConfigModel):
 
 
 class BackupsBucket(ConfigModel):
+    """Protected by a retention policy, not by Object Versioning: Cloud Storage refuses a retention policy on
+    a versioned bucket, and the retention policy is the stronger guard (nobody, not even a compromised
+    writer, deletes or overwrites a backup younger than `retentionDays`; versions can be deleted)."""
+
     retention_days: Int = Field(30, ge=1, le=3650, description="objects cannot be deleted or replaced before this age")
     nearline_after_days: Int = Field(30, ge=1)
     coldline_after_days: Int = Field(90, ge=1)
     archive_after_days: Int = Field(365, ge=1)
-    noncurrent_versions_kept: Int = Field(3, ge=1, le=100, description="older versions beyond this are deleted")
 
     @field_validator("coldline_after_days")
     @classmethod
@@ -210,11 +219,16 @@ class BackupsBucket(ConfigModel):
         return ordered_after(v, info, "coldline_after_days", ">")
 
 
+class AccessLogsBucket(ConfigModel):
+    retention_days: Int = Field(90, ge=1, le=3650, description="usage logs of the other buckets are deleted at this age")
+
+
 class StorageConfig(ConfigModel):
     location: text(32, r"[A-Z0-9-]+", "a bucket location like US or US-CENTRAL1") = Field(
         "US", description="bucket location (multi-region like US, or a region like US-CENTRAL1)")
     static_assets: StaticAssetsBucket = StaticAssetsBucket()
     backups: BackupsBucket = BackupsBucket()
+    access_logs: AccessLogsBucket = AccessLogsBucket()
 
 
 class WafRules(ConfigModel):
@@ -229,15 +243,17 @@ class WafRules(ConfigModel):
     protocol_attack: Bool = True
     session_fixation: Bool = True
     method_enforcement: Bool = False
+    cve: Bool = Field(True, description="Cloud Armor cve-canary rule: Log4Shell (CVE-2021-44228, CVE-2021-45046), "
+                                        "all signatures, always blocking (not subject to `preview`)")
     sensitivity: Int = Field(1, ge=1, le=4, description="CRS paranoia level")
     preview: Bool = Field(False, description="log matches without blocking (roll out new rules in preview first)")
 
     def enabled(self) -> list[str]:
-        """Rule set names, e.g. sqli-v33-stable, in declaration order."""
+        """OWASP CRS rule set names, e.g. sqli-v33-stable, in declaration order."""
         names = {"scanner_detection": "scannerdetection", "protocol_attack": "protocolattack",
                  "session_fixation": "sessionfixation", "method_enforcement": "methodenforcement"}
         return [f"{names.get(f, f)}-v33-stable" for f in type(self).model_fields
-                if f not in ("sensitivity", "preview") and getattr(self, f)]
+                if f not in ("sensitivity", "preview", "cve") and getattr(self, f)]
 
 
 class RateLimit(ConfigModel):
@@ -250,6 +266,9 @@ class EdgeConfig(ConfigModel):
     static_paths: Annotated[list[text(1024, r"/[A-Za-z0-9._~\-/]*\*?", "a URL path, optionally ending in *")], Distinct] = Field(
         default_factory=lambda: ["/static/*", "/assets/*"], max_length=50, description="paths served from the static-assets bucket")
     log_sample_rate: Float = Field(1.0, ge=0, le=1, description="share of requests logged by the backend services")
+    hsts_max_age_seconds: Int = Field(
+        31536000, ge=86400, le=63072000,
+        description="Strict-Transport-Security max-age the load balancer adds to every response (includeSubDomains)")
     rate_limit: RateLimit = RateLimit()
     waf: WafRules = WafRules()
 
@@ -282,6 +301,8 @@ class PlatformConfig(ConfigModel):
     migrations: MigrationsConfig
     feature_flags: dict[text(63, r"[a-z][a-z0-9_]*", "a flag name (lowercase letters, digits, _)"), FlagValue] = Field(
         default_factory=dict, max_length=200, description="payload of the <env>-feature-flags secret; a flip is a new secret version")
+    clickhouse: Optional[ClickHouseConfig] = Field(
+        None, description="ClickHouse cluster on Compute Engine with ClickHouse Keeper (token-usage analytics)")
 
 
 def platform_problems(platform: Any, environment: Optional[str], services: Any) -> list[tuple[str, str]]:
@@ -294,7 +315,12 @@ def platform_problems(platform: Any, environment: Optional[str], services: Any) 
     cache = _section(platform, "cache", CacheConfig)
     network = _section(platform, "network", NetworkConfig)
     migrations = _section(platform, "migrations", MigrationsConfig)
+    clickhouse = _section(platform, "clickhouse", ClickHouseConfig)
     found: list[tuple[str, str]] = []
+    if clickhouse and network:
+        for key, cidr in (("network.subnetCidr", network.subnet_cidr), ("network.privateServicesCidr", network.private_services_cidr)):
+            if ipaddress.ip_network(clickhouse.subnet_cidr).overlaps(ipaddress.ip_network(cidr)):
+                found.append(("clickhouse.subnetCidr", f"{clickhouse.subnet_cidr} overlaps {key} {cidr}"))
     if environment == "prod":
         if database and database.availability_type != "REGIONAL":
             found.append(("database.availabilityType", "must be REGIONAL in prod (seed: Cloud SQL HA), got "
@@ -303,6 +329,8 @@ def platform_problems(platform: Any, environment: Optional[str], services: Any) 
             found.append(("cache.tier", f"must be STANDARD_HA in prod (seed: Memorystore HA), got {cache.tier!r}"))
         if migrations and not DIGEST.search(migrations.image):
             found.append(("migrations.image", f"must be pinned by digest in prod (…@sha256:<64 hex>), got {migrations.image!r}"))
+        if clickhouse and clickhouse.replicas < 2:
+            found.append(("clickhouse.replicas", f"must be >= 2 in prod (a replica per zone survives a zone outage), got {clickhouse.replicas}"))
     if services is None:
         return found
     instances = {key: svc.max_instances for key, svc in services.items()}
