@@ -124,7 +124,7 @@ class GrafanaConfig(ConfigModel):
 
     image: text(1024) = Field("docker.io/grafana/grafana-oss:12.1.1", description="Grafana image, pinned")
     domain: text(253) = Field(description="hostname Grafana is served on (added to the certificate), e.g. grafana.netra.ai")
-    viewers: tuple[text(320, r"(user|group|domain):[\x21-\x7e]+", "user:, group: or domain: followed by an address"), ...] = Field(
+    viewers: tuple[Annotated[text(320), StringConstraints(pattern=r"^(user|group|domain):[^\s]+$")], ...] = Field(
         min_length=1, description="IAP members allowed in (group:sre@netra.ai, domain:netra.ai)")
     cpu: Literal["1", "2"] = "1"
     memory: Literal["512Mi", "1Gi", "2Gi"] = "1Gi"
