@@ -10,6 +10,7 @@ from .base import ConfigModel, Int, problems, text
 from .observability import ObservabilityConfig, environment_problems as observability_problems
 from .platform import SECRET_KEYS, PlatformConfig, check_platform
 from .services import Services
+from .verification import VerificationConfig, verification_problems
 
 ENVIRONMENTS = ("staging", "prod")
 DEFAULT_STAGES = (0, 10, 50, 100)
@@ -39,6 +40,8 @@ class StackConfig(ConfigModel):
     app: AppSettings = AppSettings()
     observability: ObservabilityConfig = Field(..., description="alert channels, routing, thresholds, SLOs, budget: README, Observability")
     platform: PlatformConfig = Field(description="network, Cloud SQL, Memorystore, buckets, secrets, migrations, edge")
+    verification: VerificationConfig = Field(
+        VerificationConfig(), description="release load test, bake window, emergency budget: README, Verification")
 
     @field_validator("stages")
     @classmethod
@@ -72,6 +75,17 @@ class StackConfig(ConfigModel):
         if found:
             raise problems(*found)
         return obs
+    @field_validator("verification")
+    @classmethod
+    def _verification_for_environment(cls, v: VerificationConfig, info: ValidationInfo) -> VerificationConfig:
+        if "observability" not in info.data:  # broken itself: its own errors say so, don't blame this key
+            return v
+        obs = info.data["observability"]
+        found = verification_problems(v, info.data.get("environment", ""), bool(obs and obs.budget))
+        if found:
+            raise problems(*found)
+        return v
+
     @field_validator("platform", mode="wrap")
     @classmethod
     def _platform_fits(cls, value, handler, info: ValidationInfo) -> PlatformConfig:
