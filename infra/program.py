@@ -10,6 +10,14 @@ from infra.components.service import CloudRunService
 from infra.components import observability
 
 
+class InvalidStackConfig(pulumi.RunError):
+    """Printed by Pulumi without a traceback; the offline plan turns it back into the ConfigError (exit 2)."""
+
+    def __init__(self, error: ConfigError):
+        self.error = error
+        super().__init__(f"invalid stack config ({len(error.problems)} problem(s)):\n{error}")
+
+
 def pulumi_config() -> dict[str, str]:
     """Every `netra:` key and the provider keys we read, as the engine passed them to this process."""
     from pulumi.runtime import config as runtime_config
@@ -47,5 +55,9 @@ def build(cfg: StackConfig) -> dict:
 
 
 def main() -> None:
-    for name, value in build(load()).items():
+    try:
+        outputs = build(load())
+    except ConfigError as e:  # a check that needs the built components (a skipped traffic stage)
+        raise InvalidStackConfig(e) from None
+    for name, value in outputs.items():
         pulumi.export(name, value)

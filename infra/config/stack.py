@@ -9,6 +9,7 @@ from .app import AppSettings
 from .base import ConfigModel, problems
 from .observability import ObservabilityConfig, environment_problems as observability_problems
 from .platform import SECRET_KEYS, PlatformConfig, check_platform
+from .release import ReleaseConfig
 from .services import Services
 
 ENVIRONMENTS = ("staging", "prod")
@@ -38,6 +39,7 @@ class StackConfig(ConfigModel):
     app: AppSettings = AppSettings()
     observability: ObservabilityConfig = Field(..., description="alert channels, routing, thresholds, SLOs, budget: README, Observability")
     platform: PlatformConfig = Field(description="network, Cloud SQL, Memorystore, buckets, secrets, migrations, edge")
+    release: ReleaseConfig = Field(ReleaseConfig(), description="approvals and the rollout journal (written by the rollout)")
 
     @field_validator("stages")
     @classmethod
