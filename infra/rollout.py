@@ -656,24 +656,30 @@ def git_tag(name: str, message: str, cwd) -> None:
         raise OperationFailed(f"git tag {name}: {r.stderr.strip()}")
 
 
-def gate_from_verdict_dict(verdict: dict) -> rel.Verdict:
-    """The gate's verdict JSON (infra.canary) as the rollout's Verdict, bound to what it judged."""
-    return rel.Verdict(verdict["decision"], verdict.get("candidateRevision", ""), int(verdict.get("canaryPercent", -1)),
-                       rel.evidence_digest(verdict), verdict.get("reason", ""), by="gate")
+def make_gate(settings, release: Release, log, session=None) -> Callable[[Target, int], rel.Verdict]:
+    """The live gate (infra.canary.api) for one service at one stage; writes verdict-STACK-KEY-STAGE.json.
 
-
-def make_gate(settings, release: Release, log) -> Callable[[Target, int], rel.Verdict]:
-    """The live gate (infra.canary) for one service at one stage; writes verdict-STACK-KEY-STAGE.json."""
+    It judges what Cloud Run serves (traffic tags), and first checks that this is what the rollout
+    applied: the candidate under the `canary` tag at the stage's share. A mismatch, an unreadable
+    deployed state or a gate ERROR raises, which the rollout turns into a rollback attempt and exit 4."""
 
     def gate(t: Target, stage: int) -> rel.Verdict:
-        from infra.canary.cli import gate_service
-        from infra.canary.stack import ServiceInfo
+        from infra.canary import api
 
-        info = ServiceInfo(t.key, t.service_name, t.candidate, t.stable, stage, release.project, release.region)
-        v = gate_service(info, settings, stack=release.stack, progress=log)
+        deployed = api.deployed_revisions(release.stack, t.key, session=session)
+        if (deployed.candidate, deployed.canary_percent) != (t.candidate, stage):
+            raise OperationFailed(f"{t.key}: Cloud Run serves {deployed.candidate} at {deployed.canary_percent} % under "
+                                  f"the canary tag, not {t.candidate} at {stage} % as applied")
+        verdict = api.judge(deployed, settings, stack=release.stack, progress=log)
+        doc = verdict.as_dict()
         with open(f"verdict-{release.stack}-{t.key}-{stage}.json", "w") as f:
-            json.dump(v, f, indent=2)
-        return gate_from_verdict_dict(v)
+            json.dump(doc, f, indent=2)
+        if verdict.decision == api.Decision.ERROR:
+            raise OperationFailed(f"the gate for {t.key} failed: {verdict.reason}")
+        label = "promote" if verdict.decision == api.Decision.PROMOTE else (
+            "rollback" if verdict.decision == api.Decision.ROLLBACK else "hold")
+        return rel.Verdict(label, deployed.candidate, deployed.canary_percent, rel.evidence_digest(doc), verdict.reason,
+                           by="gate")
 
     return gate
 
@@ -698,7 +704,7 @@ def _err(cmd: str, message: str) -> int:
 
 
 def register(subparsers) -> None:
-    from infra.canary.cli import add_gate_arguments
+    from infra.canary.api import add_gate_arguments
 
     p = subparsers.add_parser(
         "rollout", help="drive a release through the traffic ladder, crash-safe (Pulumi Automation API)",
@@ -782,7 +788,7 @@ def plan_release(stack: str, service: Optional[str]) -> tuple[Release, dict, Any
 
 
 def _int_arg(value, flag: str, lo: int, hi: int) -> int:
-    from infra.canary.cli import UsageError
+    from infra.canary.api import UsageError
 
     try:
         x = int(value)
@@ -794,7 +800,7 @@ def _int_arg(value, flag: str, lo: int, hi: int) -> int:
 
 
 def _verify_urls(items: list[str]) -> dict[str, str]:
-    from infra.canary.cli import UsageError
+    from infra.canary.api import UsageError
 
     out = {}
     for item in items:
@@ -844,7 +850,7 @@ def print_dry_run(release: Release, config: dict, tag: bool) -> int:
 def run_rollout(args, *, backend=None, gate=None, verify=None, migrate=None, tagger=None, notifier=None,
                 log=None, lock_dir: Optional[Path] = None) -> int:
     """`rollout`. The keyword hooks let tests inject a backend, checks and effects."""
-    from infra.canary.cli import UsageError, gate_settings, quiet_google_warnings
+    from infra.canary.api import UsageError, gate_settings, quiet_google_warnings
     from infra.canary.stack import PROJECT_ROOT, StackError
     from infra.notify import Notifier
     from infra.verify import VerifySettings

@@ -441,3 +441,39 @@ def test_bad_input_is_one_line_exit_2(argv, flag):
     assert r.returncode == 2, r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and flag in lines[0] and "Traceback" not in r.stderr
+
+
+# ---- the live gate adapter: binds the gate API's verdict to the revision and stage it judged --------
+
+def test_live_gate_judges_what_cloud_run_serves_and_binds_the_verdict(prod_plan, monkeypatch, tmp_path):
+    from infra.canary import api
+    from infra.canary.verdict import Decision, Verdict
+
+    from .test_gate_api import Response, Session
+
+    monkeypatch.chdir(tmp_path)  # the verdict file
+    release = make_release(prod_plan, ("backend",), "service")
+    t = release.targets[0]
+
+    def serving(candidate, percent):
+        return Session(Response(200, {"trafficStatuses": [
+            {"revision": t.stable, "percent": 100 - percent, "tag": "stable"},
+            {"revision": candidate, "percent": percent, "tag": "canary"}]}))
+
+    judged = []
+
+    def judge(rev, settings, **kw):
+        judged.append(rev)
+        return Verdict(Decision.PROMOTE, "promote: fine", {"candidateRevision": rev.candidate})
+
+    monkeypatch.setattr(api, "judge", judge)
+    v = ro.make_gate(None, release, lambda l: None, session=serving(t.candidate, 10))(t, 10)
+    assert (v.decision, v.revision, v.stage, v.by) == ("promote", t.candidate, 10, "gate") and len(v.evidence) == 64
+    assert (tmp_path / "verdict-prod-backend-10.json").exists()
+    with pytest.raises(ro.OperationFailed, match="not .* at 50 % as applied"):
+        ro.make_gate(None, release, lambda l: None, session=serving(t.candidate, 10))(t, 50)
+    with pytest.raises(ro.OperationFailed, match="serves netra-backend-prod-00000000"):
+        ro.make_gate(None, release, lambda l: None, session=serving("netra-backend-prod-00000000", 10))(t, 10)
+    monkeypatch.setattr(api, "judge", lambda rev, settings, **kw: Verdict(Decision.ERROR, "error: no credentials", {}))
+    with pytest.raises(ro.OperationFailed, match="no credentials"):
+        ro.make_gate(None, release, lambda l: None, session=serving(t.candidate, 10))(t, 10)
