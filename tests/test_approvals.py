@@ -2,16 +2,12 @@
 plan CLI's refusal of a skipped stage, and the policy pack's `cloudrun-traffic-approved` stack policy."""
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
 from infra import release
-from infra.plan import plan_stack
 
-ROOT = Path(__file__).resolve().parents[1]
+from .conftest import cli, plan_of
+
 LADDER = (0, 10, 50, 100)
 CAND, OTHER, STABLE = "netra-backend-prod-11111111", "netra-backend-prod-22222222", "netra-backend-prod-a41c9e07"
 EV = "e" * 64
@@ -71,17 +67,17 @@ def traffic(doc, key):
 
 def test_unapproved_stage_in_the_program_gives_zero(prod_plan):
     """The issue's reproduction: canaryPercent 50 and a new backend image -> the new revision gets 0 %."""
-    live = plan_stack("prod", overrides={"netra:canaryPercent": 50, **approvals_for(prod_plan, 10)}, policy=False)
+    live = plan_of("prod", {"netra:canaryPercent": 50, **approvals_for(prod_plan, 10)})
     assert traffic(live, "backend") == [("stable", 50), ("canary", 50)]
     new_image = "us-central1-docker.pkg.dev/netra-production/netra/backend@sha256:" + "1" * 64
-    changed = plan_stack("prod", overrides={"netra:canaryPercent": 50, **approvals_for(prod_plan, 10),
-                                            "netra:services.backend.image": new_image}, policy=False)
+    changed = plan_of("prod", {"netra:canaryPercent": 50, **approvals_for(prod_plan, 10),
+                               "netra:services.backend.image": new_image})
     assert traffic(changed, "backend") == [("stable", 100), ("canary", 0)]
     assert traffic(changed, "auth") == [("stable", 50), ("canary", 50)]  # untouched services keep their stage
 
 
 def test_approval_annotations_sit_beside_the_traffic(prod_plan):
-    doc = plan_stack("prod", overrides={"netra:canaryPercent": 10, **approvals_for(prod_plan, 0)}, policy=False)
+    doc = plan_of("prod", {"netra:canaryPercent": 10, **approvals_for(prod_plan, 0)})
     svc = next(r for r in doc["resources"] if r["type"] == "gcp:cloudrunv2/service:Service" and r["name"] == "backend")
     notes = svc["inputs"]["annotations"]
     assert notes["netra.dev/approved-revision"] == svc["inputs"]["template"]["revision"]
@@ -91,7 +87,6 @@ def test_approval_annotations_sit_beside_the_traffic(prod_plan):
 def test_plan_refuses_a_skipped_stage_with_exit_2(prod_plan):
     cand = prod_plan["outputs"]["services"]["backend"]["candidateRevision"]
     record = '{"approvals": {"backend": {"revision": "%s", "stage": 0, "by": "verify", "evidence": "%s"}}}' % (cand, EV)
-    r = subprocess.run([sys.executable, "-m", "infra", "plan", "--stack", "prod", "--set", "netra:canaryPercent=50",
-                        "--set", f"netra:release={record}"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    r = cli("plan", "--stack", "prod", "--set", "netra:canaryPercent=50", "--set", f"netra:release={record}")
     assert r.returncode == 2, r.stdout + r.stderr
     assert "netra:canaryPercent: canaryPercent 50 skips a stage" in r.stderr and "Traceback" not in r.stderr

@@ -16,6 +16,9 @@ from infra.notify import Notifier
 
 from .conftest import stack_config
 
+# approve and status plan the stack themselves: from the session's plan cache
+pytestmark = pytest.mark.usefixtures("reuse_plans")
+
 
 class Recorder:
     """A local HTTP server on 127.0.0.1 (free port) that records each request and answers from `reply`."""

@@ -10,8 +10,6 @@ import argparse
 import io
 import json
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -19,9 +17,10 @@ from infra import release as rel
 from infra import rollout as ro
 from infra.notify import Notifier
 
-from .conftest import stack_config
+from .conftest import cli, stack_config
 
-ROOT = Path(__file__).resolve().parents[1]
+# the rollout, approve and status plan the stack themselves: from the session's plan cache
+pytestmark = pytest.mark.usefixtures("reuse_plans")
 
 
 def make_release(plan: dict, keys=("auth", "backend", "frontend"), scope="stack", first_deploy=False,
@@ -326,8 +325,7 @@ def test_notifications_on_every_event(prod_plan):
 
 
 def test_dry_run_shows_the_real_path_with_hold_and_rollback_branches():
-    r = subprocess.run([sys.executable, "-m", "infra", "rollout", "--stack", "prod", "--service", "backend", "--dry-run"],
-                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+    r = cli("rollout", "--stack", "prod", "--service", "backend", "--dry-run")
     assert r.returncode == 0, r.stderr
     out = r.stdout
     order = ["-- begin", "migrate (the migration job", "pulumi up (stage 0 %)", "verify backend", "pulumi up (stage 10 %)",
@@ -340,8 +338,7 @@ def test_dry_run_shows_the_real_path_with_hold_and_rollback_branches():
 
 
 def test_dry_run_of_a_first_deploy_climbs_0_then_100():
-    r = subprocess.run([sys.executable, "-m", "infra", "rollout", "--stack", "staging", "--service", "auth", "--dry-run"],
-                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+    r = cli("rollout", "--stack", "staging", "--service", "auth", "--dry-run")
     assert r.returncode == 0, r.stderr
     assert "along [0, 100] (first deploy)" in r.stdout and "pulumi up (stage 100 %)" in r.stdout
     assert "gate auth" not in r.stdout and "verify auth" in r.stdout and "=> exit 0" in r.stdout
@@ -437,7 +434,7 @@ def test_automation_backend_runs_up_with_the_policy_pack_and_writes_json():
     (["approve", "--stack", "prod"], "--service"),
 ])
 def test_bad_input_is_one_line_exit_2(argv, flag):
-    r = subprocess.run([sys.executable, "-m", "infra", *argv], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    r = cli(*argv)
     assert r.returncode == 2, r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and flag in lines[0] and "Traceback" not in r.stderr
