@@ -17,7 +17,9 @@ from infra import release as rel
 from infra import rollout as ro
 from infra.notify import Notifier
 
-from .conftest import cli, stack_config
+from infra.config import load_stack_config
+
+from .conftest import cli, flat, stack_config
 
 # the rollout, approve and status plan the stack themselves: from the session's plan cache
 pytestmark = pytest.mark.usefixtures("reuse_plans")
@@ -177,6 +179,9 @@ def test_every_interruption_point_converges(prod_plan, scenario, scope):
     clean = World(base, **kwargs)
     outcome = clean.driver(release, tag=True).run()
     check_invariants(clean, release, outcome.exit_code, expected)
+    for _, snap in clean.backend.ups:  # the program accepts every config the rollout applies
+        load_stack_config(flat(snap), "prod")
+    load_stack_config(flat(clean.backend.config), "prod")
     effects = clean.count
     assert effects >= 8
 

@@ -8,9 +8,13 @@
         candidates: {backend: netra-backend-prod-1a2b3c4d}
         scope: stack                  # stack: netra:canaryPercent carries the stage; service: per-service overrides
         live: 10                      # the last stage whose `pulumi up` succeeded (-1: none yet)
+        stables: {backend: netra-backend-prod-a41c9e07}
         migrated: true
         rejected: "why"               # set before the rollback update: the candidates never climb again
-        finalizing: true              # set with stableRevision := candidate, cleared after that update
+        failed: false                 # true when a failure (not a verdict) caused the rollback
+        finalizing: true              # set with stableRevision := candidate
+        released: true                # the finalize update succeeded
+        tagged: false
 
 The program reads only `approvals` (infra.release.decide_share); the rollout driver owns both.
 """
@@ -34,13 +38,18 @@ class ApprovalRecord(ConfigModel):
 
 
 class RolloutJournal(ConfigModel):
-    services: tuple[str, ...] = ()
-    candidates: dict[str, str] = Field(default_factory=dict)
-    scope: Literal["stack", "service"] = "stack"
-    live: int = Field(-1, ge=-1, le=100)
+    services: tuple[str, ...] = Field((), description="the service keys this rollout moves")
+    candidates: dict[str, str] = Field(default_factory=dict, description="service key -> the candidate it moves")
+    stables: dict[str, Optional[str]] = Field(default_factory=dict, description="service key -> stable revision at the start")
+    scope: Literal["stack", "service"] = Field("stack", description="which key carries the stage")
+    live: int = Field(-1, ge=-1, le=100, description="the last stage whose pulumi up succeeded (-1: none yet)")
     migrated: bool = False
-    rejected: Optional[str] = None
-    finalizing: bool = False
+    rejected: Optional[str] = Field(None, description="why the candidates are being rolled back")
+    failed: bool = Field(False, description="the rollback was caused by a failure, not a verdict (exit 4)")
+    finalizing: bool = Field(False, description="stableRevision := candidate written, its pulumi up not done")
+    released: bool = Field(False, description="the finalize pulumi up succeeded")
+    tagged: bool = False
+    started: str = Field("", description="when (ISO 8601, UTC)")
 
 
 class ReleaseConfig(ConfigModel):

@@ -11,6 +11,7 @@ from .observability import ObservabilityConfig, environment_problems as observab
 from .platform import SECRET_KEYS, PlatformConfig, check_platform
 from .release import ReleaseConfig
 from .services import Services
+from .verification import VerificationConfig, verification_problems
 
 ENVIRONMENTS = ("staging", "prod")
 DEFAULT_STAGES = (0, 10, 50, 100)
@@ -39,6 +40,8 @@ class StackConfig(ConfigModel):
     app: AppSettings = AppSettings()
     observability: ObservabilityConfig = Field(..., description="alert channels, routing, thresholds, SLOs, budget: README, Observability")
     platform: PlatformConfig = Field(description="network, Cloud SQL, Memorystore, buckets, secrets, migrations, edge")
+    verification: VerificationConfig = Field(
+        VerificationConfig(), description="release load test, bake window, emergency budget: README, Verification")
     release: ReleaseConfig = Field(ReleaseConfig(), description="approvals and the rollout journal (written by the rollout)")
 
     @field_validator("stages")
@@ -73,6 +76,15 @@ class StackConfig(ConfigModel):
         if found:
             raise problems(*found)
         return obs
+    @field_validator("verification")
+    @classmethod
+    def _verification_for_environment(cls, v: VerificationConfig, info: ValidationInfo) -> VerificationConfig:
+        obs = info.data.get("observability")
+        found = verification_problems(v, info.data.get("environment", ""), bool(obs and obs.budget))
+        if found:
+            raise problems(*found)
+        return v
+
     @field_validator("platform", mode="wrap")
     @classmethod
     def _platform_fits(cls, value, handler, info: ValidationInfo) -> PlatformConfig:
