@@ -1,13 +1,12 @@
-"""The Pulumi program: typed config in, components out. `__main__.py` at the root only calls `main()`."""
+"""The Pulumi program: typed config in, components out (infra/wiring.py). `__main__.py` at the root
+only calls `main()`."""
 from __future__ import annotations
 
 import pulumi
 
 from infra.config import NAMESPACE, ConfigError, StackConfig, load_stack_config
 from infra.config.loader import PROVIDER_KEYS
-from infra.components.platform import build_platform
-from infra.components.service import CloudRunService
-from infra.components import observability
+from infra import wiring
 
 
 def pulumi_config() -> dict[str, str]:
@@ -27,23 +26,8 @@ def load() -> StackConfig:
 
 
 def build(cfg: StackConfig) -> dict:
-    platform = build_platform(cfg)
-    services = {key: CloudRunService(key, cfg, platform.wiring(key)) for key, _ in cfg.services.items()}
-    edge = platform.add_edge({key: svc.service for key, svc in services.items()})
-    # The run.app URLs are closed (ingress INTERNAL_LOAD_BALANCER): uptime checks go through the edge.
-    obs = observability.build(cfg, {key: observability.PublicService(edge.public_url(key), svc.candidate_revision)
-                                    for key, svc in services.items()})
-    return {
-        "gcpProject": cfg.project,
-        "region": cfg.region,
-        "environment": cfg.environment,
-        "canaryPercent": cfg.canary_percent,
-        "stages": list(cfg.stages),
-        "services": {key: svc.summary() for key, svc in services.items()},
-        "platform": platform.summary(),
-        "migrationJob": platform.migrations.summary(),
-        "observability": obs.summary(),
-    }
+    """Build the stack and return its outputs."""
+    return wiring.build(cfg).outputs()
 
 
 def main() -> None:

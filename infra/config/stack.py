@@ -3,13 +3,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from .app import AppSettings
 from .base import ConfigModel, problems
-from .observability import ObservabilityConfig, environment_problems as observability_problems
+from .observability import ObservabilityConfig, environment_problems as observability_problems, service_problems
 from .platform import SECRET_KEYS, PlatformConfig, check_platform
-from .services import Services
+from .services import ServiceConfig, liveness_problems, routing_problems
 
 ENVIRONMENTS = ("staging", "prod")
 DEFAULT_STAGES = (0, 10, 50, 100)
@@ -34,7 +34,8 @@ class StackConfig(ConfigModel):
     cost_center: str = Field("llm-platform", pattern=r"^[a-z][a-z0-9_-]{0,62}$")
     stages: tuple[int, ...] = DEFAULT_STAGES
     canary_percent: int = 0
-    services: Services
+    services: dict[str, ServiceConfig] = Field(
+        min_length=1, description="service name -> Cloud Run service; any lowercase names (README, Services)")
     app: AppSettings = AppSettings()
     observability: ObservabilityConfig = Field(..., description="alert channels, routing, thresholds, SLOs, budget: README, Observability")
     platform: PlatformConfig = Field(description="network, Cloud SQL, Memorystore, buckets, secrets, migrations, edge")
@@ -56,10 +57,11 @@ class StackConfig(ConfigModel):
 
     @field_validator("services")
     @classmethod
-    def _overrides_on_ladder(cls, services: Services, info: ValidationInfo) -> Services:
+    def _services_fit_together(cls, services: dict[str, ServiceConfig], info: ValidationInfo) -> dict[str, ServiceConfig]:
         stages = info.data.get("stages")
         found = [(f"{key}.canaryPercent", off) for key, svc in services.items()
                  if svc.canary_percent is not None and (off := _off_ladder(svc.canary_percent, stages))]
+        found += routing_problems(services) + liveness_problems(services)
         if found:
             raise problems(*found)
         return services
@@ -68,6 +70,7 @@ class StackConfig(ConfigModel):
     @classmethod
     def _observability_for_environment(cls, obs: ObservabilityConfig, info: ValidationInfo) -> ObservabilityConfig:
         found = observability_problems(obs, info.data.get("environment", ""))
+        found += service_problems(obs, info.data.get("services"))
         if found:
             raise problems(*found)
         return obs
@@ -77,10 +80,18 @@ class StackConfig(ConfigModel):
         # services is declared first, so the pool and subnet checks see maxInstances when it is valid
         return check_platform(value, handler, info)
 
+    @model_validator(mode="after")
+    def _routes_clear_of_static_paths(self) -> "StackConfig":
+        static = tuple(self.platform.edge.static_paths)
+        found = [p for p in routing_problems(self.services, static) if "staticPaths" in p[1]]
+        if found:
+            raise problems(*[(f"services.{k}", m) for k, m in found])
+        return self
+
     @property
     def is_prod(self) -> bool:
         return self.environment == "prod"
 
     def canary_percent_for(self, key: str) -> int:
-        override = getattr(self.services, key).canary_percent
+        override = self.services[key].canary_percent
         return self.canary_percent if override is None else override

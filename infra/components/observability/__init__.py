@@ -1,34 +1,22 @@
 """Observability of the Netra stack: channels, log metrics, seed alerts, SLOs, dashboards, uptime, budget, retention.
 
-`build(cfg, services)` is the one call the program makes; each logical entity is its own component
-(type tokens `netra:observability:*`). Nothing here depends on the traffic stage, so moving between
-stages stays a traffic-only diff.
+Each logical entity is its own component (type tokens `netra:observability:*`), built from its args by
+infra/wiring.py. Nothing here depends on the traffic stage, so moving between stages stays a
+traffic-only diff.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Optional
+from typing import Optional
 
-import pulumi
-
-from infra.config import StackConfig
-
-from .alerts import SeedAlerts
-from .budget import Budget
-from .channels import NotificationChannels
-from .dashboards import Dashboards
-from .log_metrics import LogMetrics
-from .retention import LogRetention
-from .slos import Slos
-from .uptime import UptimeChecks
-
-
-@dataclass(frozen=True)
-class PublicService:
-    """What observability needs from a Cloud Run service."""
-
-    url: pulumi.Input[str]
-    candidate_revision: str
+from .alerts import SeedAlerts, SeedAlertsArgs
+from .budget import Budget, BudgetArgs
+from .channels import AlertRouting, NotificationChannels, NotificationChannelsArgs
+from .dashboards import Dashboards, DashboardsArgs
+from .log_metrics import LogMetrics, LogMetricsArgs
+from .retention import LogRetention, LogRetentionArgs
+from .slos import Slos, SlosArgs
+from .uptime import UptimeChecks, UptimeChecksArgs, UptimeTarget
 
 
 @dataclass
@@ -49,22 +37,12 @@ class Observability:
             "dashboards": sorted(self.dashboards.dashboards),
             "logMetrics": sorted(self.log_metrics.metrics),
             "slos": sorted(self.slos.slos),
+            "uptimeChecks": sorted(self.uptime.checks),
         }
 
 
-def build(cfg: StackConfig, services: Mapping[str, PublicService]) -> Observability:
-    channels = NotificationChannels("notifications", cfg)
-    log_metrics = LogMetrics("log-metrics", cfg)
-    uptime = UptimeChecks("uptime", cfg, {k: s.url for k, s in services.items()})
-    # Policies that read a log-based metric are refused until the metric exists.
-    after_metrics = pulumi.ResourceOptions(depends_on=[log_metrics])
-    alerts = SeedAlerts("seed-alerts", cfg, channels,
-                        {k: c.uptime_check_id for k, c in uptime.checks.items()}, opts=after_metrics)
-    slos = Slos("slos", cfg, channels)
-    dashboards = Dashboards("dashboards", cfg, {k: s.candidate_revision for k, s in services.items()},
-                            opts=after_metrics)
-    retention = LogRetention("log-retention", cfg)
-    budget = None
-    if cfg.observability.budget is not None:
-        budget = Budget("budget", cfg, [ch.name for ch in channels.by_kind["email"]])
-    return Observability(channels, log_metrics, uptime, alerts, slos, dashboards, retention, budget)
+__all__ = [
+    "AlertRouting", "Budget", "BudgetArgs", "Dashboards", "DashboardsArgs", "LogMetrics", "LogMetricsArgs",
+    "LogRetention", "LogRetentionArgs", "NotificationChannels", "NotificationChannelsArgs", "Observability",
+    "SeedAlerts", "SeedAlertsArgs", "Slos", "SlosArgs", "UptimeChecks", "UptimeChecksArgs", "UptimeTarget",
+]
