@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import pulumi
 
-from infra.config import NAMESPACE, ConfigError, StackConfig, load_stack_config
-from infra.config.loader import PROVIDER_KEYS
 from infra import wiring
+from infra.config import ConfigError, StackConfig, load_stack_config
 
 
 def pulumi_config() -> dict[str, str]:
-    """Every `netra:` key and the provider keys we read, as the engine passed them to this process."""
+    """Every config key of the stack, as the engine passed them to this process (the loader refuses
+    namespaces this program does not read, so a `gcp:projet` typo is an error, not a silent default)."""
     from pulumi.runtime import config as runtime_config
 
-    merged = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
-    return {k: v for k, v in merged.items() if k.startswith(NAMESPACE + ":") or k in PROVIDER_KEYS}
+    return {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
 
 
 def load() -> StackConfig:

@@ -340,7 +340,7 @@ class Driver:
 
 
 def register(subparsers) -> None:
-    from infra.canary.cli import add_gate_arguments
+    from infra.canary.api import add_gate_arguments
 
     p = subparsers.add_parser(
         "rollout",
@@ -400,14 +400,15 @@ def make_gate(args, settings, stack: str, dry_run: bool, log):
         return dry
 
     def real(keys, percent):
-        from infra.canary.cli import gate_service
-        from infra.canary.stack import plan_outputs, service_info
+        from infra.canary import api
 
-        outputs = plan_outputs(stack)
         verdicts = {}
         for k in keys:
-            info = service_info(outputs, k)
-            verdicts[k] = v = gate_service(info, settings, stack=stack, progress=lambda line: log(line))
+            try:  # what Cloud Run serves now (traffic tags), not what the config says
+                verdict = api.judge(api.deployed_revisions(stack, k), settings, stack=stack, progress=log)
+            except api.DeployedStateError as exc:
+                verdict = api.Verdict(api.Decision.ERROR, f"error: {exc}", {"service": k})
+            verdicts[k] = v = verdict.as_dict()
             with open(f"verdict-{stack}-{k}-{percent}.json", "w") as f:
                 json.dump(v, f, indent=2)
             if v["decision"] == "rollback":
@@ -420,7 +421,7 @@ def make_gate(args, settings, stack: str, dry_run: bool, log):
 
 def run_rollout(args, *, backend=None, migrate=None, tagger=None, gate=None, log=None) -> int:
     """`rollout`. The keyword hooks let tests inject a fake Automation API stack and gate."""
-    from infra.canary.cli import UsageError, gate_settings, quiet_google_warnings
+    from infra.canary.api import UsageError, gate_settings, quiet_google_warnings
     from infra.canary.stack import PROJECT_ROOT, StackError
 
     quiet_google_warnings()

@@ -12,6 +12,8 @@ from infra.plan import plan_stack
 from infra.plan.stackfile import encode
 from infra.plan.stackfile import _strip_secure
 
+from .pgserver import db, postgres  # noqa: F401  (fixtures: a real PostgreSQL 15, a fresh database per test)
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

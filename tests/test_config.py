@@ -1,6 +1,7 @@
 """Typed stack config: every error names its key and what is allowed, all at once, before any resource."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -141,7 +142,10 @@ def test_cli_bad_config_exits_2_listing_every_problem_without_traceback():
     proc = run_plan("--stack", "prod", "--json", "--set", "netra:canaryPercent=15",
                     "--set", "netra:services.auth.minInstances=99")
     assert proc.returncode == 2
-    assert proc.stdout == ""  # nothing planned, nothing printed as JSON
+    # --json: one JSON object listing the problems (nothing planned), each with its key and origin
+    doc = json.loads(proc.stdout)
+    assert {p["key"]: p["origin"] for p in doc["problems"]} == {
+        "netra:canaryPercent": "--set", "netra:services.auth.minInstances": "--set"}
     assert "netra:canaryPercent: must be one of netra:stages" in proc.stderr
     assert "netra:services.auth.minInstances: must be <= maxInstances (50), got 99" in proc.stderr
     assert "Traceback" not in proc.stderr

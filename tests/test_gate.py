@@ -9,7 +9,8 @@ import json
 import grpc
 import pytest
 
-from infra.canary.cli import GateSettings, gate_service, run
+from infra.canary.api import GateSettings, judge
+from infra.canary.cli import run
 from infra.canary.emulator import FakeMetricService, Fault, Profile, serve
 from infra.canary.gate import GateOptions
 from infra.canary.judge import JudgeConfig
@@ -22,6 +23,10 @@ STABLE = "netra-backend-prod-a41c9e07"
 CANARY = "netra-backend-prod-c0e5def9"
 INFO = ServiceInfo("backend", SERVICE, CANARY, STABLE, 10, "netra-production", "us-central1")
 T0 = 1_700_000_000.0
+
+
+def gate_service(info, settings, **kw) -> dict:
+    return judge(info, settings, **kw).as_dict()
 
 
 class Clock:
@@ -224,7 +229,7 @@ def test_command_hold_when_the_endpoint_keeps_failing(monitoring, tmp_path, caps
 
 def test_command_on_the_prod_stack_at_stage_zero_holds(tmp_path, capsys):
     args = args_for("127.0.0.1:1", tmp_path, stack="prod", service="backend", project=None,
-                    stable_revision=None, candidate_revision=None, json=False)
+                    stable_revision=None, candidate_revision=None, json=False, revisions_from="plan")
     assert run(args) == 3
     out = capsys.readouterr().out
     assert out.startswith("HOLD backend: hold: nothing to judge")

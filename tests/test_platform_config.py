@@ -1,6 +1,7 @@
 """netra:platform bad input: every problem names its key (and the numbers), exit 2, nothing registered."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -197,7 +198,8 @@ def test_cli_exit_2_names_each_key_and_registers_nothing():
          "--set", "netra:platform.cache.redisVersion=8.0",
          "--set", "netra:platform.edge.domains=[not a host]"],
         cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2 and proc.stdout == "" and "Traceback" not in proc.stderr
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert json.loads(proc.stdout)["problems"]  # --json: one object listing the problems, no plan
     for key in ("netra:platform.database.maxConnections: pool overflow", "netra:platform.cache.memorySizeGb:",
                 "netra:platform.cache.redisVersion: unknown Redis version",
                 "netra:platform.edge.domains.0: must be a fully qualified hostname"):

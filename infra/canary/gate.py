@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from infra.canary.judge import ALL_TESTS, Judge
-
-EXIT_CODES = {"promote": 0, "rollback": 1, "hold": 3}
+from infra.canary.verdict import Decision, Verdict
 
 
 @dataclass(frozen=True)
@@ -62,8 +61,8 @@ def run_gate(
     sleep: Callable[[float], None] = time.sleep,
     progress: Callable[[str], None] | None = None,
     start: float | None = None,
-) -> dict:
-    """Run until promote, rollback or max duration; returns the verdict dict (see `verdict`)."""
+) -> Verdict:
+    """Run until promote, rollback or max duration."""
     t0 = clock() if start is None else start
     window_start = t0
     decision = "continue"
@@ -81,21 +80,18 @@ def run_gate(
         window_start = window_end
         if decision != "continue":
             break
-    final = decision if decision in ("promote", "rollback") else "hold"
+    final = {"promote": Decision.PROMOTE, "rollback": Decision.ROLLBACK}.get(decision, Decision.HOLD)
     return verdict(judge, final, t0, window_start)
 
 
-def verdict(judge: Judge, decision: str, t0: float, t1: float) -> dict:
+def verdict(judge: Judge, decision: Decision, t0: float, t1: float) -> Verdict:
     reason = judge.reason()
-    if decision == "hold":
+    if decision == Decision.HOLD:
         reason = "hold: max duration reached without a decision; " + reason.removeprefix("no decision yet: ")
-    return {
-        "decision": decision,
-        "exit_code": EXIT_CODES[decision],
-        "reason": reason,
+    return Verdict(decision, reason, {
         "window": {"start": _iso(t0), "end": _iso(t1)},
         **judge.summary(),
         "faults": judge.faults[-10:],
         "evidence": judge.evidence(),
         "config": judge.config.as_dict(),
-    }
+    })

@@ -6,29 +6,31 @@ plan` refuse exactly the same configs with exactly the same messages.
 from __future__ import annotations
 
 import difflib
-import json
 import typing
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from pydantic import BaseModel, ValidationError
 
 from .base import PROBLEMS_ERROR, model_alias_fields
 from .services import environment_problems
+from .source import PROVIDER_KEYS, decode_engine_value, full_key, key_problem
 from .stack import ENVIRONMENTS, PLATFORM_SECRETS, StackConfig
 
 NAMESPACE = "netra"
-# Keys read from the provider's namespace rather than `netra:`.
-PROVIDER_KEYS = {"gcp:project": "project", "gcp:region": "region"}
 
 
 @dataclass(frozen=True)
 class Problem:
     key: str  # as the user writes it: netra:services.backend.minInstances
     message: str
+    origin: str = ""  # where the value came from, when known: Pulumi.prod.yaml:12, --set
 
     def __str__(self) -> str:
-        return f"{self.key}: {self.message}"
+        return f"{self.key}: {self.message}" + (f"  [{self.origin}]" if self.origin else "")
+
+    def to_json(self) -> dict:
+        return {"key": self.key, "message": self.message, **({"origin": self.origin} if self.origin else {})}
 
 
 class ConfigError(Exception):
@@ -40,28 +42,40 @@ class ConfigError(Exception):
 
 
 def decode_pulumi_value(value: Any) -> Any:
-    """Pulumi hands config to programs as strings, structured values JSON-encoded."""
-    if isinstance(value, str) and value[:1] in ("{", "["):
-        try:
-            return json.loads(value)
-        except json.JSONDecodeError:
-            return value
-    return value
+    """Pulumi hands config to programs as strings, structured values JSON-encoded (ValueError if malformed)."""
+    return decode_engine_value(value)
 
 
-def load_stack_config(flat: Mapping[str, Any], stack: str) -> StackConfig:
-    """Validate `flat` (full keys like `netra:canaryPercent`) for `stack`; raise ConfigError."""
+def load_stack_config(flat: Mapping[str, Any], stack: str, origin_of: Callable[[str], str] | None = None) -> StackConfig:
+    """Validate `flat` (the engine's config: every key of the stack, values as strings) for `stack`;
+    raise ConfigError listing every problem. `origin_of(key)` names where a key's value came from."""
+    try:
+        return _load(flat, stack)
+    except ConfigError as e:
+        if origin_of is None:
+            raise
+        raise ConfigError([Problem(p.key, p.message, p.origin or origin_of(p.key)) for p in e.problems]) from None
+
+
+def _load(flat: Mapping[str, Any], stack: str) -> StackConfig:
     raw: dict[str, Any] = {}
     found: list[Problem] = []
-    for full_key, value in flat.items():
-        namespace, _, key = full_key.partition(":")
-        if full_key in PROVIDER_KEYS:
-            raw[PROVIDER_KEYS[full_key]] = decode_pulumi_value(value)
-        elif namespace == NAMESPACE:
-            if key in PROVIDER_KEYS.values():
-                found.append(Problem(full_key, f"is set through gcp:{key}, not {full_key}"))
-                continue
-            raw[key] = decode_pulumi_value(value)
+    for given, value in flat.items():
+        key = full_key(str(given), NAMESPACE)
+        problem = key_problem(key, NAMESPACE)
+        if problem is None:
+            try:
+                value = decode_pulumi_value(value)
+            except ValueError as e:
+                problem = str(e)
+        if problem:
+            found.append(Problem(key, problem))
+            continue
+        name = PROVIDER_KEYS.get(key) or key.partition(":")[2]
+        if name in raw:
+            found.append(Problem(key, "set twice (with and without its namespace)"))
+            continue
+        raw[name] = value
     if stack in ENVIRONMENTS:
         raw.setdefault("environment", stack)
     if raw.get("environment") in ENVIRONMENTS:

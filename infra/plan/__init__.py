@@ -2,23 +2,25 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from .engine import ProgramRun, redact
-from .stackfile import PROJECT_ROOT, StackFileError, read_stack
+from .stackfile import PROJECT_ROOT, StackFileError, project_name, read_stack
 
 
 def run_stack(stack: str, root: Path = PROJECT_ROOT, overrides: Mapping[str, Any] | None = None,
-              on_resource=None) -> ProgramRun:
-    """Validate the stack's config, then run the program offline. Raises ConfigError / StackFileError."""
+              on_resource=None, sets: Sequence[str] = ()) -> ProgramRun:
+    """Validate the stack's config, then run the program offline. Raises ConfigError / StackFileError.
+    `sets`: `KEY=VALUE` strings as given to `--set`; `overrides`: already-parsed {key: value}."""
     from infra import program
     from infra.config import load_stack_config
 
     from .engine import run_program
 
-    stack_file = read_stack(stack, root, overrides)
-    # Validate first so a bad config registers nothing (the program would refuse it the same way).
-    load_stack_config(stack_file.config, stack)
+    stack_file = read_stack(stack, root, overrides, sets)
+    # Validate first so a bad config registers nothing (the program would refuse it the same way),
+    # naming the file and line (or --set) of each problem.
+    load_stack_config(stack_file.config, stack, stack_file.origin_of)
     return run_program(program.main, stack_file.project, stack, stack_file.config, stack_file.secret_keys, on_resource)
 
 
@@ -37,8 +39,8 @@ def start_policy_check(stack: str, root: Path = PROJECT_ROOT):
     from .analyzer import PackSession, PolicyCheck, PolicyPackError
 
     try:
-        session = PackSession(root / POLICY_DIR, read_stack(stack, root).project, stack).start()
-    except PolicyPackError:
+        session = PackSession(root / POLICY_DIR, project_name(root), stack).start()
+    except (PolicyPackError, StackFileError):
         return None
     return PolicyCheck(session, policy_config_file(stack, root))
 
@@ -67,12 +69,12 @@ def policy_violations(run: ProgramRun, root: Path = PROJECT_ROOT, check=None) ->
 
 
 def checked_run(stack: str, root: Path = PROJECT_ROOT, overrides: Mapping[str, Any] | None = None,
-                policy: bool = True) -> tuple[ProgramRun, list[dict]]:
+                policy: bool = True, sets: Sequence[str] = ()) -> tuple[ProgramRun, list[dict]]:
     """The program run and its policy violations, the pack analyzing while the program runs.
     Raises ConfigError / StackFileError (the pack is stopped then)."""
     check = start_policy_check(stack, root) if policy else None
     try:
-        run = run_stack(stack, root, overrides, on_resource=check.submit if check else None)
+        run = run_stack(stack, root, overrides, on_resource=check.submit if check else None, sets=sets)
     except BaseException:
         if check is not None:
             check.close()
@@ -95,9 +97,9 @@ def plan_document(run: ProgramRun, violations: list[dict]) -> dict:
 
 
 def plan_stack(stack: str, root: Path = PROJECT_ROOT, overrides: Mapping[str, Any] | None = None,
-               policy: bool = True) -> dict:
+               policy: bool = True, sets: Sequence[str] = ()) -> dict:
     """The offline plan of `stack` as the `--json` document (what `python -m infra plan --json` prints)."""
-    return plan_document(*checked_run(stack, root, overrides, policy))
+    return plan_document(*checked_run(stack, root, overrides, policy, sets))
 
 
 __all__ = ["ProgramRun", "StackFileError", "plan_document", "plan_stack", "policy_config_file", "policy_violations",

@@ -22,40 +22,36 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def parse_overrides(items: list[str]) -> dict:
-    import yaml
-
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--set: expected KEY=VALUE, got {item!r}")
-        out[key] = yaml.safe_load(value)
-    return out
-
-
 def run(args: argparse.Namespace) -> int:
     from infra.config import ConfigError
     from infra.plan import StackFileError, checked_run, plan_document
 
     try:
-        result, violations = checked_run(args.stack, overrides=parse_overrides(args.set))
-    except (ValueError, StackFileError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_USAGE
+        result, violations = checked_run(args.stack, sets=args.set)
+    except StackFileError as e:
+        return _refused(args, f"error: {e}", [{"key": "--stack", "message": str(e)}])
     except ConfigError as e:
-        print(f"error: invalid config for stack {args.stack!r} ({len(e.problems)} problem(s)); nothing registered:",
-              file=sys.stderr)
-        for problem in e.problems:
-            print(f"  {problem}", file=sys.stderr)
-        return EXIT_USAGE
+        return _refused(args, f"error: invalid config for stack {args.stack!r} ({len(e.problems)} problem(s)); "
+                              "nothing registered:\n" + "".join(f"  {p}\n" for p in e.problems),
+                        [p.to_json() for p in e.problems])
     doc = plan_document(result, violations)
     if args.json:
-        json.dump(doc, sys.stdout, indent=2, sort_keys=False)
+        # allow_nan=False: the document is JSON or the plan fails loudly, never `Infinity` on stdout
+        json.dump(doc, sys.stdout, indent=2, sort_keys=False, allow_nan=False)
         sys.stdout.write("\n")
     else:
         sys.stdout.write(render_text(doc))
     return EXIT_POLICY if any(v["level"] == "mandatory" for v in violations) else EXIT_OK
+
+
+def _refused(args: argparse.Namespace, text: str, problems: list[dict]) -> int:
+    """Exit 2: the report on stderr; with --json also one JSON object on stdout listing the problems."""
+    print(text.rstrip("\n"), file=sys.stderr)
+    if args.json:
+        json.dump({"stack": args.stack, "error": "invalid config or usage; nothing registered",
+                   "problems": problems}, sys.stdout, indent=2, allow_nan=False)
+        sys.stdout.write("\n")
+    return EXIT_USAGE
 
 
 def render_text(doc: dict) -> str:
