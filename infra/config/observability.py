@@ -10,6 +10,7 @@ from typing import Literal, Optional
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 
+from .analytics import GrafanaConfig, PrometheusConfig
 from .base import ConfigModel, problems
 
 Severity = Literal["critical", "warning"]
@@ -117,6 +118,8 @@ class ObservabilityConfig(ConfigModel):
     uptime: Uptime = Uptime()
     budget: Optional[Budget] = None
     log_retention_days: int = Field(30, ge=1, le=3650, description="days kept in the _Default log bucket (seed 000: 30)")
+    prometheus: PrometheusConfig = Field(PrometheusConfig(), description="Managed Prometheus sidecar on every service")
+    grafana: Optional[GrafanaConfig] = Field(None, description="Grafana on Cloud Run behind the load balancer and IAP")
 
     @field_validator("emails")
     @classmethod

@@ -15,6 +15,7 @@ from pydantic import Field, StringConstraints, ValidationError, ValidationInfo, 
 from pydantic_core import PydanticCustomError
 from pydantic_core.core_schema import ErrorType as ErrorTypeLiteral
 
+from .analytics import ClickHouseConfig
 from .base import PROBLEMS_ERROR, ConfigModel, ordered_after, problems
 
 # Secret keys a service may read through `netra:services.<svc>.secrets` (ENV_NAME: key). Each is a
@@ -22,7 +23,10 @@ from .base import PROBLEMS_ERROR, ConfigModel, ordered_after, problems
 CONFIG_SECRETS = ("token-optimization-config", "pricing-config", "feature-flags")
 DB_SECRETS = ("db-password", "db-host")
 CACHE_SECRETS = ("redis-auth", "redis-host", "redis-ca")
-SECRET_KEYS: frozenset[str] = frozenset(CONFIG_SECRETS + DB_SECRETS + CACHE_SECRETS)
+# What a ClickHouse client reads (when netra:platform.clickhouse is set): host (the internal load
+# balancer's address), the app user's password and the CA that signed the nodes' TLS certificate.
+CLICKHOUSE_SECRETS = ("clickhouse-host", "clickhouse-password", "clickhouse-ca")
+SECRET_KEYS: frozenset[str] = frozenset(CONFIG_SECRETS + DB_SECRETS + CACHE_SECRETS + CLICKHOUSE_SECRETS)
 # A service that reads this secret is a database client: it gets a pool and counts against max_connections.
 DB_CLIENT_SECRET = "db-password"
 
@@ -302,6 +306,8 @@ class PlatformConfig(ConfigModel):
     migrations: MigrationsConfig
     feature_flags: dict[Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,62}$")], FlagValue] = Field(
         default_factory=dict, description="payload of the <env>-feature-flags secret; a flip is a new secret version")
+    clickhouse: Optional[ClickHouseConfig] = Field(
+        None, description="ClickHouse cluster on Compute Engine with ClickHouse Keeper (token-usage analytics)")
 
 
 def platform_problems(platform: Any, environment: Optional[str], services: Any) -> list[tuple[str, str]]:
@@ -314,7 +320,12 @@ def platform_problems(platform: Any, environment: Optional[str], services: Any) 
     cache = _section(platform, "cache", CacheConfig)
     network = _section(platform, "network", NetworkConfig)
     migrations = _section(platform, "migrations", MigrationsConfig)
+    clickhouse = _section(platform, "clickhouse", ClickHouseConfig)
     found: list[tuple[str, str]] = []
+    if clickhouse and network:
+        for key, cidr in (("network.subnetCidr", network.subnet_cidr), ("network.privateServicesCidr", network.private_services_cidr)):
+            if ipaddress.ip_network(clickhouse.subnet_cidr).overlaps(ipaddress.ip_network(cidr)):
+                found.append(("clickhouse.subnetCidr", f"{clickhouse.subnet_cidr} overlaps {key} {cidr}"))
     if environment == "prod":
         if database and database.availability_type != "REGIONAL":
             found.append(("database.availabilityType", "must be REGIONAL in prod (seed: Cloud SQL HA), got "
@@ -323,6 +334,8 @@ def platform_problems(platform: Any, environment: Optional[str], services: Any) 
             found.append(("cache.tier", f"must be STANDARD_HA in prod (seed: Memorystore HA), got {cache.tier!r}"))
         if migrations and not DIGEST.search(migrations.image):
             found.append(("migrations.image", f"must be pinned by digest in prod (…@sha256:<64 hex>), got {migrations.image!r}"))
+        if clickhouse and clickhouse.replicas < 2:
+            found.append(("clickhouse.replicas", f"must be >= 2 in prod (a replica per zone survives a zone outage), got {clickhouse.replicas}"))
     if services is None:
         return found
     instances = {key: svc.max_instances for key, svc in services.items()}

@@ -10,6 +10,10 @@ import json
 from dataclasses import dataclass, field
 from typing import Optional, Sequence, Union
 
+from infra.components.clickhouse.schema import Sql
+
+from .queries import MetricFilter
+
 COLUMNS = 48  # mosaic grid width
 
 
@@ -33,11 +37,11 @@ class Aggregation:
 class Filter:
     """TimeSeriesFilter: a metric filter and how to aggregate it."""
 
-    filter: str
+    filter: "MetricFilter"
     aggregation: Aggregation = Aggregation()
 
     def to_json(self) -> dict:
-        return {"filter": self.filter, "aggregation": self.aggregation.to_json()}
+        return {"filter": str(self.filter), "aggregation": self.aggregation.to_json()}
 
     def query(self) -> dict:
         return {"timeSeriesFilter": self.to_json()}
@@ -158,7 +162,25 @@ class Section:
         return {"title": self.title, "sectionHeader": {"subtitle": self.subtitle, "dividerBelow": True}}
 
 
-Widget = Union[XyChart, Scorecard, Text, Section]
+@dataclass(frozen=True)
+class SqlPanel:
+    """A ClickHouse query (the analytics table). Grafana runs it through its ClickHouse data source;
+    Cloud Monitoring cannot query ClickHouse, so its dashboard shows the same panel as the query text
+    with a pointer to Grafana (both dashboards list the same panels)."""
+
+    title: str
+    sql: Sql
+    format: str = "table"  # table | time_series
+    width: int = 24
+    height: int = 16
+
+    def widget(self) -> dict:
+        return {"title": self.title, "text": {"format": "MARKDOWN", "content": (
+            "ClickHouse analytics query; its results are in the Grafana dashboard of the same name.\n\n"
+            f"```sql\n{self.sql.text}\n```")}}
+
+
+Widget = Union[XyChart, Scorecard, Text, Section, SqlPanel]
 
 
 @dataclass(frozen=True)

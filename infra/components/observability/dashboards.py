@@ -29,7 +29,7 @@ BY_REVISION = ("resource.label.service_name", "resource.label.revision_name")
 
 def _f(metric: str, resource: str = q.RUN_REVISION, *, services=(), aligner="ALIGN_RATE", reducer="REDUCE_SUM",
        group=(), period="60s", metric_labels=None, resource_labels=None, exclude=None) -> Filter:
-    return Filter(q.metric_filter(metric, resource, services, metric_labels, resource_labels, exclude),
+    return Filter(q.metric_filter_of(metric, resource, services, metric_labels, resource_labels, exclude),
                   Aggregation(period, aligner, reducer, tuple(group)))
 
 
@@ -43,15 +43,15 @@ def _outcome_ratio(signal: signals.OutcomeSignal, outcome: str, *, services=(), 
                    resource_labels=None, exclude=None, period="300s") -> Ratio:
     agg = Aggregation(period, "ALIGN_DELTA", "REDUCE_SUM", tuple(group))
     base = dict(services=services, resource_labels=resource_labels, exclude_resource_labels=exclude)
-    return Ratio(Filter(q.metric_filter(signal.metric_type, q.RUN_REVISION, metric_labels={signal.outcome_label: outcome}, **base), agg),
-                 Filter(q.metric_filter(signal.metric_type, q.RUN_REVISION, **base), agg))
+    return Ratio(Filter(q.metric_filter_of(signal.metric_type, q.RUN_REVISION, metric_labels={signal.outcome_label: outcome}, **base), agg),
+                 Filter(q.metric_filter_of(signal.metric_type, q.RUN_REVISION, **base), agg))
 
 
 def _error_ratio(*, services=(), group=BY_SERVICE, resource_labels=None, exclude=None) -> Ratio:
     agg = Aggregation("60s", "ALIGN_DELTA", "REDUCE_SUM", tuple(group))
-    return Ratio(Filter(q.metric_filter(q.RUN_REQUEST_COUNT, q.RUN_REVISION, services, {"response_code_class": "5xx"},
-                                        resource_labels, exclude), agg),
-                 Filter(q.metric_filter(q.RUN_REQUEST_COUNT, q.RUN_REVISION, services, None, resource_labels, exclude), agg))
+    return Ratio(Filter(q.metric_filter_of(q.RUN_REQUEST_COUNT, q.RUN_REVISION, services, {"response_code_class": "5xx"},
+                                           resource_labels, exclude), agg),
+                 Filter(q.metric_filter_of(q.RUN_REQUEST_COUNT, q.RUN_REVISION, services, None, resource_labels, exclude), agg))
 
 
 @dataclass(frozen=True)

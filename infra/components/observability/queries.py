@@ -37,19 +37,47 @@ def quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+@dataclass(frozen=True)
+class MetricFilter:
+    """A Cloud Monitoring filter as clauses, so each renderer writes it in its own syntax: the
+    Monitoring API's filter string (`str()`), or Grafana's Cloud Monitoring data source tokens."""
+
+    metric_type: str
+    resource_type: str
+    services: tuple[str, ...] = ()
+    metric_labels: tuple[tuple[str, str], ...] = ()
+    resource_labels: tuple[tuple[str, str], ...] = ()
+    exclude_resource_labels: tuple[tuple[str, str], ...] = ()
+
+    def clauses(self) -> list[tuple[str, str, tuple[str, ...]]]:
+        """(key, "=" or "!=", values): one value is equality, several are one_of."""
+        out = [("metric.type", "=", (self.metric_type,)), ("resource.type", "=", (self.resource_type,))]
+        if self.services:
+            out.append(("resource.label.service_name", "=", tuple(self.services)))
+        out += [(f"resource.label.{k}", "=", (v,)) for k, v in self.resource_labels]
+        out += [(f"resource.label.{k}", "!=", (v,)) for k, v in self.exclude_resource_labels]
+        out += [(f"metric.label.{k}", "=", (v,)) for k, v in self.metric_labels]
+        return out
+
+    def __str__(self) -> str:
+        return " AND ".join(
+            f"{key}{op}{quote(values[0])}" if len(values) == 1 else f"{key}{op}one_of({','.join(quote(v) for v in values)})"
+            for key, op, values in self.clauses())
+
+
+def metric_filter_of(metric_type: str, resource_type: str, services: Iterable[str] = (),
+                     metric_labels: dict[str, str] | None = None, resource_labels: dict[str, str] | None = None,
+                     exclude_resource_labels: dict[str, str] | None = None) -> MetricFilter:
+    return MetricFilter(metric_type, resource_type, tuple(services), tuple((metric_labels or {}).items()),
+                        tuple((resource_labels or {}).items()), tuple((exclude_resource_labels or {}).items()))
+
+
 def metric_filter(metric_type: str, resource_type: str, services: Iterable[str] = (),
                   metric_labels: dict[str, str] | None = None, resource_labels: dict[str, str] | None = None,
                   exclude_resource_labels: dict[str, str] | None = None) -> str:
     """`metric.type="m" AND resource.type="r" [AND resource.label.service_name=one_of(...)] [AND ...label.k="v"]`."""
-    parts = [f"metric.type={quote(metric_type)}", f"resource.type={quote(resource_type)}"]
-    services = list(services)
-    if services:
-        parts.append("resource.label.service_name=" + (
-            quote(services[0]) if len(services) == 1 else "one_of(" + ",".join(quote(s) for s in services) + ")"))
-    parts += [f"resource.label.{k}={quote(v)}" for k, v in (resource_labels or {}).items()]
-    parts += [f"resource.label.{k}!={quote(v)}" for k, v in (exclude_resource_labels or {}).items()]
-    parts += [f"metric.label.{k}={quote(v)}" for k, v in (metric_labels or {}).items()]
-    return " AND ".join(parts)
+    return str(metric_filter_of(metric_type, resource_type, services, metric_labels, resource_labels,
+                                exclude_resource_labels))
 
 
 def promql_name(metric_type: str) -> str:
