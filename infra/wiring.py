@@ -147,6 +147,11 @@ def uptime_targets(cfg: StackConfig) -> tuple[UptimeTarget, ...]:
     return tuple(UptimeTarget(key, host, probe_path(svc)) for key, svc in cfg.services.items() if svc.public)
 
 
+def dashboards_args(cfg: StackConfig, candidates: dict[str, str]) -> DashboardsArgs:
+    """`candidates`: service key -> candidate revision, for every service of the map."""
+    return DashboardsArgs(site_of(cfg), candidates, cfg.observability.thresholds, cfg.app.cost_optimization_target_savings)
+
+
 def build_observability(cfg: StackConfig, site: Site, candidates: dict[str, str]) -> Observability:
     obs = cfg.observability
     public = [k for k, s in cfg.services.items() if s.public]
@@ -162,8 +167,7 @@ def build_observability(cfg: StackConfig, site: Site, candidates: dict[str, str]
         site, services=tuple(cfg.services), uptime_check_ids={k: c.uptime_check_id for k, c in uptime.checks.items()},
         thresholds=obs.thresholds, routing=channels.routing), opts=after_metrics)
     slos = Slos("slos", SlosArgs(site, slo_services(obs, public), obs.slo, channels.routing))
-    dashboards = Dashboards("dashboards", DashboardsArgs(
-        site, candidates, obs.thresholds, cfg.app.cost_optimization_target_savings), opts=after_metrics)
+    dashboards = Dashboards("dashboards", dashboards_args(cfg, candidates), opts=after_metrics)
     retention = LogRetention("log-retention", LogRetentionArgs(site, obs.log_retention_days))
     budget = None
     if obs.budget is not None:
