@@ -26,6 +26,13 @@ COMPONENT_TYPE = "netra:platform:Edge"
 # Cloud Run ingress: only the load balancer (and VPC-internal callers) reach the public services.
 INGRESS = "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER"
 DEFAULT_RULE_PRIORITY = 2147483647
+CVE_RULE_PRIORITY = 900
+CVE_EXPRESSION = "evaluatePreconfiguredExpr('cve-canary')"
+
+
+def hsts_header(edge: EdgeConfig) -> str:
+    """Browsers then refuse plain HTTP to every domain for max-age (the :80 redirect is only a first hop)."""
+    return f"Strict-Transport-Security: max-age={edge.hsts_max_age_seconds}; includeSubDomains"
 
 
 @dataclass(frozen=True)
@@ -60,6 +67,14 @@ def route_prefix(routes: tuple[str, ...]) -> str:
 
 def security_rules(edge: EdgeConfig) -> list[compute.SecurityPolicyRuleArgs]:
     rules = []
+    if edge.waf.cve:
+        # Log4Shell and its follow-ups: every signature of cve-canary, blocking even while the CRS rules
+        # are in preview (a known exploit, not a tuning question).
+        rules.append(compute.SecurityPolicyRuleArgs(
+            priority=CVE_RULE_PRIORITY, action="deny(403)", preview=False,
+            description="preconfigured cve-canary: Log4j JNDI lookups (CVE-2021-44228, CVE-2021-45046)",
+            match=compute.SecurityPolicyRuleMatchArgs(expr=compute.SecurityPolicyRuleMatchExprArgs(
+                expression=CVE_EXPRESSION))))
     for i, rule_set in enumerate(edge.waf.enabled()):
         rules.append(compute.SecurityPolicyRuleArgs(
             priority=1000 + 10 * i, action="deny(403)", preview=edge.waf.preview,
@@ -135,6 +150,7 @@ class Edge(pulumi.ComponentResource):
                     name=f"{name}-backend", project=project,
                     load_balancing_scheme="EXTERNAL_MANAGED",
                     protocol="HTTPS", security_policy=self.armor.id,
+                    custom_response_headers=[hsts_header(edge)],
                     backends=[compute.BackendServiceBackendArgs(group=self.negs[key].id)],
                     log_config=compute.BackendServiceLogConfigArgs(enable=True, sample_rate=edge.log_sample_rate)),
                 opts=child)
@@ -150,7 +166,7 @@ class Edge(pulumi.ComponentResource):
         self.static_backend = compute.BackendBucket(
             "static-backend", compute.BackendBucketArgs(
                 name=f"{prefix}-static", project=project, bucket_name=args.static_bucket, enable_cdn=True,
-                description="static assets through Cloud CDN",
+                description="static assets through Cloud CDN", custom_response_headers=[hsts_header(edge)],
                 cdn_policy=compute.BackendBucketCdnPolicyArgs(
                     cache_mode="CACHE_ALL_STATIC", default_ttl=st.cdn_default_ttl_seconds,
                     client_ttl=st.cdn_default_ttl_seconds, max_ttl=st.cdn_max_ttl_seconds,
