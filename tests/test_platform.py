@@ -6,10 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from infra.plan import engine, plan_stack, run_stack
 from infra.plan.engine import is_secret, unwrap
 
-from .conftest import ROOT, one, resources_of
+from .conftest import ROOT, one, plan_of, resources_of, run_of
 
 RUN = "gcp:cloudrunv2/service:Service"
 JOB = "gcp:cloudrunv2/job:Job"
@@ -89,17 +88,7 @@ def test_prod_network_ranges(prod_plan):
 @pytest.fixture(scope="module")
 def dependencies() -> dict[str, set[str]]:
     """Resource name -> names of the resources it depends on explicitly (what the engine receives)."""
-    recorded: dict[str, set[str]] = {}
-    original = engine._RecordingMonitor.RegisterResource
-
-    def register(self, request):
-        recorded[f"{request.type}::{request.name}"] = {urn.rsplit("::", 1)[-1] for urn in request.dependencies}
-        return original(self, request)
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(engine._RecordingMonitor, "RegisterResource", register)
-        run_stack("staging")
-    return recorded
+    return {f"{r.type}::{r.name}": {urn.rsplit("::", 1)[-1] for urn in r.dependencies} for r in run_of("staging").resources}
 
 
 def test_sql_and_redis_depend_on_the_peering_explicitly(dependencies):
@@ -248,7 +237,7 @@ def test_buckets_uniform_access_and_public_prevention(request, plan_name, env):
 
 
 def test_a_bucket_not_marked_public_is_enforced():
-    plan = plan_stack("staging", overrides={"netra:platform.storage.staticAssets.public": False}, policy=False)
+    plan = plan_of("staging", {"netra:platform.storage.staticAssets.public": False})
     assert one(plan, BUCKET, "static-assets")["inputs"]["publicAccessPrevention"] == "enforced"
     assert not [r for r in resources_of(plan, BUCKET_IAM) if r["inputs"]["member"] in ("allUsers", "allAuthenticatedUsers")]
 
@@ -290,7 +279,7 @@ def test_no_secret_value_in_plaintext_anywhere_in_the_plan(prod_plan):
     text = json.dumps(prod_plan)
     for value in ("offline-plan-password", "offline-plan-redis-auth", "BEGIN CERTIFICATE", "10.60.0.3", "10.60.1.4"):
         assert value not in text, value
-    run = run_stack("prod")  # wire form: the engine sees every payload wrapped as a secret
+    run = run_of("prod")  # wire form: the engine sees every payload wrapped as a secret
     for r in run.resources:
         if r.type == VERSION:
             assert is_secret(r.inputs["secretData"]), r.name
@@ -305,7 +294,7 @@ def test_no_secret_value_in_plaintext_anywhere_in_the_plan(prod_plan):
 
 def test_feature_flag_flip_is_a_new_secret_version_and_nothing_else():
     def wire(overrides=None):
-        run = run_stack("prod", overrides=overrides)
+        run = run_of("prod", overrides)
         return {r.urn: unwrap(r.inputs) for r in run.resources}, run.outputs
 
     before, out_before = wire()
@@ -439,8 +428,7 @@ def test_cloud_armor_waf_and_rate_limit(prod_plan, staging_plan):
 
 
 def test_waf_rules_switch_in_config():
-    plan = plan_stack("prod", overrides={"netra:platform.edge.waf.xss": False,
-                                         "netra:platform.edge.waf.methodEnforcement": True}, policy=False)
+    plan = plan_of("prod", {"netra:platform.edge.waf.xss": False, "netra:platform.edge.waf.methodEnforcement": True})
     exprs = " ".join(r["match"].get("expr", {}).get("expression", "") for r in one(plan, ARMOR, "armor")["inputs"]["rules"])
     assert "xss-v33-stable" not in exprs and "methodenforcement-v33-stable" in exprs
 

@@ -6,9 +6,6 @@ out by hand per type: the exporter must produce them from our Pulumi plans, type
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pulumi
 import pulumi_gcp as gcp
@@ -18,7 +15,7 @@ from infra.plan import tfplan
 from infra.plan.engine import run_program
 from infra.scan import ScanError, Waiver, evaluate, load_waivers, stale_waivers
 
-ROOT = Path(__file__).resolve().parents[1]
+from .conftest import cli
 
 # Terraform type -> attribute paths our stacks must produce ("." = nested, "[0]" = a block's list entry).
 EXPECTED = {
@@ -184,14 +181,12 @@ def test_unknown_property_and_type_fail_loudly(prod_run):
         tfplan.export([odd])
 
 
-def test_cli_prints_terraform_plan_json():
-    out = subprocess.run([sys.executable, "-m", "infra", "plan", "--stack", "staging", "--format", "tfplan-json"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+def test_cli_prints_terraform_plan_json(reuse_plans):
+    out = cli("plan", "--stack", "staging", "--format", "tfplan-json")
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)
     assert doc["format_version"] == tfplan.FORMAT_VERSION and planned(doc)
-    bad = subprocess.run([sys.executable, "-m", "infra", "plan", "--stack", "staging", "--format", "tfplan-json",
-                          "--set", "netra:canaryPercent=7"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    bad = cli("plan", "--stack", "staging", "--format", "tfplan-json", "--set", "netra:canaryPercent=7")
     assert bad.returncode == 2 and "netra:canaryPercent" in bad.stderr and not bad.stdout
 
 
