@@ -9,8 +9,9 @@ backends, invokers, uptime checks, alerts, SLOs, dashboard rows) all come from t
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Sequence
 
 import pulumi
 
@@ -24,6 +25,8 @@ from infra.components import cache as cache_mod
 from infra.components import database as database_mod
 from infra.components.cache import Cache, CacheArgs
 from infra.components.database import Database, DatabaseArgs
+from infra.components.emergency_budget import EmergencyBudget, EmergencyBudgetArgs
+from infra.components.load_test import LoadTestJob, LoadTestJobArgs
 from infra.components.edge import INGRESS, Edge, EdgeArgs, EdgeBackend
 from infra.components.migrations import SECRETS_READ, Migrations, MigrationsArgs
 from infra.components.network import Network, NetworkArgs, network_name, subnet_name
@@ -152,7 +155,60 @@ def dashboards_args(cfg: StackConfig, candidates: dict[str, str]) -> DashboardsA
     return DashboardsArgs(site_of(cfg), candidates, cfg.observability.thresholds, cfg.app.cost_optimization_target_savings)
 
 
-def build_observability(cfg: StackConfig, site: Site, candidates: dict[str, str]) -> Observability:
+def load_test_args(cfg: StackConfig, access_log_bucket: pulumi.Input[str]) -> Optional[LoadTestJobArgs]:
+    """The job's args from the stack config; None when `netra:verification.loadTest` is not set."""
+    lt = cfg.verification.load_test
+    if lt is None:
+        return None
+    env = {
+        "LOADTEST_USERS": str(lt.users),
+        "LOADTEST_SPAWN_RATE": f"{lt.spawn_rate:g}",
+        "LOADTEST_DURATION_S": str(lt.duration_seconds),
+        "LOADTEST_MAX_REQUESTS": str(lt.max_requests),
+        "LOADTEST_WAIT_MIN_S": f"{lt.think_time_seconds[0]:g}",
+        "LOADTEST_WAIT_MAX_S": f"{lt.think_time_seconds[1]:g}",
+        "LOADTEST_HTTP_SCENARIOS": json.dumps([s.model_dump(by_alias=True, exclude_none=True) for s in lt.http],
+                                              sort_keys=True, separators=(",", ":")),
+        "LOADTEST_WS_PATH": lt.websocket.path,
+        "LOADTEST_WS_USER_PERCENT": str(lt.websocket.user_percent),
+        "LOADTEST_WS_MESSAGE": json.dumps(lt.websocket.message, sort_keys=True, separators=(",", ":")),
+        "LOADTEST_WS_TIMEOUT_S": f"{lt.websocket.timeout_seconds:g}",
+        "LOADTEST_CRITERIA": json.dumps(lt.criteria.model_dump(by_alias=True), sort_keys=True, separators=(",", ":")),
+        **lt.env,
+    }
+    return LoadTestJobArgs(
+        project=cfg.project, region=cfg.region, job_name=f"netra-loadtest-{cfg.environment}", image=lt.image,
+        env=tuple(sorted(env.items())), cpu=lt.cpu, memory=lt.memory,
+        timeout_seconds=lt.duration_seconds + 600,  # start-up, spawn, stop and upload on top of the run
+        target_service=service_name(lt.service, cfg.environment),
+        results_bucket=f"{cfg.project}-loadtest-results", bucket_location=cfg.platform.storage.location,
+        labels=(("cost-center", cfg.cost_center), ("env", cfg.environment), ("managed-by", "pulumi"),
+                ("service", "loadtest")),
+        vpc_network=network_name(site_of(cfg)), vpc_subnetwork=subnet_name(site_of(cfg)), deletion_protection=cfg.is_prod,
+        access_log_bucket=access_log_bucket,
+    )
+
+
+def emergency_budget_args(cfg: StackConfig, flags_resources: Sequence[pulumi.Resource],
+                          access_log_bucket: pulumi.Input[str]) -> Optional[EmergencyBudgetArgs]:
+    eb = cfg.verification.emergency_budget
+    if eb is None or cfg.observability.budget is None:
+        return None
+    pd = cfg.observability.pagerduty
+    return EmergencyBudgetArgs(
+        project=cfg.project, region=cfg.region, environment=cfg.environment,
+        labels=(("cost-center", cfg.cost_center), ("env", cfg.environment), ("managed-by", "pulumi")),
+        flags_secret_id=secret_id(cfg.environment, "feature-flags"),
+        max_hourly_cost_usd=eb.max_hourly_cost_usd, trigger_hourly_cost_usd=eb.trigger_rate,
+        trigger_threshold_percent=eb.trigger_threshold_percent,
+        bucket_location=cfg.platform.storage.location, deletion_protection=cfg.is_prod,
+        access_log_bucket=access_log_bucket,
+        pagerduty_key=pulumi.Output.secret(pd.service_key.get_secret_value()) if pd else None,
+        depends_on=tuple(flags_resources))
+
+
+def build_observability(cfg: StackConfig, site: Site, candidates: dict[str, str],
+                        budget_topic: Optional[pulumi.Input[str]] = None) -> Observability:
     obs = cfg.observability
     public = [k for k, s in cfg.services.items() if s.public]
     channels = NotificationChannels("notifications", NotificationChannelsArgs(
@@ -171,7 +227,8 @@ def build_observability(cfg: StackConfig, site: Site, candidates: dict[str, str]
     retention = LogRetention("log-retention", LogRetentionArgs(site, obs.log_retention_days))
     budget = None
     if obs.budget is not None:
-        budget = Budget("budget", BudgetArgs(site, obs.budget, [ch.name for ch in channels.by_kind["email"]]))
+        budget = Budget("budget", BudgetArgs(site, obs.budget, [ch.name for ch in channels.by_kind["email"]],
+                                             pubsub_topic=budget_topic))
     return Observability(channels, log_metrics, uptime, alerts, slos, dashboards, retention, budget)
 
 
@@ -182,6 +239,8 @@ class Stack:
     services: dict[str, CloudRunService]
     edge: Edge
     observability: Observability
+    load_test: Optional[LoadTestJob] = None
+    emergency_budget: Optional[EmergencyBudget] = None
 
     def outputs(self) -> dict:
         cfg, p = self.cfg, self.platform
@@ -211,6 +270,8 @@ class Stack:
             },
             "migrationJob": p.migrations.summary(),
             "observability": self.observability.summary(),
+            "loadTestJob": self.load_test.summary() if self.load_test else None,
+            "emergencyBudget": self.emergency_budget.summary() if self.emergency_budget else None,
         }
 
 
@@ -221,5 +282,11 @@ def build(cfg: StackConfig) -> Stack:
     services = {key: CloudRunService(key, service_args(cfg, key, service_wiring(cfg, key, waits[key])))
                 for key in cfg.services}
     edge = Edge("edge", edge_args(cfg, services, platform.storage.static_assets.name))
-    obs = build_observability(cfg, site, {k: s.candidate_revision for k, s in services.items()})
-    return Stack(cfg, platform, services, edge, obs)
+    access_logs = platform.storage.access_logs.name
+    eb_args = emergency_budget_args(cfg, platform.secrets.resources(["feature-flags"]), access_logs)
+    guard = EmergencyBudget("emergency-budget", eb_args) if eb_args else None
+    obs = build_observability(cfg, site, {k: s.candidate_revision for k, s in services.items()},
+                              budget_topic=guard.topic.id if guard else None)
+    lt_args = load_test_args(cfg, access_logs)
+    load_test = LoadTestJob("load-test", lt_args) if lt_args else None
+    return Stack(cfg, platform, services, edge, obs, load_test, guard)

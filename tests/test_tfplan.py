@@ -19,6 +19,10 @@ from .conftest import cli
 
 # Terraform type -> attribute paths our stacks must produce ("." = nested, "[0]" = a block's list entry).
 EXPECTED = {
+    "google_cloudfunctions2_function": ["build_config[0].entry_point", "service_config[0].ingress_settings",
+                                        "event_trigger[0].event_type", "event_trigger[0].pubsub_topic"],
+    "google_pubsub_topic": ["name"],
+    "google_pubsub_topic_iam_member": ["topic", "role", "member"],
     "google_billing_budget": ["budget_filter[0].projects", "budget_filter[0].calendar_period", "threshold_rules[0].threshold_percent",
                               "amount[0].specified_amount[0].units", "all_updates_rule[0].monitoring_notification_channels"],
     "google_cloud_run_v2_job": ["template[0].template[0].containers[0].env[0].name", "template[0].template[0].vpc_access[0].network_interfaces[0].subnetwork",
@@ -104,7 +108,9 @@ def test_every_type_we_use_exports_with_terraform_names(exports, stack):
     for r in resources:
         by_type.setdefault(r["type"], []).append(r)
         assert r["address"] == f"{r['type']}.{r['name']}" and r["mode"] == "managed"
-    prod_only = {"google_billing_budget"}  # staging has no budget
+    # staging has no budget, hence no emergency budget guard
+    prod_only = {"google_billing_budget", "google_cloudfunctions2_function", "google_pubsub_topic",
+                 "google_pubsub_topic_iam_member"}
     assert set(by_type) == set(EXPECTED) - (prod_only if stack == "staging" else set()), \
         "every type in the plan has expected Terraform paths, and vice versa"
     for tf_type in by_type:
@@ -176,7 +182,7 @@ def test_unknown_property_and_type_fail_loudly(prod_run):
     bucket = next(r for r in prod_run.resources if r.type == "gcp:storage/bucket:Bucket")
     with pytest.raises(tfplan.ExportError, match="no property 'versionning'"):
         tfplan.convert("google_storage_bucket", tfplan.args_class(bucket.type), {"versionning": {"enabled": True}}, where="x")
-    odd = type(bucket)(bucket.urn, "gcp:pubsub/topic:Topic", "t", "", {}, True)
+    odd = type(bucket)(bucket.urn, "gcp:pubsub/subscription:Subscription", "t", "", {}, True)
     with pytest.raises(tfplan.ExportError, match="no Terraform type"):
         tfplan.export([odd])
 

@@ -10,6 +10,7 @@ from .base import ConfigModel, problems
 from .observability import ObservabilityConfig, environment_problems as observability_problems, service_problems
 from .platform import SECRET_KEYS, PlatformConfig, check_platform
 from .services import ServiceConfig, liveness_problems, routing_problems
+from .verification import VerificationConfig, verification_problems
 
 ENVIRONMENTS = ("staging", "prod")
 DEFAULT_STAGES = (0, 10, 50, 100)
@@ -39,6 +40,8 @@ class StackConfig(ConfigModel):
     app: AppSettings = AppSettings()
     observability: ObservabilityConfig = Field(..., description="alert channels, routing, thresholds, SLOs, budget: README, Observability")
     platform: PlatformConfig = Field(description="network, Cloud SQL, Memorystore, buckets, secrets, migrations, edge")
+    verification: VerificationConfig = Field(
+        VerificationConfig(), description="release load test, bake window, emergency budget: README, Verification")
 
     @field_validator("stages")
     @classmethod
@@ -74,6 +77,18 @@ class StackConfig(ConfigModel):
         if found:
             raise problems(*found)
         return obs
+    @field_validator("verification")
+    @classmethod
+    def _verification_for_environment(cls, v: VerificationConfig, info: ValidationInfo) -> VerificationConfig:
+        obs = info.data.get("observability")
+        found = verification_problems(v, info.data.get("environment", ""), bool(obs and obs.budget))
+        services = info.data.get("services")
+        if v.load_test is not None and services is not None and v.load_test.service not in services:
+            found.append(("loadTest.service", f"unknown service {v.load_test.service!r}; allowed: {', '.join(sorted(services))}"))
+        if found:
+            raise problems(*found)
+        return v
+
     @field_validator("platform", mode="wrap")
     @classmethod
     def _platform_fits(cls, value, handler, info: ValidationInfo) -> PlatformConfig:

@@ -45,6 +45,8 @@ def normalize(value: Any) -> Any:
         return int(value)
     if isinstance(value, pulumi.FileAsset):
         return {"fileAsset": value.path}
+    if isinstance(value, pulumi.FileArchive):  # a function's source directory
+        return {"fileArchive": value.path}
     if isinstance(value, dict):
         return {k: normalize(v) for k, v in value.items()}
     if isinstance(value, list):

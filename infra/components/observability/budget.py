@@ -19,6 +19,7 @@ class BudgetArgs:
     site: Site
     config: BudgetConfig
     channels: Sequence[pulumi.Input[str]] = ()  # monitoring channels notified at each threshold
+    pubsub_topic: Optional[pulumi.Input[str]] = None  # the emergency budget guard's topic, when there is one
 
 
 class Budget(pulumi.ComponentResource):
@@ -26,7 +27,7 @@ class Budget(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: BudgetArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__(COMPONENT_TYPE, name, None, opts)
-        site, b, channels = args.site, args.config, list(args.channels)
+        site, b, channels, pubsub_topic = args.site, args.config, list(args.channels), args.pubsub_topic
         units, cents = divmod(round(b.monthly_amount_usd * 100), 100)
         self.budget = billing.Budget(
             "monthly",
@@ -45,6 +46,9 @@ class Budget(pulumi.ComponentResource):
                 all_updates_rule=billing.BudgetAllUpdatesRuleArgs(
                     monitoring_notification_channels=channels,
                     disable_default_iam_recipients=False,
+                    # every notification also goes to the emergency budget guard (netra:verification.emergencyBudget)
+                    pubsub_topic=pubsub_topic,
+                    schema_version="1.0" if pubsub_topic is not None else None,
                 ),
             ),
             opts=pulumi.ResourceOptions(parent=self),
