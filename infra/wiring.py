@@ -15,7 +15,7 @@ from typing import Optional, Sequence
 
 import pulumi
 
-from infra import release
+from infra import release, signals
 from infra.config import StackConfig, service_name
 from infra.config.observability import slo_services
 from infra.config.platform import CONFIG_SECRETS, DB_CLIENT_SECRET, pool_sizes, secret_id
@@ -31,7 +31,7 @@ from infra.components.edge import INGRESS, Edge, EdgeArgs, EdgeBackend
 from infra.components.migrations import SECRETS_READ, Migrations, MigrationsArgs
 from infra.components.network import Network, NetworkArgs, network_name, subnet_name
 from infra.components.observability import (
-    Budget, BudgetArgs, Dashboards, DashboardsArgs, LogMetrics, LogMetricsArgs, LogRetention, LogRetentionArgs,
+    Budget, BudgetArgs, Dashboards, DashboardsArgs, LogMetrics, LogMetricsArgs, LogRetention, LogRetentionArgs, MetricReady,
     NotificationChannels, NotificationChannelsArgs, Observability, SeedAlerts, SeedAlertsArgs, Slos, SlosArgs,
     UptimeChecks, UptimeChecksArgs, UptimeTarget)
 from infra.components.secrets import Secrets, SecretsArgs, config_payloads
@@ -217,11 +217,14 @@ def build_observability(cfg: StackConfig, site: Site, candidates: dict[str, str]
     log_metrics = LogMetrics("log-metrics", LogMetricsArgs(cfg.project))
     uptime = UptimeChecks("uptime", UptimeChecksArgs(site, uptime_targets(cfg), obs.uptime.period_seconds,
                                                      obs.uptime.timeout_seconds))
-    # Policies that read a log-based metric are refused until the metric exists.
+    # Policies that read a log-based metric are refused until the metric exists, and for minutes after
+    # that until Cloud Monitoring knows it: alerts wait for MetricReady (which polls for the descriptors).
     after_metrics = pulumi.ResourceOptions(depends_on=[log_metrics])
+    ready = MetricReady("log-metrics-ready", cfg.project, [m.metric_type for m in signals.ALL_SIGNALS],
+                        opts=pulumi.ResourceOptions(parent=log_metrics, depends_on=list(log_metrics.metrics.values())))
     alerts = SeedAlerts("seed-alerts", SeedAlertsArgs(
         site, services=tuple(cfg.services), uptime_check_ids={k: c.uptime_check_id for k, c in uptime.checks.items()},
-        thresholds=obs.thresholds, routing=channels.routing), opts=after_metrics)
+        thresholds=obs.thresholds, routing=channels.routing), opts=pulumi.ResourceOptions(depends_on=[log_metrics, ready]))
     slos = Slos("slos", SlosArgs(site, slo_services(obs, public), obs.slo, channels.routing))
     dashboards = Dashboards("dashboards", dashboards_args(cfg, candidates), opts=after_metrics)
     retention = LogRetention("log-retention", LogRetentionArgs(site, obs.log_retention_days))

@@ -14,6 +14,7 @@ from .budget import Budget, BudgetArgs
 from .channels import AlertRouting, NotificationChannels, NotificationChannelsArgs
 from .dashboards import Dashboards, DashboardsArgs
 from .log_metrics import LogMetrics, LogMetricsArgs
+from .metric_ready import MetricReady
 from .retention import LogRetention, LogRetentionArgs
 from .slos import Slos, SlosArgs
 from .uptime import UptimeChecks, UptimeChecksArgs, UptimeTarget
@@ -43,6 +44,6 @@ class Observability:
 
 __all__ = [
     "AlertRouting", "Budget", "BudgetArgs", "Dashboards", "DashboardsArgs", "LogMetrics", "LogMetricsArgs",
-    "LogRetention", "LogRetentionArgs", "NotificationChannels", "NotificationChannelsArgs", "Observability",
+    "LogRetention", "LogRetentionArgs", "MetricReady", "NotificationChannels", "NotificationChannelsArgs", "Observability",
     "SeedAlerts", "SeedAlertsArgs", "Slos", "SlosArgs", "UptimeChecks", "UptimeChecksArgs", "UptimeTarget",
 ]

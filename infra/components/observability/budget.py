@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import pulumi
-from pulumi_gcp import billing
+from pulumi_gcp import billing, organizations
 
 from infra.config.observability import Budget as BudgetConfig
 
@@ -20,6 +20,15 @@ class BudgetArgs:
     config: BudgetConfig
     channels: Sequence[pulumi.Input[str]] = ()  # monitoring channels notified at each threshold
     pubsub_topic: Optional[pulumi.Input[str]] = None  # the emergency budget guard's topic, when there is one
+
+
+def project_filter(project: str, number: Optional[str]) -> pulumi.Output[str]:
+    """`projects/<project number>`: the Billing Budget API stores the number, so a project id here is a
+    perpetual diff and failing updates. Configured (`budget.projectNumber`), or looked up at preview/up
+    time from the project id (`organizations.getProject`; needs resourcemanager.projects.get)."""
+    if number is None:
+        number = organizations.get_project_output(project_id=project).number
+    return pulumi.Output.concat("projects/", number)
 
 
 class Budget(pulumi.ComponentResource):
@@ -37,7 +46,7 @@ class Budget(pulumi.ComponentResource):
                 amount=billing.BudgetAmountArgs(specified_amount=billing.BudgetAmountSpecifiedAmountArgs(
                     currency_code="USD", units=str(units), nanos=cents * 10_000_000)),
                 budget_filter=billing.BudgetBudgetFilterArgs(
-                    projects=[f"projects/{b.project_number or site.project}"],
+                    projects=[project_filter(site.project, b.project_number)],
                     calendar_period="MONTH",
                     credit_types_treatment="INCLUDE_ALL_CREDITS",
                 ),
