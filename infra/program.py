@@ -8,6 +8,14 @@ from infra import wiring
 from infra.config import ConfigError, StackConfig, load_stack_config
 
 
+class InvalidStackConfig(pulumi.RunError):
+    """Printed by Pulumi without a traceback; the offline plan turns it back into the ConfigError (exit 2)."""
+
+    def __init__(self, error: ConfigError):
+        self.error = error
+        super().__init__(f"invalid stack config ({len(error.problems)} problem(s)):\n{error}")
+
+
 def pulumi_config() -> dict[str, str]:
     """Every config key of the stack, as the engine passed them to this process (the loader refuses
     namespaces this program does not read, so a `gcp:projet` typo is an error, not a silent default)."""
@@ -30,5 +38,9 @@ def build(cfg: StackConfig) -> dict:
 
 
 def main() -> None:
-    for name, value in build(load()).items():
+    try:
+        outputs = build(load())
+    except ConfigError as e:  # a check that needs the built components (a skipped traffic stage)
+        raise InvalidStackConfig(e) from None
+    for name, value in outputs.items():
         pulumi.export(name, value)

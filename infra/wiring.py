@@ -129,9 +129,23 @@ def candidate_revisions(cfg: StackConfig) -> dict[str, str]:
             for key in cfg.services}
 
 
+def release_approval(cfg: StackConfig, key: str) -> Optional[release.Approval]:
+    record = cfg.release.approvals.get(key)
+    if record is None:
+        return None
+    return release.Approval(record.revision, record.stage, record.by, record.evidence, record.rejected)
+
+
+def canary_percent_key(cfg: StackConfig, key: str) -> str:
+    """The config key that set this service's stage (for error messages)."""
+    return f"netra:services.{key}.canaryPercent" if cfg.services[key].canary_percent is not None else "netra:canaryPercent"
+
+
 def service_args(cfg: StackConfig, key: str, wiring: ServiceWiring) -> CloudRunServiceArgs:
     return CloudRunServiceArgs(site=site_of(cfg), config=cfg.services[key], canary_percent=cfg.canary_percent_for(key),
-                               app_env=tuple(cfg.app.environment().items()), wiring=wiring)
+                               app_env=tuple(cfg.app.environment().items()), wiring=wiring,
+                               approval=release_approval(cfg, key), stages=tuple(cfg.stages),
+                               canary_percent_key=canary_percent_key(cfg, key))
 
 
 def edge_args(cfg: StackConfig, services: dict[str, CloudRunService], static_bucket: pulumi.Input[str]) -> EdgeArgs:

@@ -10,7 +10,8 @@ import pulumi_gcp as gcp
 from pulumi_gcp import cloudrunv2 as run
 
 from infra import release
-from infra.config import ServiceConfig, service_name
+from infra.config import ConfigError, Problem, ServiceConfig, service_name
+from infra.config.stack import DEFAULT_STAGES
 
 from .site import Site
 
@@ -101,9 +102,12 @@ class CloudRunServiceArgs:
 
     site: Site
     config: ServiceConfig
-    canary_percent: int
+    canary_percent: int  # the stage asked for; the share it gets is bound to `approval`
     app_env: tuple[tuple[str, str], ...] = ()
     wiring: ServiceWiring = ServiceWiring()
+    approval: Optional[release.Approval] = None  # netra:release.approvals.<key>
+    stages: tuple[int, ...] = DEFAULT_STAGES
+    canary_percent_key: str = "netra:canaryPercent"  # the config key that set the stage, for errors
 
 
 def revision_spec(key: str, args: CloudRunServiceArgs) -> RevisionSpec:
@@ -225,9 +229,13 @@ class CloudRunService(pulumi.ComponentResource):
         ]
         self.candidate_revision = release.candidate_revision(service, spec)
         self.stable_revision = svc.stable_revision
-        self.canary_percent = args.canary_percent
+        share = release.decide_share(key, self.candidate_revision, self.stable_revision, args.canary_percent,
+                                     args.approval, args.stages)
+        if share.problem:
+            raise ConfigError([Problem(args.canary_percent_key, share.problem)])
+        self.canary_percent = share.percent
         self.traffic = release.traffic_plan(service, self.candidate_revision, self.stable_revision, self.canary_percent)
-        for warning in self.traffic.warnings:
+        for warning in (*share.warnings, *self.traffic.warnings):
             pulumi.log.warn(warning, resource=self)
 
         self.service = run.Service(
@@ -241,6 +249,8 @@ class CloudRunService(pulumi.ComponentResource):
                 launch_stage="GA",
                 deletion_protection=site.protected,
                 labels=labels_for(site, key),
+                # the approval record beside the traffic, so the policy pack checks one against the other
+                annotations=release.approval_annotations(args.approval, self.stable_revision, args.stages),
                 template=template_args(spec, self.candidate_revision),
                 traffics=[
                     run.ServiceTrafficArgs(type=REVISION_TRAFFIC, revision=t.revision, percent=t.percent, tag=t.tag)

@@ -10,6 +10,7 @@ from .base import ConfigModel, problems
 from .observability import ObservabilityConfig, environment_problems as observability_problems, service_problems
 from .platform import SECRET_KEYS, PlatformConfig, check_platform
 from .services import ServiceConfig, liveness_problems, routing_problems
+from .release import ReleaseConfig
 from .verification import VerificationConfig, verification_problems
 
 ENVIRONMENTS = ("staging", "prod")
@@ -42,6 +43,7 @@ class StackConfig(ConfigModel):
     platform: PlatformConfig = Field(description="network, Cloud SQL, Memorystore, buckets, secrets, migrations, edge")
     verification: VerificationConfig = Field(
         VerificationConfig(), description="release load test, bake window, emergency budget: README, Verification")
+    release: ReleaseConfig = Field(ReleaseConfig(), description="approvals and the rollout journal (written by the rollout)")
 
     @field_validator("stages")
     @classmethod
