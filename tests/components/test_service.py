@@ -46,8 +46,9 @@ def test_service_account_template_and_labels():
 
 def test_revision_name_is_the_hash_of_the_spec_and_traffic_names_revisions():
     a = args(config(stableRevision="netra-api-prod-00000000"), canary=10)
-    reg = build("api", a)
     candidate = release.candidate_revision("netra-api-prod", revision_spec("api", a))
+    a = dataclasses.replace(a, approval=release.Approval(candidate, 0, "gate", "0" * 64))  # passed stage 0
+    reg = build("api", a)
     run = reg.one(RUN)
     assert run["template"]["revision"] == candidate == reg.outputs["summary"]["candidateRevision"]
     assert run["traffics"] == [
@@ -65,6 +66,12 @@ def test_revision_depends_only_on_this_services_args():
                   dataclasses.replace(base, wiring=ServiceWiring(ingress="INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER"))):
         assert revision_spec("api", other) == same
     assert revision_spec("api", dataclasses.replace(base, config=config(memory="2Gi"))) != same
+
+
+def test_a_share_above_zero_needs_an_approval_of_this_revision():
+    reg = build("api", args(config(stableRevision="netra-api-prod-00000000"), canary=10))
+    assert [t["percent"] for t in reg.one(RUN)["traffics"]] == [100, 0]
+    assert any("has no approval" in w for w in reg.warnings)
 
 
 def test_first_deploy_gives_the_candidate_everything_with_a_warning():
