@@ -62,3 +62,32 @@ def test_the_secret_is_wrapped_wherever_it_reaches_the_engine(prod_run):
     walk(prod_run.outputs, "outputs")
     assert plain == []
     assert wrapped  # it does reach a resource (the PagerDuty channel), as a secret
+
+
+@pytest.mark.parametrize("name,expect", [
+    ("DB_PASS", "looks like a credential"), ("OPENAI_KEY", "looks like a credential"),
+    ("SIGNING_KEY", "looks like a credential"), ("GITHUB_TOKEN", "looks like a credential"),
+    ("STRIPE_SECRET_HOOK", "looks like a credential"), ("SENTRY_DSN", "looks like a credential"),
+    ("DB_SSLMODE", "is set by the platform"), ("DB_POOL_SIZE", "is set by the platform"),
+    ("REDIS_CA_CERT_PATH", "is set by the platform"), ("PORT", "is set by Cloud Run"),
+    ("TOKEN_OPTIMIZATION_MAX_RETRIES", "is set by netra:app"),
+])
+def test_service_env_refuses_credentials_and_platform_settings(name, expect):
+    from .conftest import config_problems
+
+    cfg = stack_config("prod")
+    cfg["netra:services"]["auth"]["env"] = {name: "x", "CACHE_KEY_PREFIX": "n", "MAX_TOKENS": "8", "LOG_LEVEL": "info"}
+    found = config_problems(cfg)
+    assert list(found) == [f"netra:services.auth.env.{name}"] and expect in found[f"netra:services.auth.env.{name}"]
+
+
+def test_platform_env_covers_what_the_platform_sets(prod_plan):
+    """Every env value the platform derives for a service is in PLATFORM_ENV (so no service may override it)."""
+    from infra.config.app import AppSettings
+    from infra.config.services import PLATFORM_ENV
+
+    app = set(AppSettings().environment())
+    for r in prod_plan["resources"]:
+        if r["type"] == "gcp:cloudrunv2/service:Service":
+            derived = {e["name"] for e in r["inputs"]["template"]["containers"][0]["envs"] if "value" in e} - app
+            assert derived <= PLATFORM_ENV, (r["name"], derived - PLATFORM_ENV)
