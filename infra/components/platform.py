@@ -14,6 +14,7 @@ from infra.config.platform import CONFIG_SECRETS, DB_CLIENT_SECRET, db_clients, 
 
 from . import cache as cache_mod
 from . import database as database_mod
+from .analytics import Analytics, build_analytics
 from .cache import Cache
 from .database import Database
 from .edge import INGRESS, Edge
@@ -35,6 +36,7 @@ class Platform:
     cache: Cache
     secrets: Secrets
     migrations: Migrations
+    analytics: Analytics | None = None
     edge: Edge | None = None
 
     def wiring(self, key: str) -> ServiceWiring:
@@ -87,6 +89,8 @@ class Platform:
             "buckets": self.storage.summary(),
             "secrets": dict(self.secrets.ids),
         }
+        if self.analytics is not None:
+            out["clickhouse"] = self.analytics.summary()
         if self.edge is not None:
             out["edge"] = self.edge.summary()
         return out
@@ -106,6 +110,11 @@ def build_platform(cfg: StackConfig) -> Platform:
         "redis-ca": cache.server_ca,
     })
     assert set(payloads) == set(CONFIG_SECRETS) | {"db-password", "db-host", "redis-auth", "redis-host", "redis-ca"}
+    analytics = build_analytics(cfg, network.vpc.id, storage.backups.name)
+    if analytics is not None:
+        payloads.update(analytics.credentials.secret_payloads())
     secrets = Secrets(cfg, payloads)
+    if analytics is not None:
+        analytics.add_cluster(secrets)
     migrations = Migrations(cfg, network, storage, secrets)
-    return Platform(cfg, network, storage, database, cache, secrets, migrations)
+    return Platform(cfg, network, storage, database, cache, secrets, migrations, analytics)

@@ -16,6 +16,7 @@ from infra.config import StackConfig
 from .alerts import SeedAlerts
 from .budget import Budget
 from .channels import NotificationChannels
+from .clickhouse import ClickHouseAlerts
 from .dashboards import Dashboards
 from .log_metrics import LogMetrics
 from .retention import LogRetention
@@ -41,10 +42,12 @@ class Observability:
     dashboards: Dashboards
     retention: LogRetention
     budget: Optional[Budget]
+    clickhouse: Optional[ClickHouseAlerts] = None
 
     def summary(self) -> dict:
         return {
-            "alertPolicies": len(self.alerts.policies) + len(self.slos.policies),
+            "alertPolicies": len(self.alerts.policies) + len(self.slos.policies)
+            + (len(self.clickhouse.policies) if self.clickhouse else 0),
             "seedAlerts": sorted(self.alerts.policies),
             "dashboards": sorted(self.dashboards.dashboards),
             "logMetrics": sorted(self.log_metrics.metrics),
@@ -67,4 +70,5 @@ def build(cfg: StackConfig, services: Mapping[str, PublicService]) -> Observabil
     budget = None
     if cfg.observability.budget is not None:
         budget = Budget("budget", cfg, [ch.name for ch in channels.by_kind["email"]])
-    return Observability(channels, log_metrics, uptime, alerts, slos, dashboards, retention, budget)
+    clickhouse = ClickHouseAlerts("clickhouse-alerts", cfg, channels) if cfg.platform.clickhouse else None
+    return Observability(channels, log_metrics, uptime, alerts, slos, dashboards, retention, budget, clickhouse)
