@@ -18,7 +18,7 @@ LOG_BUCKET = "gcp:logging/projectBucketConfig:ProjectBucketConfig"
 URL_MAP = "gcp:compute/uRLMap:URLMap"
 HTTP_PROXY = "gcp:compute/targetHttpProxy:TargetHttpProxy"
 STACK_POLICIES = {"cloudrun-dedicated-service-account", "tls-http-redirects-to-https", "stack-seed-alerts",
-                  "stack-seed-dashboards", "stack-billing-budget", "stack-log-retention"}
+                  "stack-seed-dashboards", "stack-billing-budget", "stack-log-retention", "grafana-behind-auth"}
 
 
 @pytest.fixture(scope="module")
