@@ -6,8 +6,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.requirements-installed
 STACK ?= prod
+# Checkov lives in its own virtualenv: its pinned dependencies conflict with the project's.
+CHECKOV_VENV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.requirements-installed
 
-.PHONY: plan test venv system-packages bench clean
+.PHONY: plan test venv system-packages bench scan clean
 
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,8 +29,17 @@ plan: $(STAMP)
 test: $(STAMP) system-packages
 	$(PY) -m pytest -q
 
+$(CHECKOV_STAMP): scan/requirements-checkov.txt
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r scan/requirements-checkov.txt
+	touch $(CHECKOV_STAMP)
+
+# Checkov over both stacks' plans (Terraform plan JSON); every failure must be waived in scan/checkov-waivers.yaml.
+scan: $(STAMP) $(CHECKOV_STAMP)
+	$(PY) -m infra scan --checkov $(CHECKOV_VENV)/bin/checkov
+
 bench: $(STAMP)
 	$(PY) -m benchmarks.plan --stack prod --runs 5
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache

@@ -47,10 +47,29 @@ def one(doc: dict, type_token: str, name: str) -> dict:
 
 
 @pytest.fixture(scope="session")
-def prod_plan() -> dict:
-    return plan_stack("prod", policy=False)
+def prod_run():
+    """The prod program run (wire-form inputs, secrets still wrapped), once per session."""
+    from infra.plan import run_stack
+
+    return run_stack("prod")
 
 
 @pytest.fixture(scope="session")
-def staging_plan() -> dict:
-    return plan_stack("staging", policy=False)
+def staging_run():
+    from infra.plan import run_stack
+
+    return run_stack("staging")
+
+
+@pytest.fixture(scope="session")
+def prod_plan(prod_run) -> dict:
+    from infra.plan import plan_document
+
+    return plan_document(prod_run, [])
+
+
+@pytest.fixture(scope="session")
+def staging_plan(staging_run) -> dict:
+    from infra.plan import plan_document
+
+    return plan_document(staging_run, [])

@@ -80,6 +80,8 @@ def test_network_for_direct_vpc_egress_and_private_services(request, plan_name, 
 
 def test_prod_network_ranges(prod_plan):
     assert one(prod_plan, SUBNET, "run-egress")["inputs"]["ipCidrRange"] == "10.8.0.0/22"
+    assert one(prod_plan, SUBNET, "run-egress")["inputs"]["logConfig"] == {  # VPC Flow Logs (CIS 3.8)
+        "aggregationInterval": "INTERVAL_5_SEC", "flowSampling": 0.5, "metadata": "INCLUDE_ALL_METADATA"}
     psa = one(prod_plan, ADDRESS, "private-services")["inputs"]
     assert (psa["address"], psa["prefixLength"]) == ("10.60.0.0", 16)
 
@@ -137,6 +139,7 @@ def test_cloud_sql_postgres_15_private_ssl_backups_insights(request, plan_name, 
         "log_connections": "on", "log_disconnections": "on", "log_checkpoints": "on", "log_lock_waits": "on",
         "log_min_duration_statement": "-1", "cloudsql.enable_pgaudit": "on"}
     assert flags["pgaudit.log"] == "ddl,role"
+    assert flags["log_hostname"] == "on"  # CKV_GCP_108
     assert one(plan, SQL_DB, "app")["inputs"]["name"] == "netra"
     user = one(plan, SQL_USER, "app")["inputs"]
     assert user["name"] == "netra_app" and user["password"] == "[secret]" and user["type"] == "BUILT_IN"
@@ -225,17 +228,23 @@ def test_buckets_uniform_access_and_public_prevention(request, plan_name, env):
     plan = request.getfixturevalue(plan_name)
     project = plan["outputs"]["gcpProject"]
     buckets = {r["name"]: r["inputs"] for r in resources_of(plan, BUCKET)}
-    assert set(buckets) == {"static-assets", "backups", "migrations"}
+    assert set(buckets) == {"static-assets", "backups", "migrations", "access-logs"}
     for name, b in buckets.items():
         assert b["name"] == f"{project}-{name}"
         assert b["uniformBucketLevelAccess"] is True
         assert b["forceDestroy"] is (env == "staging")
     assert buckets["backups"]["publicAccessPrevention"] == "enforced"
     assert buckets["migrations"]["publicAccessPrevention"] == "enforced"
+    assert buckets["access-logs"]["publicAccessPrevention"] == "enforced"
+    # every bucket but the log bucket writes usage logs there (CKV_GCP_62)
+    assert {n: b.get("logging") for n, b in buckets.items()} == {
+        n: ({"logBucket": f"{project}-access-logs", "logObjectPrefix": n} if n != "access-logs" else None)
+        for n in buckets}
     # public by design in config: served through the load balancer's CDN backend bucket
     assert buckets["static-assets"]["publicAccessPrevention"] == "inherited"
     public = [r["inputs"] for r in resources_of(plan, BUCKET_IAM) if r["inputs"]["member"] == "allUsers"]
-    assert public == [{"bucket": f"{project}-static-assets", "role": "roles/storage.objectViewer", "member": "allUsers"}]
+    # read an object by name, never list the bucket
+    assert public == [{"bucket": f"{project}-static-assets", "role": "roles/storage.legacyObjectReader", "member": "allUsers"}]
 
 
 def test_a_bucket_not_marked_public_is_enforced():
@@ -244,15 +253,24 @@ def test_a_bucket_not_marked_public_is_enforced():
     assert not [r for r in resources_of(plan, BUCKET_IAM) if r["inputs"]["member"] in ("allUsers", "allAuthenticatedUsers")]
 
 
-def test_backups_bucket_versioned_colder_with_age_and_retained(prod_plan):
+def test_backups_bucket_retained_not_versioned_and_colder_with_age(prod_plan):
     b = one(prod_plan, BUCKET, "backups")["inputs"]
-    assert b["versioning"] == {"enabled": True}
-    assert b["retentionPolicy"]["retentionPeriod"] == 30 * 86400
+    # Cloud Storage refuses a retention policy on a versioned bucket: the retention policy alone, and the
+    # period as the string pulumi-gcp 10 types it
+    assert "versioning" not in b
+    assert b["retentionPolicy"] == {"retentionPeriod": str(30 * 86400)}
     moves = [(r["action"]["storageClass"], r["condition"]["age"]) for r in b["lifecycleRules"]
              if r["action"]["type"] == "SetStorageClass"]
     assert moves == [("NEARLINE", 30), ("COLDLINE", 90), ("ARCHIVE", 365)]
-    deletes = [r["condition"] for r in b["lifecycleRules"] if r["action"]["type"] == "Delete"]
-    assert deletes == [{"numNewerVersions": 3, "withState": "ARCHIVED"}]  # only old versions ever expire
+    assert [r for r in b["lifecycleRules"] if r["action"]["type"] == "Delete"] == []  # backups never expire by rule
+
+
+def test_access_logs_bucket_written_only_by_cloud_storage(prod_plan):
+    b = one(prod_plan, BUCKET, "access-logs")["inputs"]
+    assert b["lifecycleRules"] == [{"action": {"type": "Delete"}, "condition": {"age": 90, "withState": "ANY"}}]
+    writers = [r["inputs"] for r in resources_of(prod_plan, BUCKET_IAM) if r["inputs"]["bucket"] == b["name"]]
+    assert writers == [{"bucket": b["name"], "role": "roles/storage.objectCreator",
+                        "member": "group:cloud-storage-analytics@google.com"}]
 
 
 # ---------------------------------------------------------------- secrets
@@ -368,6 +386,8 @@ def test_https_load_balancer_routes(request, plan_name, env):
         assert be["loadBalancingScheme"] == "EXTERNAL_MANAGED" and be["backends"] == [{"group": f"{key}-neg-id"}]
         assert be["logConfig"] == {"enable": True, "sampleRate": 1}
         assert be["securityPolicy"] == "armor-id" and be["protocol"] == "HTTPS"
+        # HSTS on every response through the load balancer
+        assert be["customResponseHeaders"] == ["Strict-Transport-Security: max-age=31536000; includeSubDomains"]
     url_map = one(plan, URL_MAP, "https")["inputs"]
     assert url_map["defaultService"] == "frontend-backend-id"
     assert url_map["hostRules"] == [{"hosts": [domain], "pathMatcher": "netra"}]
@@ -414,7 +434,12 @@ def test_cloud_armor_waf_and_rate_limit(prod_plan, staging_plan):
     assert opts["exceedAction"] == "deny(429)" and opts["banDurationSec"] == 300
     assert rules[-1]["priority"] == 2147483647 and rules[-1]["action"] == "allow"
     staging_waf = [r for r in one(staging_plan, ARMOR, "armor")["inputs"]["rules"] if "expr" in r["match"]]
-    assert staging_waf and all(r["preview"] is True for r in staging_waf)  # tried in preview on staging first
+    cve = [r for r in staging_waf if "cve-canary" in r["match"]["expr"]["expression"]]
+    # the CRS rules are tried in preview on staging first; the Log4Shell rule blocks everywhere
+    assert staging_waf and all(r["preview"] is True for r in staging_waf if r not in cve)
+    assert cve == [r for r in rules if "cve-canary" in r["match"].get("expr", {}).get("expression", "")]
+    assert len(cve) == 1 and cve[0]["preview"] is False and cve[0]["action"] == "deny(403)"
+    assert cve[0]["match"]["expr"]["expression"] == "evaluatePreconfiguredExpr('cve-canary')"
 
 
 def test_waf_rules_switch_in_config():
@@ -459,7 +484,9 @@ def test_identity_least_privilege_prod(prod_plan):
     expected.add((sa("migrate"), "roles/storage.objectViewer", "bucket netra-production-migrations"))
     expected.add(("serviceAccount:p000000000000-mock@gcp-sa-cloud-sql.iam.gserviceaccount.com",
                   "roles/storage.objectCreator", "bucket netra-production-backups"))
-    expected.add(("allUsers", "roles/storage.objectViewer", "bucket netra-production-static-assets"))
+    expected.add(("allUsers", "roles/storage.legacyObjectReader", "bucket netra-production-static-assets"))
+    expected.add(("group:cloud-storage-analytics@google.com", "roles/storage.objectCreator",
+                  "bucket netra-production-access-logs"))
     expected |= {("allUsers", "roles/run.invoker", f"service netra-{k}-prod") for k in SERVICES}
     # the analytics cluster (README "Analytics"): node identities read their own secrets and write logs and
     # metrics (the Ops Agent); the backup identity writes under clickhouse/ in the backups bucket only
@@ -516,7 +543,7 @@ def test_platform_outputs(prod_plan):
     p = prod_plan["outputs"]["platform"]
     assert p["database"]["connectionName"] == "netra-production:us-central1:netra-production-db"
     assert p["buckets"] == {"staticAssets": "netra-production-static-assets", "backups": "netra-production-backups",
-                            "migrations": "netra-production-migrations"}
+                            "migrations": "netra-production-migrations", "accessLogs": "netra-production-access-logs"}
     assert p["edge"]["domains"] == ["app.netra.ai"] and p["edge"]["ip"]
     assert p["redis"] == {"instance": "netra-prod-redis", "port": 6378}
 

@@ -29,7 +29,12 @@ SECRET_VERSION = "gcp:secretmanager/secretVersion:SecretVersion"
 ALERT = "gcp:monitoring/alertPolicy:AlertPolicy"
 TEMPLATE = "gcp:compute/instanceTemplate:InstanceTemplate"
 DISK = "gcp:compute/disk:Disk"
-CIS_FLAGS = {"log_checkpoints": "on", "log_connections": "on", "log_disconnections": "on", "log_lock_waits": "on",
+SUBNET = "gcp:compute/subnetwork:Subnetwork"
+ARMOR = "gcp:compute/securityPolicy:SecurityPolicy"
+BACKEND_SERVICE = "gcp:compute/backendService:BackendService"
+BACKEND_BUCKET = "gcp:compute/backendBucket:BackendBucket"
+HSTS = "Strict-Transport-Security: max-age=31536000; includeSubDomains"
+CIS_FLAGS = {"log_checkpoints": "on", "log_connections": "on", "log_hostname": "on", "log_disconnections": "on", "log_lock_waits": "on",
              "log_error_verbosity": "default", "log_statement": "ddl", "log_min_messages": "warning",
              "log_min_error_statement": "error", "log_min_duration_statement": "-1", "log_temp_files": "0",
              "cloudsql.enable_pgaudit": "on"}
@@ -63,8 +68,24 @@ def data_and_edge_program() -> None:
         labels={"env": "prod"}))
     gcp.storage.Bucket("backups", gcp.storage.BucketArgs(
         name="netra-prod-backups", project=PROJECT, location="US", uniform_bucket_level_access=True,
-        public_access_prevention="enforced", versioning=gcp.storage.BucketVersioningArgs(enabled=True)))
+        public_access_prevention="enforced",
+        retention_policy=gcp.storage.BucketRetentionPolicyArgs(retention_period=str(30 * 86400)),
+        logging=gcp.storage.BucketLoggingArgs(log_bucket="netra-prod-access-logs", log_object_prefix="backups")))
     compute = gcp.compute
+    compute.Subnetwork("egress", compute.SubnetworkArgs(
+        name="netra-egress", project=PROJECT, region="us-central1", network="netra", ip_cidr_range="10.8.0.0/22",
+        log_config=compute.SubnetworkLogConfigArgs(aggregation_interval="INTERVAL_5_SEC", flow_sampling=0.5,
+                                                   metadata="INCLUDE_ALL_METADATA")))
+    compute.SecurityPolicy("armor", compute.SecurityPolicyArgs(name="netra-armor", project=PROJECT, rules=[
+        compute.SecurityPolicyRuleArgs(priority=900, action="deny(403)", preview=False, match=compute.SecurityPolicyRuleMatchArgs(
+            expr=compute.SecurityPolicyRuleMatchExprArgs(expression="evaluatePreconfiguredExpr('cve-canary')"))),
+        compute.SecurityPolicyRuleArgs(priority=2147483647, action="allow", match=compute.SecurityPolicyRuleMatchArgs(
+            versioned_expr="SRC_IPS_V1", config=compute.SecurityPolicyRuleMatchConfigArgs(src_ip_ranges=["*"])))]))
+    compute.BackendService("backend", compute.BackendServiceArgs(
+        name="netra-backend", project=PROJECT, load_balancing_scheme="EXTERNAL_MANAGED", protocol="HTTPS",
+        custom_response_headers=[HSTS]))
+    compute.BackendBucket("static", compute.BackendBucketArgs(
+        name="netra-static", project=PROJECT, bucket_name="netra-prod-static", custom_response_headers=[HSTS]))
     policy = compute.SSLPolicy("tls", compute.SSLPolicyArgs(name="netra-tls", project=PROJECT,
                                                            min_tls_version="TLS_1_2", profile="MODERN"))
     compute.URLMap("https-map", compute.URLMapArgs(name="netra-https", project=PROJECT,
@@ -213,14 +234,24 @@ CASES = [
     ("sql-deletion-protection", SQL, lambda i: i.update(deletionProtection=False)),
     ("sql-deletion-protection", SQL, lambda i: i["settings"].update(deletionProtectionEnabled=False)),
     ("sql-cis-logging-flags", SQL, lambda i: i["settings"]["databaseFlags"].pop(1)),
-    ("sql-cis-logging-flags", SQL, lambda i: i["settings"]["databaseFlags"][6].update(value="info")),
+    ("sql-cis-logging-flags", SQL, lambda i: i["settings"]["databaseFlags"][7].update(value="info")),
+    ("sql-cis-logging-flags", SQL, lambda i: i["settings"]["databaseFlags"][2].update(value="off")),  # log_hostname
     ("redis-standard-ha", REDIS, lambda i: i.update(tier="BASIC")),
     ("redis-auth", REDIS, lambda i: i.update(authEnabled=False)),
     ("redis-transit-encryption", REDIS, lambda i: i.update(transitEncryptionMode="DISABLED")),
     ("redis-version", REDIS, lambda i: i.update(redisVersion="REDIS_6_X")),
     ("bucket-uniform-access", BUCKET, lambda i: i.update(uniformBucketLevelAccess=False)),
     ("bucket-public-access-prevention", BUCKET, lambda i: i.update(publicAccessPrevention="inherited")),
-    ("bucket-backup-versioning", BUCKET, lambda i: i["versioning"].update(enabled=False)),
+    ("bucket-backup-protection", BUCKET, lambda i: i.pop("retentionPolicy")),
+    ("bucket-backup-protection", BUCKET, lambda i: i.update(versioning={"enabled": True})),  # the API refuses both
+    ("bucket-backup-protection", BUCKET, lambda i: i["retentionPolicy"].update(retentionPeriod="3600")),
+    ("bucket-access-logging", BUCKET, lambda i: i.pop("logging")),
+    ("network-subnet-flow-logs", SUBNET, lambda i: i.pop("logConfig")),
+    ("network-subnet-flow-logs", SUBNET, lambda i: i["logConfig"].update(flowSampling=0)),
+    ("armor-cve-rules", ARMOR, lambda i: i["rules"][0].update(preview=True)),
+    ("armor-cve-rules", ARMOR, lambda i: i["rules"].pop(0)),
+    ("lb-hsts", BACKEND_SERVICE, lambda i: i.pop("customResponseHeaders")),
+    ("lb-hsts", BACKEND_BUCKET, lambda i: i.update(customResponseHeaders=["Strict-Transport-Security: max-age=300"])),
     ("tls-ssl-policy-min-tls12", SSL_POLICY, lambda i: i.update(minTlsVersion="TLS_1_0")),
     ("tls-ssl-policy-min-tls12", SSL_POLICY, lambda i: i.update(profile="COMPATIBLE")),
     ("tls-https-proxy-ssl-policy", HTTPS_PROXY, lambda i: i.pop("sslPolicy")),
@@ -268,7 +299,8 @@ def test_every_policy_has_metadata_and_a_violating_case(pack):
     names = [p.name for p in pack.policies]
     assert len(names) == len(set(names))
     stack_cases = {"cloudrun-dedicated-service-account", "tls-http-redirects-to-https", "stack-seed-alerts",
-                   "stack-seed-dashboards", "stack-billing-budget", "stack-log-retention", "grafana-behind-auth"}
+                   "stack-seed-dashboards", "stack-billing-budget", "stack-log-retention", "iam-no-public-members",
+                   "grafana-behind-auth"}
     assert set(names) == {c[0] for c in CASES} | stack_cases
     for p in pack.policies:
         assert p.description.endswith(".") and len(p.description) > 20, p.name

@@ -17,8 +17,27 @@ BUDGET = "gcp:billing/budget:Budget"
 LOG_BUCKET = "gcp:logging/projectBucketConfig:ProjectBucketConfig"
 URL_MAP = "gcp:compute/uRLMap:URLMap"
 HTTP_PROXY = "gcp:compute/targetHttpProxy:TargetHttpProxy"
+BUCKET_MEMBER = "gcp:storage/bucketIAMMember:BucketIAMMember"
 STACK_POLICIES = {"cloudrun-dedicated-service-account", "tls-http-redirects-to-https", "stack-seed-alerts",
-                  "stack-seed-dashboards", "stack-billing-budget", "stack-log-retention", "grafana-behind-auth"}
+                  "stack-seed-dashboards", "stack-billing-budget", "stack-log-retention", "iam-no-public-members",
+                  "grafana-behind-auth"}
+
+
+def public_members() -> list[PlannedResource]:
+    """The stack's two public grants by design: static assets (by name, no listing) and the LB-only invoker."""
+    def member(type_token, name, inputs):
+        return PlannedResource(f"urn:pulumi:prod::netra::{type_token}::{name}", type_token, name, "", inputs, True)
+
+    return [
+        member("gcp:storage/bucket:Bucket", "static-assets", {
+            "name": "netra-production-static-assets", "labels": {"public-by-design": "true"},
+            "uniformBucketLevelAccess": True, "publicAccessPrevention": "inherited",
+            "logging": {"logBucket": "netra-production-access-logs"}}),
+        member(BUCKET_MEMBER, "static-assets-public-read", {
+            "bucket": "netra-production-static-assets", "role": "roles/storage.legacyObjectReader", "member": "allUsers"}),
+        member("gcp:cloudrunv2/serviceIamMember:ServiceIamMember", "frontend-invoker", {
+            "name": "netra-frontend-prod", "location": "us-central1", "role": "roles/run.invoker", "member": "allUsers"}),
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +54,7 @@ def compliant(built) -> list[PlannedResource]:
         services.append(s)
     stack_types = {r.type for r in built["stack"]}
     others = [r for t, rs in built.items() if t not in (SERVICE, "stack", *stack_types) for r in rs]
-    return services + others + built["stack"]
+    return services + others + built["stack"] + public_members()
 
 
 def stack_hits(pack, resources) -> dict[str, list[str]]:
@@ -90,6 +109,14 @@ STACK_CASES = [
      "is shared by netra-auth-prod, netra-backend-prod"),
     ("cloudrun-dedicated-service-account", is_type(SERVICE, "frontend"), lambda i: i["template"].pop("serviceAccount"),
      "not set"),
+    ("iam-no-public-members", is_type(BUCKET_MEMBER), lambda i: i.update(role="roles/storage.objectViewer"),
+     "only roles/storage.legacyObjectReader"),
+    ("iam-no-public-members", is_type(BUCKET_MEMBER), lambda i: i.update(bucket="netra-production-backups"),
+     "not labelled public-by-design=true"),
+    ("iam-no-public-members", is_type(BUCKET_MEMBER), lambda i: i.update(member="allAuthenticatedUsers", bucket="x"),
+     "allAuthenticatedUsers granted"),
+    ("iam-no-public-members", is_type(SERVICE, "frontend"), lambda i: i.update(ingress="INGRESS_TRAFFIC_ALL"),
+     "open to the internet"),
 ]
 
 

@@ -16,6 +16,7 @@ PORT = 5432
 # CIS GCP 6.2.x and the seed's "audit everything that changes the schema or roles".
 LOGGING_FLAGS = (
     ("log_connections", "on"),
+    ("log_hostname", "on"),
     ("log_disconnections", "on"),
     ("log_checkpoints", "on"),
     ("log_lock_waits", "on"),

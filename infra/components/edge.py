@@ -22,11 +22,26 @@ INGRESS = "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER"
 ROUTES = (("backend", ("/api/*", "/ws/*")), ("auth", ("/auth/*",)))
 DEFAULT_SERVICE = "frontend"
 DEFAULT_RULE_PRIORITY = 2147483647
+CVE_RULE_PRIORITY = 900
+CVE_EXPRESSION = "evaluatePreconfiguredExpr('cve-canary')"
+
+
+def hsts_header(cfg: StackConfig) -> str:
+    """Browsers then refuse plain HTTP to every domain for max-age (the :80 redirect is only a first hop)."""
+    return f"Strict-Transport-Security: max-age={cfg.platform.edge.hsts_max_age_seconds}; includeSubDomains"
 
 
 def security_rules(cfg: StackConfig) -> list[compute.SecurityPolicyRuleArgs]:
     edge = cfg.platform.edge
     rules = []
+    if edge.waf.cve:
+        # Log4Shell and its follow-ups: every signature of cve-canary, blocking even while the CRS rules
+        # are in preview (a known exploit, not a tuning question).
+        rules.append(compute.SecurityPolicyRuleArgs(
+            priority=CVE_RULE_PRIORITY, action="deny(403)", preview=False,
+            description="preconfigured cve-canary: Log4j JNDI lookups (CVE-2021-44228, CVE-2021-45046)",
+            match=compute.SecurityPolicyRuleMatchArgs(expr=compute.SecurityPolicyRuleMatchExprArgs(
+                expression=CVE_EXPRESSION))))
     for i, rule_set in enumerate(edge.waf.enabled()):
         rules.append(compute.SecurityPolicyRuleArgs(
             priority=1000 + 10 * i, action="deny(403)", preview=edge.waf.preview,
@@ -97,6 +112,7 @@ class Edge(pulumi.ComponentResource):
                 f"{key}-backend", compute.BackendServiceArgs(
                     name=f"{name}-backend", project=cfg.project, load_balancing_scheme="EXTERNAL_MANAGED",
                     protocol="HTTPS", security_policy=self.armor.id,
+                    custom_response_headers=[hsts_header(cfg)],
                     backends=[compute.BackendServiceBackendArgs(group=self.negs[key].id)],
                     log_config=compute.BackendServiceLogConfigArgs(enable=True, sample_rate=edge.log_sample_rate)),
                 opts=child)
@@ -112,7 +128,7 @@ class Edge(pulumi.ComponentResource):
         self.static_backend = compute.BackendBucket(
             "static-backend", compute.BackendBucketArgs(
                 name=f"{prefix}-static", project=cfg.project, bucket_name=static_bucket.name, enable_cdn=True,
-                description="static assets through Cloud CDN",
+                description="static assets through Cloud CDN", custom_response_headers=[hsts_header(cfg)],
                 cdn_policy=compute.BackendBucketCdnPolicyArgs(
                     cache_mode="CACHE_ALL_STATIC", default_ttl=st.cdn_default_ttl_seconds,
                     client_ttl=st.cdn_default_ttl_seconds, max_ttl=st.cdn_max_ttl_seconds,

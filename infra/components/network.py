@@ -50,7 +50,11 @@ class Network(pulumi.ComponentResource):
             compute.SubnetworkArgs(
                 name=self.subnet_name, project=cfg.project, region=cfg.region, network=self.vpc.id,
                 ip_cidr_range=net.subnet_cidr, private_ip_google_access=True, stack_type="IPV4_ONLY",
-                description="Cloud Run Direct VPC egress (2 addresses per instance)"),
+                description="Cloud Run Direct VPC egress (2 addresses per instance)",
+                # VPC Flow Logs (CIS 3.8, CKV_GCP_26): what the services reach, for incident response
+                log_config=compute.SubnetworkLogConfigArgs(
+                    aggregation_interval="INTERVAL_5_SEC", flow_sampling=net.flow_log_sampling,
+                    metadata="INCLUDE_ALL_METADATA")),
             opts=child,
         )
         self.psa_range = compute.GlobalAddress(

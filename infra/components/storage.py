@@ -12,6 +12,10 @@ from infra.config import StackConfig
 PUBLIC_BY_DESIGN_LABEL = "public-by-design"
 COMPONENT_TYPE = "netra:platform:Storage"
 DAY = 86400
+# Read an object by name, never list the bucket (objectViewer would let anyone enumerate it).
+PUBLIC_READ_ROLE = "roles/storage.legacyObjectReader"
+# The identity Cloud Storage writes usage logs as (Cloud Storage docs, "Usage logs & storage logs").
+USAGE_LOG_WRITER = "group:cloud-storage-analytics@google.com"
 
 
 def bucket_name(cfg: StackConfig, purpose: str) -> str:
@@ -42,40 +46,57 @@ class Storage(pulumi.ComponentResource):
                 opts=child,
             )
 
+        # Usage logs of every other bucket (CKV_GCP_62). Cloud Storage writes them as the
+        # cloud-storage-analytics group, which needs objectCreator here and nothing else.
+        self.access_logs = bucket(
+            "access-logs",
+            versioning=gcp.storage.BucketVersioningArgs(enabled=True),
+            lifecycle_rules=[gcp.storage.BucketLifecycleRuleArgs(
+                action=gcp.storage.BucketLifecycleRuleActionArgs(type="Delete"),
+                condition=gcp.storage.BucketLifecycleRuleConditionArgs(age=st.access_logs.retention_days,
+                                                                      with_state="ANY"))])
+        self.access_log_writer = gcp.storage.BucketIAMMember(
+            "access-logs-writer",
+            gcp.storage.BucketIAMMemberArgs(bucket=self.access_logs.name, role="roles/storage.objectCreator",
+                                            member=USAGE_LOG_WRITER),
+            opts=child,
+        )
+
+        def logged(purpose: str) -> gcp.storage.BucketLoggingArgs:
+            return gcp.storage.BucketLoggingArgs(log_bucket=self.access_logs.name, log_object_prefix=purpose)
+
         sa = st.static_assets
         self.static_assets = bucket(
-            "static-assets", public=sa.public,
+            "static-assets", public=sa.public, logging=logged("static-assets"),
             website=gcp.storage.BucketWebsiteArgs(main_page_suffix="index.html", not_found_page="404.html"))
         self.public_read = None
         if sa.public:
             # Public by design: browsers fetch these through the load balancer's CDN backend bucket.
+            # legacyObjectReader reads an object by name; unlike objectViewer it cannot list the bucket.
             self.public_read = gcp.storage.BucketIAMMember(
                 "static-assets-public-read",
-                gcp.storage.BucketIAMMemberArgs(bucket=self.static_assets.name, role="roles/storage.objectViewer",
+                gcp.storage.BucketIAMMemberArgs(bucket=self.static_assets.name, role=PUBLIC_READ_ROLE,
                                                 member="allUsers"),
                 opts=child,
             )
 
         b = st.backups
         move = [("NEARLINE", b.nearline_after_days), ("COLDLINE", b.coldline_after_days), ("ARCHIVE", b.archive_after_days)]
+        # A retention policy, not versioning: Cloud Storage refuses a retention policy on a versioned
+        # bucket, and the policy is the stronger guard (no delete or overwrite before the age, by anyone).
         self.backups = bucket(
-            "backups",
-            versioning=gcp.storage.BucketVersioningArgs(enabled=True),
-            retention_policy=gcp.storage.BucketRetentionPolicyArgs(retention_period=b.retention_days * DAY),
+            "backups", logging=logged("backups"),
+            retention_policy=gcp.storage.BucketRetentionPolicyArgs(retention_period=str(b.retention_days * DAY)),
             lifecycle_rules=[
-                *[gcp.storage.BucketLifecycleRuleArgs(
+                gcp.storage.BucketLifecycleRuleArgs(
                     action=gcp.storage.BucketLifecycleRuleActionArgs(type="SetStorageClass", storage_class=cls),
                     condition=gcp.storage.BucketLifecycleRuleConditionArgs(age=age, with_state="ANY"))
-                  for cls, age in move],
-                gcp.storage.BucketLifecycleRuleArgs(
-                    action=gcp.storage.BucketLifecycleRuleActionArgs(type="Delete"),
-                    condition=gcp.storage.BucketLifecycleRuleConditionArgs(
-                        num_newer_versions=b.noncurrent_versions_kept, with_state="ARCHIVED")),
-            ],
+                for cls, age in move],
         )
-        self.migrations = bucket("migrations", versioning=gcp.storage.BucketVersioningArgs(enabled=True))
-        self.register_outputs({"staticAssets": self.static_assets.name, "backups": self.backups.name,
-                               "migrations": self.migrations.name})
+        self.migrations = bucket("migrations", logging=logged("migrations"),
+                                 versioning=gcp.storage.BucketVersioningArgs(enabled=True))
+        self.register_outputs(self.summary())
 
     def summary(self) -> dict:
-        return {"staticAssets": self.static_assets.name, "backups": self.backups.name, "migrations": self.migrations.name}
+        return {"staticAssets": self.static_assets.name, "backups": self.backups.name, "migrations": self.migrations.name,
+                "accessLogs": self.access_logs.name}

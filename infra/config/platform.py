@@ -63,6 +63,8 @@ class NetworkConfig(ConfigModel):
     subnet_cidr: str = Field("10.8.0.0/22", description="subnet for Cloud Run Direct VPC egress (/26 or larger)")
     private_services_cidr: str = Field(
         "10.60.0.0/16", description="range allocated to private services access (Cloud SQL, Memorystore), /24 or larger")
+    flow_log_sampling: float = Field(
+        0.5, gt=0, le=1, description="share of the egress subnet's flows recorded by VPC Flow Logs (CIS 3.8)")
 
     @field_validator("subnet_cidr")
     @classmethod
@@ -198,11 +200,14 @@ class StaticAssetsBucket(ConfigModel):
 
 
 class BackupsBucket(ConfigModel):
+    """Protected by a retention policy, not by Object Versioning: Cloud Storage refuses a retention policy on
+    a versioned bucket, and the retention policy is the stronger guard (nobody, not even a compromised
+    writer, deletes or overwrites a backup younger than `retentionDays`; versions can be deleted)."""
+
     retention_days: int = Field(30, ge=1, le=3650, description="objects cannot be deleted or replaced before this age")
     nearline_after_days: int = Field(30, ge=1)
     coldline_after_days: int = Field(90, ge=1)
     archive_after_days: int = Field(365, ge=1)
-    noncurrent_versions_kept: int = Field(3, ge=1, le=100, description="older versions beyond this are deleted")
 
     @field_validator("coldline_after_days")
     @classmethod
@@ -215,11 +220,16 @@ class BackupsBucket(ConfigModel):
         return ordered_after(v, info, "coldline_after_days", ">")
 
 
+class AccessLogsBucket(ConfigModel):
+    retention_days: int = Field(90, ge=1, le=3650, description="usage logs of the other buckets are deleted at this age")
+
+
 class StorageConfig(ConfigModel):
     location: Annotated[str, StringConstraints(pattern=r"^[A-Z0-9-]+$")] = Field(
         "US", description="bucket location (multi-region like US, or a region like US-CENTRAL1)")
     static_assets: StaticAssetsBucket = StaticAssetsBucket()
     backups: BackupsBucket = BackupsBucket()
+    access_logs: AccessLogsBucket = AccessLogsBucket()
 
 
 class WafRules(ConfigModel):
@@ -234,15 +244,17 @@ class WafRules(ConfigModel):
     protocol_attack: bool = True
     session_fixation: bool = True
     method_enforcement: bool = False
+    cve: bool = Field(True, description="Cloud Armor cve-canary rule: Log4Shell (CVE-2021-44228, CVE-2021-45046), "
+                                        "all signatures, always blocking (not subject to `preview`)")
     sensitivity: int = Field(1, ge=1, le=4, description="CRS paranoia level")
     preview: bool = Field(False, description="log matches without blocking (roll out new rules in preview first)")
 
     def enabled(self) -> list[str]:
-        """Rule set names, e.g. sqli-v33-stable, in declaration order."""
+        """OWASP CRS rule set names, e.g. sqli-v33-stable, in declaration order."""
         names = {"scanner_detection": "scannerdetection", "protocol_attack": "protocolattack",
                  "session_fixation": "sessionfixation", "method_enforcement": "methodenforcement"}
         return [f"{names.get(f, f)}-v33-stable" for f in type(self).model_fields
-                if f not in ("sensitivity", "preview") and getattr(self, f)]
+                if f not in ("sensitivity", "preview", "cve") and getattr(self, f)]
 
 
 class RateLimit(ConfigModel):
@@ -258,6 +270,9 @@ class EdgeConfig(ConfigModel):
     static_paths: list[Annotated[str, StringConstraints(pattern=r"^/[A-Za-z0-9._~\-/]*\*?$")]] = Field(
         default_factory=lambda: ["/static/*", "/assets/*"], description="paths served from the static-assets bucket")
     log_sample_rate: float = Field(1.0, ge=0, le=1, description="share of requests logged by the backend services")
+    hsts_max_age_seconds: int = Field(
+        31536000, ge=86400, le=63072000,
+        description="Strict-Transport-Security max-age the load balancer adds to every response (includeSubDomains)")
     rate_limit: RateLimit = RateLimit()
     waf: WafRules = WafRules()
 

@@ -7,6 +7,7 @@ import sys
 from collections import defaultdict
 
 EXIT_OK, EXIT_POLICY, EXIT_USAGE = 0, 1, 2
+FORMATS = ("text", "json", "tfplan-json")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -15,7 +16,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                           "and check it with the policy pack. Exit 0 ok, 1 mandatory policy violation, "
                                           "2 invalid config or usage.")
     p.add_argument("--stack", required=True, help="stack name: reads Pulumi.STACK.yaml")
-    p.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
+    p.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout (= --format json)")
+    p.add_argument("--format", choices=FORMATS, default=None,
+                   help="text (default), json, or tfplan-json: the plan as Terraform plan JSON for Terraform-ecosystem "
+                        "scanners such as Checkov (no policy check; secrets exported as null + sensitive_values)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key for this plan only, e.g. netra:canaryPercent=10 "
                         "(value parsed as YAML; dotted paths like netra:services.backend.canaryPercent)")
@@ -26,14 +30,25 @@ def run(args: argparse.Namespace) -> int:
     from infra.config import ConfigError
     from infra.plan import StackFileError, checked_run, plan_document
 
+    fmt = args.format or ("json" if args.json else "text")
+    if args.json and fmt != "json":
+        print(f"error: --json and --format {fmt} disagree; use one of them", file=sys.stderr)
+        return EXIT_USAGE
+    args.json = fmt == "json"
     try:
-        result, violations = checked_run(args.stack, sets=args.set)
+        result, violations = checked_run(args.stack, sets=args.set, policy=fmt != "tfplan-json")
     except StackFileError as e:
         return _refused(args, f"error: {e}", [{"key": "--stack", "message": str(e)}])
     except ConfigError as e:
         return _refused(args, f"error: invalid config for stack {args.stack!r} ({len(e.problems)} problem(s)); "
                               "nothing registered:\n" + "".join(f"  {p}\n" for p in e.problems),
                         [p.to_json() for p in e.problems])
+    if fmt == "tfplan-json":
+        from infra.plan.tfplan import export
+
+        json.dump(export(result.resources), sys.stdout, indent=1, allow_nan=False)
+        sys.stdout.write("\n")
+        return EXIT_OK
     doc = plan_document(result, violations)
     if args.json:
         # allow_nan=False: the document is JSON or the plan fails loudly, never `Infinity` on stdout

@@ -20,6 +20,7 @@ SEVERITY_AT_LEAST_ERROR = ["error", "log", "fatal", "panic"]
 CIS_FLAGS = {
     "log_checkpoints": ["on"],
     "log_connections": ["on"],
+    "log_hostname": ["on"],
     "log_disconnections": ["on"],
     "log_lock_waits": ["on"],
     "log_error_verbosity": ["default", "terse"],
@@ -138,18 +139,6 @@ def _pap(props, config, args):
         yield f"publicAccessPrevention is {got}; set enforced, or label the bucket {label}=true if it is public by design"
 
 
-def _is_backup_bucket(props, config) -> bool:
-    pattern = re.compile(config.get("backupPattern", "backup"), re.IGNORECASE)
-    labels = get(props, "labels", {}) or {}
-    return bool(pattern.search(str(get(props, "name", ""))) or any(
-        pattern.search(str(v)) for k, v in labels.items() if k in ("purpose", "role", "component")))
-
-
-def _versioning(props, config, args):
-    if _is_backup_bucket(props, config) and get(props, "versioning.enabled") is not True:
-        yield "a backup bucket without versioning.enabled: an overwrite or delete loses the backup"
-
-
 POLICIES = [
     resource_policy("sql-postgres-version", "Cloud SQL runs PostgreSQL 15 or later.",
                     "Set databaseVersion to POSTGRES_15 or later (POSTGRES_16 preferred).", SQL, _pg_version,
@@ -196,8 +185,4 @@ POLICIES = [
                     schema={"publicByDesignLabel": {"type": "string", "default": "public-by-design"}},
                     framework=CIS_GCP, severity=Severity.CRITICAL,
                     tags=["CIS-5.1", "CKV_GCP_114"]),
-    resource_policy("bucket-backup-versioning", "Backup buckets keep object versions.",
-                    "Set versioning.enabled = true on every bucket whose name or purpose label says backup.", BUCKET,
-                    _versioning, schema={"backupPattern": {"type": "string", "default": "backup"}},
-                    tags=["CKV_GCP_78"]),
 ]
