@@ -494,3 +494,32 @@ def test_parity_check_would_catch_a_renderer_that_drops_a_clause():
     assert _grafana_filter(f[:-4]) != _cm_filter(
         'metric.type="run.googleapis.com/request_count" AND resource.type="cloud_run_revision" AND '
         'resource.label.service_name=one_of("a-b","c.d") AND metric.label.response_code_class="5xx"')
+
+
+# ---------------------------------------------------------------- Managed Prometheus sidecar config
+
+# The RunMonitoring schema as the sidecar itself reads it (GoogleCloudPlatform/run-gmp-sidecar,
+# confgenerator/config.go: RunMonitoringConfig, ScrapeEndpoint, RunTargetLabels; allowedTargetMetadata).
+RUN_MONITORING = {"apiVersion", "kind", "metadata", "spec"}
+RUN_SPEC = {"endpoints", "targetLabels", "limits"}
+SCRAPE_ENDPOINT = {"port", "scheme", "path", "params", "proxyUrl", "interval", "timeout", "metricRelabeling"}
+TARGET_METADATA = {"instance", "revision", "service", "configuration"}
+PROM_DURATION = re.compile(r"^(\d+(ms|s|m|h|d|w|y))+$")
+
+
+@pytest.mark.parametrize("stack", ["prod", "staging"])
+def test_run_monitoring_config_is_what_the_sidecar_accepts(stack):
+    import yaml
+
+    from infra.components import prometheus
+
+    prom = cfg_of(stack).observability.prometheus
+    doc = yaml.safe_load(prometheus.run_monitoring_yaml(prom))
+    assert set(doc) <= RUN_MONITORING and set(doc["spec"]) <= RUN_SPEC
+    assert (doc["apiVersion"], doc["kind"]) == ("monitoring.googleapis.com/v1beta", "RunMonitoring")
+    [endpoint] = doc["spec"]["endpoints"]
+    assert set(endpoint) <= SCRAPE_ENDPOINT
+    assert endpoint == {"port": prom.scrape_port, "path": prom.scrape_path, "interval": f"{prom.scrape_interval_seconds}s"}
+    assert PROM_DURATION.match(endpoint["interval"])
+    assert set(doc["spec"]["targetLabels"]["metadata"]) <= TARGET_METADATA
+    assert {"service", "revision"} <= set(doc["spec"]["targetLabels"]["metadata"]), "the canary compares revisions"
