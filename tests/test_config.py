@@ -2,14 +2,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
 from infra.config import load_stack_config
 
-from .conftest import ROOT, config_problems as problems, flat, stack_config
+from .conftest import cli, config_problems as problems, flat, stack_config
 
 DIGEST = "@sha256:" + "0" * 64
 
@@ -132,8 +130,8 @@ def test_every_problem_is_listed_at_once():
     } <= set(found)
 
 
-def run_plan(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "infra", "plan", *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+def run_plan(*args: str):
+    return cli("plan", *args)
 
 
 def test_cli_bad_config_exits_2_listing_every_problem_without_traceback():

@@ -227,7 +227,7 @@ def test_command_hold_when_the_endpoint_keeps_failing(monitoring, tmp_path, caps
     assert json.loads(capsys.readouterr().out)["decision"] == "hold"
 
 
-def test_command_on_the_prod_stack_at_stage_zero_holds(tmp_path, capsys):
+def test_command_on_the_prod_stack_at_stage_zero_holds(tmp_path, capsys, reuse_plans):
     args = args_for("127.0.0.1:1", tmp_path, stack="prod", service="backend", project=None,
                     stable_revision=None, candidate_revision=None, json=False, revisions_from="plan")
     assert run(args) == 3

@@ -1,5 +1,5 @@
-"""`python -m infra gate` as a user runs it: bad input is one line naming the argument, exit 2, no
-traceback; a short real-time run against the emulator ends with the documented exit code."""
+"""`python -m infra gate` as a user runs it: bad input (in process) is one line naming the argument, exit 2,
+no traceback; a short real-time run against the emulator ends with the documented exit code."""
 from __future__ import annotations
 
 import json
@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from infra.canary.emulator import FakeMetricService, Profile, serve
+
+from .conftest import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,8 +36,8 @@ def gate(*argv, timeout=60):
         (["--service", "backend"], "--stack"),
     ],
 )
-def test_bad_input_is_one_line_exit_2(argv, flag):
-    r = gate(*argv)
+def test_bad_input_is_one_line_exit_2(argv, flag, reuse_plans):
+    r = cli("gate", *argv)
     assert r.returncode == 2, r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and flag in lines[0], r.stderr

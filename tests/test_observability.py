@@ -4,21 +4,17 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
-
 import pytest
 from google.cloud import monitoring_dashboard_v1
 from google.protobuf import json_format
 
 from infra import signals
 from infra.config import ConfigError, load_stack_config
-from infra.plan import run_stack
 from infra.plan.engine import is_secret
 from infra.plan.stackfile import encode
 from infra.seed_alerts import CANARY_DASHBOARD, LOG_RETENTION_DAYS, SEED_ALERTS, SEED_DASHBOARDS
 
-from .conftest import ROOT, one, resources_of, stack_config
+from .conftest import cli, one, resources_of, run_of, stack_config
 
 POLICY = "gcp:monitoring/alertPolicy:AlertPolicy"
 CHANNEL = "gcp:monitoring/notificationChannel:NotificationChannel"
@@ -143,7 +139,7 @@ def test_staging_routes_everything_to_email(staging_plan):
 
 def test_pagerduty_service_key_is_a_pulumi_secret(prod_plan):
     assert one(prod_plan, CHANNEL, "pagerduty")["inputs"]["sensitiveLabels"] == "[secret]"
-    raw = next(r for r in run_stack("prod").resources if r.type == CHANNEL and r.name == "pagerduty")
+    raw = next(r for r in run_of("prod").resources if r.type == CHANNEL and r.name == "pagerduty")
     labels = raw.inputs["sensitiveLabels"]
     assert is_secret(labels) or is_secret(labels.get("serviceKey"))
     assert "offline-plan-secret" not in json.dumps(prod_plan)
@@ -337,9 +333,7 @@ def test_observability_is_required():
 
 
 def test_cli_refuses_a_bad_threshold_with_exit_2():
-    proc = subprocess.run([sys.executable, "-m", "infra", "plan", "--stack", "prod",
-                           "--set", "netra:observability.thresholds.memoryUsagePercent=185"],
-                          cwd=ROOT, capture_output=True, text=True)
+    proc = cli("plan", "--stack", "prod", "--set", "netra:observability.thresholds.memoryUsagePercent=185")
     assert proc.returncode == 2
     assert "netra:observability.thresholds.memoryUsagePercent" in proc.stderr and "less than or equal to 100" in proc.stderr
     assert "Traceback" not in proc.stderr and proc.stdout == ""

@@ -2,14 +2,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
 from infra.config import load_stack_config
 
-from .conftest import ROOT, config_problems as problems, flat, stack_config
+from .conftest import cli, config_problems as problems, flat, stack_config
 
 
 def platform(cfg: dict) -> dict:
@@ -183,12 +181,10 @@ def test_platform_section_is_required():
 
 def test_cli_exit_2_names_each_key_and_registers_nothing():
     """Pool overflow is reported together with the other platform problems, not after they are fixed."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "infra", "plan", "--stack", "prod", "--json",
-         "--set", "netra:platform.database.poolSize=10", "--set", "netra:platform.cache.memorySizeGb=0",
-         "--set", "netra:platform.cache.redisVersion=8.0",
-         "--set", "netra:platform.edge.domains=[not a host]"],
-        cwd=ROOT, capture_output=True, text=True, timeout=120)
+    proc = cli("plan", "--stack", "prod", "--json",
+               "--set", "netra:platform.database.poolSize=10", "--set", "netra:platform.cache.memorySizeGb=0",
+               "--set", "netra:platform.cache.redisVersion=8.0",
+               "--set", "netra:platform.edge.domains=[not a host]")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert json.loads(proc.stdout)["problems"]  # --json: one object listing the problems, no plan
     for key in ("netra:platform.database.poolSize: pool overflow", "netra:platform.cache.memorySizeGb:",

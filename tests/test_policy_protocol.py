@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from infra.plan import plan_document, policy_violations, run_stack
+from infra.plan import plan_document, policy_violations
 from infra.plan.analyzer import PolicyConfig, PolicyInfo, PolicyPackError, parse_pack_config, reconcile, to_struct
 from infra.plan.engine import SECRET_SIG, SIG_KEY
+
+from .conftest import cli, run_of
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -22,7 +22,7 @@ def mandatory(violations):
 
 @pytest.mark.parametrize("stack", ["prod", "staging"])
 def test_repo_stacks_pass_the_pack(stack):
-    run = run_stack(stack)
+    run = run_of(stack)
     violations = policy_violations(run)
     assert mandatory(violations) == []
     assert {v["policy"] for v in violations} <= {"cloudrun-ingress-restricted", "stack-seed-alerts",
@@ -32,10 +32,8 @@ def test_repo_stacks_pass_the_pack(stack):
     assert plan_document(run, violations)["policy"]["violations"] == violations
 
 
-def test_broken_prod_config_exits_1_with_the_violation():
-    proc = subprocess.run([sys.executable, "-m", "infra", "plan", "--stack", "prod",
-                           "--set", "netra:services.backend.minInstances=1"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+def test_broken_prod_config_exits_1_with_the_violation(reuse_plans):
+    proc = cli("plan", "--stack", "prod", "--set", "netra:services.backend.minInstances=1")
     assert proc.returncode == 1, proc.stderr
     assert "[mandatory] cloudrun-prod-min-instances: netra-backend-prod: template.scaling.minInstanceCount is 1" \
         in proc.stdout
@@ -44,7 +42,7 @@ def test_broken_prod_config_exits_1_with_the_violation():
 
 def test_prod_only_policies_are_disabled_in_staging():
     """Staging runs 0 instances and image tags: the same resources fail prod's config."""
-    run = run_stack("staging")
+    run = run_of("staging")
     staging = {v["policy"] for v in mandatory(policy_violations(run))}
     assert staging == set()
     prod_cfg = ROOT / "policies" / "config.prod.json"
@@ -70,7 +68,7 @@ def _pack_copy(root: Path, config: str, stack: str) -> Path:
 
 
 def test_broken_policy_config_is_a_mandatory_violation_not_a_traceback():
-    run = run_stack("prod")
+    run = run_of("prod")
     root = _pack_copy(ROOT / "build" / "policy-test-bad-config", stack="prod",
                       config=json.dumps({"cloudrun-traffic-ladder": {"stages": "ten"}}))
     [v] = policy_violations(run, root)
@@ -83,7 +81,7 @@ def test_broken_policy_config_is_a_mandatory_violation_not_a_traceback():
 
 def test_policy_config_properties_reach_the_pack():
     """A stricter ladder from config turns the repo's own 0 % candidate into a violation."""
-    run = run_stack("prod")
+    run = run_of("prod")
     root = _pack_copy(ROOT / "build" / "policy-test-ladder", stack="prod",
                       config=json.dumps({"cloudrun-traffic-ladder": {"enforcementLevel": "mandatory",
                                                                      "stages": [10, 50, 100]}}))

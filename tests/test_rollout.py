@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -14,7 +12,10 @@ from infra.rollout import (
     Done, Finalize, Gate, Migrate, SetPercent, Tag, Up, initial_state, transition,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+from .conftest import cli
+
+# the rollout and the rollback plan the stack themselves: from the session's plan cache
+pytestmark = pytest.mark.usefixtures("reuse_plans")
 LADDERS = [(0, 10, 100), (0, 10, 50, 100), (0, 5, 25, 50, 75, 100)]
 EVENTS = {Migrate: ("migrate_ok", "migrate_failed"), Up: ("up_ok", "up_failed"),
           Gate: ("promote", "rollback", "hold"), Tag: ("tag_ok", "tag_failed")}
@@ -324,8 +325,7 @@ def test_tag_after_finalize(tmp_path):
 
 
 def test_dry_run_prints_the_ordered_actions():
-    r = subprocess.run([sys.executable, "-m", "infra", "rollout", "--stack", "prod", "--service", "backend", "--dry-run"],
-                       cwd=ROOT, capture_output=True, text=True, timeout=60)
+    r = cli("rollout", "--stack", "prod", "--service", "backend", "--dry-run")
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     wanted = ["set config netra:services.backend.canaryPercent = 0", "pulumi up (stage 0 %)",
@@ -349,7 +349,7 @@ def test_dry_run_prints_the_ordered_actions():
     (["rollback", "--stack", "qa", "--dry-run"], "--stack"),
 ])
 def test_bad_input_is_one_line_exit_2(argv, flag):
-    r = subprocess.run([sys.executable, "-m", "infra", *argv], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    r = cli(*argv)
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and flag in lines[0] and "Traceback" not in r.stderr

@@ -3,9 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from infra.plan import plan_stack
-
-from .conftest import one, resources_of
+from .conftest import one, plan_of, resources_of
 
 RUN = "gcp:cloudrunv2/service:Service"
 SA = "gcp:serviceaccount/account:Account"
@@ -79,7 +77,7 @@ def test_first_deploy_warns_and_gives_candidate_everything(staging_plan):
 
 @pytest.fixture(scope="module")
 def stage_plans() -> dict[int, dict]:
-    return {p: plan_stack("prod", overrides={"netra:canaryPercent": p}, policy=False) for p in (0, 10, 50, 100)}
+    return {p: plan_of("prod", {"netra:canaryPercent": p}) for p in (0, 10, 50, 100)}
 
 
 def _without_traffic(doc: dict) -> dict:
@@ -107,7 +105,7 @@ def test_rollback_is_stage_zero(stage_plans):
 
 
 def test_per_service_override_moves_only_that_service(stage_plans):
-    doc = plan_stack("prod", overrides={"netra:services.backend.canaryPercent": 50}, policy=False)
+    doc = plan_of("prod", {"netra:services.backend.canaryPercent": 50})
     assert doc["outputs"]["services"]["backend"]["traffic"] == stage_plans[50]["outputs"]["services"]["backend"]["traffic"]
     assert doc["outputs"]["services"]["auth"]["traffic"] == stage_plans[0]["outputs"]["services"]["auth"]["traffic"]
 
@@ -117,7 +115,7 @@ def test_finalize_keeps_the_template_and_revision(stage_plans):
     overrides = {"netra:canaryPercent": 0}
     for key in SEED_INSTANCES:
         overrides[f"netra:services.{key}.stableRevision"] = full["outputs"]["services"][key]["candidateRevision"]
-    done = plan_stack("prod", overrides=overrides, policy=False)
+    done = plan_of("prod", overrides)
     assert _without_traffic(done) == _without_traffic(full)
     for key in SEED_INSTANCES:
         cand = full["outputs"]["services"][key]["candidateRevision"]
@@ -125,7 +123,7 @@ def test_finalize_keeps_the_template_and_revision(stage_plans):
 
 
 def test_template_edit_makes_a_new_candidate_but_never_moves_traffic_to_it(stage_plans):
-    doc = plan_stack("prod", overrides={"netra:canaryPercent": 10, "netra:services.backend.memory": "8Gi"}, policy=False)
+    doc = plan_of("prod", {"netra:canaryPercent": 10, "netra:services.backend.memory": "8Gi"})
     before = stage_plans[10]["outputs"]["services"]["backend"]
     after = doc["outputs"]["services"]["backend"]
     assert after["candidateRevision"] != before["candidateRevision"]

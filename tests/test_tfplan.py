@@ -6,9 +6,6 @@ out by hand per type: the exporter must produce them from our Pulumi plans, type
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pulumi
 import pulumi_gcp as gcp
@@ -18,10 +15,14 @@ from infra.plan import tfplan
 from infra.plan.engine import run_program
 from infra.scan import ScanError, Waiver, evaluate, load_waivers, stale_waivers
 
-ROOT = Path(__file__).resolve().parents[1]
+from .conftest import cli
 
 # Terraform type -> attribute paths our stacks must produce ("." = nested, "[0]" = a block's list entry).
 EXPECTED = {
+    "google_cloudfunctions2_function": ["build_config[0].entry_point", "service_config[0].ingress_settings",
+                                        "event_trigger[0].event_type", "event_trigger[0].pubsub_topic"],
+    "google_pubsub_topic": ["name"],
+    "google_pubsub_topic_iam_member": ["topic", "role", "member"],
     "google_billing_budget": ["budget_filter[0].projects", "budget_filter[0].calendar_period", "threshold_rules[0].threshold_percent",
                               "amount[0].specified_amount[0].units", "all_updates_rule[0].monitoring_notification_channels"],
     "google_cloud_run_v2_job": ["template[0].template[0].containers[0].env[0].name", "template[0].template[0].vpc_access[0].network_interfaces[0].subnetwork",
@@ -127,7 +128,9 @@ def test_every_type_we_use_exports_with_terraform_names(exports, stack):
     for r in resources:
         by_type.setdefault(r["type"], []).append(r)
         assert r["address"] == f"{r['type']}.{r['name']}" and r["mode"] == "managed"
-    prod_only = {"google_billing_budget"}  # staging has no budget
+    # staging has no budget, hence no emergency budget guard
+    prod_only = {"google_billing_budget", "google_cloudfunctions2_function", "google_pubsub_topic",
+                 "google_pubsub_topic_iam_member"}
     assert set(by_type) == set(EXPECTED) - (prod_only if stack == "staging" else set()), \
         "every type in the plan has expected Terraform paths, and vice versa"
     for tf_type in by_type:
@@ -199,19 +202,17 @@ def test_unknown_property_and_type_fail_loudly(prod_run):
     bucket = next(r for r in prod_run.resources if r.type == "gcp:storage/bucket:Bucket")
     with pytest.raises(tfplan.ExportError, match="no property 'versionning'"):
         tfplan.convert("google_storage_bucket", tfplan.args_class(bucket.type), {"versionning": {"enabled": True}}, where="x")
-    odd = type(bucket)(bucket.urn, "gcp:pubsub/topic:Topic", "t", "", {}, True)
+    odd = type(bucket)(bucket.urn, "gcp:pubsub/subscription:Subscription", "t", "", {}, True)
     with pytest.raises(tfplan.ExportError, match="no Terraform type"):
         tfplan.export([odd])
 
 
-def test_cli_prints_terraform_plan_json():
-    out = subprocess.run([sys.executable, "-m", "infra", "plan", "--stack", "staging", "--format", "tfplan-json"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+def test_cli_prints_terraform_plan_json(reuse_plans):
+    out = cli("plan", "--stack", "staging", "--format", "tfplan-json")
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)
     assert doc["format_version"] == tfplan.FORMAT_VERSION and planned(doc)
-    bad = subprocess.run([sys.executable, "-m", "infra", "plan", "--stack", "staging", "--format", "tfplan-json",
-                          "--set", "netra:canaryPercent=7"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    bad = cli("plan", "--stack", "staging", "--format", "tfplan-json", "--set", "netra:canaryPercent=7")
     assert bad.returncode == 2 and "netra:canaryPercent" in bad.stderr and not bad.stdout
 
 

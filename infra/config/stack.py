@@ -10,6 +10,7 @@ from .base import ConfigModel, problems
 from .observability import ObservabilityConfig, environment_problems as observability_problems
 from .platform import SECRET_KEYS, PlatformConfig, check_platform
 from .services import Services
+from .verification import VerificationConfig, verification_problems
 
 ENVIRONMENTS = ("staging", "prod")
 DEFAULT_STAGES = (0, 10, 50, 100)
@@ -38,6 +39,8 @@ class StackConfig(ConfigModel):
     app: AppSettings = AppSettings()
     observability: ObservabilityConfig = Field(..., description="alert channels, routing, thresholds, SLOs, budget: README, Observability")
     platform: PlatformConfig = Field(description="network, Cloud SQL, Memorystore, buckets, secrets, migrations, edge")
+    verification: VerificationConfig = Field(
+        VerificationConfig(), description="release load test, bake window, emergency budget: README, Verification")
 
     @field_validator("stages")
     @classmethod
@@ -71,6 +74,15 @@ class StackConfig(ConfigModel):
         if found:
             raise problems(*found)
         return obs
+    @field_validator("verification")
+    @classmethod
+    def _verification_for_environment(cls, v: VerificationConfig, info: ValidationInfo) -> VerificationConfig:
+        obs = info.data.get("observability")
+        found = verification_problems(v, info.data.get("environment", ""), bool(obs and obs.budget))
+        if found:
+            raise problems(*found)
+        return v
+
     @field_validator("platform", mode="wrap")
     @classmethod
     def _platform_fits(cls, value, handler, info: ValidationInfo) -> PlatformConfig:

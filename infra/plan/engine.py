@@ -45,6 +45,8 @@ def normalize(value: Any) -> Any:
         return int(value)
     if isinstance(value, pulumi.FileAsset):
         return {"fileAsset": value.path}
+    if isinstance(value, pulumi.FileArchive):  # a function's source directory
+        return {"fileArchive": value.path}
     if isinstance(value, dict):
         return {k: normalize(v) for k, v in value.items()}
     if isinstance(value, list):
@@ -71,6 +73,7 @@ class PlannedResource:
     parent: str
     inputs: dict  # wire form: secrets wrapped with Pulumi's secret signature
     custom: bool
+    dependencies: tuple[str, ...] = ()  # URNs it depends on explicitly (depends_on and input references)
 
     def to_json(self) -> dict:
         return {"urn": self.urn, "type": self.type, "name": self.name, "parent": self.parent,
@@ -180,7 +183,8 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
         else:
             resource = PlannedResource(
                 urn=response.urn, type=request.type, name=request.name, parent=request.parent,
-                inputs=normalize(rpc.deserialize_properties(request.object)), custom=bool(request.custom))
+                inputs=normalize(rpc.deserialize_properties(request.object)), custom=bool(request.custom),
+                dependencies=tuple(request.dependencies))
             self.recorded.append(resource)
             if self.on_resource is not None:
                 self.on_resource(resource)

@@ -36,6 +36,7 @@ PROVIDERS = {"gcp": "registry.terraform.io/hashicorp/google", "random": "registr
 # Pulumi type token -> Terraform resource type (pulumi-gcp's provider mapping, one line per type we use).
 TF_TYPES: dict[str, str] = {
     "gcp:billing/budget:Budget": "google_billing_budget",
+    "gcp:cloudfunctionsv2/function:Function": "google_cloudfunctions2_function",
     "gcp:cloudrunv2/job:Job": "google_cloud_run_v2_job",
     "gcp:cloudrunv2/service:Service": "google_cloud_run_v2_service",
     "gcp:cloudrunv2/serviceIamMember:ServiceIamMember": "google_cloud_run_v2_service_iam_member",
@@ -61,6 +62,8 @@ TF_TYPES: dict[str, str] = {
     "gcp:monitoring/slo:Slo": "google_monitoring_slo",
     "gcp:monitoring/uptimeCheckConfig:UptimeCheckConfig": "google_monitoring_uptime_check_config",
     "gcp:organizations/project:Project": "google_project",
+    "gcp:pubsub/topic:Topic": "google_pubsub_topic",
+    "gcp:pubsub/topicIAMMember:TopicIAMMember": "google_pubsub_topic_iam_member",
     "gcp:redis/instance:Instance": "google_redis_instance",
     "gcp:secretmanager/secret:Secret": "google_secret_manager_secret",
     "gcp:secretmanager/secretIamMember:SecretIamMember": "google_secret_manager_secret_iam_member",
@@ -108,6 +111,7 @@ SINGULAR_BLOCKS: dict[tuple[str, str], str] = {
     ("google_cloud_run_v2_service", "traffics"): "traffic",
     ("google_cloud_run_v2_service", "template.containers.envs"): "env",
     ("google_cloud_run_v2_job", "template.template.containers.envs"): "env",
+    ("google_cloud_run_v2_job", "template.template.containers.commands"): "command",
     ("google_redis_instance", "maintenance_policy.weekly_maintenance_windows"): "weekly_maintenance_window",
     ("google_cloud_run_v2_service", "template.containers.depends_ons"): "depends_on",
     ("google_compute_firewall", "allows"): "allow",

@@ -55,7 +55,8 @@ class Observability:
         }
 
 
-def build(cfg: StackConfig, services: Mapping[str, PublicService]) -> Observability:
+def build(cfg: StackConfig, services: Mapping[str, PublicService],
+          budget_topic: Optional[pulumi.Input[str]] = None) -> Observability:
     channels = NotificationChannels("notifications", cfg)
     log_metrics = LogMetrics("log-metrics", cfg)
     uptime = UptimeChecks("uptime", cfg, {k: s.url for k, s in services.items()})
@@ -69,6 +70,6 @@ def build(cfg: StackConfig, services: Mapping[str, PublicService]) -> Observabil
     retention = LogRetention("log-retention", cfg)
     budget = None
     if cfg.observability.budget is not None:
-        budget = Budget("budget", cfg, [ch.name for ch in channels.by_kind["email"]])
+        budget = Budget("budget", cfg, [ch.name for ch in channels.by_kind["email"]], pubsub_topic=budget_topic)
     clickhouse = ClickHouseAlerts("clickhouse-alerts", cfg, channels) if cfg.platform.clickhouse else None
     return Observability(channels, log_metrics, uptime, alerts, slos, dashboards, retention, budget, clickhouse)

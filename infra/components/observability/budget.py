@@ -13,7 +13,7 @@ COMPONENT_TYPE = "netra:observability:Budget"
 
 class Budget(pulumi.ComponentResource):
     def __init__(self, name: str, cfg: StackConfig, channels: list[pulumi.Input[str]],
-                 opts: Optional[pulumi.ResourceOptions] = None):
+                 opts: Optional[pulumi.ResourceOptions] = None, pubsub_topic: Optional[pulumi.Input[str]] = None):
         super().__init__(COMPONENT_TYPE, name, None, opts)
         b = cfg.observability.budget
         assert b is not None
@@ -35,6 +35,9 @@ class Budget(pulumi.ComponentResource):
                 all_updates_rule=billing.BudgetAllUpdatesRuleArgs(
                     monitoring_notification_channels=channels,
                     disable_default_iam_recipients=False,
+                    # every notification also goes to the emergency budget guard (netra:verification.emergencyBudget)
+                    pubsub_topic=pubsub_topic,
+                    schema_version="1.0" if pubsub_topic is not None else None,
                 ),
             ),
             opts=pulumi.ResourceOptions(parent=self),

@@ -1,0 +1,175 @@
+"""Emergency budget guard (seed 000 severity 3): the budget's Pub/Sub topic and the function behind it.
+
+Cloud Billing publishes the budget's notifications to the topic; the Cloud Functions gen2 function in
+functions/emergency_budget/ derives the hourly spend rate and, on a spike, adds a feature-flags secret
+version with `enable_emergency_limits` and `max_hourly_cost` and pages through PagerDuty (the routing
+key is a secret of its own). The function's identity may read and add versions of the flags secret,
+read the PagerDuty key, and keep one state object in its bucket; nothing else.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence
+
+import pulumi
+import pulumi_gcp as gcp
+
+COMPONENT_TYPE = "netra:verification:EmergencyBudget"
+SOURCE_DIR = Path(__file__).resolve().parents[2] / "functions" / "emergency_budget"
+ENTRY_POINT = "on_budget_notification"
+# Cloud Billing publishes budget notifications as this service account (Billing docs, "Programmatic notifications").
+BILLING_PUBLISHER = "serviceAccount:billing-budget-alert@system.gserviceaccount.com"
+
+
+def source_digest(directory: Path = SOURCE_DIR) -> str:
+    """Hash of the function's files: the source object's name changes (and the function redeploys) exactly when they do."""
+    h = hashlib.sha256()
+    for path in sorted(p for p in directory.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        h.update(path.relative_to(directory).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class EmergencyBudgetArgs:
+    project: str
+    region: str
+    environment: str
+    labels: tuple[tuple[str, str], ...]
+    flags_secret_id: str  # <env>-feature-flags
+    max_hourly_cost_usd: float
+    trigger_hourly_cost_usd: float
+    trigger_threshold_percent: Optional[float]
+    bucket_location: str
+    deletion_protection: bool
+    access_log_bucket: pulumi.Input[str]  # where reads and writes of the guard's bucket are logged
+    pagerduty_key: Optional[pulumi.Input[str]] = None  # a Pulumi secret; None = no pager (staging)
+    depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)  # the flags secret and its version
+
+
+def emergency_budget_args(cfg, flags_resources: Sequence[pulumi.Resource],
+                          access_log_bucket: pulumi.Input[str]) -> Optional[EmergencyBudgetArgs]:
+    eb = cfg.verification.emergency_budget
+    if eb is None or cfg.observability.budget is None:
+        return None
+    from infra.config.platform import secret_id
+
+    pd = cfg.observability.pagerduty
+    return EmergencyBudgetArgs(
+        project=cfg.project, region=cfg.region, environment=cfg.environment,
+        labels=(("cost-center", cfg.cost_center), ("env", cfg.environment), ("managed-by", "pulumi")),
+        flags_secret_id=secret_id(cfg.environment, "feature-flags"),
+        max_hourly_cost_usd=eb.max_hourly_cost_usd, trigger_hourly_cost_usd=eb.trigger_rate,
+        trigger_threshold_percent=eb.trigger_threshold_percent,
+        bucket_location=cfg.platform.storage.location, deletion_protection=cfg.is_prod,
+        access_log_bucket=access_log_bucket,
+        pagerduty_key=pulumi.Output.secret(pd.service_key.get_secret_value()) if pd else None,
+        depends_on=tuple(flags_resources))
+
+
+class EmergencyBudget(pulumi.ComponentResource):
+    def __init__(self, name: str, args: EmergencyBudgetArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__(COMPONENT_TYPE, name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        labels = dict(args.labels)
+        env = args.environment
+        fn_name = self.function_name = f"netra-budget-guard-{env}"
+        self.topic_name = f"netra-budget-{env}"
+
+        self.topic = gcp.pubsub.Topic(
+            f"{name}-topic", gcp.pubsub.TopicArgs(name=self.topic_name, project=args.project, labels=labels),
+            opts=child)
+        gcp.pubsub.TopicIAMMember(
+            f"{name}-billing-publishes",
+            gcp.pubsub.TopicIAMMemberArgs(project=args.project, topic=self.topic.name, role="roles/pubsub.publisher",
+                                          member=BILLING_PUBLISHER),
+            opts=child)
+        self.service_account = gcp.serviceaccount.Account(
+            f"{name}-sa",
+            gcp.serviceaccount.AccountArgs(
+                account_id=fn_name, project=args.project, display_name=f"Cloud Function {fn_name}",
+                description="Turns on the emergency budget limits (a feature-flags version) and pages"),
+            opts=child)
+        member = self.service_account.member
+        self.bucket = gcp.storage.Bucket(
+            f"{name}-bucket",
+            gcp.storage.BucketArgs(
+                name=f"{args.project}-budget-guard", project=args.project, location=args.bucket_location,
+                uniform_bucket_level_access=True, public_access_prevention="enforced",
+                force_destroy=not args.deletion_protection, labels={**labels, "purpose": "budget-guard"},
+                logging=gcp.storage.BucketLoggingArgs(log_bucket=args.access_log_bucket, log_object_prefix="budget-guard")),
+            opts=child)
+        grants: list[pulumi.Resource] = [
+            gcp.storage.BucketIAMMember(
+                f"{name}-keeps-state",
+                gcp.storage.BucketIAMMemberArgs(bucket=self.bucket.name, role="roles/storage.objectUser", member=member),
+                opts=child),
+        ]
+        after_flags = pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on))
+        for role, what in (("roles/secretmanager.secretAccessor", "reads"), ("roles/secretmanager.secretVersionAdder", "adds")):
+            grants.append(gcp.secretmanager.SecretIamMember(
+                f"{name}-{what}-flags",
+                gcp.secretmanager.SecretIamMemberArgs(project=args.project, secret_id=args.flags_secret_id, role=role,
+                                                      member=member),
+                opts=after_flags))
+        pagerduty_secret = ""
+        if args.pagerduty_key is not None:
+            pagerduty_secret = f"{env}-pagerduty-key"
+            secret = gcp.secretmanager.Secret(
+                f"{name}-pagerduty-key",
+                gcp.secretmanager.SecretArgs(
+                    secret_id=pagerduty_secret, project=args.project, labels=labels,
+                    replication=gcp.secretmanager.SecretReplicationArgs(auto=gcp.secretmanager.SecretReplicationAutoArgs())),
+                opts=child)
+            version = gcp.secretmanager.SecretVersion(
+                f"{name}-pagerduty-key",
+                gcp.secretmanager.SecretVersionArgs(secret=secret.id, secret_data=pulumi.Output.secret(args.pagerduty_key)),
+                opts=child)
+            grants.append(gcp.secretmanager.SecretIamMember(
+                f"{name}-reads-pagerduty-key",
+                gcp.secretmanager.SecretIamMemberArgs(project=args.project, secret_id=pagerduty_secret,
+                                                      role="roles/secretmanager.secretAccessor", member=member),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[secret, version])))
+        self.source = gcp.storage.BucketObject(
+            f"{name}-source",
+            gcp.storage.BucketObjectArgs(bucket=self.bucket.name, name=f"source/emergency_budget-{source_digest()}.zip",
+                                         source=pulumi.FileArchive(str(SOURCE_DIR))),
+            opts=child)
+        settings = {
+            "PROJECT": args.project, "ENVIRONMENT": env, "FLAGS_SECRET": args.flags_secret_id,
+            "PAGERDUTY_SECRET": pagerduty_secret, "STATE_URI": f"gs://{args.project}-budget-guard/state/budget.json",
+            "MAX_HOURLY_COST_USD": f"{args.max_hourly_cost_usd:g}",
+            "TRIGGER_HOURLY_COST_USD": f"{args.trigger_hourly_cost_usd:g}",
+            "TRIGGER_THRESHOLD_PERCENT": "" if args.trigger_threshold_percent is None else f"{args.trigger_threshold_percent:g}",
+        }
+        self.function = gcp.cloudfunctionsv2.Function(
+            name,
+            gcp.cloudfunctionsv2.FunctionArgs(
+                name=fn_name, project=args.project, location=args.region, labels=labels,
+                description="Seed 000 severity 3: emergency budget limits on a cost spike",
+                build_config=gcp.cloudfunctionsv2.FunctionBuildConfigArgs(
+                    runtime="python311", entry_point=ENTRY_POINT,
+                    source=gcp.cloudfunctionsv2.FunctionBuildConfigSourceArgs(
+                        storage_source=gcp.cloudfunctionsv2.FunctionBuildConfigSourceStorageSourceArgs(
+                            bucket=self.bucket.name, object=self.source.name))),
+                service_config=gcp.cloudfunctionsv2.FunctionServiceConfigArgs(
+                    service_account_email=self.service_account.email, max_instance_count=1, min_instance_count=0,
+                    available_memory="256M", timeout_seconds=60, ingress_settings="ALLOW_INTERNAL_ONLY",
+                    all_traffic_on_latest_revision=True, environment_variables=settings),
+                event_trigger=gcp.cloudfunctionsv2.FunctionEventTriggerArgs(
+                    trigger_region=args.region, event_type="google.cloud.pubsub.topic.v1.messagePublished",
+                    pubsub_topic=self.topic.id, retry_policy="RETRY_POLICY_RETRY",
+                    service_account_email=self.service_account.email),
+            ),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=grants))
+        # Eventarc delivers the Pub/Sub event to the function's Cloud Run service as the trigger's identity.
+        gcp.cloudrunv2.ServiceIamMember(
+            f"{name}-trigger-invokes",
+            gcp.cloudrunv2.ServiceIamMemberArgs(project=args.project, location=args.region, name=self.function.name,
+                                                role="roles/run.invoker", member=member),
+            opts=child)
+        self.register_outputs({"topic": self.topic.id})
+
+    def summary(self) -> dict:
+        return {"function": self.function_name, "topic": self.topic_name}
