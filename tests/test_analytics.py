@@ -19,7 +19,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from infra.components.clickhouse import render, schema, topology
-from infra.components.clickhouse.spec import cluster_spec
+from infra.wiring import cluster_spec
 from infra.config import load_stack_config
 from tests.conftest import config_problems, flat, stack_config
 
@@ -298,11 +298,12 @@ def test_chdb_runs_the_sql_of_every_dashboard_panel(chdb_session):
     """The SQL as the dashboards carry it (not a copy): every ClickHouse panel of both stacks' dashboards."""
     from infra.components.observability.dashboard_model import SqlPanel
     from infra.components.observability.dashboards import build_dashboards
+    from infra.wiring import dashboards_args
 
     seen = set()
     for stack in ("prod", "staging"):
         cfg = cfg_of(stack)
-        for d in build_dashboards(cfg, {k: "r" for k, _ in cfg.services.items()}):
+        for d in build_dashboards(dashboards_args(cfg, {k: "r" for k in cfg.services})):
             for w in d.widgets:
                 if isinstance(w, SqlPanel):
                     out = chdb_session.query(w.sql.bound("2026-11-01 00:00:00", "2026-12-01 00:00:00"), "CSV")
@@ -473,7 +474,8 @@ def test_both_renderers_list_the_same_panels_and_queries(stack):
     from infra.components.observability.dashboards import build_dashboards
 
     cfg = cfg_of(stack)
-    models = build_dashboards(cfg, {k: f"netra-{k}-{stack}-0123abcd" for k, _ in cfg.services.items()})
+    from infra.wiring import dashboards_args
+    models = build_dashboards(dashboards_args(cfg, {k: f"netra-{k}-{stack}-0123abcd" for k in cfg.services}))
     kinds = set()
     for model in models:
         cm = cloud_monitoring_panels(json.loads(model.dumps()))

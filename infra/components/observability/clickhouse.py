@@ -7,16 +7,18 @@ own disk use and heartbeat (agent.googleapis.com/*). The VMs carry the label `ap
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Optional
 
 import pulumi
 from pulumi_gcp import monitoring
 
 from infra.components.clickhouse.render import job
-from infra.config import StackConfig
+from infra.config.analytics import ClickHouseConfig
 
+from ..site import Site
 from . import queries as q
-from .channels import NotificationChannels
+from .channels import AlertRouting
 from .dashboard_model import Aggregation, Filter, PromQL, Section, Series, Threshold, XyChart
 from .policy import AlertSpec, Condition, declare, promql, threshold
 from .runbook import Runbook
@@ -44,9 +46,7 @@ def disk_filter() -> q.MetricFilter:
                           metadata_labels=tuple(VM_LABELS.items()))
 
 
-def alert_specs(cfg: StackConfig) -> list[AlertSpec]:
-    ch = cfg.platform.clickhouse
-
+def alert_specs(ch: ClickHouseConfig) -> list[AlertSpec]:
     def spec(key: str, title: str, severity: str, rule: str, conditions: list[Condition], runbook: Runbook) -> AlertSpec:
         return AlertSpec(key=key, title=title, severity=severity, rule=rule, conditions=conditions, runbook=runbook,
                          labels={"netra_platform_alert": key, "component": "clickhouse"})
@@ -104,9 +104,8 @@ def alert_specs(cfg: StackConfig) -> list[AlertSpec]:
     ]
 
 
-def dashboard_row(cfg: StackConfig) -> list:
+def dashboard_row(ch: ClickHouseConfig) -> list:
     """The ClickHouse row of the System Health dashboard."""
-    ch = cfg.platform.clickhouse
     return [
         Section("ClickHouse", f"analytics cluster {ch.cluster_name}: {ch.shards} shard(s) x {ch.replicas} replica(s), 3 Keeper nodes"),
         XyChart("ClickHouse and Keeper nodes reporting", [
@@ -126,11 +125,19 @@ def dashboard_row(cfg: StackConfig) -> list:
     ]
 
 
+@dataclass(frozen=True)
+class ClickHouseAlertsArgs:
+    site: Site
+    clickhouse: ClickHouseConfig
+    routing: AlertRouting = AlertRouting()
+
+
 class ClickHouseAlerts(pulumi.ComponentResource):
-    def __init__(self, name: str, cfg: StackConfig, channels: NotificationChannels,
-                 opts: Optional[pulumi.ResourceOptions] = None):
+    """The four cluster alerts, routed like the seed alerts (severity -> channels)."""
+
+    def __init__(self, name: str, args: ClickHouseAlertsArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__(COMPONENT_TYPE, name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        self.specs = alert_specs(cfg)
-        self.policies = {s.key: declare(s, cfg, channels, child) for s in self.specs}
+        self.specs = alert_specs(args.clickhouse)
+        self.policies = {s.key: declare(s, args.site, args.routing, child) for s in self.specs}
         self.register_outputs({})
