@@ -15,7 +15,7 @@ from .base import DIGEST, Bool, ConfigModel, Distinct, Image, Int, ResourceName,
 # The seed's services, in the order the stack files list them (documentation and tests use it; the
 # program takes whatever the map holds).
 SEED_SERVICES = ("frontend", "backend", "auth")
-SERVICE_KEY = re.compile(r"^[a-z](?:[a-z0-9-]*[a-z0-9])?$")
+SERVICE_KEY = re.compile(r"[a-z](?:[a-z0-9-]*[a-z0-9])?")
 # netra-migrate-<env> is the migration job (and its service account).
 RESERVED_KEYS = ("migrate",)
 # Cloud Run revision names are DNS labels: `netra-<key>-<env>-<8 hex>` must fit 63 characters.
@@ -46,7 +46,7 @@ def max_key_length(environment: str) -> int:
 
 def key_problem(key: str, environment: str | None) -> str | None:
     """Why `key` cannot name a service under netra:services, or None."""
-    if not SERVICE_KEY.match(key):
+    if not SERVICE_KEY.fullmatch(key):
         return ("service name must be lowercase letters, digits and '-', start with a letter and not end with '-' "
                 f"(it becomes the Cloud Run service netra-<name>-<env>), got {key!r}")
     if key in RESERVED_KEYS:
