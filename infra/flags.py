@@ -58,11 +58,6 @@ def arm_label(doc: Mapping[str, Any], key: str) -> str:
     return f"{flag}={'on' if enabled(doc, flag, key) else 'off'}"
 
 
-def digest(payload: str) -> str:
-    """What the plan shows of a flags (or any config) secret version: sha256 of its payload, 16 hex."""
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
-
-
 def load(path: str) -> dict:
     """The flags document from the mounted secret file (the application re-reads it when its mtime changes)."""
     with open(path, encoding="utf-8") as f:

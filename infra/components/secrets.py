@@ -10,14 +10,12 @@ from typing import Mapping, Optional
 import pulumi
 import pulumi_gcp as gcp
 
-from infra import flags
 from infra.config import AppSettings
 from infra.config.platform import FlagValue, secret_id
 
 from .site import Site
 
 COMPONENT_TYPE = "netra:platform:Secrets"
-PAYLOAD_DIGEST = "payload-sha256"
 
 
 def config_payloads(app: AppSettings, feature_flags: Mapping[str, FlagValue]) -> dict[str, str]:
@@ -68,10 +66,7 @@ class Secrets(pulumi.ComponentResource):
                 gcp.secretmanager.SecretArgs(
                     secret_id=sid, project=site.project,
                     replication=gcp.secretmanager.SecretReplicationArgs(auto=gcp.secretmanager.SecretReplicationAutoArgs()),
-                    labels=site.labels(),
-                    # config documents (flags, settings): their digest, so a change shows in the plan diff
-                    # without the value; credentials (Outputs of other resources) get none
-                    annotations={PAYLOAD_DIGEST: flags.digest(payload)} if isinstance(payload, str) else None),
+                    labels=site.labels()),
                 opts=pulumi.ResourceOptions(parent=self),
             )
             self.versions[key] = gcp.secretmanager.SecretVersion(
