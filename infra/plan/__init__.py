@@ -89,13 +89,19 @@ def checked_run(stack: str, root: Path = PROJECT_ROOT, overrides: Mapping[str, A
 
 def plan_document(run: ProgramRun, violations: list[dict]) -> dict:
     """The `--json` document."""
+    from .diff import secret_digests
+
+    # by URN: registrations arrive in a different order on each run, the document must not
+    resources = sorted(run.resources, key=lambda r: r.urn)
     return {
         "project": run.project,
         "stack": run.stack,
-        "resources": [r.to_json() for r in run.resources],
+        "resources": [r.to_json() for r in resources],
         "outputs": redact(run.outputs),
         "policy": {"violations": violations},
         "warnings": run.warnings,
+        # per secret input: a salted digest, so `plan --against` sees a changed secret without its value
+        "secretDigests": secret_digests(resources),
     }
 
 
