@@ -77,8 +77,16 @@ def test_healthy_canary_is_promoted_after_the_soak(monitoring):
 def test_queries_are_server_side_aggregated_per_revision(monitoring):
     fake, _, client = monitoring
     gate(client, settings(max_duration=60))
+    def span(r):
+        return r.interval.end_time.timestamp() - r.interval.start_time.timestamp()
+
+    history, calls = fake.calls[0], [r for r in fake.calls if span(r) != 1800]
+    # the calibration: stable's 30 min before the canary, one point per interval, read first
+    assert history.filter.split('"')[1] == REQUEST_COUNT
+    assert history.interval.end_time.timestamp() - history.interval.start_time.timestamp() == 1800
+    assert history.aggregation.alignment_period.total_seconds() == 60
     by_type = {}
-    for req in fake.calls:
+    for req in calls:
         by_type.setdefault(req.filter.split('"')[1], req)
     rc = by_type[REQUEST_COUNT]
     agg = rc.aggregation
@@ -144,6 +152,39 @@ def test_persistent_faults_end_in_hold_never_promote(monitoring, fault, expect):
     assert v["clean_intervals"] == 0 and v["faulted_intervals"] == 5
     assert any(expect in f for f in v["faults"]), v["faults"]
     assert "max duration" in v["reason"]
+
+
+@pytest.mark.parametrize("fault, expect", [
+    (Fault(duplicate=True), "duplicated series"),
+    (Fault(unlabel_revision=CANARY), "without a revision label"),
+    (Fault(value_revision=CANARY, value=float("nan")), "non-finite"),
+    (Fault(value_revision=CANARY, value=-3.0), "negative count"),
+], ids=["duplicated", "unlabelled", "nan", "negative"])
+def test_malformed_series_are_named_faults_never_evidence(monitoring, fault, expect):
+    fake, _, client = monitoring
+    fake.revisions[CANARY] = Profile(rps=5.0, error_rate=0.05)  # 25x the errors: must never promote
+    fake.fault = lambda metric, n: fault if metric == REQUEST_COUNT and n > 1 else None  # call 1: the history
+    v = gate(client, settings(max_duration=300))
+    assert v["decision"] == "hold" and v["clean_intervals"] == 0
+    assert any(expect in f for f in v["faults"]), v["faults"]
+
+
+def test_a_shared_outage_is_an_incident_in_the_progress_line_and_the_verdict(monitoring):
+    fake, _, client = monitoring
+    fake.revisions[STABLE] = Profile(rps=45.0, error_rate=0.05)
+    fake.revisions[CANARY] = Profile(rps=5.0, error_rate=0.05)
+    lines = []
+    v = gate(client, settings(max_duration=300), progress=lines.append)
+    assert v["decision"] == "hold" and v["incident"] == ["errors"]
+    assert "incident" in v["reason"] and any("INCIDENT errors" in line for line in lines)
+
+
+def test_the_calibration_reads_stable_history_before_the_canary(monitoring):
+    _, _, client = monitoring
+    v = gate(client, settings(max_duration=120))
+    cal = v["calibration"]
+    assert cal["history_intervals"] == 30 and cal["dispersion_used"] >= 1.0
+    assert "30 stable intervals" in cal["note"]
 
 
 def test_a_real_deadline_is_a_fault(monitoring):

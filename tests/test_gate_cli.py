@@ -52,7 +52,7 @@ def test_real_time_run_against_the_emulator(tmp_path):
     server, endpoint = serve(fake)
     try:
         r = gate("--service", "netra-backend-prod", "--project", "netra-production", "--stable-revision", stable,
-                 "--candidate-revision", canary, "--monitoring-endpoint", endpoint, "--interval", "1", "--lag", "0",
+                 "--candidate-revision", canary, "--monitoring-endpoint", endpoint, "--interval", "1", "--lag", "0", "--warmup", "0",
                  "--max-duration", "4", "--json", "--verdict-file", str(tmp_path / "v.json"))
     finally:
         server.stop(0)

@@ -60,8 +60,16 @@ def add_gate_arguments(p) -> None:
                    help="requests each revision must serve before a promote (default 500)")
     p.add_argument("--alpha", default="0.01", metavar="P",
                    help="bound on the false-rollback probability of one gate, all tests together (default 0.01)")
-    p.add_argument("--error-tolerance", default="1.1", metavar="X",
-                   help="canary 5xx rate may be up to X times stable's (default 1.1)")
+    p.add_argument("--warmup", default="120", metavar="SECONDS",
+                   help="candidate warm-up: its evidence is capped so a cold start alone never rolls back (default 120)")
+    p.add_argument("--incident-max", default="600", metavar="SECONDS",
+                   help="a breach shared with the stable revision is an incident (hold) for up to this long; "
+                        "then the seed's rule applies again (default 600)")
+    p.add_argument("--history", default="1800", metavar="SECONDS",
+                   help="stable's pre-canary history read once to calibrate the 5xx test (default 1800; 0: none)")
+    p.add_argument("--error-tolerance", default="1.0", metavar="X",
+                   help="canary 5xx / token / WebSocket failure rate may be up to X times stable's before it is a "
+                        "regression (default 1.0)")
     p.add_argument("--latency-tolerance", default="1.25", metavar="X",
                    help="canary share of requests slower than stable's p95 may be up to X times stable's (default 1.25)")
 
@@ -122,17 +130,23 @@ def gate_settings(args) -> GateSettings:
     min_soak = _number(args.min_soak, "--min-soak", 0, 86400, "a number of seconds between 0 and 86400")
     min_requests = int(_number(args.min_requests, "--min-requests", 0, 10**9, "a whole number >= 0", integer=True))
     alpha = _number(args.alpha, "--alpha", 1e-9, 0.5, "a probability in (0, 0.5]")
-    err_tol = _number(args.error_tolerance, "--error-tolerance", 1, 2.9, "a ratio between 1 and 2.9")
-    lat_tol = _number(args.latency_tolerance, "--latency-tolerance", 1, 2.9, "a ratio between 1 and 2.9")
+    err_tol = _number(args.error_tolerance, "--error-tolerance", 1, 1.8, "a ratio between 1 and 1.8")
+    lat_tol = _number(args.latency_tolerance, "--latency-tolerance", 1, 1.8, "a ratio between 1 and 1.8")
+    warmup = _number(getattr(args, "warmup", "120"), "--warmup", 0, 3600, "a number of seconds between 0 and 3600")
+    incident_max = _number(getattr(args, "incident_max", "600"), "--incident-max", 0, 86400,
+                           "a number of seconds between 0 and 86400")
+    history = _number(getattr(args, "history", "1800"), "--history", 0, 86400, "a number of seconds between 0 and 86400")
     endpoint = parse_endpoint(args.monitoring_endpoint) if args.monitoring_endpoint is not None else None
     limits = stack_limits(args.stack) if getattr(args, "stack", None) else {}
     judge = JudgeConfig(alpha=alpha, error_tolerance=err_tol, latency_tolerance=lat_tol, min_soak_s=min_soak,
-                        min_canary_requests=min_requests, min_stable_requests=min_requests, **limits)
+                        min_canary_requests=min_requests, min_stable_requests=min_requests, warmup_s=warmup,
+                        incident_max_s=incident_max, **limits)
     try:
         judge.validate()
     except ValueError as exc:
         raise UsageError(f"--stack {args.stack}: netra:observability.thresholds: {exc}") from None
-    return GateSettings(GateOptions(interval_s=interval, max_duration_s=max_duration, lag_s=lag), judge, endpoint)
+    options = GateOptions(interval_s=interval, max_duration_s=max_duration, lag_s=lag, history_s=history)
+    return GateSettings(options, judge, endpoint)
 
 
 def quiet_google_warnings() -> None:
@@ -247,7 +261,6 @@ def judge(rev: Revisions, settings: GateSettings, *, stack: str = "", client=Non
     try:
         quiet_google_warnings()
         from infra.canary.gate import run_gate
-        from infra.canary.judge import Judge
         from infra.canary.monitoring import MonitoringSource, Target, make_client
 
         if client is None:
@@ -255,8 +268,9 @@ def judge(rev: Revisions, settings: GateSettings, *, stack: str = "", client=Non
         target = Target(rev.project, rev.service_name, rev.stable, rev.candidate)
         source = MonitoringSource(client, target, retry=retry, rpc_timeout_s=rpc_timeout_s)
         label = f"{rev.key} {rev.canary_percent}%" if rev.canary_percent >= 0 else rev.key
-        verdict = run_gate(source, Judge(settings.judge), settings.options, label=label, clock=clock, sleep=sleep,
-                           progress=progress)
+        share = rev.canary_percent / 100.0 if 0 < rev.canary_percent < 100 else None
+        verdict = run_gate(source, settings.judge, settings.options, configured_share=share, label=label,
+                           clock=clock, sleep=sleep, progress=progress)
     except Exception as exc:  # the gate never crashes into a rollback: one line, ERROR (exit 4)
         return Verdict(Decision.ERROR, f"error: {describe_error(exc)}", {**base, "evidence": {}, "faults": []})
     verdict.details = {**base, **verdict.details}

@@ -54,12 +54,17 @@ class Profile:
 
 @dataclass
 class Fault:
-    """What to do to one call: fail with a status, answer late, answer empty, or drop a revision."""
+    """What to do to one call: fail with a status, answer late, answer empty, drop a revision, or
+    corrupt the answer (duplicate every series, strip a revision's label, overwrite its values)."""
 
     code: grpc.StatusCode | None = None
     delay_s: float = 0.0
     empty: bool = False
     drop_revision: str | None = None
+    duplicate: bool = False
+    unlabel_revision: str | None = None
+    value_revision: str | None = None  # with `value`: every int series of this revision reads `value`
+    value: float | None = None
 
 
 @dataclass
@@ -89,6 +94,8 @@ class FakeMetricService:
         series = [] if (f is not None and f.empty) else self._series(request, metric_type)
         if f is not None and f.drop_revision:
             series = [s for s in series if s.resource.labels["revision_name"] != f.drop_revision]
+        if f is not None:
+            series = _corrupt(series, f)
         start = int(request.page_token or 0)
         size = request.page_size or self.page_size
         page = series[start : start + size]
@@ -112,43 +119,53 @@ class FakeMetricService:
 
     # ---- synthetic data --------------------------------------------------------------------------
     def _series(self, request, metric_type):
+        """One series per (revision, split label) with one point per alignment period of the interval."""
         if _match(r'resource\.labels?\.service_name\s*=\s*"([^"]+)"', request.filter) != self.service_name:
             return []
         one_of = _match(r"revision_name\s*=\s*one_of\(([^)]*)\)", request.filter)
         wanted = re.findall(r'"([^"]+)"', one_of) if one_of else list(self.revisions)
         start = request.interval.start_time.timestamp()
         end = request.interval.end_time.timestamp()
+        period = request.aggregation.alignment_period.total_seconds()
+        steps = max(1, int(round((end - start) / period))) if period > 0 else 1
         groups = [g.replace("labels", "label") for g in request.aggregation.group_by_fields]
-        out = []
-        for rev in wanted:
-            prof = self.revisions.get(rev)
-            if prof is None:
-                continue
-            data = self._draw(rev, prof, start, end)
-            if metric_type == REQUEST_COUNT:
-                if data["requests"] == 0:
+        points: dict[tuple, list] = {}  # (rev, labels) -> [(window start, window end, value)]
+        for k in range(steps):
+            w0 = start + k * (end - start) / steps
+            w1 = start + (k + 1) * (end - start) / steps
+            for rev in wanted:
+                prof = self.revisions.get(rev)
+                if prof is None:
                     continue
-                by_class = {"2xx": data["requests"] - data["errors"], "5xx": data["errors"]}
-                if "metric.label.response_code_class" in groups:
-                    for cls, v in by_class.items():
-                        if v:
-                            out.append(_int_series(metric_type, rev, {"response_code_class": cls}, v, request))
-                else:
-                    out.append(_int_series(metric_type, rev, {}, data["requests"], request))
-            elif metric_type == REQUEST_LATENCIES:
-                if data["requests"]:
-                    out.append(_dist_series(rev, data["hist"], request))
+                for labels, value in self._values(metric_type, self._draw(rev, prof, w0, w1), groups):
+                    points.setdefault((rev, labels), []).append((w0, w1, value))
+        out = []
+        for (rev, labels), pts in points.items():
+            if metric_type == REQUEST_LATENCIES:
+                out.append(_dist_series(rev, pts))
             else:
-                for sig, key in ((TOKEN_OPTIMIZATION, "token"), (WEBSOCKET_CONNECTION, "websocket")):
-                    if metric_type == sig.metric_type and data.get(key) is not None:
-                        ok, fail = data[key]
-                        if f"metric.label.{sig.outcome_label}" in groups:
-                            for outcome, v in ((sig.success, ok), (sig.failure, fail)):
-                                if v:
-                                    out.append(_int_series(metric_type, rev, {sig.outcome_label: outcome}, v, request))
-                        elif ok + fail:
-                            out.append(_int_series(metric_type, rev, {}, ok + fail, request))
+                out.append(_int_series(metric_type, rev, dict(labels), pts))
         return out
+
+    @staticmethod
+    def _values(metric_type, data, groups):
+        """[(labels tuple, value)] of one revision in one window (zero values omitted, as the API does)."""
+        if metric_type == REQUEST_COUNT:
+            if data["requests"] == 0:
+                return []
+            if "metric.label.response_code_class" in groups:
+                by_class = {"2xx": data["requests"] - data["errors"], "5xx": data["errors"]}
+                return [((("response_code_class", c),), v) for c, v in by_class.items() if v]
+            return [((), data["requests"])]
+        if metric_type == REQUEST_LATENCIES:
+            return [((), data["hist"])] if data["requests"] else []
+        for sig, key in ((TOKEN_OPTIMIZATION, "token"), (WEBSOCKET_CONNECTION, "websocket")):
+            if metric_type == sig.metric_type and data.get(key) is not None:
+                ok, fail = data[key]
+                if f"metric.label.{sig.outcome_label}" in groups:
+                    return [(((sig.outcome_label, o),), v) for o, v in ((sig.success, ok), (sig.failure, fail)) if v]
+                return [((), ok + fail)] if ok + fail else []
+        return []
 
     def _draw(self, rev, prof: Profile, start, end) -> dict:
         key = f"{self.seed}|{rev}|{start:.3f}|{end:.3f}".encode()
@@ -179,20 +196,43 @@ def _match(pattern, text):
     return m.group(1) if m else None
 
 
-def _point(request, value):
-    return monitoring_v3.Point(
-        interval=monitoring_v3.TimeInterval(start_time=request.interval.start_time, end_time=request.interval.end_time),
-        value=value,
-    )
+def _point(w0: float, w1: float, value):
+    from google.protobuf import timestamp_pb2
+
+    def ts(t):
+        x = timestamp_pb2.Timestamp()
+        x.FromNanoseconds(int(round(t * 1e9)))
+        return x
+
+    return monitoring_v3.Point(interval=monitoring_v3.TimeInterval(start_time=ts(w0), end_time=ts(w1)), value=value)
+
+
+def _corrupt(series, f: Fault):
+    out = []
+    for s in series:
+        rev = s.resource.labels["revision_name"]
+        if f.unlabel_revision == rev:
+            s = monitoring_v3.TimeSeries(metric=s.metric, resource=_resource(""), metric_kind=s.metric_kind,
+                                         value_type=s.value_type, points=s.points)
+        if f.value_revision == rev and f.value is not None and s.value_type == 2:  # INT64 -> DOUBLE with the value
+            pts = [monitoring_v3.Point(interval=p.interval, value=monitoring_v3.TypedValue(double_value=f.value))
+                   for p in s.points]
+            s = monitoring_v3.TimeSeries(metric=s.metric, resource=s.resource, metric_kind=s.metric_kind,
+                                         value_type=3, points=pts)
+        out.append(s)
+        if f.duplicate:
+            out.append(s)
+    return out
 
 
 def _resource(rev):
     from google.api import monitored_resource_pb2
 
-    return monitored_resource_pb2.MonitoredResource(type=RESOURCE_TYPE, labels={"revision_name": rev})
+    labels = {"revision_name": rev} if rev else {}
+    return monitored_resource_pb2.MonitoredResource(type=RESOURCE_TYPE, labels=labels)
 
 
-def _int_series(metric_type, rev, labels, v, request):
+def _int_series(metric_type, rev, labels, pts):
     from google.api import metric_pb2
 
     return monitoring_v3.TimeSeries(
@@ -200,32 +240,35 @@ def _int_series(metric_type, rev, labels, v, request):
         resource=_resource(rev),
         metric_kind=metric_pb2.MetricDescriptor.MetricKind.DELTA,
         value_type=metric_pb2.MetricDescriptor.ValueType.INT64,
-        points=[_point(request, monitoring_v3.TypedValue(int64_value=int(v)))],
+        points=[_point(w0, w1, monitoring_v3.TypedValue(int64_value=int(v))) for w0, w1, v in pts],
     )
 
 
-def _dist_series(rev, hist, request):
+def _dist_series(rev, pts):
     from google.api import distribution_pb2, metric_pb2
 
-    counts = [int(c) for c in hist]
-    while counts and counts[-1] == 0:  # the API omits trailing zero buckets
-        counts.pop()
     nb, g, s = CLOUD_RUN_LATENCY.params
-    dist = distribution_pb2.Distribution(
-        count=int(sum(counts)),
-        bucket_options=distribution_pb2.Distribution.BucketOptions(
-            exponential_buckets=distribution_pb2.Distribution.BucketOptions.Exponential(
-                num_finite_buckets=int(nb), growth_factor=g, scale=s
-            )
-        ),
-        bucket_counts=counts,
-    )
+    points = []
+    for w0, w1, hist in pts:
+        counts = [int(c) for c in hist]
+        while counts and counts[-1] == 0:  # the API omits trailing zero buckets
+            counts.pop()
+        dist = distribution_pb2.Distribution(
+            count=int(sum(counts)),
+            bucket_options=distribution_pb2.Distribution.BucketOptions(
+                exponential_buckets=distribution_pb2.Distribution.BucketOptions.Exponential(
+                    num_finite_buckets=int(nb), growth_factor=g, scale=s
+                )
+            ),
+            bucket_counts=counts,
+        )
+        points.append(_point(w0, w1, monitoring_v3.TypedValue(distribution_value=dist)))
     return monitoring_v3.TimeSeries(
         metric=metric_pb2.Metric(type=REQUEST_LATENCIES),
         resource=_resource(rev),
         metric_kind=metric_pb2.MetricDescriptor.MetricKind.DELTA,
         value_type=metric_pb2.MetricDescriptor.ValueType.DISTRIBUTION,
-        points=[_point(request, monitoring_v3.TypedValue(distribution_value=dist))],
+        points=points,
     )
 
 

@@ -1,18 +1,22 @@
-"""The gate loop: every interval, fetch the window's counts, feed the judge, report, stop on a verdict.
+"""The gate loop: calibrate on stable's history, then every interval fetch the window's counts, feed the
+judge, report, stop on a verdict.
 
-Windows are [start + k*interval, start + (k+1)*interval). Cloud Run's metrics become visible up to
-180 s after the sample (`lag_s`), so window k is fetched at its end + lag_s. `max_duration_s` bounds
-the observed time: when the next window would end past it without a promote or rollback, the verdict
-is hold. Clock and sleep are injectable so tests run the real loop in virtual time.
+Before the first canary interval the gate reads the stable revision's last `history_s` (one more
+ListTimeSeries) and fixes the judge's calibration from it. Windows are [start + k*interval,
+start + (k+1)*interval). Cloud Run's metrics become visible up to 180 s after the sample (`lag_s`), so
+window k is fetched at its end + lag_s. `max_duration_s` bounds the observed time: when the next window
+would end past it without a promote or rollback, the verdict is hold (and says why: an incident, a
+data fault, or evidence still missing). Clock and sleep are injectable so tests run the real loop in
+virtual time.
 """
 from __future__ import annotations
 
 import datetime as dt
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
-from infra.canary.judge import ALL_TESTS, Judge
+from infra.canary.judge import Judge, JudgeConfig
 from infra.canary.verdict import Decision, Verdict
 
 
@@ -21,41 +25,34 @@ class GateOptions:
     interval_s: float = 60.0
     max_duration_s: float = 3600.0
     lag_s: float = 180.0
+    history_s: float = 1800.0  # stable's pre-canary history for the calibration (0: none)
 
 
 def _iso(t: float) -> str:
     return dt.datetime.fromtimestamp(t, tz=dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def _fmt_elapsed(s: float) -> str:
-    s = int(round(s))
-    return f"{s // 3600:d}:{s % 3600 // 60:02d}:{s % 60:02d}"
+def calibrate_from(source, t0: float, options: GateOptions):
+    """(Calibration | None, note): stable's history before t0, or why there is none."""
+    from infra.canary.calibration import calibrate
 
-
-def progress_line(label: str, elapsed: float, iv, judge: Judge, decision: str) -> str:
-    ev = judge.evidence()
-    s = judge.summary()
-    if iv.fault:
-        now = f"no evidence: {iv.fault}"
-    else:
-        now = (
-            f"stable {iv.stable_requests} req {iv.stable_errors} 5xx | "
-            f"canary {iv.canary_requests} req {iv.canary_errors} 5xx"
-        )
-    tests = " ".join(
-        f"{t}={ev[t]['e_value']:.3g}/{ev[t]['threshold']:g}" for t in ALL_TESTS if ev[t]["canary_observations"]
-    )
-    return (
-        f"[{label}] {_fmt_elapsed(elapsed)} {now} | total stable {s['requests']['stable']} canary "
-        f"{s['requests']['canary']} | e {tests or '-'} | {decision}"
-    )
+    if options.history_s <= 0 or not hasattr(source, "history"):
+        return None, "no history requested"
+    try:
+        requests, errors = source.history(t0 - options.history_s, t0, options.interval_s)
+    except Exception as exc:  # the gate goes on uncalibrated; the verdict says so
+        return None, f"history unavailable ({type(exc).__name__}: {exc})"[:300]
+    if len(requests) == 0:
+        return None, "history has no stable data"
+    return calibrate(requests[None, :], errors[None, :]), f"{len(requests)} stable intervals before the canary"
 
 
 def run_gate(
     source,
-    judge: Judge,
+    config: JudgeConfig,
     options: GateOptions,
     *,
+    configured_share: float | None = None,
     label: str = "gate",
     clock: Callable[[], float] = time.time,
     sleep: Callable[[float], None] = time.sleep,
@@ -63,7 +60,13 @@ def run_gate(
     start: float | None = None,
 ) -> Verdict:
     """Run until promote, rollback or max duration."""
+    from infra.canary.report import progress_line
+
     t0 = clock() if start is None else start
+    horizon = max(1, int(options.max_duration_s // options.interval_s))
+    config = replace(config, horizon_intervals=horizon)
+    calibration, note = calibrate_from(source, t0, options)
+    judge = Judge(config, configured_share=configured_share, calibration=calibration)
     window_start = t0
     decision = "continue"
     while True:
@@ -76,12 +79,14 @@ def run_gate(
         iv = source.fetch(window_start, window_end)
         decision = judge.observe(iv)
         if progress:
-            progress(progress_line(label, window_end - t0, iv, judge, decision))
+            progress(progress_line(label, window_end - t0, iv, judge.batch, decision, judge.last_fault))
         window_start = window_end
         if decision != "continue":
             break
     final = {"promote": Decision.PROMOTE, "rollback": Decision.ROLLBACK}.get(decision, Decision.HOLD)
-    return verdict(judge, final, t0, window_start)
+    v = verdict(judge, final, t0, window_start)
+    v.details["calibration"] = {**v.details.get("calibration", {}), "note": note}
+    return v
 
 
 def verdict(judge: Judge, decision: Decision, t0: float, t1: float) -> Verdict:
@@ -91,6 +96,7 @@ def verdict(judge: Judge, decision: Decision, t0: float, t1: float) -> Verdict:
     return Verdict(decision, reason, {
         "window": {"start": _iso(t0), "end": _iso(t1)},
         **judge.summary(),
+        "incident": judge.batch.incident_signals(0),
         "faults": judge.faults[-10:],
         "evidence": judge.evidence(),
         "config": judge.config.as_dict(),

@@ -9,8 +9,13 @@ counts), restricted to the service and its two revisions:
 * logging.googleapis.com/user/netra_token_optimization  by metric.label.outcome
 * logging.googleapis.com/user/netra_websocket_connection by metric.label.outcome
 
-Transient errors are retried with google-api-core's Retry; what still fails, an empty answer, or a
-revision missing from the request or latency series turns the interval into a fault (no evidence).
+Transient errors are retried with google-api-core's Retry; what still fails, an empty answer, a
+series without a revision label, a duplicated series, or a revision missing from the request or
+latency series turns the interval into a fault (no evidence). Values are passed on as read (also
+NaN, infinite or negative ones): the judge's data checks (`infra.canary.sanity`) name those.
+
+Before the first interval, `history` reads the stable revision's request_count over the
+calibration window, one point per interval (one more ListTimeSeries).
 A log-based metric that does not exist (NOT_FOUND) or has no series is "no data", not a fault: not
 every service logs token optimizations.
 """
@@ -81,6 +86,21 @@ class QueryError(Exception):
     pass
 
 
+class DataFault(QueryError):
+    """The answer is malformed (unlabelled or duplicated series): the interval is a fault."""
+
+
+def _value(point) -> float:
+    v = point.value
+    pb = getattr(v, "_pb", v)
+    which = pb.WhichOneof("value")
+    if which == "int64_value":
+        return float(pb.int64_value)
+    if which == "double_value":
+        return float(pb.double_value)
+    return 0.0
+
+
 class MonitoringSource:
     """Fetches one interval of per-revision counts for a Target."""
 
@@ -99,13 +119,14 @@ class MonitoringSource:
             f'AND resource.labels.revision_name = one_of("{t.stable}", "{t.candidate}")'
         )
 
-    def request_for(self, metric_type: str, start: float, end: float, split_label: str | None):
+    def request_for(self, metric_type: str, start: float, end: float, split_label: str | None,
+                    step: float | None = None):
         from google.cloud import monitoring_v3
         from google.protobuf import duration_pb2
 
         group_by = [REVISION_LABEL] + ([f"metric.label.{split_label}"] if split_label else [])
         period = duration_pb2.Duration()
-        span = max(end - start, 1.0)
+        span = max(step or (end - start), 1.0)
         period.seconds = int(span)
         period.nanos = int(round((span - int(span)) * 1e9))
         return monitoring_v3.ListTimeSeriesRequest(
@@ -121,10 +142,10 @@ class MonitoringSource:
             view=monitoring_v3.ListTimeSeriesRequest.TimeSeriesView.FULL,
         )
 
-    def _list(self, metric_type, start, end, split_label):
+    def _list(self, metric_type, start, end, split_label, step=None):
         from google.api_core import exceptions as gexc
 
-        req = self.request_for(metric_type, start, end, split_label)
+        req = self.request_for(metric_type, start, end, split_label, step)
         try:
             return list(self.client.list_time_series(request=req, retry=self.retry, timeout=self.rpc_timeout_s))
         except gexc.RetryError as exc:
@@ -159,6 +180,7 @@ class MonitoringSource:
             iv.fault = "request_latencies: revisions report different or no bucket layouts"
             return iv
         iv.layout = layout
+        iv.unlabelled_requests = 0
         iv.stable_requests = sum(counts[t.stable].values())
         iv.canary_requests = sum(counts[t.candidate].values())
         iv.stable_errors = counts[t.stable].get("5xx", 0)
@@ -191,28 +213,46 @@ class MonitoringSource:
             if optional and isinstance(exc.__cause__, gexc.NotFound):
                 return None
             raise
-        out: dict[str, dict[str, int]] = {}
+        out: dict[str, dict[str, float]] = {}
         for s in series:
             rev = s.resource.labels.get("revision_name") or s.metric.labels.get("revision_name")
             if not rev:
-                continue
+                raise DataFault(f"{_short(metric_type)}: a series without a revision label")
             key = s.metric.labels.get(label, "")
-            total = 0
-            for p in s.points:
-                v = p.value
-                total += int(v.int64_value) if v.int64_value else int(round(v.double_value))
             bucket = out.setdefault(rev, {})
-            bucket[key] = bucket.get(key, 0) + total
+            if key in bucket:
+                raise DataFault(f"{_short(metric_type)}: duplicated series for {rev} ({label}={key or '-'})")
+            bucket[key] = sum(_value(p) for p in s.points)
         return out
+
+    def history(self, start: float, end: float, step: float):
+        """Stable's (requests, 5xx) per `step` over [start, end): arrays in time order."""
+        import numpy as np
+
+        series = self._list(REQUEST_COUNT, start, end, "response_code_class", step)
+        by_time: dict[float, list[float]] = {}
+        for s in series:
+            if s.resource.labels.get("revision_name") != self.target.stable:
+                continue
+            is_5xx = s.metric.labels.get("response_code_class") == "5xx"
+            for p in s.points:
+                row = by_time.setdefault(p.interval.end_time.timestamp(), [0.0, 0.0])
+                v = _value(p)
+                row[0] += v
+                row[1] += v if is_5xx else 0.0
+        times = sorted(by_time)
+        return np.array([by_time[t][0] for t in times]), np.array([by_time[t][1] for t in times])
 
     def _latencies(self, start, end):
         series = self._list(REQUEST_LATENCIES, start, end, None)
-        hists: dict[str, list[int]] = {}
+        hists: dict[str, list[float]] = {}
         layouts = set()
         for s in series:
             rev = s.resource.labels.get("revision_name")
             if not rev:
-                continue
+                raise DataFault(f"{_short(REQUEST_LATENCIES)}: a series without a revision label")
+            if rev in hists:
+                raise DataFault(f"{_short(REQUEST_LATENCIES)}: duplicated series for {rev}")
             for p in s.points:
                 d = p.value.distribution_value
                 layout = layout_from_proto(d.bucket_options)
@@ -224,7 +264,7 @@ class MonitoringSource:
                     h.extend([0] * (layout.num_buckets - len(h)))
                 for i, c in enumerate(d.bucket_counts):  # trailing zero buckets may be omitted
                     if i < len(h):
-                        h[i] += int(c)
+                        h[i] += float(c)
         layout = layouts.pop() if len(layouts) == 1 else None
         return hists, layout
 
