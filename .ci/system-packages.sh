@@ -9,6 +9,7 @@ while read -r pkg cmd; do
 done <<'LIST'
 postgresql /usr/lib/postgresql/15/bin/postgres
 shellcheck shellcheck
+prometheus promtool
 LIST
 ((${#needed[@]})) || exit 0
 echo "installing system packages: ${needed[*]}" >&2

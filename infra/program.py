@@ -11,6 +11,14 @@ from infra.components.emergency_budget import EmergencyBudget, emergency_budget_
 from infra.components.load_test import LoadTestJob, load_test_args
 
 
+class InvalidStackConfig(pulumi.RunError):
+    """Printed by Pulumi without a traceback; the offline plan turns it back into the ConfigError (exit 2)."""
+
+    def __init__(self, error: ConfigError):
+        self.error = error
+        super().__init__(f"invalid stack config ({len(error.problems)} problem(s)):\n{error}")
+
+
 def pulumi_config() -> dict[str, str]:
     """Every config key of the stack, as the engine passed them to this process (the loader refuses
     namespaces this program does not read, so a `gcp:projet` typo is an error, not a silent default)."""
@@ -56,5 +64,9 @@ def build(cfg: StackConfig) -> dict:
 
 
 def main() -> None:
-    for name, value in build(load()).items():
+    try:
+        outputs = build(load())
+    except ConfigError as e:  # a check that needs the built components (a skipped traffic stage)
+        raise InvalidStackConfig(e) from None
+    for name, value in outputs.items():
         pulumi.export(name, value)

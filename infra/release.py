@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, is_dataclass
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 STABLE_TAG = "stable"
 CANARY_TAG = "canary"
@@ -55,10 +55,15 @@ def traffic_plan(service_name: str, candidate: str, stable: Optional[str], canar
     if not 0 <= canary_percent <= 100:
         raise ValueError(f"canary_percent must be within 0..100, got {canary_percent}")
     if stable is None:
+        # Cloud Run sends a new service's requests to its only revision, so the stage shows in the tag:
+        # `canary` (its own URL, verified by the rollout) until it was approved for 100 %, then `stable`.
+        if canary_percent == 100:
+            return TrafficPlan((TrafficTarget(candidate, 100, STABLE_TAG),),
+                               (f"{service_name}: no stableRevision, first deploy at 100 %: {candidate} becomes stable",))
         return TrafficPlan(
             (TrafficTarget(candidate, 100, CANARY_TAG),),
-            (f"{service_name}: no stableRevision, first deploy: candidate {candidate} takes 100 % of traffic"
-             + (f" (canaryPercent {canary_percent} applies once a stable revision exists)" if canary_percent != 100 else ""),),
+            (f"{service_name}: no stableRevision, first deploy: candidate {candidate} is the service's only revision "
+             f"(stage {canary_percent} %, tag canary); the rollout verifies it before it takes the stable tag at 100 %",),
         )
     if stable == candidate:
         return TrafficPlan((TrafficTarget(stable, 100, STABLE_TAG),))
@@ -66,3 +71,115 @@ def traffic_plan(service_name: str, candidate: str, stable: Optional[str], canar
         TrafficTarget(stable, 100 - canary_percent, STABLE_TAG),
         TrafficTarget(candidate, canary_percent, CANARY_TAG),
     ))
+
+
+# ---------------------------------------------------------------------------------------------------
+# approvals: which share a candidate may have
+
+FIRST_DEPLOY_LADDER = (0, 100)
+
+
+@dataclass(frozen=True)
+class Approval:
+    """`revision` passed the checks of `stage` %: verdict of the gate, verification at 0 %, or an operator."""
+
+    revision: str
+    stage: int
+    by: str  # gate | verify | operator:<who>
+    evidence: str  # SHA-256 of the evidence document (verdict JSON, verification report, operator note)
+    rejected: bool = False
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What a check (gate or verification) answers, naming what it judged: decision, revision, stage and
+    the digest of its evidence. The rollout only records an approval whose revision and stage it asked for."""
+
+    decision: str  # promote | rollback | hold
+    revision: str
+    stage: int
+    evidence: str
+    reason: str = ""
+    by: str = "gate"
+
+
+def evidence_digest(document: Any) -> str:
+    """SHA-256 over the canonical JSON of an evidence document."""
+    canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def ladder_for(stable: Optional[str], stages: Sequence[int]) -> tuple[int, ...]:
+    """The stages a candidate climbs: the configured ladder, or 0 -> 100 on a first deploy (nothing to
+    compare with, so verification at 0 % is the only check)."""
+    return FIRST_DEPLOY_LADDER if stable is None else tuple(stages)
+
+
+def next_stage(ladder: Sequence[int], stage: int) -> int:
+    higher = [s for s in ladder if s > stage]
+    return higher[0] if higher else ladder[-1]
+
+
+def allowed_share(candidate: str, stable: Optional[str], approval: Optional[Approval], stages: Sequence[int]) -> int:
+    """The highest share `candidate` may get: the stage above the one it was approved at, else 0."""
+    if approval is None or approval.revision != candidate or approval.rejected:
+        return 0
+    return next_stage(ladder_for(stable, stages), approval.stage)
+
+
+@dataclass(frozen=True)
+class ShareDecision:
+    percent: int  # the candidate's stage after the approval rule
+    warnings: tuple[str, ...] = ()
+    problem: Optional[str] = None  # a skipped stage: refused, the message says how to proceed
+
+
+def decide_share(service: str, candidate: str, stable: Optional[str], requested: int,
+                 approval: Optional[Approval], stages: Sequence[int]) -> ShareDecision:
+    """The stage a candidate really gets for the configured `requested` one.
+
+    - finalized (stable == candidate) or 0 asked: as asked;
+    - no approval for this exact revision (a new template, or a rejected candidate): 0 %, with a warning
+      (a template edit while a canary is live never inherits the live share);
+    - approved: up to the stage above the approved one; asking for more is a skipped stage and refused.
+    """
+    if stable == candidate or requested == 0:
+        return ShareDecision(requested)
+    allowed = allowed_share(candidate, stable, approval, stages)
+    how = (f"run `python -m infra rollout --stack <stack> --service {service}`, or approve it explicitly with "
+           f"`python -m infra approve --stack <stack> --service {service} --revision {candidate} --stage <stage> --note <why>`")
+    if allowed == 0:
+        if approval is not None and approval.revision == candidate and approval.rejected:
+            why = f"{candidate} was rolled back (rejected at {approval.stage} %)"
+        elif approval is not None:
+            why = f"the approval names {approval.revision} (at {approval.stage} %), not the candidate {candidate}"
+        else:
+            why = f"{candidate} has no approval"
+        return ShareDecision(0, (f"{service}: canaryPercent {requested} asked, but {why}: the candidate is deployed "
+                                 f"at 0 % instead; to give it traffic, {how}",))
+    if requested > allowed:
+        return ShareDecision(requested, problem=(
+            f"canaryPercent {requested} skips a stage: {candidate} is approved at {approval.stage} % (by {approval.by}), "
+            f"so the highest stage it may get is {allowed} %; set {allowed} (or lower), or {how}"))
+    return ShareDecision(requested)
+
+
+ANNOTATION_PREFIX = "netra.dev/"
+
+
+def approval_annotations(approval: Optional[Approval], stable: Optional[str], stages: Sequence[int]) -> dict[str, str]:
+    """Service annotations the policy pack reads beside the traffic block (`cloudrun-traffic-approved`).
+    They do not change between stages, so a stage change stays a traffic-only diff."""
+    out = {
+        ANNOTATION_PREFIX + "first-deploy": "true" if stable is None else "false",
+        ANNOTATION_PREFIX + "stages": ",".join(str(s) for s in stages),
+    }
+    if approval is not None:
+        out.update({
+            ANNOTATION_PREFIX + "approved-revision": approval.revision,
+            ANNOTATION_PREFIX + "approved-stage": str(approval.stage),
+            ANNOTATION_PREFIX + "approved-by": approval.by,
+            ANNOTATION_PREFIX + "approval-evidence": approval.evidence,
+            ANNOTATION_PREFIX + "approval-rejected": "true" if approval.rejected else "false",
+        })
+    return out

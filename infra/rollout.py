@@ -1,198 +1,611 @@
-"""`python -m infra rollout` / `python -m infra rollback`: drive a release through the traffic ladder.
+"""`python -m infra rollout | approve | status`: drive a release through the traffic ladder, crash-safe.
 
-    rollout --stack S [--service KEY] [--dry-run] [--tag NAME] [gate flags]
-        migrate (fresh release, if the stack has a migration job) -> for each stage of netra:stages:
-        set netra:services.KEY.canaryPercent, `pulumi up`, gate (0 < stage < 100) -> at 100 % finalize:
-        stableRevision := candidate, canaryPercent 0, `pulumi up`, optionally `git tag`.
-        A rollback verdict sets canaryPercent 0 and runs `pulumi up` at once. A hold stops where it is.
-    rollback --stack S [--dry-run]
-        emergency: canaryPercent 0 for every service (and the stack-wide key) in one `pulumi up`.
+The rollout is a reconcile loop over a table of steps (`STEPS`). Each turn it reads the stack config (the
+only state: `netra:canaryPercent` or the per-service overrides, and the journal + approvals under
+`netra:release`), runs the first step whose `when` holds, and records what that step achieved right
+after it achieved it. A rollout killed anywhere and started again therefore re-derives where it was:
 
-Exit codes: 0 released (or nothing to do), 1 rolled back, 3 held, 4 an operation failed (migration,
-`pulumi up`, tag), 2 usage. The stage logic is the pure `transition` function below; `Driver` executes
-its actions against a backend: Pulumi's Automation API (LocalWorkspace on the project root) or a
-dry-run printer. Import-light: pulumi.automation, google.* are imported only when needed.
+    begin     no journal (or one for other candidates): journal the candidates, stage 0, no stale overrides
+    retreat   rejected and a stage above 0 configured: configure 0 %
+    migrate   fresh release with a migration job: run it before any `pulumi up`
+    apply     the configured stage is not the live one: `pulumi up` (with the policy pack), then live := stage
+    rolled    rejected and back at 0 % live: close the journal; exit 1 (4 when a failure caused it)
+    finalize+ finalizing written: `pulumi up`, then released
+    tag       released and --tag: `git tag -a`
+    done      released: close the journal; exit 0
+    check     live stage not yet approved: verification at 0 %, the gate above 0 -> approval, rejection or hold
+    finalize  live at 100 %: stableRevision := candidate, stage 0, finalizing
+    climb     approved at the live stage: configure the next stage
+
+New steps (a load test, a backup before migrate, a bake window) are rows of `STEPS` with their own
+`when` over the recorded state and their own journal field. Exit codes: 0 released, 1 rolled back,
+2 usage, 3 held, 4 failed.
 """
 from __future__ import annotations
 
+import datetime as dt
+import getpass
 import json
+import os
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from infra import release as rel
 
 EXIT_RELEASED, EXIT_ROLLED_BACK, EXIT_USAGE, EXIT_HELD, EXIT_FAILED = 0, 1, 2, 3, 4
+RELEASE_KEY = "netra:release"
+STACK_PERCENT_KEY = "netra:canaryPercent"
+
+
+class OperationFailed(Exception):
+    """An effect failed in a way the rollout handles (a failed `pulumi up`, migration, tag)."""
+
+
+class LockBusy(Exception):
+    pass
+
 
 # ---------------------------------------------------------------------------------------------------
-# actions and the pure state machine
+# what is released
 
 
 @dataclass(frozen=True)
-class Migrate:
-    pass
+class Target:
+    key: str
+    service_name: str
+    candidate: str
+    stable: Optional[str]
+    url: str = ""
+    health_path: str = "/health"
 
 
 @dataclass(frozen=True)
-class SetPercent:
-    percent: int
+class Release:
+    stack: str
+    targets: tuple[Target, ...]
+    stages: tuple[int, ...]
+    scope: str = "stack"  # stack: netra:canaryPercent carries the stage; service: per-service overrides
+    has_migration: bool = False
+    project: str = ""
+    region: str = ""
+
+    @property
+    def keys(self) -> list[str]:
+        return [t.key for t in self.targets]
+
+    @property
+    def first_deploy(self) -> bool:
+        return all(t.stable is None for t in self.targets)
+
+    @property
+    def ladder(self) -> tuple[int, ...]:
+        return rel.FIRST_DEPLOY_LADDER if self.first_deploy else self.stages
+
+    @property
+    def candidates(self) -> dict[str, str]:
+        return {t.key: t.candidate for t in self.targets}
+
+    def stage_keys(self) -> list[str]:
+        if self.scope == "stack":
+            return [STACK_PERCENT_KEY]
+        return [f"netra:services.{k}.canaryPercent" for k in self.keys]
 
 
-@dataclass(frozen=True)
-class Up:
-    reason: str
+# ---------------------------------------------------------------------------------------------------
+# the recorded state
 
 
-@dataclass(frozen=True)
-class Gate:
-    percent: int
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
-@dataclass(frozen=True)
-class Finalize:
-    """stableRevision := candidateRevision and canaryPercent := 0 for every service rolled out."""
+def _decode(value: Any) -> Any:
+    if isinstance(value, str) and value[:1] in ("{", "["):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value
 
 
-@dataclass(frozen=True)
-class Tag:
-    pass
-
-
-@dataclass(frozen=True)
-class Done:
-    exit_code: int
-    reason: str
+def read_release_doc(config: dict) -> dict:
+    doc = _decode(config.get(RELEASE_KEY)) or {}
+    if not isinstance(doc, dict):
+        doc = {}
+    doc.setdefault("approvals", {})
+    return doc
 
 
 @dataclass(frozen=True)
 class State:
-    stages: tuple[int, ...]
-    index: int  # position on the ladder of the traffic the config asks for
-    phase: str  # start | migrating | applying | gating | rolling_back | finalizing | tagging | done
-    has_migration: bool = False
-    tag: bool = False
-    exit_code: int | None = None
-    failure: str | None = None
+    """Everything a step may look at, read from the stack config."""
+
+    release: Release
+    config: dict  # top-level key -> decoded value
+    doc: dict  # netra:release
+    desired: int  # the stage the config asks for
+    tag: bool = False  # --tag given
+
+    @property
+    def journal(self) -> Optional[dict]:
+        return self.doc.get("rollout")
+
+    @property
+    def live(self) -> int:
+        return int(self.journal.get("live", -1)) if self.journal else -1
+
+    def approval(self, key: str) -> Optional[dict]:
+        return (self.doc.get("approvals") or {}).get(key)
+
+    def approved_at(self, stage: int) -> bool:
+        for t in self.release.targets:
+            a = self.approval(t.key)
+            if not a or a.get("revision") != t.candidate or a.get("rejected") or int(a.get("stage", -1)) < stage:
+                return False
+        return True
 
 
-def initial_state(stages, current_percent: int, has_migration: bool, tag: bool) -> State:
-    stages = tuple(int(s) for s in stages)
-    if list(stages) != sorted(set(stages)) or stages[0] != 0 or stages[-1] != 100:
-        raise ValueError(f"netra:stages must rise strictly from 0 to 100, got {list(stages)}")
-    if len(stages) < 3:
-        raise ValueError(f"netra:stages needs a stage between 0 and 100 for the gate, got {list(stages)}")
-    if current_percent not in stages:
-        raise ValueError(f"canaryPercent {current_percent} is not on the ladder {list(stages)}")
-    return State(stages, stages.index(current_percent), "start", has_migration, tag)
+def desired_stage(release: Release, config: dict) -> int:
+    if release.scope == "stack":
+        return int(_decode(config.get(STACK_PERCENT_KEY, 0)) or 0)
+    services = _decode(config.get("netra:services")) or {}
+    values = {int((services.get(k) or {}).get("canaryPercent") or 0) for k in release.keys}
+    return max(values) if values else 0
 
 
-def _apply(state: State, index: int) -> tuple[State, list]:
-    pct = state.stages[index]
-    return replace(state, index=index, phase="applying"), [SetPercent(pct), Up(f"stage {pct} %")]
-
-
-def _done(state: State, code: int, reason: str) -> tuple[State, list]:
-    return replace(state, phase="done", exit_code=code), [Done(code, reason)]
-
-
-def transition(state: State, event: str) -> tuple[State, list]:
-    """Next state and actions. Events: start, migrate_ok, migrate_failed, up_ok, up_failed, promote,
-    rollback, hold, tag_ok, tag_failed. An event that does not fit the phase is a programming error."""
-    s = state
-    pct = s.stages[s.index]
-    if s.phase == "done":
-        raise ValueError("the rollout is over")
-    if s.phase == "start" and event == "start":
-        if pct == 0:  # a fresh release: migrate first, then the ladder from stage 0 (deploys the candidate)
-            if s.has_migration:
-                return replace(s, phase="migrating"), [Migrate()]
-            return _apply(s, 0)
-        if pct == 100:
-            return replace(s, phase="finalizing"), [Finalize(), Up("finalize")]
-        return replace(s, phase="gating"), [Gate(pct)]  # resume: judge the stage that is live
-    if s.phase == "migrating":
-        if event == "migrate_ok":
-            return _apply(s, 0)
-        if event == "migrate_failed":
-            return _done(s, EXIT_FAILED, "the migration job failed: no traffic was moved")
-    if s.phase == "applying":
-        if event == "up_ok":
-            if pct == 100:
-                return replace(s, phase="finalizing"), [Finalize(), Up("finalize")]
-            if pct == 0:
-                return _apply(s, 1)
-            return replace(s, phase="gating"), [Gate(pct)]
-        if event == "up_failed":
-            if pct == 0:
-                return _done(s, EXIT_FAILED, "pulumi up failed at stage 0 (the candidate has no traffic)")
-            return replace(s, phase="rolling_back", failure=f"pulumi up failed at stage {pct} %"), [
-                SetPercent(0), Up("rollback after a failed update")]
-    if s.phase == "gating":
-        if event == "promote":
-            return _apply(s, s.index + 1)
-        if event == "rollback":
-            return replace(s, phase="rolling_back"), [SetPercent(0), Up(f"rollback: the gate failed the canary at {pct} %")]
-        if event == "hold":
-            return _done(s, EXIT_HELD, f"held at {pct} %: the gate reached no decision; traffic left as it is")
-    if s.phase == "rolling_back":
-        if event in ("up_ok", "up_failed"):
-            ok = event == "up_ok"
-            code = EXIT_FAILED if (s.failure or not ok) else EXIT_ROLLED_BACK
-            why = s.failure or f"the gate rolled the canary back at {pct} %"
-            return _done(replace(s, index=0), code, why + ("; rolled back to 0 %" if ok else "; the rollback update FAILED too"))
-    if s.phase == "finalizing":
-        if event == "up_ok":
-            if s.tag:
-                return replace(s, phase="tagging"), [Tag()]
-            return _done(s, EXIT_RELEASED, "released: the candidate is the new stable revision")
-        if event == "up_failed":
-            return _done(s, EXIT_FAILED, "pulumi up failed while finalizing (the candidate serves 100 %)")
-    if s.phase == "tagging":
-        if event == "tag_ok":
-            return _done(s, EXIT_RELEASED, "released and tagged")
-        if event == "tag_failed":
-            return _done(s, EXIT_FAILED, "released, but tagging the commit failed")
-    raise ValueError(f"event {event!r} does not fit phase {s.phase!r}")
-
-
-def rollback_actions() -> list:
-    return [SetPercent(0), Up("emergency rollback of every service")]
+def read_state(release: Release, backend, tag: bool = False) -> State:
+    config = backend.read()
+    return State(release, config, read_release_doc(config), desired_stage(release, config), tag)
 
 
 # ---------------------------------------------------------------------------------------------------
-# backends
+# backends: where config lives and how `pulumi up` runs
 
 
-class OperationFailed(Exception):
-    pass
+class AutomationBackend:
+    """A Pulumi stack through the Automation API (LocalWorkspace on the project root). `up` runs with the
+    policy pack, so a skipped stage is refused by the pack as well as by the program."""
 
-
-class AutomationStack:
-    """Executes actions on a Pulumi stack (Automation API `Stack`, or anything with its methods)."""
-
-    def __init__(self, stack, log=print):
+    def __init__(self, stack, policy_pack: str, policy_config: str, log=print):
         self.stack = stack
+        self.policy_pack = policy_pack
+        self.policy_config = policy_config
         self.log = log
 
-    def set_config(self, values: dict[str, str]) -> None:
+    def read(self) -> dict:
+        return {k: _decode(v.value) for k, v in self.stack.get_all_config().items()}
+
+    def write(self, values: dict, remove: tuple[str, ...] = ()) -> None:
         from pulumi import automation as auto
 
-        for key, value in values.items():
-            self.stack.set_config(key, auto.ConfigValue(value=str(value)), path=True)
+        if values:
+            encoded = {k: auto.ConfigValue(value=v if isinstance(v, str) else json.dumps(v, separators=(",", ":")))
+                       for k, v in values.items()}
+            self.stack.set_all_config(encoded, path=True)
+        if remove:
+            self.stack.remove_all_config(list(remove), path=True)
 
     def up(self, message: str) -> None:
         from pulumi.automation import errors as auto_errors
 
         try:
-            result = self.stack.up(message=message, on_output=lambda line: self.log(line.rstrip("\n")))
+            result = self.stack.up(message=message, on_output=lambda line: self.log(line.rstrip("\n")),
+                                   policy_packs=[self.policy_pack], policy_pack_configs=[self.policy_config])
         except auto_errors.CommandError as exc:
-            raise OperationFailed(f"pulumi up failed: {str(exc).strip().splitlines()[-1] if str(exc).strip() else exc}") from None
+            text = str(exc).strip()
+            raise OperationFailed(f"pulumi up failed: {text.splitlines()[-1] if text else exc}") from None
         status = getattr(getattr(result, "summary", None), "result", "succeeded")
-        if status not in ("succeeded",):
+        if status != "succeeded":
             raise OperationFailed(f"pulumi up ended with {status!r}")
 
 
+class MemoryBackend:
+    """Config in memory (a copy of Pulumi.<stack>.yaml's `config:`); `up` records what it would apply.
+    The dry run walks the real path on it; tests inject failures and kills."""
+
+    def __init__(self, config: dict, log=None):
+        import copy
+
+        self.config = copy.deepcopy(config)
+        self.ups: list[tuple[str, dict]] = []  # (message, config snapshot)
+        self.log = log
+
+    def read(self) -> dict:
+        import copy
+
+        return copy.deepcopy(self.config)
+
+    def write(self, values: dict, remove: tuple[str, ...] = ()) -> None:
+        from infra.plan.stackfile import set_path
+
+        for k, v in values.items():
+            set_path(self.config, k, v)
+        for k in remove:
+            _remove_path(self.config, k)
+
+    def up(self, message: str) -> None:
+        import copy
+
+        self.ups.append((message, copy.deepcopy(self.config)))
+
+
+def _remove_path(config: dict, path: str) -> None:
+    key, _, rest = path.partition(".")
+    node = config.get(key)
+    if not rest:
+        config.pop(key, None)
+        return
+    parts = rest.split(".")
+    for part in parts[:-1]:
+        if not isinstance(node, dict):
+            return
+        node = node.get(part)
+    if isinstance(node, dict):
+        node.pop(parts[-1], None)
+
+
+# ---------------------------------------------------------------------------------------------------
+# the lock: one rollout per stack at a time
+
+
+class StackLock:
+    """An exclusive `flock` on `<dir>/rollout-<stack>.lock`, released when the process ends (also when it
+    is killed). Pulumi's own update lock guards each `up`; this one guards the whole rollout, gates and
+    config writes included. Across machines, run rollouts of a stack from one place (deploy.yml has a
+    per-stack concurrency group)."""
+
+    def __init__(self, stack: str, directory: Path):
+        self.path = Path(directory) / f"rollout-{stack}.lock"
+        self.fd: Optional[int] = None
+
+    def __enter__(self):
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 200).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise LockBusy(f"another rollout of this stack is running ({holder}); nothing was done") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} on {os.uname().nodename} since {_now()}".encode())
+        self.fd = fd
+        return self
+
+    def __exit__(self, *exc):
+        import fcntl
+
+        if self.fd is not None:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None
+
+
+# ---------------------------------------------------------------------------------------------------
+# the steps
+
+
+@dataclass(frozen=True)
+class Outcome:
+    exit_code: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    when: Callable[[State], bool]
+    run: Callable[["Driver", State], Optional[Outcome]]
+
+
+def _journal(s: State) -> dict:
+    return s.journal or {}
+
+
+def _stale(s: State) -> bool:
+    j = s.journal
+    return j is None or j.get("candidates") != s.release.candidates or j.get("scope") != s.release.scope
+
+
+def step_begin(d: "Driver", s: State) -> None:
+    old = s.journal
+    if old is not None:
+        d.log(f"the journal names other candidates ({old.get('candidates')}): that rollout is abandoned; "
+              f"the new candidates start at 0 %")
+    doc = dict(s.doc)
+    doc["rollout"] = {"services": s.release.keys, "candidates": s.release.candidates, "scope": s.release.scope,
+                      "stables": {t.key: t.stable for t in s.release.targets}, "live": -1, "migrated": False,
+                      "started": _now()}
+    values = {k: 0 for k in s.release.stage_keys()}
+    values[RELEASE_KEY] = doc
+    # one source of stage truth: a stack-scope rollout leaves no per-service override on its services
+    stale = [f"netra:services.{k}.canaryPercent" for k in s.release.keys
+             if s.release.scope == "stack" and "canaryPercent" in ((_decode(s.config.get("netra:services")) or {}).get(k) or {})]
+    d.write(values, remove=tuple(stale), what="begin: journal the candidates at stage 0"
+            + (f", remove stale overrides {', '.join(stale)}" if stale else ""))
+    d.notify("start", f"{', '.join(f'{k} {c}' for k, c in s.release.candidates.items())} along {list(s.release.ladder)}",
+             services=s.release.keys, ladder=list(s.release.ladder))
+
+
+def step_retreat(d: "Driver", s: State) -> None:
+    d.write({k: 0 for k in s.release.stage_keys()}, what=f"rollback: stage 0 ({_journal(s).get('rejected')})")
+
+
+def step_migrate(d: "Driver", s: State) -> Optional[Outcome]:
+    try:
+        d.effect("migrate", d.migrate, "(the migration job, before any traffic moves)")
+    except OperationFailed as exc:
+        d.notify("failure", f"migration failed: {exc}; no traffic was moved")
+        return Outcome(EXIT_FAILED, f"the migration job failed ({exc}): no traffic was moved; rerun to retry")
+    d.record(lambda j: j.update(migrated=True), "migrated")
+    return None
+
+
+def step_apply(d: "Driver", s: State) -> Optional[Outcome]:
+    stage, rejected = s.desired, _journal(s).get("rejected")
+    why = f"rollback to 0 % ({rejected})" if rejected else f"stage {stage} %"
+    try:
+        d.effect("pulumi up", lambda: d.backend.up(f"netra rollout: {why}"), f"({why})")
+    except OperationFailed as exc:
+        if rejected:
+            d.notify("failure", f"the rollback update failed: {exc}")
+            return Outcome(EXIT_FAILED, f"{rejected}; the rollback update FAILED ({exc}): rerun `rollout` to retry, "
+                                        f"or `python -m infra rollback --stack {s.release.stack} --direct`")
+        if stage <= 0 or _journal(s).get("live", -1) <= 0:
+            d.notify("failure", f"pulumi up failed at stage {stage} %: {exc}")
+            return Outcome(EXIT_FAILED, f"pulumi up failed at stage {stage} % ({exc}); the candidate has no traffic; "
+                                        f"rerun to retry")
+        d.fail(s, f"pulumi up failed at stage {stage} %: {exc}")
+        d.notify("failure", f"pulumi up failed at stage {stage} %: {exc}; rolling back")
+        return None
+    d.record(lambda j: j.update(live=stage), f"live at {stage} %")
+    if rejected:
+        d.notify("rollback", f"rolled back to 0 %: {rejected}", stage=0)
+    else:
+        d.notify("stage_up", f"{stage} % live", stage=stage, revisions=s.release.candidates)
+    return None
+
+
+def step_rolled_back(d: "Driver", s: State) -> Outcome:
+    j = _journal(s)
+    d.close_journal(s)
+    code = EXIT_FAILED if j.get("failed") else EXIT_ROLLED_BACK
+    return Outcome(code, f"{j.get('rejected')}; rolled back: the stable revisions serve 100 %")
+
+
+def step_finalize_up(d: "Driver", s: State) -> Optional[Outcome]:
+    try:
+        d.effect("pulumi up", lambda: d.backend.up("netra rollout: finalize"), "(finalize)")
+    except OperationFailed as exc:
+        d.notify("failure", f"pulumi up failed while finalizing: {exc}")
+        return Outcome(EXIT_FAILED, f"pulumi up failed while finalizing ({exc}); the candidates serve 100 %; "
+                                    f"rerun to finish")
+    d.record(lambda j: j.update(released=True), "released")
+    d.notify("finalize", "the candidates are the stable revisions", revisions=s.release.candidates)
+    return None
+
+
+def step_tag(d: "Driver", s: State) -> Optional[Outcome]:
+    try:
+        d.effect("git tag", d.tag)
+    except OperationFailed as exc:
+        d.notify("failure", f"released, but tagging failed: {exc}")
+        return Outcome(EXIT_FAILED, f"released, but tagging the commit failed ({exc}); rerun to retry the tag")
+    d.record(lambda j: j.update(tagged=True), "tagged")
+    return None
+
+
+def step_done(d: "Driver", s: State) -> Outcome:
+    d.close_journal(s)
+    d.notify("released", f"released: {', '.join(s.release.candidates.values())}", revisions=s.release.candidates)
+    return Outcome(EXIT_RELEASED, "released: the candidates are the new stable revisions"
+                   + (" (tagged)" if d.tag_requested else ""))
+
+
+def step_check(d: "Driver", s: State) -> Optional[Outcome]:
+    stage = s.live
+    check = d.verify if stage == 0 else d.gate
+    verdicts: dict[str, rel.Verdict] = {}
+    try:
+        for t in s.release.targets:
+            v = d.effect("verify" if stage == 0 else "gate", lambda t=t: check(t, stage), f"{t.key} {t.candidate} at {stage} %")
+            if not isinstance(v, rel.Verdict) or (v.revision, v.stage) != (t.candidate, stage):
+                raise OperationFailed(f"the verdict for {t.key} names {getattr(v, 'revision', '?')} at "
+                                      f"{getattr(v, 'stage', '?')} %, not {t.candidate} at {stage} %")
+            verdicts[t.key] = v
+            d.notify("verdict", f"{t.key} at {stage} %: {v.decision} ({v.reason})", service=t.key, stage=stage,
+                     decision=v.decision, revision=v.revision, evidence=v.evidence, by=v.by)
+            if v.decision == "rollback":
+                break
+    except Exception as exc:  # any error inside the gate: roll back, exit 4
+        why = f"the {'verification' if stage == 0 else 'gate'} failed at {stage} % ({type(exc).__name__}: {exc})"
+        d.fail(s, why)
+        d.notify("failure", why + "; rolling back", stage=stage)
+        return None
+    rejected = [k for k, v in verdicts.items() if v.decision == "rollback"]
+    if rejected:
+        v = verdicts[rejected[0]]
+        why = f"{'verification' if stage == 0 else 'the gate'} rejected {rejected[0]} at {stage} %: {v.reason}"
+        doc = dict(s.doc)
+        doc["approvals"] = {**doc.get("approvals", {}), rejected[0]: _approval(v, rejected=True)}
+        doc["rollout"] = {**_journal(s), "rejected": why}
+        d.write({RELEASE_KEY: doc}, what=f"record the rejection of {v.revision}")
+        return None
+    if any(v.decision != "promote" for v in verdicts.values()):
+        held = ", ".join(f"{k}: {v.reason}" for k, v in verdicts.items() if v.decision != "promote")
+        d.notify("hold", f"held at {stage} %: {held}", stage=stage)
+        return Outcome(EXIT_HELD, f"held at {stage} % ({held}); traffic stays; rerun to judge again, or roll back")
+    doc = dict(s.doc)
+    doc["approvals"] = {**doc.get("approvals", {}), **{k: _approval(v) for k, v in verdicts.items()}}
+    d.write({RELEASE_KEY: doc}, what=f"record the approvals at {stage} %")
+    return None
+
+
+def _approval(v: rel.Verdict, rejected: bool = False) -> dict:
+    return {"revision": v.revision, "stage": v.stage, "by": v.by, "evidence": v.evidence, "at": _now(),
+            "rejected": rejected}
+
+
+def step_finalize(d: "Driver", s: State) -> None:
+    values: dict[str, Any] = {f"netra:services.{t.key}.stableRevision": t.candidate for t in s.release.targets}
+    remove: tuple[str, ...] = ()
+    if s.release.scope == "stack":
+        values[STACK_PERCENT_KEY] = 0
+    else:
+        remove = tuple(s.release.stage_keys())
+    doc = dict(s.doc)
+    doc["rollout"] = {**_journal(s), "finalizing": True}
+    values[RELEASE_KEY] = doc
+    d.write(values, remove=remove, what="finalize: stableRevision := candidate, stage 0")
+
+
+def step_climb(d: "Driver", s: State) -> None:
+    nxt = rel.next_stage(s.release.ladder, s.live)
+    d.write({k: nxt for k in s.release.stage_keys()}, what=f"stage {nxt} %")
+
+
+def _rejected(s: State) -> bool:
+    return bool(_journal(s).get("rejected"))
+
+
+def _rejected_before(s: State) -> list[str]:
+    """Candidates a finished rollout rejected (a rollback verdict): they never climb again by themselves."""
+    return [t.key for t in s.release.targets
+            if (a := s.approval(t.key)) and a.get("revision") == t.candidate and a.get("rejected")]
+
+
+def step_refuse(d: "Driver", s: State) -> Outcome:
+    keys = _rejected_before(s)
+    return Outcome(EXIT_ROLLED_BACK, f"{', '.join(f'{k} {s.release.candidates[k]}' for k in keys)} was rejected "
+                                     f"(rolled back) before: nothing done; build a new candidate, or approve it "
+                                     f"explicitly with `python -m infra approve`")
+
+
+STEPS: tuple[Step, ...] = (
+    Step("refuse", lambda s: _stale(s) and bool(_rejected_before(s)), step_refuse),
+    Step("begin", _stale, step_begin),
+    Step("retreat", lambda s: _rejected(s) and s.desired != 0, step_retreat),
+    Step("migrate", lambda s: s.release.has_migration and not _journal(s).get("migrated") and s.live < 0
+         and not _rejected(s), step_migrate),
+    Step("finalize-up", lambda s: _journal(s).get("finalizing") and not _journal(s).get("released"), step_finalize_up),
+    Step("tag", lambda s: s.tag and bool(_journal(s).get("released")) and not _journal(s).get("tagged"), step_tag),
+    Step("done", lambda s: bool(_journal(s).get("released")), step_done),
+    Step("apply", lambda s: s.desired != s.live, step_apply),
+    Step("rolled-back", _rejected, step_rolled_back),
+    Step("check", lambda s: s.live < s.release.ladder[-1] and not s.approved_at(s.live), step_check),
+    Step("finalize", lambda s: s.live == s.release.ladder[-1], step_finalize),
+    Step("climb", lambda s: s.approved_at(s.live), step_climb),
+)
+
+
+class Killed(BaseException):
+    """Tests: the process dies here (not an Exception, so no handler of the rollout sees it)."""
+
+
+@dataclass
+class Driver:
+    release: Release
+    backend: Any
+    gate: Callable[[Target, int], rel.Verdict]
+    verify: Callable[[Target, int], rel.Verdict]
+    migrate: Callable[[], None] = lambda: None
+    tag: Optional[Callable[[], None]] = None
+    notifier: Any = None
+    log: Callable[[str], None] = print
+    steps: tuple[Step, ...] = STEPS
+    trace: list = field(default_factory=list)  # (step, what) in order: dry-run output, tests
+    max_turns: int = 200
+
+    @property
+    def tag_requested(self) -> bool:
+        return self.tag is not None
+
+    # effects -------------------------------------------------------------------------------------
+    def effect(self, kind: str, fn: Callable[[], Any], what: str = "") -> Any:
+        self.trace.append(("effect", kind))
+        self.log(f"{kind} {what}".rstrip())
+        return fn()
+
+    def write(self, values: dict, remove: tuple[str, ...] = (), what: str = "") -> None:
+        for k, v in values.items():
+            self.log(f"set config {k} = {json.dumps(v) if not isinstance(v, (str, int)) else v}"
+                     if k != RELEASE_KEY else f"set config {RELEASE_KEY} ({what})")
+        for k in remove:
+            self.log(f"remove config {k}")
+        self.trace.append(("write", what))
+        self.backend.write(values, remove)
+
+    def record(self, change: Callable[[dict], None], what: str) -> None:
+        """Update the journal after an effect succeeded (read it fresh: the effect may have taken long)."""
+        doc = read_release_doc(self.backend.read())
+        journal = dict(doc.get("rollout") or {})
+        change(journal)
+        doc["rollout"] = journal
+        self.write({RELEASE_KEY: doc}, what=what)
+
+    def fail(self, s: State, why: str) -> None:
+        """A failure (not a verdict) rolls back too: the journal says why, and the candidates lose their
+        approvals (so they start again from verification, and no stage key can give them traffic)."""
+        doc = read_release_doc(self.backend.read())
+        doc["rollout"] = {**(doc.get("rollout") or {}), "rejected": why, "failed": True}
+        doc["approvals"] = {k: a for k, a in doc["approvals"].items()
+                            if not (k in s.release.candidates and a.get("revision") == s.release.candidates[k])}
+        self.write({RELEASE_KEY: doc}, what=f"record the failure: {why}")
+
+    def close_journal(self, s: State) -> None:
+        doc = read_release_doc(self.backend.read())
+        doc.pop("rollout", None)
+        remove = tuple(k for k in s.release.stage_keys() if s.release.scope == "service")
+        self.write({RELEASE_KEY: doc}, remove=remove, what="close the journal")
+
+    def notify(self, event: str, message: str, **fields) -> None:
+        if self.notifier is not None:
+            self.notifier.emit(event, message, **fields)
+
+    # the loop ------------------------------------------------------------------------------------
+    def run(self) -> Outcome:
+        if not self.release.targets:
+            return Outcome(EXIT_RELEASED, "nothing to roll out: every service's candidate is already its stable revision")
+        for _ in range(self.max_turns):
+            state = read_state(self.release, self.backend, self.tag_requested)
+            step = next((st for st in self.steps if st.when(state)), None)
+            if step is None:
+                raise RuntimeError(f"no step fits the recorded state (live {state.live}, desired {state.desired})")
+            self.trace.append(("step", step.name))
+            self.log(f"-- {step.name}")
+            outcome = step.run(self, state)
+            if outcome is not None:
+                return outcome
+        raise RuntimeError(f"the rollout did not converge in {self.max_turns} steps")
+
+
+def resume(release: Release, config: dict, every: dict[str, Target]) -> Release:
+    """What to roll out, given the recorded config. A journal whose candidates are still the plan's is
+    resumed as it was (its services, scope and original stable revisions, whatever --service says now);
+    otherwise the release's services whose candidate is not yet their stable revision."""
+    journal = read_release_doc(config).get("rollout")
+    if journal:
+        cands = journal.get("candidates") or {}
+        if cands and all(k in every and every[k].candidate == c for k, c in cands.items()):
+            stables = journal.get("stables") or {}
+            targets = tuple(replace(every[k], stable=stables.get(k, every[k].stable)) for k in sorted(cands))
+            return replace(release, targets=targets, scope=journal.get("scope", release.scope))
+    services = _decode(config.get("netra:services")) or {}
+    return replace(release, targets=tuple(
+        t for t in release.targets if ((services.get(t.key) or {}).get("stableRevision") or None) != t.candidate))
+
+
+# ---------------------------------------------------------------------------------------------------
+# real effects
+
+
 def select_stack(stack_name: str):
-    """The real stack: LocalWorkspace on the project root (Pulumi.yaml, project `netra`)."""
     from pulumi import automation as auto
 
     from infra.canary.stack import PROJECT_ROOT
@@ -207,11 +620,7 @@ def run_migration_job(job: dict, project: str, session=None, timeout_s: float = 
     if not name.startswith("projects/"):
         name = f"projects/{project}/locations/{job.get('region')}/jobs/{name}"
     if session is None:
-        import google.auth
-        from google.auth.transport.requests import AuthorizedSession
-
-        creds, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
-        session = AuthorizedSession(creds)
+        session = authorized_session()
     base = "https://run.googleapis.com/v2/"
     r = session.post(base + name + ":run", json={})
     if r.status_code >= 300:
@@ -233,136 +642,60 @@ def run_migration_job(job: dict, project: str, session=None, timeout_s: float = 
     log(f"migration job {name}: succeeded")
 
 
+def authorized_session():
+    import google.auth
+    from google.auth.transport.requests import AuthorizedSession
+
+    creds, _ = google.auth.default(scopes=["https://www.googleapis.com/auth/cloud-platform"])
+    return AuthorizedSession(creds)
+
+
 def git_tag(name: str, message: str, cwd) -> None:
     r = subprocess.run(["git", "tag", "-a", name, "-m", message], cwd=cwd, capture_output=True, text=True)
     if r.returncode != 0:
         raise OperationFailed(f"git tag {name}: {r.stderr.strip()}")
 
 
-# ---------------------------------------------------------------------------------------------------
-# the driver
+def make_gate(settings, release: Release, log, session=None) -> Callable[[Target, int], rel.Verdict]:
+    """The live gate (infra.canary.api) for one service at one stage; writes verdict-STACK-KEY-STAGE.json.
+
+    It judges what Cloud Run serves (traffic tags), and first checks that this is what the rollout
+    applied: the candidate under the `canary` tag at the stage's share. A mismatch, an unreadable
+    deployed state or a gate ERROR raises, which the rollout turns into a rollback attempt and exit 4."""
+
+    def gate(t: Target, stage: int) -> rel.Verdict:
+        from infra.canary import api
+
+        deployed = api.deployed_revisions(release.stack, t.key, session=session)
+        if (deployed.candidate, deployed.canary_percent) != (t.candidate, stage):
+            raise OperationFailed(f"{t.key}: Cloud Run serves {deployed.candidate} at {deployed.canary_percent} % under "
+                                  f"the canary tag, not {t.candidate} at {stage} % as applied")
+        verdict = api.judge(deployed, settings, stack=release.stack, progress=log)
+        doc = verdict.as_dict()
+        with open(f"verdict-{release.stack}-{t.key}-{stage}.json", "w") as f:
+            json.dump(doc, f, indent=2)
+        if verdict.decision == api.Decision.ERROR:
+            raise OperationFailed(f"the gate for {t.key} failed: {verdict.reason}")
+        label = "promote" if verdict.decision == api.Decision.PROMOTE else (
+            "rollback" if verdict.decision == api.Decision.ROLLBACK else "hold")
+        return rel.Verdict(label, deployed.candidate, deployed.canary_percent, rel.evidence_digest(doc), verdict.reason,
+                           by="gate")
+
+    return gate
 
 
-@dataclass
-class Release:
-    """What one rollout moves: the stack and the service keys, with what the plan knows of them."""
+def make_verify(settings, urls: dict[str, str]) -> Callable[[Target, int], rel.Verdict]:
+    from infra.verify import tagged_url, verify_candidate
 
-    stack: str
-    services: list[str]
-    outputs: dict  # plan outputs at the start
+    def verify(t: Target, stage: int) -> rel.Verdict:
+        base = urls.get(t.key) or tagged_url(t.url)
+        return verify_candidate(t.key, t.candidate, stage, base, t.health_path, settings)
 
-    def candidate(self, key: str) -> str:
-        return self.outputs["services"][key]["candidateRevision"]
-
-
-@dataclass
-class Driver:
-    release: Release
-    backend: object | None  # AutomationStack, or None for a dry run
-    gate: object  # callable(keys, percent) -> (decision, verdicts)
-    migrate: object | None  # callable() -> None (raises OperationFailed)
-    tag: object | None  # callable() -> None
-    log: object = print
-    journal: list = field(default_factory=list)  # every action, in order (dry-run output, tests)
-
-    def config_for(self, action) -> dict[str, str]:
-        keys = self.release.services
-        if isinstance(action, SetPercent):
-            return {f"netra:services.{k}.canaryPercent": str(action.percent) for k in keys}
-        if isinstance(action, Finalize):
-            out = {}
-            for k in keys:
-                out[f"netra:services.{k}.stableRevision"] = self.release.candidate(k)
-                out[f"netra:services.{k}.canaryPercent"] = "0"
-            return out
-        return {}
-
-    def execute(self, action) -> str | None:
-        """Run one action; return the event it produced (None for actions without one)."""
-        self.journal.append(action)
-        if isinstance(action, (SetPercent, Finalize)):
-            values = self.config_for(action)
-            for k, v in values.items():
-                self.log(f"set config {k} = {v}")
-            if self.backend is not None:
-                self.backend.set_config(values)
-            return None
-        if isinstance(action, Up):
-            self.log(f"pulumi up ({action.reason})")
-            if self.backend is None:
-                return "up_ok"
-            try:
-                self.backend.up(f"netra rollout: {action.reason}")
-            except OperationFailed as exc:
-                self.log(str(exc))
-                return "up_failed"
-            return "up_ok"
-        if isinstance(action, Migrate):
-            self.log("run the migration job")
-            try:
-                if self.migrate:
-                    self.migrate()
-            except OperationFailed as exc:
-                self.log(str(exc))
-                return "migrate_failed"
-            return "migrate_ok"
-        if isinstance(action, Gate):
-            self.log(f"gate {', '.join(self.release.services)} at {action.percent} %")
-            decision, _ = self.gate(self.release.services, action.percent)
-            self.log(f"gate verdict: {decision}")
-            return decision
-        if isinstance(action, Tag):
-            self.log("tag the commit")
-            try:
-                if self.tag:
-                    self.tag()
-            except OperationFailed as exc:
-                self.log(str(exc))
-                return "tag_failed"
-            return "tag_ok"
-        raise TypeError(action)
-
-    def run(self, state: State) -> tuple[int, str]:
-        state, actions = transition(state, "start")
-        while True:
-            event = None
-            for a in actions:
-                if isinstance(a, Done):
-                    self.journal.append(a)
-                    return a.exit_code, a.reason
-                ev = self.execute(a)
-                event = ev if ev is not None else event
-            state, actions = transition(state, event)
+    return verify
 
 
 # ---------------------------------------------------------------------------------------------------
 # command line
-
-
-def register(subparsers) -> None:
-    from infra.canary.api import add_gate_arguments
-
-    p = subparsers.add_parser(
-        "rollout",
-        help="drive a release through the traffic ladder with the canary gate (Pulumi Automation API)",
-        description="Migrate, then per stage: set canaryPercent, pulumi up, gate; finalize at 100 %%. "
-                    "Exit 0 released, 1 rolled back, 3 held, 4 an operation failed, 2 usage.",
-    )
-    add_gate_arguments(p)
-    p.add_argument("--service", help="roll out only this service key (default: every service with a new candidate)")
-    p.add_argument("--dry-run", action="store_true", help="print the ordered actions; change nothing")
-    p.add_argument("--tag", metavar="NAME", help="after finalizing, `git tag -a NAME` the current commit")
-    p.set_defaults(func=run_rollout)
-
-    r = subparsers.add_parser(
-        "rollback",
-        help="emergency rollback: canaryPercent 0 for every service in one pulumi up",
-        description="Set netra:canaryPercent and every netra:services.KEY.canaryPercent to 0, then pulumi up once. "
-                    "Exit 0 done, 4 the update failed, 2 usage.",
-    )
-    r.add_argument("--stack", help="stack name")
-    r.add_argument("--dry-run", action="store_true", help="print the actions; change nothing")
-    r.set_defaults(func=run_rollback)
 
 
 def _err(cmd: str, message: str) -> int:
@@ -370,133 +703,316 @@ def _err(cmd: str, message: str) -> int:
     return EXIT_USAGE
 
 
-def plan_release(stack: str, service: str | None, overrides=None) -> tuple[Release, int, list[int]]:
-    """Release, current stage and ladder from the offline plan (raises StackError / ValueError)."""
-    from infra.canary.stack import StackError, plan_outputs, service_info
+def register(subparsers) -> None:
+    from infra.canary.api import add_gate_arguments
 
-    outputs = plan_outputs(stack, overrides)
+    p = subparsers.add_parser(
+        "rollout", help="drive a release through the traffic ladder, crash-safe (Pulumi Automation API)",
+        description="Reconcile the stack towards releasing its candidates: migrate, then per stage pulumi up "
+                    "(with the policy pack), verify at 0 %%, gate above 0, record the approval, climb; finalize "
+                    "at 100 %%. Restart it after any interruption: it resumes from the journal in netra:release. "
+                    "Exit 0 released, 1 rolled back, 2 usage, 3 held, 4 failed.")
+    add_gate_arguments(p)
+    p.add_argument("--service", help="roll out only this service key (default: every service with a new candidate)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="walk the real path on a copy of the config (every check promotes) and show the hold and "
+                        "rollback branches; change nothing")
+    p.add_argument("--tag", metavar="NAME", help="after finalizing, `git tag -a NAME` the current commit")
+    p.add_argument("--smoke-requests", default="20", metavar="N", help="smoke requests of the 0 %% verification")
+    p.add_argument("--smoke-path", action="append", default=[], metavar="PATH",
+                   help="path of a smoke request (repeatable; default: the service's healthCheckPath)")
+    p.add_argument("--verify-url", action="append", default=[], metavar="KEY=URL",
+                   help="where to reach a candidate for verification (default: its canary tagged URL)")
+    p.set_defaults(func=run_rollout)
+
+    a = subparsers.add_parser(
+        "approve", help="record an operator approval of one candidate revision at one stage (netra:release)",
+        description="Approve REVISION of SERVICE at STAGE %%, so it may get the next stage. Recorded in stack config "
+                    "with who, when and the SHA-256 of the note. Exit 0 recorded, 2 usage, 4 failed.")
+    a.add_argument("--stack", help="stack name")
+    a.add_argument("--service", help="service key")
+    a.add_argument("--revision", help="the exact candidate revision (see `status`)")
+    a.add_argument("--stage", help="the stage it was checked at")
+    a.add_argument("--note", help="why (a ticket, a dashboard link, what you checked)")
+    a.add_argument("--by", default=None, help="who approves (default: the login name)")
+    a.set_defaults(func=run_approve)
+
+    st = subparsers.add_parser("status", help="per service: stable and candidate revision, live stage, last verdict, "
+                                              "next step", description="Read-only. Exit 0, 2 usage.")
+    st.add_argument("--stack", help="stack name")
+    st.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    st.set_defaults(func=run_status)
+
+    from infra import emergency
+
+    emergency.register(subparsers)
+
+
+def _stack_raw_config(stack: str) -> dict:
+    import yaml
+
+    from infra.canary.stack import PROJECT_ROOT
+
+    doc = yaml.safe_load((PROJECT_ROOT / f"Pulumi.{stack}.yaml").read_text()) or {}
+    return dict(doc.get("config") or {})
+
+
+def plan_release(stack: str, service: Optional[str]) -> tuple[Release, dict, Any, dict[str, Target]]:
+    """The release (targets with a new candidate), plan outputs, the typed config and every service as a
+    target (raises StackError)."""
+    from infra.canary.stack import StackError, plan_outputs, service_info
+    from infra.config import ConfigError, load_stack_config
+    from infra.plan.stackfile import StackFileError, read_stack
+
+    outputs = plan_outputs(stack)
+    try:
+        cfg = load_stack_config(read_stack(stack).config, stack)
+    except (ConfigError, StackFileError) as exc:
+        raise StackError(f"--stack {stack}: {exc}") from None
     services = outputs.get("services") or {}
     if service is not None:
         keys = [service_info(outputs, service).key]
     else:
         keys = [k for k in sorted(services) if services[k].get("candidateRevision") != services[k].get("stableRevision")]
-    percents = {k: int(service_info(outputs, k).canary_percent) for k in keys}
-    if len(set(percents.values())) > 1:
-        at = ", ".join(f"{k} {p} %" for k, p in percents.items())
-        raise StackError(f"--service: the services are at different stages ({at}); roll them out one at a time with --service")
-    current = next(iter(percents.values()), 0)
-    stages = [int(s) for s in outputs.get("stages") or [0, 10, 50, 100]]
-    return Release(stack, keys, outputs), current, stages
+    every = {k: Target(k, s["serviceName"], s["candidateRevision"], s.get("stableRevision") or None,
+                       s.get("url") or "", getattr(getattr(cfg.services, k, None), "health_check_path", "/health"))
+             for k, s in services.items()}
+    targets = [every[k] for k in keys]
+    if targets and len({t.stable is None for t in targets}) > 1:
+        firsts = ", ".join(t.key for t in targets if t.stable is None)
+        raise StackError(f"--service: {firsts} deploy for the first time (ladder 0 -> 100) while the others climb "
+                         f"{list(cfg.stages)}; roll them out one at a time with --service")
+    release = Release(stack, tuple(targets), tuple(cfg.stages), "service" if service else "stack",
+                      bool(outputs.get("migrationJob")), outputs.get("gcpProject", ""), outputs.get("region", ""))
+    return release, outputs, cfg, every
 
 
-def make_gate(args, settings, stack: str, dry_run: bool, log):
-    """callable(keys, percent) -> (decision, verdicts): every service gated; rollback if any fails,
-    promote only if all promote, hold otherwise."""
+def _int_arg(value, flag: str, lo: int, hi: int) -> int:
+    from infra.canary.api import UsageError
 
-    def dry(keys, percent):
-        return "promote", {k: {"decision": "promote", "reason": "dry run: gate assumed to promote"} for k in keys}
-
-    if dry_run:
-        return dry
-
-    def real(keys, percent):
-        from infra.canary import api
-
-        verdicts = {}
-        for k in keys:
-            try:  # what Cloud Run serves now (traffic tags), not what the config says
-                verdict = api.judge(api.deployed_revisions(stack, k), settings, stack=stack, progress=log)
-            except api.DeployedStateError as exc:
-                verdict = api.Verdict(api.Decision.ERROR, f"error: {exc}", {"service": k})
-            verdicts[k] = v = verdict.as_dict()
-            with open(f"verdict-{stack}-{k}-{percent}.json", "w") as f:
-                json.dump(v, f, indent=2)
-            if v["decision"] == "rollback":
-                return "rollback", verdicts
-        decisions = {v["decision"] for v in verdicts.values()}
-        return ("promote" if decisions == {"promote"} else "hold"), verdicts
-
-    return real
+    try:
+        x = int(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"{flag} must be a whole number between {lo} and {hi}, got {value!r}") from None
+    if not lo <= x <= hi:
+        raise UsageError(f"{flag} must be a whole number between {lo} and {hi}, got {value!r}")
+    return x
 
 
-def run_rollout(args, *, backend=None, migrate=None, tagger=None, gate=None, log=None) -> int:
-    """`rollout`. The keyword hooks let tests inject a fake Automation API stack and gate."""
+def _verify_urls(items: list[str]) -> dict[str, str]:
+    from infra.canary.api import UsageError
+
+    out = {}
+    for item in items:
+        key, sep, url = item.partition("=")
+        if not sep or not key or not url.startswith(("http://", "https://")):
+            raise UsageError(f"--verify-url must be KEY=http(s)://..., got {item!r}")
+        out[key] = url
+    return out
+
+
+def dry_run_gate(decisions: dict[int, str] | None = None):
+    """A scripted check for the dry run: promote, or the decision given for a stage."""
+
+    def check(t: Target, stage: int) -> rel.Verdict:
+        decision = (decisions or {}).get(stage, "promote")
+        return rel.Verdict(decision, t.candidate, stage, rel.evidence_digest({"dry-run": stage}),
+                           f"dry run: assumed {decision}", by="verify" if stage == 0 else "gate")
+
+    return check
+
+
+def simulate(release: Release, config: dict, decisions: dict[int, str] | None = None, tag: bool = False,
+             log=lambda line: None) -> tuple[Outcome, list, MemoryBackend]:
+    backend = MemoryBackend(config)
+    check = dry_run_gate(decisions)
+    driver = Driver(release, backend, gate=check, verify=check, tag=(lambda: None) if tag else None, log=log)
+    outcome = driver.run()
+    return outcome, driver.trace, backend
+
+
+def print_dry_run(release: Release, config: dict, tag: bool) -> int:
+    print(f"rollout {release.stack} (dry run): {', '.join(f'{t.key} {t.candidate}' for t in release.targets)} "
+          f"along {list(release.ladder)}" + (" (first deploy)" if release.first_deploy else ""))
+    outcome, _, backend = simulate(release, config, tag=tag, log=lambda line: print("  " + line))
+    print(f"=> exit {outcome.exit_code}: {outcome.reason}")
+    checks = [s for s in release.ladder if s < release.ladder[-1]]
+    for stage in checks:
+        what = "verification" if stage == 0 else "gate"
+        for decision in ("hold", "rollback"):
+            out, trace, b = simulate(release, config, {stage: decision}, tag=tag)
+            ups = [m.removeprefix("netra rollout: ") for m, _ in b.ups]
+            print(f"if the {what} at {stage} % answers {decision}: exit {out.exit_code} ({out.reason}); "
+                  f"updates: {', '.join(ups)}")
+    return EXIT_RELEASED
+
+
+def run_rollout(args, *, backend=None, gate=None, verify=None, migrate=None, tagger=None, notifier=None,
+                log=None, lock_dir: Optional[Path] = None) -> int:
+    """`rollout`. The keyword hooks let tests inject a backend, checks and effects."""
     from infra.canary.api import UsageError, gate_settings, quiet_google_warnings
     from infra.canary.stack import PROJECT_ROOT, StackError
+    from infra.notify import Notifier
+    from infra.verify import VerifySettings
 
     quiet_google_warnings()
-    log = log or (lambda line: print(line, file=sys.stderr if not args.dry_run else sys.stdout, flush=True))
+    log = log or (lambda line: print(line, file=sys.stderr, flush=True))
     if not args.stack:
         return _err("rollout", "--stack is required (a stack name such as prod or staging)")
     try:
         settings = gate_settings(args)
-        release, current, stages = plan_release(args.stack, args.service)
-        state = initial_state(stages, current, bool(release.outputs.get("migrationJob")), bool(args.tag))
+        smoke = _int_arg(args.smoke_requests, "--smoke-requests", 1, 1000)
+        urls = _verify_urls(args.verify_url)
+        release, outputs, cfg, every = plan_release(args.stack, args.service)
     except (UsageError, StackError, ValueError) as exc:
         return _err("rollout", str(exc))
-    if not release.services:
+    if args.dry_run:
+        if not release.targets:
+            print("nothing to roll out: every service's candidate is already its stable revision")
+            return EXIT_RELEASED
+        return print_dry_run(release, _stack_raw_config(args.stack), bool(args.tag))
+    if backend is None:
+        from infra.plan import POLICY_DIR, policy_config_file
+
+        try:
+            backend = AutomationBackend(select_stack(args.stack), str(PROJECT_ROOT / POLICY_DIR),
+                                        str(policy_config_file(args.stack)), log=log)
+        except Exception as exc:  # no Pulumi CLI, no such stack, no backend login...
+            text = str(exc).strip()
+            print(f"infra rollout: error: cannot open stack {args.stack!r} with the Automation API (needs the Pulumi "
+                  f"CLI and a logged-in backend): {text.splitlines()[-1] if text else type(exc).__name__}",
+                  file=sys.stderr)
+            return EXIT_FAILED
+    release = resume(release, backend.read(), every)
+    if not release.targets:
         print("nothing to roll out: every service's candidate is already its stable revision")
         return EXIT_RELEASED
-    log(f"rollout {args.stack}: {', '.join(release.services)} from {current} % along {stages}"
-        + (" (dry run)" if args.dry_run else ""))
+    job = outputs.get("migrationJob")
+    if migrate is None:
+        migrate = (lambda: run_migration_job(job, release.project, log=log)) if job else (lambda: None)
+    if tagger is None and args.tag:
+        def tagger():
+            git_tag(args.tag, f"netra {args.stack}: released {', '.join(release.candidates.values())}", PROJECT_ROOT)
+    thresholds = cfg.observability.thresholds
+    verify = verify or make_verify(VerifySettings(smoke, tuple(args.smoke_path), thresholds.error_rate_percent,
+                                                  thresholds.p95_latency_ms), urls)
+    gate = gate or make_gate(settings, release, log)
+    notifier = notifier or Notifier.from_env(args.stack)
+    driver = Driver(release, backend, gate=gate, verify=verify, migrate=migrate, tag=tagger, notifier=notifier, log=log)
+    try:
+        with StackLock(args.stack, lock_dir or PROJECT_ROOT / ".netra"):
+            outcome = driver.run()
+    except LockBusy as exc:
+        print(f"infra rollout: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"rollout {args.stack}: {outcome.reason} (exit {outcome.exit_code})", file=sys.stderr)
+    return outcome.exit_code
 
-    if args.dry_run:
-        backend = None
-    elif backend is None:
+
+# ---------------------------------------------------------------------------------------------------
+# approve and status
+
+
+def run_approve(args, *, backend=None) -> int:
+    from infra.canary.stack import StackError, plan_outputs, service_info
+
+    for flag in ("stack", "service", "revision", "stage", "note"):
+        if not getattr(args, flag):
+            return _err("approve", f"--{flag} is required")
+    try:
+        outputs = plan_outputs(args.stack)
+        info = service_info(outputs, args.service)
+        stage = int(args.stage)
+    except StackError as exc:
+        return _err("approve", str(exc))
+    except ValueError:
+        return _err("approve", f"--stage must be a stage of netra:stages {outputs.get('stages')}, got {args.stage!r}")
+    ladder = rel.ladder_for(info.stable, outputs.get("stages") or [0, 10, 50, 100])
+    if stage not in ladder or stage == ladder[-1]:
+        return _err("approve", f"--stage must be one of {list(ladder[:-1])} (the stage it was checked at), got {stage}")
+    if args.revision != info.candidate:
+        return _err("approve", f"--revision {args.revision} is not {info.key}'s candidate {info.candidate}: "
+                               f"an approval is bound to the exact revision")
+    who = args.by or getpass.getuser()
+    note = {"service": info.key, "revision": info.candidate, "stage": stage, "by": who, "note": args.note}
+    record = {"revision": info.candidate, "stage": stage, "by": f"operator:{who}"[:73],
+              "evidence": rel.evidence_digest(note), "at": _now(), "rejected": False}
+    if backend is None:
         try:
-            backend = AutomationStack(select_stack(args.stack), log=log)
-        except Exception as exc:  # no Pulumi CLI, no such stack, no backend login...
-            print(f"infra rollout: error: cannot open stack {args.stack!r} with the Automation API "
-                  f"(needs the Pulumi CLI and a logged-in backend): "
+            from infra.canary.stack import PROJECT_ROOT
+            from infra.plan import POLICY_DIR, policy_config_file
+
+            backend = AutomationBackend(select_stack(args.stack), str(PROJECT_ROOT / POLICY_DIR),
+                                        str(policy_config_file(args.stack)))
+        except Exception as exc:
+            print(f"infra approve: error: cannot open stack {args.stack!r} with the Automation API: "
                   f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__}", file=sys.stderr)
             return EXIT_FAILED
-    job = release.outputs.get("migrationJob")
-    if migrate is None and job and not args.dry_run:
-        def migrate():
-            run_migration_job(job, release.outputs.get("gcpProject", ""), log=log)
-    if tagger is None and args.tag and not args.dry_run:
-        def tagger():
-            git_tag(args.tag, f"netra {args.stack}: released {', '.join(release.candidate(k) for k in release.services)}",
-                    PROJECT_ROOT)
-    if gate is None:
-        gate = make_gate(args, settings, args.stack, args.dry_run, log)
-    driver = Driver(release, backend, gate, migrate, tagger, log=log)
-    code, reason = driver.run(state)
-    print(f"rollout {args.stack}: {reason} (exit {code})")
-    return code
+    doc = read_release_doc(backend.read())
+    doc["approvals"] = {**doc.get("approvals", {}), info.key: record}
+    backend.write({RELEASE_KEY: doc})
+    print(f"approved {info.candidate} at {stage} % by operator:{who} (evidence {record['evidence'][:12]}…): "
+          f"it may now get {rel.next_stage(ladder, stage)} %")
+    return EXIT_RELEASED
 
 
-def run_rollback(args, *, backend=None, log=None) -> int:
-    """`rollback`: every service (and the stack-wide key) to canaryPercent 0 in one update."""
+def service_status(outputs: dict, doc: dict, stages) -> list[dict]:
+    """Per service: stable, candidate, live stage, last verdict, next step (pure; `status` prints it)."""
+    journal = doc.get("rollout") or {}
+    rows = []
+    for key in sorted(outputs.get("services") or {}):
+        s = outputs["services"][key]
+        cand, stable = s["candidateRevision"], s.get("stableRevision") or None
+        a = (doc.get("approvals") or {}).get(key)
+        live = s.get("canaryPercent", 0)
+        in_rollout = key in (journal.get("candidates") or {})
+        if in_rollout and journal.get("live", -1) >= 0:
+            live = journal["live"]
+        verdict = None
+        if a:
+            verdict = (f"{'rejected' if a.get('rejected') else 'approved'} {a.get('revision')} at {a.get('stage')} % "
+                       f"by {a.get('by')}" + (f" ({a.get('at')})" if a.get("at") else ""))
+        ladder = rel.ladder_for(stable, stages)
+        if stable == cand:
+            nxt = "nothing: the candidate is the stable revision"
+        elif journal.get("rejected") and in_rollout:
+            nxt = "finish the rollback: python -m infra rollout (or rollback)"
+        elif a and a.get("revision") == cand and a.get("rejected"):
+            nxt = "rejected: change the template (new candidate) or approve explicitly"
+        elif journal.get("finalizing") and in_rollout:
+            nxt = "finish finalizing: python -m infra rollout"
+        elif a and a.get("revision") == cand:
+            nxt = f"climb to {rel.next_stage(ladder, int(a.get('stage', 0)))} %: python -m infra rollout"
+        elif live == 0 or not in_rollout:
+            nxt = "verify at 0 %: python -m infra rollout" + (" --service " + key)
+        else:
+            nxt = f"judge the live {live} %: python -m infra rollout"
+        rows.append({"service": key, "stable": stable, "candidate": cand, "live": live, "lastVerdict": verdict,
+                     "inRollout": in_rollout, "next": nxt})
+    return rows
+
+
+def run_status(args) -> int:
     from infra.canary.stack import StackError, plan_outputs
 
-    log = log or (lambda line: print(line, flush=True))
     if not args.stack:
-        return _err("rollback", "--stack is required (a stack name such as prod or staging)")
+        return _err("status", "--stack is required (a stack name such as prod or staging)")
     try:
         outputs = plan_outputs(args.stack)
     except StackError as exc:
-        return _err("rollback", str(exc))
-    keys = sorted((outputs.get("services") or {}).keys())
-    values = {"netra:canaryPercent": "0", **{f"netra:services.{k}.canaryPercent": "0" for k in keys}}
-    for k, v in values.items():
-        log(f"set config {k} = {v}")
-    log("pulumi up (emergency rollback of every service)")
-    if args.dry_run:
+        return _err("status", str(exc))
+    doc = read_release_doc(_stack_raw_config(args.stack))
+    rows = service_status(outputs, doc, outputs.get("stages") or [0, 10, 50, 100])
+    if args.json:
+        print(json.dumps({"stack": args.stack, "rollout": doc.get("rollout"), "services": rows}, indent=2))
         return EXIT_RELEASED
-    if backend is None:
-        try:
-            backend = AutomationStack(select_stack(args.stack), log=log)
-        except Exception as exc:
-            print(f"infra rollback: error: cannot open stack {args.stack!r} with the Automation API "
-                  f"(needs the Pulumi CLI and a logged-in backend): "
-                  f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__}", file=sys.stderr)
-            return EXIT_FAILED
-    backend.set_config(values)
-    try:
-        backend.up("netra emergency rollback: canaryPercent 0 for every service")
-    except OperationFailed as exc:
-        print(f"infra rollback: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    log(f"rolled back: {', '.join(keys)} serve their stable revisions")
+    j = doc.get("rollout")
+    print(f"stack {args.stack}: " + (f"rollout in progress (live {j.get('live')} %, "
+                                     f"{'rejected: ' + j['rejected'] if j.get('rejected') else 'not rejected'})"
+                                     if j else "no rollout in progress"))
+    for r in rows:
+        print(f"  {r['service']:<9} stable {r['stable'] or '(none: first deploy)'}  candidate {r['candidate']}  "
+              f"live {r['live']} %")
+        print(f"            last verdict: {r['lastVerdict'] or 'none'}")
+        print(f"            next: {r['next']}")
     return EXIT_RELEASED

@@ -252,7 +252,11 @@ def test_budget_in_prod_only_and_log_retention(prod_plan, staging_plan):
     budget = one(prod_plan, BUDGET, "monthly")["inputs"]
     assert [r["thresholdPercent"] for r in budget["thresholdRules"]] == [0.5, 0.8, 1]
     assert budget["billingAccount"] == "01A2B3-C4D5E6-F7A8B9"
-    assert budget["budgetFilter"]["projects"] == ["projects/netra-production"]
+    # the project NUMBER (what the Budget API stores), looked up from the id; offline a stable stand-in
+    from infra.plan.engine import CALLS
+
+    number = CALLS["gcp:organizations/getProject:getProject"]({"projectId": "netra-production"})["number"]
+    assert re.fullmatch(r"\d{12}", number) and budget["budgetFilter"]["projects"] == [f"projects/{number}"]
     assert set(budget["allUpdatesRule"]["monitoringNotificationChannels"]) == channels(prod_plan)["email"]
     assert not resources_of(staging_plan, BUDGET)
     for plan in (prod_plan, staging_plan):

@@ -285,8 +285,9 @@ def test_secret_payload_detection_reads_the_wire(pack, built):
 def test_every_policy_has_metadata_and_a_violating_case(pack):
     names = [p.name for p in pack.policies]
     assert len(names) == len(set(names))
-    stack_cases = {"cloudrun-dedicated-service-account", "tls-http-redirects-to-https", "stack-seed-alerts",
-                   "stack-seed-dashboards", "stack-billing-budget", "stack-log-retention", "iam-no-public-members"}
+    stack_cases = {"cloudrun-dedicated-service-account", "cloudrun-traffic-approved", "tls-http-redirects-to-https",
+                   "stack-seed-alerts", "stack-seed-dashboards", "stack-billing-budget", "stack-log-retention",
+                   "iam-no-public-members"}
     assert set(names) == {c[0] for c in CASES} | stack_cases
     for p in pack.policies:
         assert p.description.endswith(".") and len(p.description) > 20, p.name

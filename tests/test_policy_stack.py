@@ -18,7 +18,7 @@ LOG_BUCKET = "gcp:logging/projectBucketConfig:ProjectBucketConfig"
 URL_MAP = "gcp:compute/uRLMap:URLMap"
 HTTP_PROXY = "gcp:compute/targetHttpProxy:TargetHttpProxy"
 BUCKET_MEMBER = "gcp:storage/bucketIAMMember:BucketIAMMember"
-STACK_POLICIES = {"cloudrun-dedicated-service-account", "tls-http-redirects-to-https", "stack-seed-alerts",
+STACK_POLICIES = {"cloudrun-dedicated-service-account", "cloudrun-traffic-approved", "tls-http-redirects-to-https", "stack-seed-alerts",
                   "stack-seed-dashboards", "stack-billing-budget", "stack-log-retention", "iam-no-public-members"}
 
 
@@ -117,6 +117,49 @@ STACK_CASES = [
     ("iam-no-public-members", is_type(SERVICE, "frontend"), lambda i: i.update(ingress="INGRESS_TRAFFIC_ALL"),
      "open to the internet"),
 ]
+
+
+def _share(canary: int, tag: str = "canary"):
+    def m(i):
+        i["traffics"][0]["percent"], i["traffics"][1]["percent"] = 100 - canary, canary
+    return m
+
+
+def _approved(stage: int, revision: str | None = None, share: int = 0):
+    """Record an approval for the candidate (or `revision`) at `stage` and give the candidate `share` %."""
+    def m(i):
+        notes = i.setdefault("annotations", {})
+        notes.update({"netra.dev/approved-revision": revision or i["template"]["revision"],
+                      "netra.dev/approved-stage": str(stage), "netra.dev/approved-by": "gate",
+                      "netra.dev/approval-evidence": "e" * 64, "netra.dev/approval-rejected": "false"})
+        _share(share)(i)
+    return m
+
+
+def _first_deploy(approved: bool):
+    def m(i):
+        rev = i["template"]["revision"]
+        if approved:
+            _approved(0)(i)
+        i["annotations"]["netra.dev/first-deploy"] = "true"
+        i["traffics"] = [{"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION", "revision": rev, "percent": 100, "tag": "stable"}]
+    return m
+
+
+STACK_CASES += [
+    ("cloudrun-traffic-approved", is_type(SERVICE, "backend"), _share(10), "no approval for this revision"),
+    ("cloudrun-traffic-approved", is_type(SERVICE, "backend"), _approved(0, share=50),
+     "approved only at 0 %: the next stage is 10 %"),
+    ("cloudrun-traffic-approved", is_type(SERVICE, "backend"), _approved(10, revision="netra-backend-prod-00000000", share=10),
+     "the approval names netra-backend-prod-00000000"),
+    ("cloudrun-traffic-approved", is_type(SERVICE, "backend"), _first_deploy(False), "has 100 % but no approval"),
+]
+
+
+@pytest.mark.parametrize("mutate", [_approved(0, share=10), _approved(10, share=50), _approved(50, share=100),
+                                    _approved(50, share=10), _first_deploy(True)])
+def test_approved_stages_pass(pack, compliant, mutate):
+    assert stack_hits(pack, replace(compliant, is_type(SERVICE, "backend"), mutate)) == {}
 
 
 @pytest.mark.parametrize("policy,pick,mutate,expect", STACK_CASES,

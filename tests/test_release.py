@@ -58,11 +58,17 @@ def test_stage_table_with_stable(percent):
     assert plan.candidate_percent == percent and not plan.warnings
 
 
-@pytest.mark.parametrize("percent", [0, 10, 50, 100])
+@pytest.mark.parametrize("percent", [0, 10, 50])
 def test_first_deploy_gives_candidate_everything_with_a_warning(percent):
     plan = release.traffic_plan(NAME, "cand", None, percent)
     assert plan.targets == (release.TrafficTarget("cand", 100, "canary"),)
     assert len(plan.warnings) == 1 and "first deploy" in plan.warnings[0] and "cand" in plan.warnings[0]
+
+
+def test_first_deploy_at_100_takes_the_stable_tag():
+    """Cloud Run sends a new service's requests to its only revision: the stage shows as the tag."""
+    plan = release.traffic_plan(NAME, "cand", None, 100)
+    assert plan.targets == (release.TrafficTarget("cand", 100, "stable"),)
 
 
 def test_finalized_stable_takes_everything_under_stable_tag():

@@ -1,277 +1,352 @@
-"""The rollout: the pure stage machine explored exhaustively, the Automation API orchestration with an
-injected fake `Stack` object, the migration job call, the emergency rollback and the dry run."""
+"""The rollout: a reconcile loop over a table of steps, state only in stack config.
+
+The central test kills the rollout at EVERY effect (each config write, `pulumi up`, verification, gate,
+migration, tag), before and after it happens, then restarts it with a fresh driver on the same config,
+and checks that it converges to the uninterrupted outcome without ever giving traffic to an unapproved
+or rejected candidate, skipping an `up`, or reporting a success that did not happen."""
 from __future__ import annotations
 
 import argparse
+import io
+import json
 import subprocess
 
 import pytest
 
+from infra import release as rel
 from infra import rollout as ro
-from infra.rollout import (
-    Done, Finalize, Gate, Migrate, SetPercent, Tag, Up, initial_state, transition,
-)
+from infra.notify import Notifier
 
-from .conftest import cli
+from infra.config import load_stack_config
 
-# the rollout and the rollback plan the stack themselves: from the session's plan cache
+from .conftest import cli, flat, stack_config
+
+# the rollout, approve and status plan the stack themselves: from the session's plan cache
 pytestmark = pytest.mark.usefixtures("reuse_plans")
-LADDERS = [(0, 10, 100), (0, 10, 50, 100), (0, 5, 25, 50, 75, 100)]
-EVENTS = {Migrate: ("migrate_ok", "migrate_failed"), Up: ("up_ok", "up_failed"),
-          Gate: ("promote", "rollback", "hold"), Tag: ("tag_ok", "tag_failed")}
 
 
-def no_migration():
-    """The plan now declares a migration job; these tests are about the ladder, not the job."""
+def make_release(plan: dict, keys=("auth", "backend", "frontend"), scope="stack", first_deploy=False,
+                 has_migration=True) -> ro.Release:
+    services = plan["outputs"]["services"]
+    targets = tuple(ro.Target(k, services[k]["serviceName"], services[k]["candidateRevision"],
+                              None if first_deploy else services[k]["stableRevision"], services[k]["url"])
+                    for k in keys)
+    return ro.Release("prod", targets, tuple(plan["outputs"]["stages"]), scope, has_migration, "netra-production",
+                      "us-central1")
 
 
-def explore(state):
-    """Every path of the machine from `start`: lists of (action or event) items."""
-    paths = []
-
-    def walk(st, actions, trail):
-        assert len(trail) < 200, "the machine must terminate"
-        trail = trail + list(actions)
-        if isinstance(actions[-1], Done):
-            assert st.phase == "done"
-            paths.append(trail)
-            return
-        last = actions[-1]
-        for ev in EVENTS[type(last)]:
-            nst, nacts = transition(st, ev)
-            walk(nst, nacts, trail + [ev])
-
-    st, acts = transition(state, "start")
-    walk(st, acts, [])
-    return paths
+def every_target(plan: dict) -> dict:
+    return {t.key: t for t in make_release(plan, ("auth", "backend", "frontend")).targets}
 
 
-def check_path(ladder, start, has_migration, tag, path):
-    done = path[-1]
-    events = [x for x in path if isinstance(x, str)]
-    percent = start
-    last_up_ok_at = None
-    promoted_from = None
-    after_rollback = False
-    for i, x in enumerate(path):
-        if isinstance(x, SetPercent):
-            if after_rollback:
-                assert x.percent == 0
-            elif x.percent > percent and percent > 0:
-                # traffic rises only one rung, and only right after a promote at the rung below
-                assert ladder.index(x.percent) == ladder.index(percent) + 1
-                assert promoted_from == percent and path[i - 1] == "promote"
-            elif x.percent > percent:
-                assert ladder.index(x.percent) == 1 and percent == 0
-            elif x.percent < percent:
-                assert x.percent == 0 and path[i - 1] in ("rollback", "up_failed")
-                assert isinstance(path[i + 1], Up)  # the rollback update follows at once
-            percent = x.percent
-        if x == "rollback":
-            after_rollback = True
-            assert path[i + 1] == SetPercent(0)
-        if x == "promote":
-            promoted_from = percent
-        if isinstance(x, Gate):
-            assert x.percent == percent and 0 < percent < 100
-            assert path[i - 1] == "up_ok" or i == 0  # judged right after its update, or on resume
-        if isinstance(x, Migrate):
-            assert has_migration and start == 0 and i == 0
-        if isinstance(x, Finalize):
-            assert percent == 100 and (path[i - 1] == "up_ok" or i == 0)
-        if x == "up_ok":
-            last_up_ok_at = percent
-    if has_migration and start == 0:
-        assert isinstance(path[0], Migrate)
-    else:
-        assert not any(isinstance(x, Migrate) for x in path)
-    if "hold" in events:
-        assert events[-1] == "hold" and done.exit_code == 3
-    if done.exit_code == 0:
-        assert any(isinstance(x, Finalize) for x in path) and (not tag or events[-1] == "tag_ok")
-    if done.exit_code == 1:
-        assert "rollback" in events and events[-1] == "up_ok" and percent == 0
-    if done.exit_code == 3:
-        assert events[-1] == "hold"
-    if done.exit_code == 4:
-        assert events[-1] in ("migrate_failed", "up_failed", "tag_failed") or "up_failed" in events
-    assert done.exit_code in (0, 1, 3, 4)
-    return last_up_ok_at
+class World:
+    """The stack config and every effect, with a kill switch: effect number `kill_at` dies before
+    (`after=False`) or after it happened. Records what each `pulumi up` applied and what each check saw."""
+
+    def __init__(self, config: dict, decisions: dict | None = None, up_fails_at: int | None = None,
+                 gate_raises_at: int | None = None):
+        self.backend = ro.MemoryBackend(config)
+        self.decisions = decisions or {}
+        self.up_fails_at = up_fails_at
+        self.gate_raises_at = gate_raises_at
+        self.count = 0
+        self.kill_at: int | None = None
+        self.after = False
+        self.checks: list[tuple[str, str, int, int]] = []  # (kind, revision, stage, stage of the last up)
+        self.rejected: set[str] = set()
+        self.ups_at_rejection: dict[str, int] = {}
+        self.tags = 0
+        self.migrations = 0
+
+    def point(self, fn):
+        self.count += 1
+        if self.kill_at == self.count and not self.after:
+            raise ro.Killed(self.count)
+        try:
+            result = fn()
+        except Exception:
+            if self.kill_at == self.count and self.after:  # died right after a failed effect
+                raise ro.Killed(self.count) from None
+            raise
+        if self.kill_at == self.count and self.after:
+            raise ro.Killed(self.count)
+        return result
+
+    # backend
+    def read(self):
+        return self.backend.read()
+
+    def write(self, values, remove=()):
+        return self.point(lambda: self.backend.write(values, remove))
+
+    def up(self, message):
+        def do():
+            stage = ro.desired_stage(self.release, self.backend.config)
+            if self.up_fails_at is not None and stage == self.up_fails_at and "rollback" not in message:
+                raise ro.OperationFailed("pulumi up failed: error: boom")
+            self.backend.up(message)
+        return self.point(do)
+
+    # checks and effects
+    def check(self, kind):
+        def call(t: ro.Target, stage: int) -> rel.Verdict:
+            def do():
+                if kind == "gate" and self.gate_raises_at == stage:
+                    raise RuntimeError("monitoring API exploded")
+                last = ro.desired_stage(self.release, self.backend.ups[-1][1]) if self.backend.ups else -1
+                self.checks.append((kind, t.candidate, stage, last))
+                decision = self.decisions.get(stage, "promote")
+                if decision == "rollback":
+                    self.rejected.add(t.candidate)
+                    self.ups_at_rejection.setdefault(t.candidate, len(self.backend.ups))
+                return rel.Verdict(decision, t.candidate, stage, rel.evidence_digest([kind, stage]), f"{kind} says {decision}",
+                                   by=kind)
+            return self.point(do)
+        return call
+
+    def migrate(self):
+        def do():
+            self.migrations += 1
+        return self.point(do)
+
+    def tag(self):
+        def do():
+            self.tags += 1
+        return self.point(do)
+
+    def driver(self, release: ro.Release, tag=False, notifier=None) -> ro.Driver:
+        self.release = release
+        return ro.Driver(release, self, gate=self.check("gate"), verify=self.check("verify"), migrate=self.migrate,
+                         tag=self.tag if tag else None, notifier=notifier, log=lambda line: None)
 
 
-@pytest.mark.parametrize("ladder", LADDERS, ids=lambda l: "-".join(map(str, l)))
-def test_state_machine_exhaustively(ladder):
-    total = 0
-    for start in ladder:
-        for has_migration in (False, True):
-            for tag in (False, True):
-                paths = explore(initial_state(ladder, start, has_migration, tag))
-                for p in paths:
-                    check_path(ladder, start, has_migration, tag, p)
-                total += len(paths)
-                # the all-good path releases
-                good = [p for p in paths if all(e in ("migrate_ok", "up_ok", "promote", "tag_ok") for e in p if isinstance(e, str))]
-                assert len(good) == 1 and good[0][-1].exit_code == 0
-    assert total > 50
+SCENARIOS = {
+    "released": (dict(), 0),
+    "rolled-back-at-50": (dict(decisions={50: "rollback"}), 1),
+    "verification-fails": (dict(decisions={0: "rollback"}), 1),
+    "held-at-10": (dict(decisions={10: "hold"}), 3),
+    "gate-error-at-10": (dict(gate_raises_at=10), 4),
+    "up-fails-at-50": (dict(up_fails_at=50), 4),
+}
 
 
-def test_happy_path_action_order():
-    st = initial_state([0, 10, 50, 100], 0, True, True)
-    order = []
-    st, acts = transition(st, "start")
-    script = iter(["migrate_ok", "up_ok", "up_ok", "promote", "up_ok", "promote", "up_ok", "up_ok", "tag_ok"])
-    while True:
-        order += acts
-        if isinstance(acts[-1], Done):
-            break
-        st, acts = transition(st, next(script))
-    assert order == [Migrate(), SetPercent(0), Up("stage 0 %"), SetPercent(10), Up("stage 10 %"), Gate(10),
-                     SetPercent(50), Up("stage 50 %"), Gate(50), SetPercent(100), Up("stage 100 %"),
-                     Finalize(), Up("finalize"), Tag(), Done(0, "released and tagged")]
+def check_invariants(world: World, release: ro.Release, code: int, expected: int) -> None:
+    assert code == expected
+    ups = world.backend.ups
+    # no traffic without approval: the program would give every up exactly the stage it asks for
+    for message, snap in ups:
+        stage = ro.desired_stage(release, snap)
+        doc = ro.read_release_doc(snap)
+        for t in release.targets:
+            stable = (snap["netra:services"][t.key].get("stableRevision") or None)
+            a = doc["approvals"].get(t.key)
+            approval = rel.Approval(a["revision"], a["stage"], a["by"], a["evidence"], a.get("rejected", False)) if a else None
+            d = rel.decide_share(t.key, t.candidate, stable, stage, approval, release.stages)
+            assert d.problem is None and d.percent == stage, (message, t.key, stage, a)
+    # never judges a stage whose `up` did not happen
+    for kind, revision, stage, last_up_stage in world.checks:
+        assert last_up_stage == stage, (kind, revision, stage, last_up_stage)
+    # never climbs a rejected candidate: after the rejection, every up is at 0 %
+    for cand, n in world.ups_at_rejection.items():
+        assert all(ro.desired_stage(release, snap) == 0 for _, snap in ups[n:])
+    final = world.backend.config
+    doc = ro.read_release_doc(final)
+    if expected in (0, 1, 4):
+        assert "rollout" not in doc, doc.get("rollout")  # the journal is closed
+        for t in release.targets:  # no stale override
+            assert "canaryPercent" not in final["netra:services"][t.key]
+    if expected == 0:  # success only after the finalize update, which carried the new stable revisions
+        message, snap = ups[-1]
+        assert message == "netra rollout: finalize"
+        assert all(snap["netra:services"][t.key]["stableRevision"] == t.candidate for t in release.targets)
+        assert ro.desired_stage(release, snap) == 0
+    if expected in (1, 4):
+        assert ro.desired_stage(release, ups[-1][1]) == 0 if ups else True
+        assert all(snap["netra:services"][t.key]["stableRevision"] == t.stable for t in release.targets
+                   for _, snap in ups)
+    if expected == 3:
+        assert doc["rollout"]["live"] == 10 and ro.desired_stage(release, final) == 10
 
 
-@pytest.mark.parametrize("stages, current", [([10, 50, 100], 10), ([0, 50, 10, 100], 0), ([0, 100], 0), ([0, 50], 0), ([0, 10, 100], 20)])
-def test_bad_ladders_are_refused(stages, current):
-    with pytest.raises(ValueError):
-        initial_state(stages, current, False, False)
+@pytest.mark.parametrize("scope", ["stack", "service"])
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_every_interruption_point_converges(prod_plan, scenario, scope):
+    kwargs, expected = SCENARIOS[scenario]
+    keys = ("auth", "backend", "frontend") if scope == "stack" else ("backend",)
+    release = make_release(prod_plan, keys, scope)
+    base = stack_config("prod")
+
+    clean = World(base, **kwargs)
+    outcome = clean.driver(release, tag=True).run()
+    check_invariants(clean, release, outcome.exit_code, expected)
+    for _, snap in clean.backend.ups:  # the program accepts every config the rollout applies
+        load_stack_config(flat(snap), "prod")
+    load_stack_config(flat(clean.backend.config), "prod")
+    effects = clean.count
+    assert effects >= 8
+
+    for n in range(1, effects + 1):
+        for after in (False, True):
+            world = World(base, **kwargs)
+            world.kill_at, world.after = n, after
+            with pytest.raises(ro.Killed):
+                world.driver(release, tag=True).run()
+            world.kill_at = None
+            # a fresh driver on what the config recorded (as `run_rollout` does after re-planning)
+            again = ro.resume(release, world.backend.config, every_target(prod_plan))
+            outcome = world.driver(again, tag=True).run()
+            check_invariants(world, release, outcome.exit_code, expected)
+            if expected == 0:
+                assert world.tags >= 1
+            # the migration (effect 2, after `begin`) runs once, or twice when the kill fell between running
+            # it and recording it (the runner is idempotent: schema_migrations bookkeeping)
+            between = (n == 2 and after) or (n == 3 and not after)
+            # killed after the very last effect of a run that did not reject the candidate: the restart is
+            # a new rollout of the same candidate (a gate error is not a verdict)
+            anew = n == effects and after and expected == 4
+            assert world.migrations == (2 if between or anew else 1)
 
 
-def test_an_event_out_of_place_is_an_error():
-    st, _ = transition(initial_state([0, 10, 100], 10, False, False), "start")
-    with pytest.raises(ValueError):
-        transition(st, "up_ok")
+def test_effect_order_on_the_happy_path(prod_plan):
+    release = make_release(prod_plan, ("backend",), "service")
+    world = World(stack_config("prod"))
+    driver = world.driver(release)
+    assert driver.run().exit_code == 0
+    steps = [name for kind, name in driver.trace if kind == "step"]
+    assert steps == ["begin", "migrate", "apply", "check", "climb", "apply", "check", "climb", "apply", "check",
+                     "climb", "apply", "finalize", "finalize-up", "done"]
+    assert [m for m, _ in world.backend.ups] == ["netra rollout: stage 0 %", "netra rollout: stage 10 %",
+                                                 "netra rollout: stage 50 %", "netra rollout: stage 100 %",
+                                                 "netra rollout: finalize"]
+    assert [(k, s) for k, _, s, _ in world.checks] == [("verify", 0), ("gate", 10), ("gate", 50)]
 
 
-# ---- the real orchestration with a fake Automation API stack -------------------------------------
+def test_a_rejected_candidate_never_climbs_again(prod_plan):
+    release = make_release(prod_plan, ("backend",), "service")
+    world = World(stack_config("prod"), decisions={10: "rollback"})
+    assert world.driver(release).run().exit_code == 1
+    ups = len(world.backend.ups)
+    world.decisions = {}
+    outcome = world.driver(release).run()
+    assert outcome.exit_code == 1 and "rejected" in outcome.reason and len(world.backend.ups) == ups
 
-class FakeStack:
-    """Stands in for pulumi.automation.Stack: records set_config / up calls."""
 
-    def __init__(self, fail_up_at: int | None = None):
-        self.calls = []
-        self.ups = 0
-        self.fail_up_at = fail_up_at
+def test_first_deploy_verifies_at_0_then_goes_to_100(prod_plan):
+    release = make_release(prod_plan, ("auth",), "service", first_deploy=True)
+    cfg = stack_config("prod")
+    cfg["netra:services"]["auth"].pop("stableRevision")
+    world = World(cfg)
+    assert release.ladder == (0, 100)
+    assert world.driver(release).run().exit_code == 0
+    assert [(k, s) for k, _, s, _ in world.checks] == [("verify", 0)]
+    assert [ro.desired_stage(release, snap) for _, snap in world.backend.ups] == [0, 100, 0]
+    assert world.backend.config["netra:services"]["auth"]["stableRevision"] == release.targets[0].candidate
 
-    def set_config(self, key, value, *, path=False):
-        from pulumi import automation as auto
 
-        assert isinstance(value, auto.ConfigValue) and path is True
-        self.calls.append(("set", key, value.value))
+def test_stale_overrides_are_removed_and_the_stack_key_carries_the_stage(prod_plan):
+    cfg = stack_config("prod")
+    cfg["netra:services"]["backend"]["canaryPercent"] = 0  # left by an old rollout
+    release = make_release(prod_plan)
+    world = World(cfg)
+    assert world.driver(release).run().exit_code == 0
+    assert [snap["netra:canaryPercent"] for _, snap in world.backend.ups] == [0, 10, 50, 100, 0]
+    assert all("canaryPercent" not in snap["netra:services"]["backend"] for _, snap in world.backend.ups)
 
-    def up(self, message=None, on_output=None, **kw):
-        from pulumi.automation import errors
 
-        self.ups += 1
-        self.calls.append(("up", message))
-        if on_output:
-            on_output("Updating (prod):\n")
-        if self.fail_up_at == self.ups:
-            raise errors.CommandError(type("R", (), {"stdout": "", "stderr": "error: boom", "code": 255,
-                                                     "__str__": lambda s: "error: boom"})())
-        return type("UpResult", (), {"summary": type("S", (), {"result": "succeeded"})()})()
+def test_template_change_mid_rollout_restarts_the_new_candidate_at_0(prod_plan):
+    release = make_release(prod_plan, ("backend",), "service")
+    world = World(stack_config("prod"), decisions={50: "hold"})
+    assert world.driver(release).run().exit_code == 3  # live at 50 %
+    new = ro.Target("backend", "netra-backend-prod", "netra-backend-prod-99999999", release.targets[0].stable)
+    newer = ro.Release("prod", (new,), release.stages, "service", True)
+    world.decisions = {}
+    world.driver(newer).run()
+    first = ro.desired_stage(newer, world.backend.ups[-5][1])
+    assert first == 0 and world.checks[-3][:3] == ("verify", "netra-backend-prod-99999999", 0)
+
+
+def test_the_lock_keeps_two_rollouts_of_one_stack_apart(tmp_path):
+    with ro.StackLock("prod", tmp_path):
+        with pytest.raises(ro.LockBusy, match="another rollout of this stack is running"):
+            with ro.StackLock("prod", tmp_path):
+                pass
+        with ro.StackLock("staging", tmp_path):  # another stack is fine
+            pass
+    with ro.StackLock("prod", tmp_path):  # released when the first one ends
+        pass
 
 
 def rollout_args(**kw):
     base = dict(stack="prod", service=None, dry_run=False, tag=None, interval="60", max_duration="3600",
                 monitoring_endpoint=None, lag="180", min_soak="600", min_requests="500", alpha="0.01",
-                error_tolerance="1.1", latency_tolerance="1.25")
+                error_tolerance="1.1", latency_tolerance="1.25", smoke_requests="5", smoke_path=[], verify_url=[])
     base.update(kw)
     return argparse.Namespace(**base)
 
 
-def scripted_gate(*decisions):
-    it = iter(decisions)
-    seen = []
-
-    def gate(keys, percent):
-        seen.append((tuple(keys), percent))
-        return next(it), {}
-
-    gate.seen = seen
-    return gate
+def test_cli_rollout_with_the_lock_held_does_nothing_and_exits_4(tmp_path, capsys):
+    world = World(stack_config("prod"))
+    with ro.StackLock("prod", tmp_path):
+        code = ro.run_rollout(rollout_args(service="backend"), backend=world, gate=world.check("gate"),
+                              verify=world.check("verify"), migrate=world.migrate, log=lambda l: None,
+                              notifier=Notifier("prod", out=io.StringIO()), lock_dir=tmp_path)
+    assert code == 4 and world.count == 0
+    assert "another rollout" in capsys.readouterr().err
 
 
-def test_rollout_drives_the_automation_api_through_the_ladder(prod_plan, capsys):
-    fake = FakeStack()
-    gate = scripted_gate("promote", "promote")
-    code = ro.run_rollout(rollout_args(service="backend"), backend=ro.AutomationStack(fake, log=lambda l: None),
-                          gate=gate, log=lambda l: None, migrate=no_migration)
-    assert code == 0
-    cand = prod_plan["outputs"]["services"]["backend"]["candidateRevision"]
-    k = "netra:services.backend.canaryPercent"
-    assert fake.calls == [
-        ("set", k, "0"), ("up", "netra rollout: stage 0 %"),
-        ("set", k, "10"), ("up", "netra rollout: stage 10 %"),
-        ("set", k, "50"), ("up", "netra rollout: stage 50 %"),
-        ("set", k, "100"), ("up", "netra rollout: stage 100 %"),
-        ("set", "netra:services.backend.stableRevision", cand), ("set", k, "0"), ("up", "netra rollout: finalize"),
-    ]
-    assert gate.seen == [(("backend",), 10), (("backend",), 50)]
-    assert "released" in capsys.readouterr().out
-
-
-def test_rollback_verdict_sets_zero_and_updates_at_once():
-    fake = FakeStack()
-    code = ro.run_rollout(rollout_args(service="auth"), backend=ro.AutomationStack(fake, log=lambda l: None),
-                          gate=scripted_gate("promote", "rollback"), log=lambda l: None, migrate=no_migration)
-    assert code == 1
-    assert fake.calls[-2:] == [("set", "netra:services.auth.canaryPercent", "0"),
-                               ("up", "netra rollout: rollback: the gate failed the canary at 50 %")]
-
-
-def test_hold_leaves_traffic_where_it_is():
-    fake = FakeStack()
-    code = ro.run_rollout(rollout_args(service="auth"), backend=ro.AutomationStack(fake, log=lambda l: None),
-                          gate=scripted_gate("hold"), log=lambda l: None, migrate=no_migration)
-    assert code == 3
-    assert fake.calls[-1] == ("up", "netra rollout: stage 10 %")
-
-
-def test_failed_update_at_a_stage_rolls_back_and_reports_failure():
-    fake = FakeStack(fail_up_at=2)  # stage 10 % fails
-    code = ro.run_rollout(rollout_args(service="auth"), backend=ro.AutomationStack(fake, log=lambda l: None),
-                          gate=scripted_gate(), log=lambda l: None, migrate=no_migration)
+def test_cli_rollout_gate_error_rolls_back_and_exits_4(tmp_path, prod_plan):
+    world = World(stack_config("prod"), gate_raises_at=10)
+    world.release = make_release(prod_plan, ("backend",), "service")
+    out = io.StringIO()
+    code = ro.run_rollout(rollout_args(service="backend"), backend=world, gate=world.check("gate"),
+                          verify=world.check("verify"), migrate=world.migrate, log=lambda l: None,
+                          notifier=Notifier("prod", out=out), lock_dir=tmp_path)
     assert code == 4
-    assert fake.calls[-2:] == [("set", "netra:services.auth.canaryPercent", "0"),
-                               ("up", "netra rollout: rollback after a failed update")]
+    events = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [e["event"] for e in events][-3:] == ["stage_up", "failure", "rollback"]
+    assert "monitoring API exploded" in events[-2]["message"]
+    assert world.backend.ups[-1][0].startswith("netra rollout: rollback to 0 %")
 
 
-def test_all_services_move_together_and_gate_together():
-    fake = FakeStack()
-    gate = scripted_gate("promote", "promote")
-    assert ro.run_rollout(rollout_args(), backend=ro.AutomationStack(fake, log=lambda l: None), gate=gate,
-                          log=lambda l: None, migrate=no_migration) == 0
-    first_stage = [c for c in fake.calls[:4] if c[0] == "set"]
-    assert {c[1] for c in first_stage} == {f"netra:services.{k}.canaryPercent" for k in ("auth", "backend", "frontend")}
-    assert gate.seen[0] == (("auth", "backend", "frontend"), 10)
+def test_a_verdict_for_another_revision_or_stage_is_an_error(prod_plan):
+    release = make_release(prod_plan, ("backend",), "service")
+    world = World(stack_config("prod"))
+    driver = world.driver(release)
+    driver.gate = lambda t, stage: rel.Verdict("promote", "netra-backend-prod-00000000", stage, "0" * 64)
+    outcome = driver.run()
+    assert outcome.exit_code == 4 and "names netra-backend-prod-00000000" in outcome.reason
 
 
-def test_migration_runs_before_the_first_update_and_a_failure_moves_nothing(monkeypatch, prod_plan):
-    real = ro.plan_release
+def test_notifications_on_every_event(prod_plan):
+    release = make_release(prod_plan, ("backend",), "service")
+    out = io.StringIO()
+    world = World(stack_config("prod"), decisions={50: "rollback"})
+    assert world.driver(release, notifier=Notifier("prod", out=out)).run().exit_code == 1
+    events = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [e["event"] for e in events] == ["start", "stage_up", "verdict", "stage_up", "verdict", "stage_up", "verdict",
+                                            "rollback"]
+    assert events[-2]["decision"] == "rollback" and events[-2]["revision"] == release.targets[0].candidate
+    assert all(e["stack"] == "prod" and e["at"] for e in events)
 
-    def with_job(stack, service, overrides=None):
-        release, current, stages = real(stack, service, overrides)
-        release.outputs = {**release.outputs, "migrationJob": {"name": "netra-migrate-prod", "region": "us-central1"}}
-        return release, current, stages
 
-    monkeypatch.setattr(ro, "plan_release", with_job)
-    order = []
-    fake = FakeStack()
+def test_dry_run_shows_the_real_path_with_hold_and_rollback_branches():
+    r = cli("rollout", "--stack", "prod", "--service", "backend", "--dry-run")
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    order = ["-- begin", "migrate (the migration job", "pulumi up (stage 0 %)", "verify backend", "pulumi up (stage 10 %)",
+             "gate backend", "pulumi up (stage 50 %)", "pulumi up (stage 100 %)",
+             "set config netra:services.backend.stableRevision", "pulumi up (finalize)", "=> exit 0"]
+    pos = [out.index(w) for w in order]
+    assert pos == sorted(pos)
+    assert "if the gate at 10 % answers rollback: exit 1" in out and "rollback to 0 %" in out
+    assert "if the gate at 50 % answers hold: exit 3" in out and "if the verification at 0 % answers rollback" in out
 
-    def migrate():
-        order.append(("migrate", fake.ups))
 
-    assert ro.run_rollout(rollout_args(service="backend"), backend=ro.AutomationStack(fake, log=lambda l: None),
-                          migrate=migrate, gate=scripted_gate("promote", "promote"), log=lambda l: None) == 0
-    assert order == [("migrate", 0)]
-
-    def failing():
-        raise ro.OperationFailed("job failed")
-
-    fake2 = FakeStack()
-    assert ro.run_rollout(rollout_args(service="backend"), backend=ro.AutomationStack(fake2, log=lambda l: None),
-                          migrate=failing, gate=scripted_gate(), log=lambda l: None) == 4
-    assert fake2.calls == []
+def test_dry_run_of_a_first_deploy_climbs_0_then_100():
+    r = cli("rollout", "--stack", "staging", "--service", "auth", "--dry-run")
+    assert r.returncode == 0, r.stderr
+    assert "along [0, 100] (first deploy)" in r.stdout and "pulumi up (stage 100 %)" in r.stdout
+    assert "gate auth" not in r.stdout and "verify auth" in r.stdout and "=> exit 0" in r.stdout
 
 
 class FakeSession:
@@ -302,16 +377,6 @@ def test_migration_job_is_run_through_the_cloud_run_admin_api():
                              session=FakeSession({"error": {"message": "bad sql"}}), sleep=lambda x: None, log=lambda l: None)
 
 
-def test_emergency_rollback_sets_every_service_in_one_update():
-    fake = FakeStack()
-    assert ro.run_rollback(argparse.Namespace(stack="prod", dry_run=False), backend=ro.AutomationStack(fake),
-                           log=lambda l: None) == 0
-    sets = [c for c in fake.calls if c[0] == "set"]
-    assert {c[1] for c in sets} == {"netra:canaryPercent", "netra:services.auth.canaryPercent",
-                                    "netra:services.backend.canaryPercent", "netra:services.frontend.canaryPercent"}
-    assert all(c[2] == "0" for c in sets) and fake.ups == 1 and fake.calls[-1][0] == "up"
-
-
 def test_tag_after_finalize(tmp_path):
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
     subprocess.run(["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@x", "commit", "-q",
@@ -324,20 +389,41 @@ def test_tag_after_finalize(tmp_path):
         ro.git_tag("release-1", "again", tmp_path)
 
 
-def test_dry_run_prints_the_ordered_actions():
-    r = cli("rollout", "--stack", "prod", "--service", "backend", "--dry-run")
-    assert r.returncode == 0, r.stderr
-    lines = r.stdout.splitlines()
-    wanted = ["set config netra:services.backend.canaryPercent = 0", "pulumi up (stage 0 %)",
-              "set config netra:services.backend.canaryPercent = 10", "pulumi up (stage 10 %)",
-              "gate backend at 10 %", "set config netra:services.backend.canaryPercent = 50", "pulumi up (stage 50 %)",
-              "gate backend at 50 %", "set config netra:services.backend.canaryPercent = 100", "pulumi up (stage 100 %)",
-              "set config netra:services.backend.stableRevision = ", "pulumi up (finalize)"]
-    pos = 0
-    for w in wanted:
-        while not lines[pos].startswith(w):
-            pos += 1
-    assert "Traceback" not in r.stderr
+class FakeAutomationStack:
+    """pulumi.automation.Stack's config and up methods, recording calls."""
+
+    def __init__(self):
+        self.calls = []
+        self.config = {}
+
+    def get_all_config(self):
+        from pulumi import automation as auto
+
+        return {k: auto.ConfigValue(value=v) for k, v in self.config.items()}
+
+    def set_all_config(self, values, *, path=False):
+        assert path is True
+        self.calls.append(("set", {k: v.value for k, v in values.items()}))
+        self.config.update({k: v.value for k, v in values.items()})
+
+    def remove_all_config(self, keys, *, path=False):
+        self.calls.append(("remove", list(keys)))
+
+    def up(self, **kw):
+        self.calls.append(("up", kw))
+        return type("UpResult", (), {"summary": type("S", (), {"result": "succeeded"})()})()
+
+
+def test_automation_backend_runs_up_with_the_policy_pack_and_writes_json():
+    stack = FakeAutomationStack()
+    b = ro.AutomationBackend(stack, "/repo/policies", "/repo/policies/config.prod.json", log=lambda l: None)
+    b.write({"netra:canaryPercent": 10, "netra:release": {"approvals": {}}}, remove=("netra:services.backend.canaryPercent",))
+    b.up("netra rollout: stage 10 %")
+    assert stack.calls[0] == ("set", {"netra:canaryPercent": "10", "netra:release": '{"approvals":{}}'})
+    assert stack.calls[1] == ("remove", ["netra:services.backend.canaryPercent"])
+    up = stack.calls[2][1]
+    assert up["policy_packs"] == ["/repo/policies"] and up["policy_pack_configs"] == ["/repo/policies/config.prod.json"]
+    assert b.read()["netra:release"] == {"approvals": {}}
 
 
 @pytest.mark.parametrize("argv, flag", [
@@ -345,11 +431,51 @@ def test_dry_run_prints_the_ordered_actions():
     (["rollout", "--stack", "qa"], "--stack"),
     (["rollout"], "--stack"),
     (["rollout", "--stack", "prod", "--interval", "-1"], "--interval"),
+    (["rollout", "--stack", "prod", "--smoke-requests", "0"], "--smoke-requests"),
+    (["rollout", "--stack", "prod", "--verify-url", "backend"], "--verify-url"),
     (["rollback"], "--stack"),
     (["rollback", "--stack", "qa", "--dry-run"], "--stack"),
+    (["status"], "--stack"),
+    (["approve", "--stack", "prod"], "--service"),
 ])
 def test_bad_input_is_one_line_exit_2(argv, flag):
     r = cli(*argv)
-    assert r.returncode == 2
+    assert r.returncode == 2, r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and flag in lines[0] and "Traceback" not in r.stderr
+
+
+# ---- the live gate adapter: binds the gate API's verdict to the revision and stage it judged --------
+
+def test_live_gate_judges_what_cloud_run_serves_and_binds_the_verdict(prod_plan, monkeypatch, tmp_path):
+    from infra.canary import api
+    from infra.canary.verdict import Decision, Verdict
+
+    from .test_gate_api import Response, Session
+
+    monkeypatch.chdir(tmp_path)  # the verdict file
+    release = make_release(prod_plan, ("backend",), "service")
+    t = release.targets[0]
+
+    def serving(candidate, percent):
+        return Session(Response(200, {"trafficStatuses": [
+            {"revision": t.stable, "percent": 100 - percent, "tag": "stable"},
+            {"revision": candidate, "percent": percent, "tag": "canary"}]}))
+
+    judged = []
+
+    def judge(rev, settings, **kw):
+        judged.append(rev)
+        return Verdict(Decision.PROMOTE, "promote: fine", {"candidateRevision": rev.candidate})
+
+    monkeypatch.setattr(api, "judge", judge)
+    v = ro.make_gate(None, release, lambda l: None, session=serving(t.candidate, 10))(t, 10)
+    assert (v.decision, v.revision, v.stage, v.by) == ("promote", t.candidate, 10, "gate") and len(v.evidence) == 64
+    assert (tmp_path / "verdict-prod-backend-10.json").exists()
+    with pytest.raises(ro.OperationFailed, match="not .* at 50 % as applied"):
+        ro.make_gate(None, release, lambda l: None, session=serving(t.candidate, 10))(t, 50)
+    with pytest.raises(ro.OperationFailed, match="serves netra-backend-prod-00000000"):
+        ro.make_gate(None, release, lambda l: None, session=serving("netra-backend-prod-00000000", 10))(t, 10)
+    monkeypatch.setattr(api, "judge", lambda rev, settings, **kw: Verdict(Decision.ERROR, "error: no credentials", {}))
+    with pytest.raises(ro.OperationFailed, match="no credentials"):
+        ro.make_gate(None, release, lambda l: None, session=serving(t.candidate, 10))(t, 10)

@@ -75,9 +75,17 @@ def test_first_deploy_warns_and_gives_candidate_everything(staging_plan):
                                     "percent": 100, "tag": "canary"}]
 
 
+def approved_at(stage: int, plan: dict) -> dict:
+    """Overrides recording that each service's candidate was approved at `stage` (netra:release.approvals)."""
+    return {f"netra:release.approvals.{key}": {"revision": svc["candidateRevision"], "stage": stage, "by": "gate",
+                                               "evidence": "e" * 64}
+            for key, svc in plan["outputs"]["services"].items()}
+
+
 @pytest.fixture(scope="module")
-def stage_plans() -> dict[int, dict]:
-    return {p: plan_of("prod", {"netra:canaryPercent": p}) for p in (0, 10, 50, 100)}
+def stage_plans(prod_plan) -> dict[int, dict]:
+    """Each stage, with the candidates approved at 50 % (so every stage up to 100 % is allowed)."""
+    return {p: plan_of("prod", {"netra:canaryPercent": p, **approved_at(50, prod_plan)}) for p in (0, 10, 50, 100)}
 
 
 def _without_traffic(doc: dict) -> dict:
@@ -104,15 +112,15 @@ def test_rollback_is_stage_zero(stage_plans):
         assert traffic[0]["tag"] == "stable" and traffic[0]["percent"] == 100 and traffic[1]["percent"] == 0
 
 
-def test_per_service_override_moves_only_that_service(stage_plans):
-    doc = plan_of("prod", {"netra:services.backend.canaryPercent": 50})
+def test_per_service_override_moves_only_that_service(stage_plans, prod_plan):
+    doc = plan_of("prod", {"netra:services.backend.canaryPercent": 50, **approved_at(10, prod_plan)})
     assert doc["outputs"]["services"]["backend"]["traffic"] == stage_plans[50]["outputs"]["services"]["backend"]["traffic"]
     assert doc["outputs"]["services"]["auth"]["traffic"] == stage_plans[0]["outputs"]["services"]["auth"]["traffic"]
 
 
 def test_finalize_keeps_the_template_and_revision(stage_plans):
     full = stage_plans[100]
-    overrides = {"netra:canaryPercent": 0}
+    overrides = {"netra:canaryPercent": 0, **approved_at(50, full)}
     for key in SEED_INSTANCES:
         overrides[f"netra:services.{key}.stableRevision"] = full["outputs"]["services"][key]["candidateRevision"]
     done = plan_of("prod", overrides)
@@ -123,9 +131,13 @@ def test_finalize_keeps_the_template_and_revision(stage_plans):
 
 
 def test_template_edit_makes_a_new_candidate_but_never_moves_traffic_to_it(stage_plans):
-    doc = plan_of("prod", {"netra:canaryPercent": 10, "netra:services.backend.memory": "8Gi"})
+    doc = plan_of("prod", {"netra:canaryPercent": 10, "netra:services.backend.memory": "8Gi",
+                           **approved_at(50, stage_plans[0])})
     before = stage_plans[10]["outputs"]["services"]["backend"]
     after = doc["outputs"]["services"]["backend"]
     assert after["candidateRevision"] != before["candidateRevision"]
-    assert after["traffic"][0] == before["traffic"][0]  # stable untouched
+    assert after["traffic"][0]["revision"] == before["traffic"][0]["revision"]  # the same stable revision
+    # the approval names the old candidate: the new one starts at 0 %, never at the live 10 %
+    assert [(t["tag"], t["percent"]) for t in after["traffic"]] == [("stable", 100), ("canary", 0)]
+    assert any("backend: canaryPercent 10 asked" in w and after["candidateRevision"] in w for w in doc["warnings"])
     assert doc["outputs"]["services"]["auth"]["candidateRevision"] == stage_plans[10]["outputs"]["services"]["auth"]["candidateRevision"]

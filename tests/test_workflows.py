@@ -70,20 +70,22 @@ def test_pull_request_previews_each_stack_with_the_pack_and_comments():
     assert preview["permissions"]["pull-requests"] == "write" and preview["permissions"]["id-token"] == "write"
 
 
-def test_deploy_is_manual_per_stack_and_stage_with_approval():
+def test_deploy_runs_the_crash_safe_rollout_per_stack_with_approval():
     wf = load("deploy.yml")
     inputs = wf["on"]["workflow_dispatch"]["inputs"]
     assert inputs["stack"]["options"] == ["staging", "prod"]
-    assert inputs["stage"]["options"] == ["0", "10", "50", "100"]
+    assert inputs["action"]["options"] == ["rollout", "rollback", "rollback-direct", "status"]
     release = wf["jobs"]["release"]
     assert release["environment"] == "${{ inputs.stack }}" and release["needs"] == "plan"
     runs = "\n".join(s.get("run", "") for s in steps(release))
-    assert "--policy-pack policies" in runs and '--policy-pack-config "policies/config.$STACK.json"' in runs
-    assert "python -m infra gate" in runs and "python -m infra rollback" in runs and "python -m infra rollout" in runs
-    assert "gh workflow run deploy.yml" in runs
+    # the rollout runs `pulumi up` with the policy pack itself (Automation API) and resumes from the journal
+    assert "pulumi config refresh --force" in runs
+    assert "python -m infra rollout --stack" in runs and "python -m infra rollback --stack" in runs
+    assert '--direct' in runs and "python -m infra status" in runs
+    assert "NETRA_ROLLOUT_WEBHOOK" in str(release)
     assert wf["concurrency"]["cancel-in-progress"] is False
     plan_runs = "\n".join(s.get("run", "") for s in steps(wf["jobs"]["plan"]))
-    assert 'python -m infra plan --stack "$STACK" --set "netra:canaryPercent=$STAGE"' in plan_runs
+    assert 'python -m infra plan --stack "$STACK"' in plan_runs
 
 
 @pytest.mark.parametrize("stack", ["staging", "prod"])

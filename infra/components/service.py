@@ -9,7 +9,7 @@ import pulumi_gcp as gcp
 from pulumi_gcp import cloudrunv2 as run
 
 from infra import release
-from infra.config import StackConfig, service_name
+from infra.config import ConfigError, Problem, StackConfig, service_name
 
 COMPONENT_TYPE = "netra:run:Service"
 REVISION_TRAFFIC = "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION"
@@ -78,6 +78,18 @@ class RevisionSpec:
 
 def labels_for(cfg: StackConfig, key: str) -> dict[str, str]:
     return {"env": cfg.environment, "service": key, "cost-center": cfg.cost_center, "managed-by": "pulumi"}
+
+
+def release_approval(cfg: StackConfig, key: str) -> Optional[release.Approval]:
+    record = cfg.release.approvals.get(key)
+    if record is None:
+        return None
+    return release.Approval(record.revision, record.stage, record.by, record.evidence, record.rejected)
+
+
+def canary_percent_key(cfg: StackConfig, key: str) -> str:
+    """The config key that set this service's stage (for error messages)."""
+    return f"netra:services.{key}.canaryPercent" if getattr(cfg.services, key).canary_percent is not None else "netra:canaryPercent"
 
 
 def service_account_id(cfg: StackConfig, key: str) -> str:
@@ -198,9 +210,14 @@ class CloudRunService(pulumi.ComponentResource):
         ]
         self.candidate_revision = release.candidate_revision(name, spec)
         self.stable_revision = svc.stable_revision
-        self.canary_percent = cfg.canary_percent_for(key)
+        approval = release_approval(cfg, key)
+        share = release.decide_share(key, self.candidate_revision, self.stable_revision, cfg.canary_percent_for(key),
+                                     approval, cfg.stages)
+        if share.problem:
+            raise ConfigError([Problem(canary_percent_key(cfg, key), share.problem)])
+        self.canary_percent = share.percent
         self.traffic = release.traffic_plan(name, self.candidate_revision, self.stable_revision, self.canary_percent)
-        for warning in self.traffic.warnings:
+        for warning in (*share.warnings, *self.traffic.warnings):
             pulumi.log.warn(warning, resource=self)
 
         self.service = run.Service(
@@ -214,6 +231,8 @@ class CloudRunService(pulumi.ComponentResource):
                 launch_stage="GA",
                 deletion_protection=cfg.is_prod,
                 labels=labels_for(cfg, key),
+                # the approval record beside the traffic, so the policy pack checks one against the other
+                annotations=release.approval_annotations(approval, self.stable_revision, cfg.stages),
                 template=template_args(spec, self.candidate_revision),
                 traffics=[
                     run.ServiceTrafficArgs(type=REVISION_TRAFFIC, revision=t.revision, percent=t.percent, tag=t.tag)

@@ -9,6 +9,7 @@ from .app import AppSettings
 from .base import ConfigModel, problems
 from .observability import ObservabilityConfig, environment_problems as observability_problems
 from .platform import SECRET_KEYS, PlatformConfig, check_platform
+from .release import ReleaseConfig
 from .services import Services
 from .verification import VerificationConfig, verification_problems
 
@@ -41,6 +42,7 @@ class StackConfig(ConfigModel):
     platform: PlatformConfig = Field(description="network, Cloud SQL, Memorystore, buckets, secrets, migrations, edge")
     verification: VerificationConfig = Field(
         VerificationConfig(), description="release load test, bake window, emergency budget: README, Verification")
+    release: ReleaseConfig = Field(ReleaseConfig(), description="approvals and the rollout journal (written by the rollout)")
 
     @field_validator("stages")
     @classmethod

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import hashlib
 import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -141,6 +142,20 @@ COMPUTED: dict[str, Callable[[str, dict], dict]] = {
 }
 
 
+def _project_lookup(args: dict) -> dict:
+    """organizations.getProject: offline there is no project, so a stable stand-in number per project id
+    (12 digits, like the real ones); the plan shows it where a real `pulumi up` shows the actual number."""
+    project = args.get("projectId") or "project"
+    number = str(int(hashlib.sha256(project.encode()).hexdigest()[:12], 16) % 10**12).zfill(12)
+    return {"projectId": project, "number": number, "name": project, "id": f"projects/{project}"}
+
+
+# invoke token -> result from plain args (data sources the program reads)
+CALLS: dict[str, Callable[[dict], dict]] = {
+    "gcp:organizations/getProject:getProject": _project_lookup,
+}
+
+
 class _Mocks(pulumi.runtime.Mocks):
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         plain = unwrap(args.inputs)
@@ -148,7 +163,8 @@ class _Mocks(pulumi.runtime.Mocks):
         return f"{args.name}-id", {**args.inputs, **computed}
 
     def call(self, args: pulumi.runtime.MockCallArgs):
-        return {}, None
+        answer = CALLS.get(args.token)
+        return answer(dict(args.args)) if answer else {}
 
 
 _THREAD_LOOPS: list[asyncio.AbstractEventLoop] = []

@@ -78,6 +78,11 @@ TF_TYPES: dict[str, str] = {
     "random:index/randomPassword:RandomPassword": "random_password",
 }
 
+# Resources that are not cloud resources, so have no Terraform counterpart: not exported.
+NOT_EXPORTED = {
+    "pulumi-python:dynamic:Resource",  # MetricReady: waits for Cloud Monitoring, creates nothing
+}
+
 # Block lists whose Terraform name is singular (Pulumi pluralised it): (Terraform type, SDK path) -> name.
 # The SDK path is the snake_case property path without list indices. Every other list keeps its name
 # (Terraform's own name is already plural: `conditions`, `containers`, `database_flags`); a test walks
@@ -264,7 +269,7 @@ def _addresses(resources: Sequence[PlannedResource]) -> dict[str, str]:
 
 def export(resources: Sequence[PlannedResource]) -> dict:
     """Terraform plan JSON (format 1.2) of the custom resources: every one is a `create`."""
-    custom = [r for r in resources if r.custom]
+    custom = [r for r in resources if r.custom and r.type not in NOT_EXPORTED]
     names = _addresses(custom)
     planned, changes = [], []
     for r in custom:

@@ -182,6 +182,49 @@ def _service_accounts(resources, config):
             yield f"{sa} is shared by {', '.join(sorted(names))}; each service needs its own", None
 
 
+ANNOTATION = "netra.dev/"
+
+
+def _approved_share(r) -> tuple[str, int, str | None]:
+    """(candidate, its stage, why it may not have it or None) of one service, from traffic + annotations."""
+    props = r.props
+    notes = get(props, "annotations", {}) or {}
+    candidate = get(props, "template.revision", "")
+    first = notes.get(ANNOTATION + "first-deploy")
+    if first is None:
+        return candidate, 0, None  # not a service of this program: no approval record to check
+    all_traffic = items(props, "traffics")
+    traffics = [t for t in all_traffic if get(t, "revision") == candidate]
+    share = sum(int(get(t, "percent", 0)) for t in traffics)
+    if first == "true":  # the only revision carries 100 %; the `stable` tag marks stage 100
+        share = 100 if any(get(t, "tag") == "stable" for t in traffics) else 0
+        ladder = [0, 100]
+    elif len(all_traffic) == 1 and traffics:
+        return candidate, share, None  # finalized: stableRevision is the candidate
+    else:
+        ladder = [int(x) for x in str(notes.get(ANNOTATION + "stages", "0,10,50,100")).split(",") if x.strip()]
+    if share == 0:
+        return candidate, 0, None
+    approved = notes.get(ANNOTATION + "approved-revision")
+    if approved != candidate:
+        return candidate, share, (f"has {share} % but no approval for this revision"
+                                  + (f" (the approval names {approved})" if approved else ""))
+    if notes.get(ANNOTATION + "approval-rejected") == "true":
+        return candidate, share, f"has {share} % but was rejected (rolled back)"
+    stage = int(notes.get(ANNOTATION + "approved-stage", "0"))
+    allowed = next((s for s in ladder if s > stage), ladder[-1])
+    if share > allowed:
+        return candidate, share, f"has {share} % but is approved only at {stage} %: the next stage is {allowed} %"
+    return candidate, share, None
+
+
+def _traffic_approved(resources, config):
+    for r in of_type(resources, SERVICE):
+        candidate, share, why = _approved_share(r)
+        if why:
+            yield f"{get(r.props, 'name', r.name)}: candidate {candidate} {why}", r.urn
+
+
 T = (SERVICE,)
 POLICIES = [
     resource_policy(
@@ -229,6 +272,12 @@ POLICIES = [
     resource_policy(
         "cloudrun-deletion-protection", "Production Cloud Run services have deletion protection on.",
         "Set deletionProtection: true (the program does for netra:environment prod).", T, _deletion_protection),
+    stack_policy(
+        "cloudrun-traffic-approved",
+        "A candidate revision gets a share above 0 only at the stage above the one that exact revision was approved at.",
+        "Climb one stage at a time with `python -m infra rollout`, or record an approval with `python -m infra approve` "
+        "(netra:release.approvals.<svc>); a new template starts at 0 %.",
+        _traffic_approved, severity=Severity.CRITICAL),
     stack_policy(
         "cloudrun-dedicated-service-account",
         "Each Cloud Run service runs as its own service account, never the default compute account.",

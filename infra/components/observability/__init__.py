@@ -11,6 +11,7 @@ from typing import Mapping, Optional
 
 import pulumi
 
+from infra import signals
 from infra.config import StackConfig
 
 from .alerts import SeedAlerts
@@ -18,6 +19,7 @@ from .budget import Budget
 from .channels import NotificationChannels
 from .dashboards import Dashboards
 from .log_metrics import LogMetrics
+from .metric_ready import MetricReady
 from .retention import LogRetention
 from .slos import Slos
 from .uptime import UptimeChecks
@@ -57,10 +59,14 @@ def build(cfg: StackConfig, services: Mapping[str, PublicService],
     channels = NotificationChannels("notifications", cfg)
     log_metrics = LogMetrics("log-metrics", cfg)
     uptime = UptimeChecks("uptime", cfg, {k: s.url for k, s in services.items()})
-    # Policies that read a log-based metric are refused until the metric exists.
+    # Policies that read a log-based metric are refused until the metric exists, and for minutes after
+    # that until Cloud Monitoring knows it: alerts wait for MetricReady (which polls for the descriptors).
     after_metrics = pulumi.ResourceOptions(depends_on=[log_metrics])
+    ready = MetricReady("log-metrics-ready", cfg.project, [m.metric_type for m in signals.ALL_SIGNALS],
+                        opts=pulumi.ResourceOptions(parent=log_metrics, depends_on=list(log_metrics.metrics.values())))
     alerts = SeedAlerts("seed-alerts", cfg, channels,
-                        {k: c.uptime_check_id for k, c in uptime.checks.items()}, opts=after_metrics)
+                        {k: c.uptime_check_id for k, c in uptime.checks.items()},
+                        opts=pulumi.ResourceOptions(depends_on=[log_metrics, ready]))
     slos = Slos("slos", cfg, channels)
     dashboards = Dashboards("dashboards", cfg, {k: s.candidate_revision for k, s in services.items()},
                             opts=after_metrics)

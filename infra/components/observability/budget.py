@@ -4,11 +4,20 @@ from __future__ import annotations
 from typing import Optional
 
 import pulumi
-from pulumi_gcp import billing
+from pulumi_gcp import billing, organizations
 
 from infra.config import StackConfig
 
 COMPONENT_TYPE = "netra:observability:Budget"
+
+
+def project_filter(project: str, number: Optional[str]) -> pulumi.Output[str]:
+    """`projects/<project number>`: the Billing Budget API stores the number, so a project id here is a
+    perpetual diff and failing updates. Configured (`budget.projectNumber`), or looked up at preview/up
+    time from the project id (`organizations.getProject`; needs resourcemanager.projects.get)."""
+    if number is None:
+        number = organizations.get_project_output(project_id=project).number
+    return pulumi.Output.concat("projects/", number)
 
 
 class Budget(pulumi.ComponentResource):
@@ -26,7 +35,7 @@ class Budget(pulumi.ComponentResource):
                 amount=billing.BudgetAmountArgs(specified_amount=billing.BudgetAmountSpecifiedAmountArgs(
                     currency_code="USD", units=str(units), nanos=cents * 10_000_000)),
                 budget_filter=billing.BudgetBudgetFilterArgs(
-                    projects=[f"projects/{b.project_number or cfg.project}"],
+                    projects=[project_filter(cfg.project, b.project_number)],
                     calendar_period="MONTH",
                     credit_types_treatment="INCLUDE_ALL_CREDITS",
                 ),

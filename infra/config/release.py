@@ -1,0 +1,57 @@
+"""`netra:release`: what the rollout records in stack config, so approvals and progress survive a crash.
+
+    netra:release:
+      approvals:                      # per service key: the one revision allowed a share above 0
+        backend: {revision: netra-backend-prod-1a2b3c4d, stage: 10, by: gate, evidence: <sha256>, at: <iso>}
+      rollout:                        # the journal of the rollout in progress (absent when none)
+        services: [backend]
+        candidates: {backend: netra-backend-prod-1a2b3c4d}
+        scope: stack                  # stack: netra:canaryPercent carries the stage; service: per-service overrides
+        live: 10                      # the last stage whose `pulumi up` succeeded (-1: none yet)
+        stables: {backend: netra-backend-prod-a41c9e07}
+        migrated: true
+        rejected: "why"               # set before the rollback update: the candidates never climb again
+        failed: false                 # true when a failure (not a verdict) caused the rollback
+        finalizing: true              # set with stableRevision := candidate
+        released: true                # the finalize update succeeded
+        tagged: false
+
+The program reads only `approvals` (infra.release.decide_share); the rollout driver owns both.
+"""
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from pydantic import Field
+
+from .base import ConfigModel
+
+
+class ApprovalRecord(ConfigModel):
+    revision: str = Field(description="the exact candidate revision approved")
+    stage: int = Field(ge=0, le=100, description="the stage (percent) it was approved at")
+    by: str = Field(pattern=r"^(gate|verify|operator:[A-Za-z0-9._@\-]{1,64})$",
+                    description="gate (promote verdict), verify (0 % checks) or operator:<who>")
+    evidence: str = Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the verdict / verification / note")
+    at: str = Field("", description="when (ISO 8601, UTC)")
+    rejected: bool = Field(False, description="a rollback verdict: no share above 0, ever")
+
+
+class RolloutJournal(ConfigModel):
+    services: tuple[str, ...] = Field((), description="the service keys this rollout moves")
+    candidates: dict[str, str] = Field(default_factory=dict, description="service key -> the candidate it moves")
+    stables: dict[str, Optional[str]] = Field(default_factory=dict, description="service key -> stable revision at the start")
+    scope: Literal["stack", "service"] = Field("stack", description="which key carries the stage")
+    live: int = Field(-1, ge=-1, le=100, description="the last stage whose pulumi up succeeded (-1: none yet)")
+    migrated: bool = False
+    rejected: Optional[str] = Field(None, description="why the candidates are being rolled back")
+    failed: bool = Field(False, description="the rollback was caused by a failure, not a verdict (exit 4)")
+    finalizing: bool = Field(False, description="stableRevision := candidate written, its pulumi up not done")
+    released: bool = Field(False, description="the finalize pulumi up succeeded")
+    tagged: bool = False
+    started: str = Field("", description="when (ISO 8601, UTC)")
+
+
+class ReleaseConfig(ConfigModel):
+    approvals: dict[str, ApprovalRecord] = Field(default_factory=dict)
+    rollout: Optional[RolloutJournal] = None

@@ -1,0 +1,88 @@
+"""Rollout events for people and machines: JSON lines on stdout, a chat webhook, the GitHub job summary.
+
+Events: start, stage_up (a `pulumi up` at a stage succeeded), verdict (gate or verification answered),
+rollback, hold, finalize, released, failure. Every event is one JSON object on one stdout line; the
+webhook (Slack incoming webhook or Google Chat space webhook: both take `{"text": ...}`) and
+`$GITHUB_STEP_SUMMARY` get a one-line human rendering. A sink that fails never fails the rollout: the
+failure is reported on stderr once per sink.
+
+The webhook URL is a credential (anyone holding it can post): it is read from the environment
+(`NETRA_ROLLOUT_WEBHOOK`), never from stack config, and never printed.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import sys
+import urllib.request
+from dataclasses import dataclass, field
+from typing import Callable, TextIO
+
+WEBHOOK_ENV = "NETRA_ROLLOUT_WEBHOOK"
+SUMMARY_ENV = "GITHUB_STEP_SUMMARY"
+EVENTS = ("start", "stage_up", "verdict", "rollback", "hold", "finalize", "released", "failure")
+ICONS = {"start": "▶", "stage_up": "⬆", "verdict": "⚖", "rollback": "↩", "hold": "⏸", "finalize": "✔",
+         "released": "✅", "failure": "❌"}
+
+
+def render(event: dict) -> str:
+    """One readable line: `[prod] ⬆ stage_up 10 %: backend netra-backend-prod-1a2b3c4d`."""
+    rest = {k: v for k, v in event.items() if k not in ("event", "stack", "at", "message")}
+    detail = ", ".join(f"{k}={v}" for k, v in sorted(rest.items()))
+    text = f"[{event.get('stack', '?')}] {ICONS.get(event['event'], '')} {event['event']}: {event.get('message', '')}"
+    return text + (f" ({detail})" if detail else "")
+
+
+def post_webhook(url: str, text: str, timeout_s: float = 10.0) -> None:
+    """POST `{"text": text}` (Slack and Google Chat webhooks both accept it); raises on HTTP >= 300."""
+    body = json.dumps({"text": text}).encode()
+    req = urllib.request.Request(url, data=body, method="POST",
+                                 headers={"Content-Type": "application/json; charset=UTF-8"})
+    with urllib.request.urlopen(req, timeout=timeout_s) as resp:  # noqa: S310 (https webhook or a test server)
+        if resp.status >= 300:
+            raise OSError(f"HTTP {resp.status}")
+
+
+@dataclass
+class Notifier:
+    stack: str
+    out: TextIO = field(default_factory=lambda: sys.stdout)
+    webhook: str | None = None
+    summary_path: str | None = None
+    post: Callable[[str, str], None] = post_webhook
+    clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)
+    events: list = field(default_factory=list)
+    _broken: set = field(default_factory=set)
+
+    @classmethod
+    def from_env(cls, stack: str, env=os.environ, **kw) -> "Notifier":
+        return cls(stack, webhook=env.get(WEBHOOK_ENV) or None, summary_path=env.get(SUMMARY_ENV) or None, **kw)
+
+    def emit(self, event: str, message: str, **fields) -> dict:
+        if event not in EVENTS:
+            raise ValueError(f"unknown event {event!r}")
+        doc = {"event": event, "stack": self.stack, "at": self.clock().isoformat(timespec="seconds"),
+               "message": message, **fields}
+        self.events.append(doc)
+        self.out.write(json.dumps(doc, sort_keys=True) + "\n")
+        self.out.flush()
+        text = render(doc)
+        if self.webhook:
+            self._safely("webhook", lambda: self.post(self.webhook, text))
+        if self.summary_path:
+            self._safely("job summary", lambda: self._append_summary(text))
+        return doc
+
+    def _append_summary(self, text: str) -> None:
+        with open(self.summary_path, "a", encoding="utf-8") as f:
+            f.write(f"- {text}\n")
+
+    def _safely(self, sink: str, send: Callable[[], None]) -> None:
+        try:
+            send()
+        except Exception as exc:  # a notification never fails the rollout
+            if sink not in self._broken:
+                self._broken.add(sink)
+                print(f"infra rollout: warning: could not notify the {sink}: {type(exc).__name__}: {exc}",
+                      file=sys.stderr)
