@@ -10,7 +10,7 @@ STACK ?= prod
 CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.requirements-installed
 
-.PHONY: plan test venv system-packages bench scan clean
+.PHONY: plan test venv system-packages bench scan clean fuzz
 
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -43,3 +43,9 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache
+
+# Long property-based fuzz of stack files and --set values (tests/test_fuzz_input.py); FUZZ_EXAMPLES to size it.
+FUZZ_EXAMPLES ?= 2000
+fuzz: $(STAMP)
+	FUZZ_PROFILE=fuzz FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -q -p no:cacheprovider tests/test_fuzz_input.py \
+		-k any_input --hypothesis-show-statistics

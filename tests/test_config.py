@@ -56,8 +56,8 @@ def test_wrong_types_name_key_and_value():
     cfg["netra:services"]["auth"]["sessionAffinity"] = "maybe"
     cfg["netra:services"]["auth"]["cpu"] = 3
     found = problems(cfg)
-    assert "valid integer" in found["netra:services.auth.maxInstances"] and "'lots'" in found["netra:services.auth.maxInstances"]
-    assert "valid boolean" in found["netra:services.auth.sessionAffinity"]
+    assert found["netra:services.auth.maxInstances"] == "must be a whole number, got 'lots'"
+    assert found["netra:services.auth.sessionAffinity"] == "must be true or false, got 'maybe'"
     assert "one of 1, 2, 4, 6, 8" in found["netra:services.auth.cpu"]
 
 

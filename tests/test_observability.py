@@ -320,7 +320,7 @@ def test_prod_needs_a_budget_and_good_emails():
     assert "required in prod" in _problems(cfg)["netra:observability.budget"]
     cfg = stack_config("prod")
     cfg["netra:observability"]["emails"] = ["sre@netra.ai", "not-an-address"]
-    assert "not an email address" in _problems(cfg)["netra:observability.emails.1"]
+    assert "must be an email address" in _problems(cfg)["netra:observability.emails.1"]
 
 
 def test_budget_thresholds_are_percentages():

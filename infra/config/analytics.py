@@ -11,7 +11,7 @@ from typing import Annotated, Literal, Optional
 
 from pydantic import Field, StringConstraints, field_validator, model_validator
 
-from .base import ConfigModel, problems
+from .base import Bool, ConfigModel, Float, Int, image_problem, problems, text
 
 # ClickHouse releases are four numbers (year.month.patch.build); the apt package is pinned to exactly this.
 CLICKHOUSE_VERSION = r"^[0-9]{2}\.[0-9]{1,2}\.[0-9]+\.[0-9]+$"
@@ -20,13 +20,12 @@ KMS_KEY = r"^projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/locations/[a-z0-9-]+/keyRings
 IDENT = r"^[a-z][a-z0-9_]{0,62}$"
 KEEPER_NODES = 3
 GMP_SIDECAR = "us-docker.pkg.dev/cloud-ops-agents-artifacts/cloud-run-gmp-sidecar/cloud-run-gmp-sidecar"
-PINNED_IMAGE = re.compile(r"^[a-z0-9][a-z0-9.\-]*(:[0-9]+)?(/[a-z0-9._\-]+)+(:[\w][\w.\-]{0,127})?(@sha256:[0-9a-f]{64})?$")
 
 
 def _pinned(v: str, what: str) -> str:
     """An image reference with a tag or digest that is not `latest`."""
-    if not PINNED_IMAGE.match(v):
-        raise ValueError(f"must be a container image reference like REGISTRY/PATH:TAG[@sha256:DIGEST], got {v!r}")
+    if image_problem(v):
+        raise ValueError(image_problem(v))
     name = v.split("@")[0]
     tag = name.rsplit(":", 1)[1] if ":" in name.rsplit("/", 1)[-1] else None
     if "@sha256:" not in v and (tag is None or tag == "latest"):
@@ -39,7 +38,7 @@ class KeeperConfig(ConfigModel):
 
     machine_type: Annotated[str, StringConstraints(pattern=MACHINE_TYPE)] = Field(
         "e2-standard-2", description="Compute Engine machine type of each Keeper node")
-    disk_size_gb: int = Field(20, ge=10, le=1000, description="Keeper log + snapshot disk per node (GB)")
+    disk_size_gb: Int = Field(20, ge=10, le=1000, description="Keeper log + snapshot disk per node (GB)")
     disk_type: Literal["pd-ssd", "pd-balanced"] = Field("pd-ssd", description="Keeper fsyncs its log: SSD recommended")
 
 
@@ -48,21 +47,21 @@ class ClickHouseBackups(ConfigModel):
 
     start_time: Annotated[str, StringConstraints(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")] = Field(
         "02:30", description="UTC time of the daily backup, HH:MM (systemd timer on the first replica of each shard)")
-    full_every_days: int = Field(7, ge=1, le=31, description="a full backup every N days; incremental on the others")
+    full_every_days: Int = Field(7, ge=1, le=31, description="a full backup every N days; incremental on the others")
 
 
 class ClickHouseConfig(ConfigModel):
     version: Annotated[str, StringConstraints(pattern=CLICKHOUSE_VERSION)] = Field(
         description="clickhouse-server / clickhouse-keeper package version, pinned exactly (e.g. 25.8.2.29)")
-    shards: int = Field(1, ge=1, le=16, description="shards of the `cluster` topology")
-    replicas: int = Field(2, ge=1, le=4, description="replicas per shard, each in its own zone")
+    shards: Int = Field(1, ge=1, le=16, description="shards of the `cluster` topology")
+    replicas: Int = Field(2, ge=1, le=4, description="replicas per shard, each in its own zone")
     zones: tuple[Annotated[str, StringConstraints(pattern=r"^[a-z]$")], ...] = Field(
         ("a", "b", "c"), description="zone letters of the region used in order (replica i in zone i, Keeper in the first 3)")
     machine_type: Annotated[str, StringConstraints(pattern=MACHINE_TYPE)] = Field(
         "n2-highmem-4", description="Compute Engine machine type of each ClickHouse node")
-    disk_size_gb: int = Field(200, ge=10, le=65536, description="data disk per node (GB); survives instance replacement")
+    disk_size_gb: Int = Field(200, ge=10, le=65536, description="data disk per node (GB); survives instance replacement")
     disk_type: Literal["pd-ssd", "pd-balanced", "hyperdisk-balanced"] = "pd-ssd"
-    boot_disk_size_gb: int = Field(30, ge=10, le=1000)
+    boot_disk_size_gb: Int = Field(30, ge=10, le=1000)
     image: Annotated[str, StringConstraints(pattern=r"^projects/[a-z0-9-]+/global/images/(family/)?[a-z0-9-]+$")] = Field(
         "projects/debian-cloud/global/images/family/debian-12", description="boot image (Debian: the ClickHouse apt repo)")
     kms_key: Optional[Annotated[str, StringConstraints(pattern=KMS_KEY)]] = Field(
@@ -70,10 +69,10 @@ class ClickHouseConfig(ConfigModel):
     cluster_name: Annotated[str, StringConstraints(pattern=IDENT)] = Field("netra", description="name in remote_servers")
     database: Annotated[str, StringConstraints(pattern=IDENT)] = "analytics"
     app_user: Annotated[str, StringConstraints(pattern=IDENT)] = Field("netra_app", description="user the services connect as")
-    subnet_cidr: str = Field("10.20.0.0/24", description="subnet of the ClickHouse and Keeper nodes (private, /28 or larger)")
-    replica_lag_seconds: int = Field(300, ge=10, le=86400, description="alert when a replica is this far behind")
-    disk_used_percent: float = Field(80, gt=0, lt=100, description="alert when a node's disk is fuller than this")
-    operator_ranges: tuple[str, ...] = Field(
+    subnet_cidr: text(43) = Field("10.20.0.0/24", description="subnet of the ClickHouse and Keeper nodes (private, /28 or larger)")
+    replica_lag_seconds: Int = Field(300, ge=10, le=86400, description="alert when a replica is this far behind")
+    disk_used_percent: Float = Field(80, gt=0, lt=100, description="alert when a node's disk is fuller than this")
+    operator_ranges: tuple[text(43), ...] = Field(
         ("35.235.240.0/20",), description="source ranges allowed to SSH (IAP TCP forwarding's range by default)")
     keeper: KeeperConfig = KeeperConfig()
     backups: ClickHouseBackups = ClickHouseBackups()
@@ -108,11 +107,11 @@ class ClickHouseConfig(ConfigModel):
 class PrometheusConfig(ConfigModel):
     """Managed Service for Prometheus on Cloud Run: the GMP sidecar in every service's revision."""
 
-    enabled: bool = Field(True, description="add the sidecar to every service (a one-time new revision name)")
-    sidecar_image: str = Field(f"{GMP_SIDECAR}:1.3.0", description="cloud-run-gmp-sidecar image, pinned")
-    scrape_port: int = Field(8080, ge=1, le=65535, description="port the application serves metrics on")
+    enabled: Bool = Field(True, description="add the sidecar to every service (a one-time new revision name)")
+    sidecar_image: text(1024) = Field(f"{GMP_SIDECAR}:1.3.0", description="cloud-run-gmp-sidecar image, pinned")
+    scrape_port: Int = Field(8080, ge=1, le=65535, description="port the application serves metrics on")
     scrape_path: Annotated[str, StringConstraints(pattern=r"^/[A-Za-z0-9._~\-/]*$")] = "/metrics"
-    scrape_interval_seconds: int = Field(30, ge=5, le=300, description="seconds between scrapes")
+    scrape_interval_seconds: Int = Field(30, ge=5, le=300, description="seconds between scrapes")
 
     @field_validator("sidecar_image")
     @classmethod
@@ -123,13 +122,13 @@ class PrometheusConfig(ConfigModel):
 class GrafanaConfig(ConfigModel):
     """Grafana on Cloud Run behind the load balancer and IAP; stateless, everything provisioned from code."""
 
-    image: str = Field("docker.io/grafana/grafana-oss:12.1.1", description="Grafana image, pinned")
-    domain: str = Field(description="hostname Grafana is served on (added to the certificate), e.g. grafana.netra.ai")
-    viewers: tuple[Annotated[str, StringConstraints(pattern=r"^(user|group|domain):[^\s]+$")], ...] = Field(
+    image: text(1024) = Field("docker.io/grafana/grafana-oss:12.1.1", description="Grafana image, pinned")
+    domain: text(253) = Field(description="hostname Grafana is served on (added to the certificate), e.g. grafana.netra.ai")
+    viewers: tuple[Annotated[text(320), StringConstraints(pattern=r"^(user|group|domain):[^\s]+$")], ...] = Field(
         min_length=1, description="IAP members allowed in (group:sre@netra.ai, domain:netra.ai)")
     cpu: Literal["1", "2"] = "1"
     memory: Literal["512Mi", "1Gi", "2Gi"] = "1Gi"
-    max_instances: int = Field(2, ge=1, le=10)
+    max_instances: Int = Field(2, ge=1, le=10)
 
     @field_validator("image")
     @classmethod

@@ -9,18 +9,18 @@ from decimal import Decimal
 
 from pydantic import Field
 
-from .base import ConfigModel
+from .base import Bool, ConfigModel, Float, Int
 
 
 class TokenOptimization(ConfigModel):
-    enabled: bool = True
-    default_target_reduction: int = Field(20, ge=0, le=100, description="percent")
-    max_retries: int = Field(3, ge=0, le=10)
+    enabled: Bool = True
+    default_target_reduction: Int = Field(20, ge=0, le=100, description="percent")
+    max_retries: Int = Field(3, ge=0, le=10)
 
 
 class ModelPrice(ConfigModel):
-    input: float = Field(gt=0, description="USD per token")
-    output: float = Field(gt=0, description="USD per token")
+    input: Float = Field(gt=0, description="USD per token")
+    output: Float = Field(gt=0, description="USD per token")
 
 
 class LlmPricing(ConfigModel):
@@ -29,22 +29,22 @@ class LlmPricing(ConfigModel):
 
 
 class CostAlertThresholds(ConfigModel):
-    low: float = Field(1.00, gt=0)
-    medium: float = Field(3.00, gt=0)
-    high: float = Field(5.00, gt=0)
+    low: Float = Field(1.00, gt=0)
+    medium: Float = Field(3.00, gt=0)
+    high: Float = Field(5.00, gt=0)
 
 
 class SessionSettings(ConfigModel):
-    ttl_minutes: int = Field(60, ge=1, le=24 * 60)
-    context_cleanup_interval_seconds: int = Field(300, ge=10, le=24 * 3600)
+    ttl_minutes: Int = Field(60, ge=1, le=24 * 60)
+    context_cleanup_interval_seconds: Int = Field(300, ge=10, le=24 * 3600)
 
 
 class AppSettings(ConfigModel):
     token_optimization: TokenOptimization = TokenOptimization()
     llm_pricing: LlmPricing = LlmPricing()
     cost_alert_thresholds: CostAlertThresholds = CostAlertThresholds()
-    cost_optimization_target_savings: float = Field(0.20, ge=0, le=1, description="fraction")
-    user_budget_default_monthly: float = Field(100.00, gt=0, description="USD")
+    cost_optimization_target_savings: Float = Field(0.20, ge=0, le=1, description="fraction")
+    user_budget_default_monthly: Float = Field(100.00, gt=0, description="USD")
     session: SessionSettings = SessionSettings()
 
     def environment(self) -> dict[str, str]:

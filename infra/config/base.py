@@ -1,9 +1,13 @@
-"""Shared base for the typed stack config: camelCase keys, unknown keys refused, values frozen."""
+"""Shared base for the typed stack config: camelCase keys, unknown keys refused, values frozen, and the strict
+field types every model uses (numbers, booleans, and strings bounded and checked as the Google APIs accept them)."""
 from __future__ import annotations
 
-from typing import Any
+import math
+import re
+import unicodedata
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, ValidationInfo
+from pydantic import AfterValidator, AllowInfNan, BaseModel, BeforeValidator, ConfigDict, ValidationInfo
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
@@ -46,3 +50,160 @@ def ordered_after(value: int, info: ValidationInfo, field: str, op: str) -> int:
 def model_alias_fields(model: type[BaseModel]) -> dict[str, Any]:
     """camelCase key -> field info, for did-you-mean suggestions and path walking."""
     return {(f.alias or name): f for name, f in model.model_fields.items()}
+
+
+# --- strict field types ------------------------------------------------------------------------------
+# The engine hands top-level config to programs as strings ("10", "true"), structured values as JSON, so
+# numbers and booleans are accepted as such or as their exact string form, nothing looser: a boolean is
+# never a number (pydantic's lax mode reads `true` as 1), a number never a boolean, `.inf`/`nan` never a
+# number, and every number fits a JSON double exactly (the wire carries numbers as doubles).
+
+MAX_INT = 2**53
+MAX_FLOAT = 1e15
+_INT_TEXT = re.compile(r"[-+]?[0-9]{1,16}")
+_FLOAT_TEXT = re.compile(r"[-+]?([0-9]{1,16}(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]{1,3})?")
+
+
+def _strict_int(v: Any) -> Any:
+    if isinstance(v, bool):
+        raise ValueError(f"must be a whole number, got {str(v).lower()}")
+    if isinstance(v, str):
+        if not _INT_TEXT.fullmatch(v):
+            raise ValueError(f"must be a whole number, got {v!r}")
+        v = int(v)
+    if isinstance(v, float) and not math.isfinite(v):
+        raise ValueError(f"must be a finite whole number, got {v}")
+    if isinstance(v, (int, float)) and abs(v) > MAX_INT:
+        raise ValueError(f"must be between -2^53 and 2^53, got {v:.6g}")
+    return v
+
+
+def _strict_float(v: Any) -> Any:
+    if isinstance(v, bool):
+        raise ValueError(f"must be a number, got {str(v).lower()}")
+    if isinstance(v, str):
+        if not _FLOAT_TEXT.fullmatch(v):
+            raise ValueError(f"must be a number, got {v!r}")
+        v = float(v)
+    if isinstance(v, (int, float)):
+        if not math.isfinite(v):
+            raise ValueError(f"must be a finite number, got {v}")
+        if abs(v) > MAX_FLOAT:
+            raise ValueError(f"must be between -1e15 and 1e15, got {v:.6g}")
+    return v
+
+
+def _strict_bool(v: Any) -> Any:
+    if isinstance(v, bool):
+        return v
+    if v in ("true", "false"):
+        return v == "true"
+    raise ValueError(f"must be true or false, got {v!r}")
+
+
+Int = Annotated[int, BeforeValidator(_strict_int)]
+Float = Annotated[float, BeforeValidator(_strict_float), AllowInfNan(False)]
+Bool = Annotated[bool, BeforeValidator(_strict_bool)]
+
+# Characters no config value needs and which hide in a terminal: control characters (a trailing newline
+# included), zero-width and other format characters, line/paragraph separators, private-use, unassigned.
+_HIDDEN_CATEGORIES = {"Cc", "Cf", "Zl", "Zp", "Co", "Cs", "Cn"}
+
+
+def _clean_text(v: Any) -> Any:
+    if not isinstance(v, str):
+        raise ValueError(f"must be a string, got {_shown(v)}")
+    bad = next((c for c in v if unicodedata.category(c) in _HIDDEN_CATEGORIES), None)
+    if bad is not None:
+        raise ValueError(f"must not contain control or invisible characters, got U+{ord(bad):04X} in {_shown(v)}")
+    if v != v.strip():
+        raise ValueError(f"must not start or end with whitespace, got {_shown(v)}")
+    return v
+
+
+def _shown(v: Any, limit: int = 80) -> str:
+    text = repr(v)
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(v) if isinstance(v, str) else len(text)} characters)"
+
+
+def text(max_length: int, pattern: str | None = None, what: str = "") -> Any:
+    """A string of at most `max_length` characters without control or invisible characters or surrounding
+    whitespace; `pattern` (matched against the whole string) narrows it to what the Google API accepts,
+    `what` says so in the error."""
+    regex = re.compile(pattern) if pattern else None
+
+    def check(v: str) -> str:
+        if len(v) > max_length or (regex is not None and not regex.fullmatch(v)):
+            rule = what or (f"match {pattern}" if pattern else "")
+            raise ValueError(f"must be {rule + ', ' if rule else ''}at most {max_length} characters, got {_shown(v)}")
+        return v
+
+    return Annotated[str, BeforeValidator(_clean_text), AfterValidator(check)]
+
+
+def checked(problem: Any) -> Any:
+    """A clean string whose `problem(value)` (a message, or None when fine) must be None."""
+
+    def check(v: str) -> str:
+        found = problem(v)
+        if found:
+            raise ValueError(found)
+        return v
+
+    return Annotated[str, BeforeValidator(_clean_text), AfterValidator(check)]
+
+
+Text = text(1024)
+# RFC 1035 label: Cloud Run service and revision names (the API allows 63 characters).
+RFC1035 = r"[a-z]([-a-z0-9]*[a-z0-9])?"
+ResourceName = text(63, RFC1035, "an RFC 1035 name (lowercase letters, digits and -, starting with a letter, "
+                                 "not ending with -)")
+# GCP label values: lowercase letters, digits, _ and -.
+LabelValue = text(63, r"[a-z0-9_-]*", "a label value (lowercase letters, digits, _ and -)")
+UrlPath = text(1024, r"/[\x21-\x7e]*", "a URL path starting with / (printable ASCII, no spaces)")
+
+DIGEST = re.compile(r"@sha256:[0-9a-f]{64}\Z")
+# REGISTRY[:PORT]/PATH[:TAG][@sha256:DIGEST], as Docker and Artifact Registry accept it (lowercase path)
+IMAGE = re.compile(r"[a-z0-9]([a-z0-9.\-]*[a-z0-9])?(:[0-9]{1,5})?(/[a-z0-9]+([._\-]+[a-z0-9]+)*)+"
+                   r"(:[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127})?(@sha256:[0-9a-f]{64})?")
+HOSTNAME_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
+EMAIL_LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
+
+
+def image_problem(v: str) -> str | None:
+    if len(v) > 1024 or not IMAGE.fullmatch(v):
+        return f"must be a container image reference like REGISTRY/PATH[:TAG][@sha256:DIGEST], got {_shown(v)}"
+    return None
+
+
+def hostname_problem(name: Any) -> str | None:
+    if not isinstance(name, str):
+        return f"must be a hostname like app.example.com, got {_shown(name)}"
+    labels = name.split(".")
+    if len(name) > 253 or len(labels) < 2 or not all(HOSTNAME_LABEL.fullmatch(lbl) for lbl in labels) or labels[-1].isdigit():
+        return f"must be a fully qualified hostname like app.example.com (lowercase, no wildcard, no scheme), got {_shown(name)}"
+    return None
+
+
+def email_problem(v: str) -> str | None:
+    local, at, domain = v.rpartition("@")
+    if not at or len(v) > 254 or len(local) > 64 or not EMAIL_LOCAL.fullmatch(local) or hostname_problem(domain.lower()):
+        return f"must be an email address like oncall@example.com, got {_shown(v)}"
+    return None
+
+
+Image = checked(image_problem)
+Hostname = checked(hostname_problem)
+Email = checked(email_problem)
+
+
+def distinct(values: Any) -> Any:
+    """A list whose items each name one thing (a resource, a route): a repeat would register the same
+    resource twice, which the engine refuses halfway through an update."""
+    found = [(str(i), f"repeats {v!r}") for i, v in enumerate(values) if v in list(values)[:i]]
+    if found:
+        raise problems(*found)
+    return values
+
+
+Distinct = AfterValidator(distinct)

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ValidationError
 
 from .base import PROBLEMS_ERROR, model_alias_fields
 from .services import environment_problems
-from .source import PROVIDER_KEYS, decode_engine_value, full_key, key_problem
+from .source import PROVIDER_KEYS, EngineValueError, decode_engine_value, full_key, key_problem
 from .stack import ENVIRONMENTS, PLATFORM_SECRETS, StackConfig
 
 NAMESPACE = "netra"
@@ -60,16 +60,18 @@ def load_stack_config(flat: Mapping[str, Any], stack: str, origin_of: Callable[[
 def _load(flat: Mapping[str, Any], stack: str) -> StackConfig:
     raw: dict[str, Any] = {}
     found: list[Problem] = []
+    broken: list[str] = []  # keys whose value could not be read: no "missing" noise about them
     for given, value in flat.items():
         key = full_key(str(given), NAMESPACE)
         problem = key_problem(key, NAMESPACE)
-        if problem is None:
-            try:
-                value = decode_pulumi_value(value)
-            except ValueError as e:
-                problem = str(e)
         if problem:
             found.append(Problem(key, problem))
+            continue
+        try:
+            value = decode_pulumi_value(value)
+        except EngineValueError as e:
+            found.append(Problem(".".join([key, *map(str, e.path)]), str(e)))
+            broken.append(key)
             continue
         name = PROVIDER_KEYS.get(key) or key.partition(":")[2]
         if name in raw:
@@ -84,7 +86,7 @@ def _load(flat: Mapping[str, Any], stack: str) -> StackConfig:
     try:
         config = StackConfig.model_validate(raw, context=context)
     except ValidationError as e:
-        found.extend(_problems_from(e))
+        found.extend(p for p in _problems_from(e) if not any(p.key == b or p.key.startswith(b + ".") for b in broken))
         config = None
     if found:
         raise ConfigError(sorted(found, key=lambda p: p.key))

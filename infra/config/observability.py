@@ -6,16 +6,15 @@ rollback triggers and alert thresholds); stack config may tighten them. Units ar
 """
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 
 from .analytics import GrafanaConfig, PrometheusConfig
-from .base import ConfigModel, problems
+from .base import ConfigModel, Distinct, Email, Float, Int, UrlPath, problems, text
 
 Severity = Literal["critical", "warning"]
 ChannelKind = Literal["pagerduty", "email"]
-EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 SERVICE_KEYS = ("frontend", "backend", "auth")
 
 
@@ -36,6 +35,10 @@ class PagerDuty(ConfigModel):
             return str(v)
         if not isinstance(v, (str, SecretStr)):
             raise ValueError("must be a string (set it with `pulumi config set --secret --path ...`)")
+        plain = v.get_secret_value() if isinstance(v, SecretStr) else v
+        if len(plain) > 256 or not plain.isprintable() or plain != plain.strip():
+            raise ValueError("must be at most 256 printable characters without surrounding whitespace "
+                             "(the value is a secret and is not shown)")
         return v
 
     @field_validator("service_key")
@@ -49,58 +52,58 @@ class PagerDuty(ConfigModel):
 class Routing(ConfigModel):
     """Which channel kinds each severity notifies. Seed 000: critical -> pager_duty + email, warning -> email."""
 
-    critical: tuple[ChannelKind, ...] = ("pagerduty", "email")
-    warning: tuple[ChannelKind, ...] = ("email",)
+    critical: Annotated[tuple[ChannelKind, ...], Distinct] = ("pagerduty", "email")
+    warning: Annotated[tuple[ChannelKind, ...], Distinct] = ("email",)
 
 
 class Thresholds(ConfigModel):
     """Alert thresholds, the seeds' values by default."""
 
     # seed 001 rollback triggers (evaluated per revision, so a bad canary is caught on its own)
-    error_rate_percent: float = percent(1.0, "5xx share of requests (rollback trigger)")
-    p95_latency_ms: float = Field(2000, gt=0, description="milliseconds: p95 request latency (rollback trigger)")
-    token_optimization_failure_percent: float = percent(10.0, "failed token optimizations (rollback trigger)")
-    websocket_connection_failure_percent: float = percent(5.0, "failed WebSocket connections (rollback trigger)")
+    error_rate_percent: Float = percent(1.0, "5xx share of requests (rollback trigger)")
+    p95_latency_ms: Float = Field(2000, gt=0, description="milliseconds: p95 request latency (rollback trigger)")
+    token_optimization_failure_percent: Float = percent(10.0, "failed token optimizations (rollback trigger)")
+    websocket_connection_failure_percent: Float = percent(5.0, "failed WebSocket connections (rollback trigger)")
     # seed 001 alert thresholds
-    token_optimization_failure_rate_percent: float = percent(5.0, "failed token optimizations, stack-wide")
-    cost_calculation_accuracy_percent: float = percent(95.0, "accurate cost calculations; alert below")
-    websocket_event_latency_ms: float = Field(200, gt=0, description="milliseconds: p95 WebSocket event latency")
-    session_isolation_breaches: int = Field(0, ge=0, description="breaches tolerated per 5 min (seed: zero tolerance)")
+    token_optimization_failure_rate_percent: Float = percent(5.0, "failed token optimizations, stack-wide")
+    cost_calculation_accuracy_percent: Float = percent(95.0, "accurate cost calculations; alert below")
+    websocket_event_latency_ms: Float = Field(200, gt=0, description="milliseconds: p95 WebSocket event latency")
+    session_isolation_breaches: Int = Field(0, ge=0, description="breaches tolerated per 5 min (seed: zero tolerance)")
     # seed 000
-    cost_spike_factor: float = Field(1.5, gt=1, description="hourly LLM cost vs the same hour a week earlier")
-    cache_hit_rate_percent: float = percent(50.0, "prompt/semantic cache hit rate; alert below")
-    response_time_factor: float = Field(1.2, gt=1, description="p95 latency vs the same time a week earlier")
-    budget_utilization_percent: float = percent(80.0, "tenant token-budget utilization (p99 over tenants)")
-    memory_usage_percent: float = percent(85.0, "container memory utilization (p99)")
+    cost_spike_factor: Float = Field(1.5, gt=1, description="hourly LLM cost vs the same hour a week earlier")
+    cache_hit_rate_percent: Float = percent(50.0, "prompt/semantic cache hit rate; alert below")
+    response_time_factor: Float = Field(1.2, gt=1, description="p95 latency vs the same time a week earlier")
+    budget_utilization_percent: Float = percent(80.0, "tenant token-budget utilization (p99 over tenants)")
+    memory_usage_percent: Float = percent(85.0, "container memory utilization (p99)")
 
 
 class Slo(ConfigModel):
     """Availability and latency SLOs per public service, with SRE-workbook burn-rate alerts."""
 
-    services: tuple[Literal["frontend", "backend", "auth"], ...] = SERVICE_KEYS
-    availability_percent: float = Field(99.9, gt=0, lt=100, description="percent of non-5xx requests (seed 000: 99.9 % uptime)")
-    latency_percent: float = Field(99.0, gt=0, lt=100, description="percent of requests faster than latencyThresholdMs")
-    latency_threshold_ms: float = Field(2000, gt=0, description="milliseconds; the seed's rollback p95 bound")
-    rolling_period_days: int = Field(28, ge=1, le=30)
+    services: Annotated[tuple[Literal["frontend", "backend", "auth"], ...], Distinct] = SERVICE_KEYS
+    availability_percent: Float = Field(99.9, gt=0, lt=100, description="percent of non-5xx requests (seed 000: 99.9 % uptime)")
+    latency_percent: Float = Field(99.0, gt=0, lt=100, description="percent of requests faster than latencyThresholdMs")
+    latency_threshold_ms: Float = Field(2000, gt=0, description="milliseconds; the seed's rollback p95 bound")
+    rolling_period_days: Int = Field(28, ge=1, le=30)
 
 
 class Uptime(ConfigModel):
-    path: str = Field("/health", pattern=r"^/[\x21-\x7e]*$", description="path probed on each public service")
+    path: UrlPath = Field("/health", description="path probed on each public service")
     period_seconds: Literal[60, 300, 600, 900] = 60
-    timeout_seconds: int = Field(10, ge=1, le=60)
+    timeout_seconds: Int = Field(10, ge=1, le=60)
 
 
 class Budget(ConfigModel):
-    billing_account: str = Field(pattern=r"^[0-9A-F]{6}-[0-9A-F]{6}-[0-9A-F]{6}$",
-                                 description="billing account id, XXXXXX-XXXXXX-XXXXXX")
-    monthly_amount_usd: float = Field(gt=0, description="USD per calendar month")
-    project_number: Optional[str] = Field(None, pattern=r"^[0-9]{6,20}$",
+    billing_account: text(20, r"[0-9A-F]{6}-[0-9A-F]{6}-[0-9A-F]{6}", "a billing account id like 01A2B3-C4D5E6-F7A8B9") = Field(
+        description="billing account id, XXXXXX-XXXXXX-XXXXXX")
+    monthly_amount_usd: Float = Field(ge=0.01, description="USD per calendar month (rounded to cents)")
+    project_number: Optional[text(20, r"[0-9]{6,20}", "a numeric project number")] = Field(None,
                                           description="numeric project id; avoids a diff after the API normalizes the id")
-    thresholds_percent: tuple[float, ...] = (50.0, 80.0, 100.0)
+    thresholds_percent: tuple[Float, ...] = Field((50.0, 80.0, 100.0), max_length=20)
 
     @field_validator("thresholds_percent")
     @classmethod
-    def _thresholds(cls, v: tuple[float, ...]) -> tuple[float, ...]:
+    def _thresholds(cls, v: tuple[Float, ...]) -> tuple[Float, ...]:
         if not v or any(t <= 0 or t > 100 for t in v) or list(v) != sorted(set(v)):
             raise ValueError(f"must be increasing percentages in (0, 100], like [50, 80, 100], got {list(v)}")
         return v
@@ -109,24 +112,21 @@ class Budget(ConfigModel):
 class ObservabilityConfig(ConfigModel):
     """See the README, "Observability", for the reference and the alert table."""
 
-    emails: tuple[str, ...] = Field(default=(), description="addresses notified (one email channel each)")
+    emails: tuple[Email, ...] = Field(default=(), max_length=50, description="addresses notified (one email channel each)")
     pagerduty: Optional[PagerDuty] = None
     routing: Routing = Routing()
     thresholds: Thresholds = Thresholds()
     slo: Slo = Slo()
     uptime: Uptime = Uptime()
     budget: Optional[Budget] = None
-    log_retention_days: int = Field(30, ge=1, le=3650, description="days kept in the _Default log bucket (seed 000: 30)")
+    log_retention_days: Int = Field(30, ge=1, le=3650, description="days kept in the _Default log bucket (seed 000: 30)")
     prometheus: PrometheusConfig = Field(PrometheusConfig(), description="Managed Prometheus sidecar on every service")
     grafana: Optional[GrafanaConfig] = Field(None, description="Grafana on Cloud Run behind the load balancer and IAP")
 
     @field_validator("emails")
     @classmethod
     def _emails(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        import re
-
-        bad = [(str(i), f"not an email address, got {a!r}") for i, a in enumerate(v) if not re.match(EMAIL, a)]
-        bad += [(str(i), f"listed twice: {a!r}") for i, a in enumerate(v) if a in v[:i]]
+        bad = [(str(i), f"listed twice: {a!r}") for i, a in enumerate(v) if a.lower() in [b.lower() for b in v[:i]]]
         if bad:
             raise problems(*bad)
         return v

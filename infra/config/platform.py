@@ -8,15 +8,17 @@ the same shape; staging is smaller. Every check names its key and the numbers in
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 from typing import Annotated, Any, Literal, Optional, Union, get_args
 
-from pydantic import Field, StringConstraints, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import AllowInfNan, Field, Strict, StrictBool, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 from pydantic_core.core_schema import ErrorType as ErrorTypeLiteral
 
 from .analytics import ClickHouseConfig
-from .base import PROBLEMS_ERROR, ConfigModel, ordered_after, problems
+from .base import (DIGEST, Distinct, MAX_FLOAT, MAX_INT, PROBLEMS_ERROR, Bool, ConfigModel, Float, Hostname, Image, Int,
+                   hostname_problem, ordered_after, problems, text)
 
 # Secret keys a service may read through `netra:services.<svc>.secrets` (ENV_NAME: key). Each is a
 # Secret Manager secret named `<environment>-<key>` (prod-feature-flags, as the seed names them).
@@ -34,10 +36,7 @@ DAYS = ("MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FRIDAY", "SATURDAY", "SUN
 REDIS_VERSIONS = {"7.0": "REDIS_7_0", "7.2": "REDIS_7_2"}
 SHARED_CORE_TIERS = ("db-f1-micro", "db-g1-small")
 PERF_OPTIMIZED_CPUS = (2, 4, 8, 16, 32, 48, 64, 80, 96, 128)
-HOSTNAME_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
-PG_IDENT = r"^[a-z_][a-z0-9_]{0,62}$"
-DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
-IMAGE = re.compile(r"^[a-z0-9][a-z0-9.\-]*(:[0-9]+)?(/[a-z0-9._\-]+)+(:[\w][\w.\-]{0,127})?(@sha256:[0-9a-f]{64})?$")
+PG_IDENT = r"[a-z_][a-z0-9_]*"
 # Direct VPC egress takes up to two subnet addresses per instance (Cloud Run docs, "IP address allocation").
 ADDRESSES_PER_INSTANCE = 2
 
@@ -51,7 +50,7 @@ class MaintenanceWindow(ConfigModel):
     """A weekly window (UTC) in which Google may restart the instance."""
 
     day: Literal[DAYS] = "SUNDAY"  # type: ignore[valid-type]
-    hour: int = Field(4, ge=0, le=23, description="UTC hour the window starts")
+    hour: Int = Field(4, ge=0, le=23, description="UTC hour the window starts")
 
     @property
     def day_number(self) -> int:
@@ -60,10 +59,10 @@ class MaintenanceWindow(ConfigModel):
 
 
 class NetworkConfig(ConfigModel):
-    subnet_cidr: str = Field("10.8.0.0/22", description="subnet for Cloud Run Direct VPC egress (/26 or larger)")
-    private_services_cidr: str = Field(
+    subnet_cidr: text(43) = Field("10.8.0.0/22", description="subnet for Cloud Run Direct VPC egress (/26 or larger)")
+    private_services_cidr: text(43) = Field(
         "10.60.0.0/16", description="range allocated to private services access (Cloud SQL, Memorystore), /24 or larger")
-    flow_log_sampling: float = Field(
+    flow_log_sampling: Float = Field(
         0.5, gt=0, le=1, description="share of the egress subnet's flows recorded by VPC Flow Logs (CIS 3.8)")
 
     @field_validator("subnet_cidr")
@@ -95,28 +94,28 @@ class NetworkConfig(ConfigModel):
 
 
 class SqlBackups(ConfigModel):
-    start_time: Annotated[str, StringConstraints(pattern=r"^([01][0-9]|2[0-3]):00$")] = Field(
+    start_time: text(5, r"([01][0-9]|2[0-3]):00", "HH:00 (UTC)") = Field(
         "03:00", description="UTC start of the daily backup, HH:00")
-    retained_backups: int = Field(14, ge=1, le=365, description="automated backups kept")
-    transaction_log_retention_days: int = Field(
+    retained_backups: Int = Field(14, ge=1, le=365, description="automated backups kept")
+    transaction_log_retention_days: Int = Field(
         7, ge=1, le=35, description="point-in-time recovery window (ENTERPRISE: at most 7 days)")
 
 
 class DatabaseConfig(ConfigModel):
-    instance_name: Optional[Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,96}[a-z0-9]$")]] = Field(
+    instance_name: Optional[text(98, r"[a-z][a-z0-9-]*[a-z0-9]", "a Cloud SQL instance name (lowercase letters, digits, -)")] = Field(
         None, description="Cloud SQL instance name; default netra-<environment>-db")
-    tier: str = Field("db-custom-2-7680", description="db-custom-<vCPU>-<MiB>, db-perf-optimized-N-<vCPU>, db-f1-micro, db-g1-small")
+    tier: text(64) = Field("db-custom-2-7680", description="db-custom-<vCPU>-<MiB>, db-perf-optimized-N-<vCPU>, db-f1-micro, db-g1-small")
     availability_type: Literal["REGIONAL", "ZONAL"] = Field("REGIONAL", description="REGIONAL = HA with standby in another zone")
-    disk_size_gb: int = Field(20, ge=10, le=65536)
-    database_name: Annotated[str, StringConstraints(pattern=PG_IDENT)] = "netra"
-    user_name: Annotated[str, StringConstraints(pattern=PG_IDENT)] = "netra_app"
+    disk_size_gb: Int = Field(20, ge=10, le=65536)
+    database_name: text(63, PG_IDENT, "a PostgreSQL identifier (lowercase letters, digits, _)") = "netra"
+    user_name: text(63, PG_IDENT, "a PostgreSQL identifier (lowercase letters, digits, _)") = "netra_app"
     ssl_mode: Literal["ENCRYPTED_ONLY", "TRUSTED_CLIENT_CERTIFICATE_REQUIRED"] = "ENCRYPTED_ONLY"
-    max_connections: int = Field(200, ge=14, le=262143, description="PostgreSQL max_connections flag")
-    pool_reserve: int = Field(
+    max_connections: Int = Field(200, ge=14, le=262143, description="PostgreSQL max_connections flag")
+    pool_reserve: Int = Field(
         20, ge=1, le=10000, description="connections kept out of the pools: migrations, admin, Cloud SQL's own")
-    pool_size: Optional[int] = Field(
+    pool_size: Optional[Int] = Field(
         None, ge=1, le=1000, description="connections per service instance; derived from maxConnections when absent")
-    pgaudit_log: Annotated[str, StringConstraints(pattern=r"^-?[a-z]+(,-?[a-z]+)*$")] = Field(
+    pgaudit_log: text(256, r"-?[a-z]+(,-?[a-z]+)*", "pgaudit classes like ddl,role") = Field(
         "ddl,role", description="pgaudit.log classes")
     backups: SqlBackups = SqlBackups()
     maintenance: MaintenanceWindow = MaintenanceWindow()
@@ -166,10 +165,10 @@ def tier_problem(tier: str) -> Optional[str]:
 
 
 class CacheConfig(ConfigModel):
-    instance_name: Optional[Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,38}[a-z0-9]$")]] = Field(
+    instance_name: Optional[text(40, r"[a-z][a-z0-9-]*[a-z0-9]", "a Memorystore instance id (lowercase letters, digits, -)")] = Field(
         None, description="Memorystore instance name; default netra-<environment>-redis")
     tier: Literal["BASIC", "STANDARD_HA"] = Field("STANDARD_HA", description="STANDARD_HA = replica with automatic failover")
-    memory_size_gb: int = Field(5, ge=1, le=300)
+    memory_size_gb: Int = Field(5, ge=1, le=300)
     redis_version: str = Field("7.2", description="one of " + ", ".join(REDIS_VERSIONS))
     rdb_snapshot_period: Literal["ONE_HOUR", "SIX_HOURS", "TWELVE_HOURS", "TWENTY_FOUR_HOURS"] = "ONE_HOUR"
     maxmemory_policy: Literal["noeviction", "allkeys-lru", "volatile-lru", "allkeys-lfu", "volatile-lfu",
@@ -179,9 +178,9 @@ class CacheConfig(ConfigModel):
     @field_validator("redis_version", mode="before")
     @classmethod
     def _version(cls, v: Any) -> Any:
-        if isinstance(v, float):
+        if isinstance(v, float) and math.isfinite(v):
             v = f"{v:.1f}"
-        if v not in REDIS_VERSIONS:
+        if not isinstance(v, str) or v not in REDIS_VERSIONS:
             raise ValueError(f"unknown Redis version {v!r}; allowed: {', '.join(REDIS_VERSIONS)} (seed: Redis 7+)")
         return v
 
@@ -194,9 +193,9 @@ class CacheConfig(ConfigModel):
 
 
 class StaticAssetsBucket(ConfigModel):
-    public: bool = Field(False, description="public by design: objects readable by allUsers (served through the CDN)")
-    cdn_default_ttl_seconds: int = Field(3600, ge=0, le=31536000)
-    cdn_max_ttl_seconds: int = Field(86400, ge=0, le=31536000)
+    public: Bool = Field(False, description="public by design: objects readable by allUsers (served through the CDN)")
+    cdn_default_ttl_seconds: Int = Field(3600, ge=0, le=31536000)
+    cdn_max_ttl_seconds: Int = Field(86400, ge=0, le=31536000)
 
 
 class BackupsBucket(ConfigModel):
@@ -204,10 +203,10 @@ class BackupsBucket(ConfigModel):
     a versioned bucket, and the retention policy is the stronger guard (nobody, not even a compromised
     writer, deletes or overwrites a backup younger than `retentionDays`; versions can be deleted)."""
 
-    retention_days: int = Field(30, ge=1, le=3650, description="objects cannot be deleted or replaced before this age")
-    nearline_after_days: int = Field(30, ge=1)
-    coldline_after_days: int = Field(90, ge=1)
-    archive_after_days: int = Field(365, ge=1)
+    retention_days: Int = Field(30, ge=1, le=3650, description="objects cannot be deleted or replaced before this age")
+    nearline_after_days: Int = Field(30, ge=1)
+    coldline_after_days: Int = Field(90, ge=1)
+    archive_after_days: Int = Field(365, ge=1)
 
     @field_validator("coldline_after_days")
     @classmethod
@@ -221,11 +220,11 @@ class BackupsBucket(ConfigModel):
 
 
 class AccessLogsBucket(ConfigModel):
-    retention_days: int = Field(90, ge=1, le=3650, description="usage logs of the other buckets are deleted at this age")
+    retention_days: Int = Field(90, ge=1, le=3650, description="usage logs of the other buckets are deleted at this age")
 
 
 class StorageConfig(ConfigModel):
-    location: Annotated[str, StringConstraints(pattern=r"^[A-Z0-9-]+$")] = Field(
+    location: text(32, r"[A-Z0-9-]+", "a bucket location like US or US-CENTRAL1") = Field(
         "US", description="bucket location (multi-region like US, or a region like US-CENTRAL1)")
     static_assets: StaticAssetsBucket = StaticAssetsBucket()
     backups: BackupsBucket = BackupsBucket()
@@ -235,19 +234,19 @@ class StorageConfig(ConfigModel):
 class WafRules(ConfigModel):
     """Cloud Armor preconfigured WAF rules (OWASP CRS 3.3), each on or off."""
 
-    sqli: bool = True
-    xss: bool = True
-    lfi: bool = True
-    rfi: bool = True
-    rce: bool = True
-    scanner_detection: bool = True
-    protocol_attack: bool = True
-    session_fixation: bool = True
-    method_enforcement: bool = False
-    cve: bool = Field(True, description="Cloud Armor cve-canary rule: Log4Shell (CVE-2021-44228, CVE-2021-45046), "
+    sqli: Bool = True
+    xss: Bool = True
+    lfi: Bool = True
+    rfi: Bool = True
+    rce: Bool = True
+    scanner_detection: Bool = True
+    protocol_attack: Bool = True
+    session_fixation: Bool = True
+    method_enforcement: Bool = False
+    cve: Bool = Field(True, description="Cloud Armor cve-canary rule: Log4Shell (CVE-2021-44228, CVE-2021-45046), "
                                         "all signatures, always blocking (not subject to `preview`)")
-    sensitivity: int = Field(1, ge=1, le=4, description="CRS paranoia level")
-    preview: bool = Field(False, description="log matches without blocking (roll out new rules in preview first)")
+    sensitivity: Int = Field(1, ge=1, le=4, description="CRS paranoia level")
+    preview: Bool = Field(False, description="log matches without blocking (roll out new rules in preview first)")
 
     def enabled(self) -> list[str]:
         """OWASP CRS rule set names, e.g. sqli-v33-stable, in declaration order."""
@@ -258,19 +257,16 @@ class WafRules(ConfigModel):
 
 
 class RateLimit(ConfigModel):
-    requests_per_minute: int = Field(600, ge=1, le=100000, description="per client IP, across all paths")
-    ban_seconds: int = Field(300, ge=0, le=86400, description="0: throttle only; >0: ban offenders this long")
-
-
-Hostname = str
+    requests_per_minute: Int = Field(600, ge=1, le=100000, description="per client IP, across all paths")
+    ban_seconds: Int = Field(300, ge=0, le=86400, description="0: throttle only; >0: ban offenders this long")
 
 
 class EdgeConfig(ConfigModel):
     domains: list[Hostname] = Field(min_length=1, max_length=100, description="hostnames of the managed certificate")
-    static_paths: list[Annotated[str, StringConstraints(pattern=r"^/[A-Za-z0-9._~\-/]*\*?$")]] = Field(
-        default_factory=lambda: ["/static/*", "/assets/*"], description="paths served from the static-assets bucket")
-    log_sample_rate: float = Field(1.0, ge=0, le=1, description="share of requests logged by the backend services")
-    hsts_max_age_seconds: int = Field(
+    static_paths: Annotated[list[text(1024, r"/[A-Za-z0-9._~\-/]*\*?", "a URL path, optionally ending in *")], Distinct] = Field(
+        default_factory=lambda: ["/static/*", "/assets/*"], max_length=50, description="paths served from the static-assets bucket")
+    log_sample_rate: Float = Field(1.0, ge=0, le=1, description="share of requests logged by the backend services")
+    hsts_max_age_seconds: Int = Field(
         31536000, ge=86400, le=63072000,
         description="Strict-Transport-Security max-age the load balancer adds to every response (includeSubDomains)")
     rate_limit: RateLimit = RateLimit()
@@ -279,36 +275,21 @@ class EdgeConfig(ConfigModel):
     @field_validator("domains")
     @classmethod
     def _hostnames(cls, domains: list[str]) -> list[str]:
-        found = [(str(i), msg) for i, d in enumerate(domains) if (msg := hostname_problem(d))]
-        found += [(str(i), f"repeats {d!r}") for i, d in enumerate(domains) if d in domains[:i]]
+        found = [(str(i), f"repeats {d!r}") for i, d in enumerate(domains) if d in domains[:i]]
         if found:
             raise problems(*found)
         return domains
 
 
-def hostname_problem(name: Any) -> Optional[str]:
-    if not isinstance(name, str):
-        return f"must be a hostname like app.example.com, got {name!r}"
-    labels = name.split(".")
-    if len(name) > 253 or len(labels) < 2 or not all(HOSTNAME_LABEL.match(lbl) for lbl in labels) or labels[-1].isdigit():
-        return f"must be a fully qualified hostname like app.example.com (lowercase, no wildcard, no scheme), got {name!r}"
-    return None
-
-
 class MigrationsConfig(ConfigModel):
-    image: str = Field(description="runner image built from migrations/Dockerfile; in prod pinned by digest")
-    timeout_seconds: int = Field(600, ge=30, le=86400)
-    max_retries: int = Field(0, ge=0, le=10, description="a failed migration is looked at, not retried blindly")
-
-    @field_validator("image")
-    @classmethod
-    def _image(cls, v: str) -> str:
-        if not IMAGE.match(v):
-            raise ValueError(f"must be a container image reference like REGISTRY/PATH[:TAG][@sha256:DIGEST], got {v!r}")
-        return v
+    image: Image = Field(description="runner image built from migrations/Dockerfile; in prod pinned by digest")
+    timeout_seconds: Int = Field(600, ge=30, le=86400)
+    max_retries: Int = Field(0, ge=0, le=10, description="a failed migration is looked at, not retried blindly")
 
 
-FlagValue = Union[bool, int, float, str]
+# A flag's JSON value: exactly a boolean, a whole number, a finite number or a short clean string
+FlagValue = Union[StrictBool, Annotated[int, Strict(), Field(ge=-MAX_INT, le=MAX_INT)],
+                  Annotated[float, Strict(), AllowInfNan(False), Field(ge=-MAX_FLOAT, le=MAX_FLOAT)], text(1024)]
 
 
 class PlatformConfig(ConfigModel):
@@ -318,8 +299,8 @@ class PlatformConfig(ConfigModel):
     storage: StorageConfig = StorageConfig()
     edge: EdgeConfig
     migrations: MigrationsConfig
-    feature_flags: dict[Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,62}$")], FlagValue] = Field(
-        default_factory=dict, description="payload of the <env>-feature-flags secret; a flip is a new secret version")
+    feature_flags: dict[text(63, r"[a-z][a-z0-9_]*", "a flag name (lowercase letters, digits, _)"), FlagValue] = Field(
+        default_factory=dict, max_length=200, description="payload of the <env>-feature-flags secret; a flip is a new secret version")
     clickhouse: Optional[ClickHouseConfig] = Field(
         None, description="ClickHouse cluster on Compute Engine with ClickHouse Keeper (token-usage analytics)")
 

@@ -2,25 +2,22 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Optional
+from typing import Any, Optional
 
-from pydantic import Field, StringConstraints, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
-from .base import ConfigModel, ordered_after, problems
+from .base import DIGEST, Bool, ConfigModel, Image, Int, ResourceName, Text, UrlPath, ordered_after, problems, text
 
 SERVICE_KEYS = ("frontend", "backend", "auth")
 CPU_VALUES = ("1", "2", "4", "6", "8")
 # Cloud Run accepts env names of letters, digits and underscores not starting with a digit.
-ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+ENV_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 # Names that say "this is a credential": such values belong in Secret Manager, never in env.
 SECRET_LOOKING_ENV = re.compile(
     r"(PASSWORD|PASSWD|SECRET|PRIVATE_KEY|API_KEY|APIKEY|ACCESS_KEY|AUTH_TOKEN|ACCESS_TOKEN|CREDENTIAL)",
     re.IGNORECASE,
 )
-DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
-IMAGE = re.compile(r"^[a-z0-9][a-z0-9.\-]*(:[0-9]+)?(/[a-z0-9._\-]+)+(:[\w][\w.\-]{0,127})?(@sha256:[0-9a-f]{64})?$")
-
-EnvName = Annotated[str, StringConstraints(pattern=ENV_NAME)]
+EnvName = text(255, ENV_NAME, "an environment variable name (letters, digits, _; not starting with a digit)")
 
 
 def service_name(key: str, environment: str) -> str:
@@ -29,26 +26,26 @@ def service_name(key: str, environment: str) -> str:
 
 
 class ServiceConfig(ConfigModel):
-    image: str = Field(description="container image; in prod pinned by digest (…@sha256:<64 hex>)")
-    stable_revision: Optional[str] = Field(
+    image: Image = Field(description="container image; in prod pinned by digest (…@sha256:<64 hex>)")
+    stable_revision: Optional[ResourceName] = Field(
         None, description="the revision serving today; absent on first deploy"
     )
-    canary_percent: Optional[int] = Field(
+    canary_percent: Optional[Int] = Field(
         None, description="per-service override of netra:canaryPercent (used by `rollout --service`)"
     )
     # maxInstances first, so the minInstances check can see it even when other keys are broken
-    max_instances: int = Field(10, ge=1, le=1000)
-    min_instances: int = Field(1, ge=0, le=1000)
+    max_instances: Int = Field(10, ge=1, le=1000)
+    min_instances: Int = Field(1, ge=0, le=1000)
     cpu: str = "1"
-    memory: Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]*(Mi|Gi)$")] = "512Mi"
-    concurrency: int = Field(80, ge=1, le=1000)
-    port: int = Field(8080, ge=1, le=65535)
-    timeout_seconds: int = Field(300, ge=1, le=3600, description="request timeout; 3600 for WebSockets")
-    session_affinity: bool = False
-    health_check_path: Annotated[str, StringConstraints(pattern=r"^/[\x21-\x7e]*$")] = "/health"
-    env: dict[EnvName, str] = Field(default_factory=dict)
-    secrets: dict[EnvName, str] = Field(
-        default_factory=dict, description="env var name -> platform secret key it is read from"
+    memory: text(16, r"[1-9][0-9]{0,5}(Mi|Gi)", "a size like 512Mi or 4Gi") = "512Mi"
+    concurrency: Int = Field(80, ge=1, le=1000)
+    port: Int = Field(8080, ge=1, le=65535)
+    timeout_seconds: Int = Field(300, ge=1, le=3600, description="request timeout; 3600 for WebSockets")
+    session_affinity: Bool = False
+    health_check_path: UrlPath = "/health"
+    env: dict[EnvName, text(32768)] = Field(default_factory=dict, max_length=1000)
+    secrets: dict[EnvName, Text] = Field(
+        default_factory=dict, max_length=1000, description="env var name -> platform secret key it is read from"
     )
 
     @field_validator("cpu", mode="before")
@@ -58,13 +55,6 @@ class ServiceConfig(ConfigModel):
             v = str(int(v))
         if v not in CPU_VALUES:
             raise ValueError(f"must be one of {', '.join(CPU_VALUES)} (Cloud Run gen2 CPUs), got {v!r}")
-        return v
-
-    @field_validator("image")
-    @classmethod
-    def _image(cls, v: str) -> str:
-        if not IMAGE.match(v):
-            raise ValueError(f"must be a container image reference like REGISTRY/PATH[:TAG][@sha256:DIGEST], got {v!r}")
         return v
 
     @field_validator("min_instances")

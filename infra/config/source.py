@@ -109,7 +109,8 @@ def parse_yaml(data: bytes | str) -> tuple[Any, dict[Path, int]]:
         try:
             data = data.decode("utf-8")
         except UnicodeDecodeError as e:
-            raise SourceError([SourceProblem((), f"is not valid UTF-8 (byte {e.start}: {e.reason})")]) from None
+            raise SourceError([SourceProblem((), f"is not valid UTF-8 (byte {e.start}: {e.reason})",
+                                             data.count(b"\n", 0, e.start) + 1)]) from None
     if len(data) > MAX_BYTES:
         raise SourceError([SourceProblem((), f"is {len(data)} characters; at most {MAX_BYTES} allowed")])
     try:
@@ -255,10 +256,6 @@ def _children(node: nodes.Node) -> list[nodes.Node]:
 
 # --- values as the engine passes them ---------------------------------------------------------------
 
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a finite number (JSON has no Infinity or NaN)")
-
-
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in pairs:
@@ -268,42 +265,52 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
+class EngineValueError(ValueError):
+    """A config value the CLI would never hand a program; `path` leads from the key to the bad part."""
+
+    def __init__(self, message: str, path: Path = ()):
+        self.path = path
+        super().__init__(message)
+
+
 def decode_engine_value(value: Any) -> Any:
     """A config value as the engine hands it to a program: a string, JSON-encoded when structured.
-    Raise ValueError for JSON the CLI would never produce (Infinity, NaN, duplicate keys, too deep)."""
+    Raise EngineValueError for JSON the CLI would never produce (Infinity, NaN, duplicate keys, too deep)."""
     if not (isinstance(value, str) and value[:1] in ("{", "[")):
         return value
     if len(value) > MAX_BYTES:
-        raise ValueError(f"is {len(value)} characters; at most {MAX_BYTES} allowed")
+        raise EngineValueError(f"is {len(value)} characters; at most {MAX_BYTES} allowed")
     try:
-        decoded = json.loads(value, parse_constant=_refuse_constant, object_pairs_hook=_no_duplicates)
+        decoded = json.loads(value, object_pairs_hook=_no_duplicates)
     except RecursionError:
-        raise ValueError(f"nested deeper than {MAX_DEPTH} levels") from None
-    except json.JSONDecodeError:
+        raise EngineValueError(f"nested deeper than {MAX_DEPTH} levels") from None
+    except ValueError as e:
+        if not isinstance(e, json.JSONDecodeError):
+            raise EngineValueError(str(e)) from None  # a duplicate key
         return value  # a plain string that happens to start with { or [: the field's type decides
-    problem = json_shape_problem(decoded)
-    if problem:
-        raise ValueError(problem)
+    found = json_shape_problem(decoded)
+    if found:
+        raise EngineValueError(found[1], found[0])
     return decoded
 
 
-def json_shape_problem(value: Any) -> str | None:
-    """Why `value` exceeds the nesting or size limits or holds a non-finite number, or None."""
+def json_shape_problem(value: Any) -> tuple[Path, str] | None:
+    """(path, why) when `value` exceeds the nesting or size limits or holds a non-finite number, else None."""
     count = 0
-    stack = [(value, 1)]
+    stack: list[tuple[Any, Path]] = [(value, ())]
     while stack:
-        node, level = stack.pop()
+        node, path = stack.pop()
         count += 1
-        if level > MAX_DEPTH:
-            return f"nested deeper than {MAX_DEPTH} levels"
+        if len(path) >= MAX_DEPTH:
+            return path, f"nested deeper than {MAX_DEPTH} levels"
         if count > MAX_NODES:
-            return f"more than {MAX_NODES} values"
+            return (), f"more than {MAX_NODES} values"
         if isinstance(node, float) and not math.isfinite(node):
-            return f"{node} is not a finite number (JSON has no Infinity or NaN)"
+            return path, f"{node} is not a finite number (JSON has no Infinity or NaN)"
         if isinstance(node, dict):
-            stack.extend((v, level + 1) for v in node.values())
+            stack.extend((v, path + (k,)) for k, v in node.items())
         elif isinstance(node, list):
-            stack.extend((v, level + 1) for v in node)
+            stack.extend((v, path + (i,)) for i, v in enumerate(node))
     return None
 
 

@@ -6,7 +6,7 @@ from typing import Literal
 from pydantic import Field, ValidationInfo, field_validator
 
 from .app import AppSettings
-from .base import ConfigModel, problems
+from .base import ConfigModel, Int, problems, text
 from .observability import ObservabilityConfig, environment_problems as observability_problems
 from .platform import SECRET_KEYS, PlatformConfig, check_platform
 from .release import ReleaseConfig
@@ -29,13 +29,14 @@ def _off_ladder(percent: int, stages: tuple[int, ...] | None) -> str | None:
 class StackConfig(ConfigModel):
     """Validated before any resource is registered; see README "Config reference"."""
 
-    project: str = Field(pattern=r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$", description="gcp:project")
-    region: str = Field("us-central1", pattern=r"^[a-z]+-[a-z]+[0-9]$", description="gcp:region")
+    project: text(30, r"[a-z][a-z0-9-]{4,28}[a-z0-9]", "a GCP project id (6-30 lowercase letters, digits, -)") = Field(
+        description="gcp:project")
+    region: text(32, r"[a-z]+-[a-z]+[0-9]", "a GCP region like us-central1") = Field("us-central1", description="gcp:region")
     environment: Literal["staging", "prod"] = Field(
         description="one of staging, prod; defaults to the stack name when that is staging or prod")
-    cost_center: str = Field("llm-platform", pattern=r"^[a-z][a-z0-9_-]{0,62}$")
-    stages: tuple[int, ...] = DEFAULT_STAGES
-    canary_percent: int = 0
+    cost_center: text(63, r"[a-z][a-z0-9_-]*", "a label value (lowercase letters, digits, _ and -, starting with a letter)") = "llm-platform"
+    stages: tuple[Int, ...] = Field(DEFAULT_STAGES, max_length=101)
+    canary_percent: Int = 0
     services: Services
     app: AppSettings = AppSettings()
     observability: ObservabilityConfig = Field(..., description="alert channels, routing, thresholds, SLOs, budget: README, Observability")
@@ -79,7 +80,9 @@ class StackConfig(ConfigModel):
     @field_validator("verification")
     @classmethod
     def _verification_for_environment(cls, v: VerificationConfig, info: ValidationInfo) -> VerificationConfig:
-        obs = info.data.get("observability")
+        if "observability" not in info.data:  # broken itself: its own errors say so, don't blame this key
+            return v
+        obs = info.data["observability"]
         found = verification_problems(v, info.data.get("environment", ""), bool(obs and obs.budget))
         if found:
             raise problems(*found)

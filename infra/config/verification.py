@@ -10,24 +10,24 @@
 """
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Optional, Union
+from typing import Any, Literal, Optional, Union
 
-from pydantic import Field, StringConstraints, field_validator
+from pydantic import Field, field_validator
 
-from .base import ConfigModel, problems
-from .services import ENV_NAME, IMAGE, SECRET_LOOKING_ENV, SERVICE_KEYS
+from .base import Bool, ConfigModel, Float, Image, Int, UrlPath, problems, text
+from .services import SECRET_LOOKING_ENV, SERVICE_KEYS, EnvName
 
-Path = Annotated[str, StringConstraints(pattern=r"^/[\x21-\x7e]*$")]
+Path = UrlPath
 JsonBody = Union[dict[str, Any], list[Any]]
 
 
 class HttpScenario(ConfigModel):
     """One weighted HTTP request of the load test; a non-2xx/3xx answer counts as an error."""
 
-    name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{1,40}$")]
+    name: text(40, r"[A-Za-z0-9_.-]+", "a scenario name (letters, digits, _ . -)")
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "GET"
     path: Path
-    weight: int = Field(1, ge=1, le=1000)
+    weight: Int = Field(1, ge=1, le=1000)
     body: Optional[JsonBody] = Field(None, description="JSON body sent with the request")
 
 
@@ -35,46 +35,39 @@ class WebSocketScenario(ConfigModel):
     """Users holding one WebSocket each and timing message -> event round trips."""
 
     path: Path = "/ws"
-    user_percent: int = Field(50, ge=0, le=100, description="share of the users on WebSockets")
+    user_percent: Int = Field(50, ge=0, le=100, description="share of the users on WebSockets")
     message: dict[str, Any] = Field(default_factory=lambda: {"type": "ping"},
                                     description="JSON object sent; the run adds `id`, the event must echo it")
-    timeout_seconds: float = Field(5.0, gt=0, le=60, description="an event later than this is a failure")
+    timeout_seconds: Float = Field(5.0, gt=0, le=60, description="an event later than this is a failure")
 
 
 class LoadTestCriteria(ConfigModel):
     """Pass criteria (the seeds' values): see loadtest/verdict.py."""
 
-    error_rate_percent: float = Field(0.1, ge=0, le=100, description="per kind: HTTP, WS connections, WS events")
-    p95_latency_ms: float = Field(500, gt=0, description="HTTP p95 (seed 001: < 500 ms)")
-    websocket_event_latency_ms: float = Field(100, gt=0, description="seed 001 phase 1: events delivered < 100 ms")
-    websocket_event_percentile: float = Field(95, gt=0, le=100)
-    memory_growth_percent: float = Field(5, gt=0, description="candidate memory utilization growth over the run")
-    min_requests: int = Field(1000, ge=1)
-    min_websocket_events: int = Field(100, ge=0)
+    error_rate_percent: Float = Field(0.1, ge=0, le=100, description="per kind: HTTP, WS connections, WS events")
+    p95_latency_ms: Float = Field(500, gt=0, description="HTTP p95 (seed 001: < 500 ms)")
+    websocket_event_latency_ms: Float = Field(100, gt=0, description="seed 001 phase 1: events delivered < 100 ms")
+    websocket_event_percentile: Float = Field(95, gt=0, le=100)
+    memory_growth_percent: Float = Field(5, gt=0, description="candidate memory utilization growth over the run")
+    min_requests: Int = Field(1000, ge=1)
+    min_websocket_events: Int = Field(100, ge=0)
 
 
 class LoadTestConfig(ConfigModel):
-    image: str = Field(description="image built from loadtest/Dockerfile; pinned by digest in prod")
+    image: Image = Field(description="image built from loadtest/Dockerfile; pinned by digest in prod")
     service: Literal[SERVICE_KEYS] = Field("backend", description="the service whose candidate is loaded")  # type: ignore[valid-type]
-    users: int = Field(150, ge=1, le=5000, description="concurrent users (seed 001: 150)")
-    spawn_rate: float = Field(10, gt=0, le=1000, description="users started per second")
-    duration_seconds: int = Field(3600, ge=10, le=86400, description="seed 001: 1 hour")
-    max_requests: int = Field(0, ge=0, description="stop after this many requests; 0 = the duration bounds the run")
-    think_time_seconds: tuple[float, float] = Field((1.0, 3.0), description="[min, max] wait between a user's requests")
+    users: Int = Field(150, ge=1, le=5000, description="concurrent users (seed 001: 150)")
+    spawn_rate: Float = Field(10, gt=0, le=1000, description="users started per second")
+    duration_seconds: Int = Field(3600, ge=10, le=86400, description="seed 001: 1 hour")
+    max_requests: Int = Field(0, ge=0, description="stop after this many requests; 0 = the duration bounds the run")
+    think_time_seconds: tuple[Float, Float] = Field((1.0, 3.0), description="[min, max] wait between a user's requests")
     http: tuple[HttpScenario, ...] = Field((HttpScenario(name="health", path="/health"),), min_length=1)
     websocket: WebSocketScenario = WebSocketScenario()
     criteria: LoadTestCriteria = LoadTestCriteria()
     cpu: Literal["1", "2", "4", "8"] = "2"
-    memory: Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]*(Mi|Gi)$")] = "2Gi"
-    env: dict[Annotated[str, StringConstraints(pattern=ENV_NAME)], str] = Field(
-        default_factory=dict, description="extra environment of the job (no credentials)")
-
-    @field_validator("image")
-    @classmethod
-    def _image(cls, v: str) -> str:
-        if not IMAGE.match(v):
-            raise ValueError(f"must be a container image reference like REGISTRY/PATH[:TAG][@sha256:DIGEST], got {v!r}")
-        return v
+    memory: text(16, r"[1-9][0-9]{0,5}(Mi|Gi)", "a size like 512Mi or 4Gi") = "2Gi"
+    env: dict[EnvName, text(32768)] = Field(
+        default_factory=dict, max_length=100, description="extra environment of the job (no credentials)")
 
     @field_validator("think_time_seconds")
     @classmethod
@@ -94,16 +87,16 @@ class LoadTestConfig(ConfigModel):
 
 
 class BakeConfig(ConfigModel):
-    hours: float = Field(48, ge=0, le=720, description="seed 000: 48-hour post-deployment validation; 0 = no bake")
+    hours: Float = Field(48, ge=0, le=720, description="seed 000: 48-hour post-deployment validation; 0 = no bake")
 
 
 class EmergencyBudgetConfig(ConfigModel):
     """Seed 000 severity 3: `{"enable_emergency_limits": true, "max_hourly_cost": 100}`."""
 
-    max_hourly_cost_usd: float = Field(100, gt=0, description="the limit the application enforces once on")
-    trigger_hourly_cost_usd: Optional[float] = Field(
+    max_hourly_cost_usd: Float = Field(100, gt=0, description="the limit the application enforces once on")
+    trigger_hourly_cost_usd: Optional[Float] = Field(
         None, gt=0, description="spend rate between two budget notifications that turns the limits on; default maxHourlyCostUsd")
-    trigger_threshold_percent: Optional[float] = Field(
+    trigger_threshold_percent: Optional[Float] = Field(
         100, gt=0, le=1000, description="a budget threshold at or above this share of the monthly amount also turns them on")
 
     @property

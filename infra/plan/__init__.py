@@ -105,5 +105,5 @@ def plan_stack(stack: str, root: Path = PROJECT_ROOT, overrides: Mapping[str, An
     return plan_document(*checked_run(stack, root, overrides, policy, sets))
 
 
-__all__ = ["ProgramRun", "StackFileError", "plan_document", "plan_stack", "policy_config_file", "policy_violations",
+__all__ = ["PROJECT_ROOT", "ProgramRun", "StackFileError", "plan_document", "plan_stack", "policy_config_file", "policy_violations",
            "run_stack", "checked_run", "start_policy_check"]

@@ -28,15 +28,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from infra.config import ConfigError
-    from infra.plan import StackFileError, checked_run, plan_document
+    from infra.plan import PROJECT_ROOT, StackFileError, checked_run, plan_document
 
-    fmt = args.format or ("json" if args.json else "text")
+    fmt = getattr(args, "format", None) or ("json" if args.json else "text")
     if args.json and fmt != "json":
         print(f"error: --json and --format {fmt} disagree; use one of them", file=sys.stderr)
         return EXIT_USAGE
     args.json = fmt == "json"
+    # root / policy: not command-line options; the input fuzz test runs this function in-process on copies
+    root, policy = getattr(args, "root", PROJECT_ROOT), getattr(args, "policy", True)
     try:
-        result, violations = checked_run(args.stack, sets=args.set, policy=fmt != "tfplan-json")
+        result, violations = checked_run(args.stack, root, sets=args.set, policy=policy and fmt != "tfplan-json")
     except StackFileError as e:
         return _refused(args, f"error: {e}", [{"key": "--stack", "message": str(e)}])
     except ConfigError as e:

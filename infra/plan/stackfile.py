@@ -177,9 +177,11 @@ def read_stack(stack: str, root: Path = PROJECT_ROOT, overrides: Mapping[str, An
     for path, value in changes:
         head, dot, rest = path.partition(".")
         path = full_key(head, project) + dot + rest
-        problem = key_problem(full_key(head, project), project) or json_shape_problem(value)
-        if problem:
-            found.append(Problem(path, problem, origin="--set"))
+        problem = key_problem(full_key(head, project), project)
+        shape = json_shape_problem(value)
+        if problem or shape:
+            where = path if problem or not shape[0] else ".".join([path, *map(str, shape[0])])
+            found.append(Problem(where, problem or shape[1], origin="--set"))
             continue
         try:
             set_path(config, path, value)
