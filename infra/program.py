@@ -1,14 +1,11 @@
-"""The Pulumi program: typed config in, components out. `__main__.py` at the root only calls `main()`."""
+"""The Pulumi program: typed config in, components out (infra/wiring.py). `__main__.py` at the root
+only calls `main()`."""
 from __future__ import annotations
 
 import pulumi
 
+from infra import wiring
 from infra.config import ConfigError, StackConfig, load_stack_config
-from infra.components.platform import build_platform
-from infra.components.service import CloudRunService
-from infra.components import observability
-from infra.components.emergency_budget import EmergencyBudget, emergency_budget_args
-from infra.components.load_test import LoadTestJob, load_test_args
 
 
 class InvalidStackConfig(pulumi.RunError):
@@ -36,31 +33,8 @@ def load() -> StackConfig:
 
 
 def build(cfg: StackConfig) -> dict:
-    platform = build_platform(cfg)
-    services = {key: CloudRunService(key, cfg, platform.wiring(key)) for key, _ in cfg.services.items()}
-    edge = platform.add_edge({key: svc.service for key, svc in services.items()})
-    # The run.app URLs are closed (ingress INTERNAL_LOAD_BALANCER): uptime checks go through the edge.
-    eb_args = emergency_budget_args(cfg, platform.secrets.resources(["feature-flags"]),
-                                    platform.storage.access_logs.name)
-    guard = EmergencyBudget("emergency-budget", eb_args) if eb_args else None
-    obs = observability.build(cfg, {key: observability.PublicService(edge.public_url(key), svc.candidate_revision)
-                                    for key, svc in services.items()},
-                              budget_topic=guard.topic.id if guard else None)
-    lt_args = load_test_args(cfg, platform.storage.access_logs.name)
-    load_test = LoadTestJob("load-test", lt_args) if lt_args else None
-    return {
-        "gcpProject": cfg.project,
-        "region": cfg.region,
-        "environment": cfg.environment,
-        "canaryPercent": cfg.canary_percent,
-        "stages": list(cfg.stages),
-        "services": {key: svc.summary() for key, svc in services.items()},
-        "platform": platform.summary(),
-        "migrationJob": platform.migrations.summary(),
-        "observability": obs.summary(),
-        "loadTestJob": load_test.summary() if load_test else None,
-        "emergencyBudget": guard.summary() if guard else None,
-    }
+    """Build the stack and return its outputs."""
+    return wiring.build(cfg).outputs()
 
 
 def main() -> None:

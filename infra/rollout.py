@@ -775,7 +775,7 @@ def plan_release(stack: str, service: Optional[str]) -> tuple[Release, dict, Any
     else:
         keys = [k for k in sorted(services) if services[k].get("candidateRevision") != services[k].get("stableRevision")]
     every = {k: Target(k, s["serviceName"], s["candidateRevision"], s.get("stableRevision") or None,
-                       s.get("url") or "", getattr(getattr(cfg.services, k, None), "health_check_path", "/health"))
+                       s.get("url") or "", cfg.services[k].health_check_path if k in cfg.services else "/health")
              for k, s in services.items()}
     targets = [every[k] for k in keys]
     if targets and len({t.stable is None for t in targets}) > 1:

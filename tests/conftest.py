@@ -243,3 +243,17 @@ def cli(*argv: str) -> CliResult:
         except Exception:  # noqa: BLE001 (reported as the failure it is)
             pytest.fail(f"`python -m infra {' '.join(argv)}` raised instead of reporting:\n{traceback.format_exc()}")
     return CliResult(code, out.getvalue(), err.getvalue())
+
+
+DIGEST = "@sha256:" + "c" * 64
+# A fifth and a sixth service, added the way a user would: YAML only (README "Add a service").
+WORKER = {"image": "us-central1-docker.pkg.dev/netra-production/netra/worker" + DIGEST,
+          "public": False, "minInstances": 2, "maxInstances": 10, "secrets": {"FEATURE_FLAGS": "feature-flags"}}
+SEARCH = {"image": "us-central1-docker.pkg.dev/netra-production/netra/search" + DIGEST,
+          "routes": ["/search/*"], "minInstances": 2, "maxInstances": 20}
+
+
+@pytest.fixture(scope="session")
+def prod_plan_with_more_services() -> dict:
+    """prod plus a worker (not public) and a public `search` service, policy pack included."""
+    return plan_of("prod", {"netra:services.worker": WORKER, "netra:services.search": SEARCH}, policy=True)

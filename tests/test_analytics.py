@@ -455,7 +455,8 @@ def test_both_renderers_list_the_same_panels_and_queries(stack):
     from infra.components.observability.dashboards import build_dashboards
 
     cfg = cfg_of(stack)
-    models = build_dashboards(cfg, {k: f"netra-{k}-{stack}-0123abcd" for k, _ in cfg.services.items()})
+    from infra.wiring import dashboards_args
+    models = build_dashboards(dashboards_args(cfg, {k: f"netra-{k}-{stack}-0123abcd" for k in cfg.services}))
     kinds = set()
     for model in models:
         cm = cloud_monitoring_panels(json.loads(model.dumps()))

@@ -43,11 +43,13 @@ def test_unknown_keys_get_did_you_mean_and_the_allowed_list():
     cfg = stack_config("prod")
     cfg["netra:canaryPrecent"] = 10
     cfg["netra:services"]["backend"]["minInstance"] = 3
-    cfg["netra:services"]["worker"] = {"image": "x"}
+    cfg["netra:services"]["backend"]["dbPoolSzie"] = 3
+    cfg["netra:services"]["Worker_1"] = {"image": "x"}
     found = problems(cfg)
     assert "did you mean 'canaryPercent'" in found["netra:canaryPrecent"]
     assert "did you mean 'minInstances'" in found["netra:services.backend.minInstance"]
-    assert "allowed: auth, backend, frontend" in found["netra:services.worker"]
+    assert "did you mean 'dbPoolSize'" in found["netra:services.backend.dbPoolSzie"]
+    assert "service name must be lowercase letters" in found["netra:services.Worker_1"]
 
 
 def test_wrong_types_name_key_and_value():

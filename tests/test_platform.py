@@ -153,10 +153,10 @@ def test_staging_sql_is_small_and_can_be_torn_down(staging_plan):
 
 
 @pytest.mark.parametrize("plan_name,pool", [("prod_plan", 6), ("staging_plan", 11)])
-def test_pool_size_is_derived_so_every_instance_fits(request, plan_name, pool):
+def test_pool_size_is_pinned_per_client_so_every_instance_fits(request, plan_name, pool):
     plan = request.getfixturevalue(plan_name)
     db = plan["outputs"]["platform"]["database"]
-    assert db["poolSize"] == pool
+    assert db["poolSizes"] == {"backend": pool, "auth": pool}
     clients = [k for k in SERVICES if "DB_PASSWORD" in secret_env(plan, k)]
     assert clients == ["backend", "auth"]
     instances = sum(one(plan, RUN, k)["inputs"]["template"]["scaling"]["maxInstanceCount"] for k in clients)

@@ -14,17 +14,23 @@ def platform(cfg: dict) -> dict:
     return cfg["netra:platform"]
 
 
-def test_derived_pool_fits_and_is_exposed():
+def test_pools_are_pinned_per_service_and_fit():
     cfg = load_stack_config(flat(stack_config("prod")), "prod")
-    from infra.config.platform import db_clients, pool_size
+    from infra.config.platform import db_clients, pool_sizes
 
-    clients = db_clients(cfg.services)
-    assert clients == {"backend": 100, "auth": 50}
-    assert pool_size(cfg.platform.database, clients) == (1000 - 50) // 150 == 6
+    assert db_clients(cfg.services) == {"backend": 100, "auth": 50}
+    assert pool_sizes(cfg.platform.database, cfg.services) == {"backend": 6, "auth": 6}
+    assert (100 + 50) * 6 + 50 <= 1000
+
+
+def unpin(cfg: dict) -> dict:
+    for svc in cfg["netra:services"].values():
+        svc.pop("dbPoolSize", None)
+    return cfg
 
 
 def test_explicit_pool_overflow_names_the_pool_key_with_the_numbers():
-    cfg = stack_config("prod")
+    cfg = unpin(stack_config("prod"))
     platform(cfg)["database"]["poolSize"] = 10
     msg = problems(cfg)["netra:platform.database.poolSize"]
     assert msg.startswith("pool overflow: 150 database client instances (maxInstances backend 100 + auth 50) x poolSize 10")
@@ -32,18 +38,21 @@ def test_explicit_pool_overflow_names_the_pool_key_with_the_numbers():
 
 
 def test_max_connections_too_small_for_one_connection_per_instance():
-    cfg = stack_config("prod")
-    platform(cfg)["database"]["maxConnections"] = 150
+    cfg = unpin(stack_config("prod"))
+    for var in ("DB_HOST", "DB_PASSWORD"):
+        del cfg["netra:services"]["auth"]["secrets"][var]  # backend is then the only client: its pool is derived
+    platform(cfg)["database"]["maxConnections"] = 140
     msg = problems(cfg)["netra:platform.database.maxConnections"]
-    assert "maxConnections 150 - poolReserve 50 leaves less than one connection per instance for 150" in msg
-    assert "raise maxConnections to >= 200" in msg
+    assert "maxConnections 140 - poolReserve 50 leaves less than one connection per instance for 100" in msg
+    assert "raise maxConnections to >= 150" in msg
 
 
 def test_more_instances_overflow_the_pool():
     cfg = stack_config("staging")
     cfg["netra:services"]["backend"]["maxInstances"] = 200
     msg = problems(cfg, "staging")["netra:platform.database.maxConnections"]
-    assert "203 database client instances" in msg
+    assert msg.startswith("pool overflow: backend 200 x 11 + auth 3 x 11 (maxInstances x pool per database client)")
+    assert "+ poolReserve 10 = 2243 > maxConnections 100" in msg and "lower dbPoolSize of backend, auth" in msg
 
 
 def test_a_service_without_the_db_password_uses_no_connections():
@@ -182,12 +191,12 @@ def test_platform_section_is_required():
 def test_cli_exit_2_names_each_key_and_registers_nothing():
     """Pool overflow is reported together with the other platform problems, not after they are fixed."""
     proc = cli("plan", "--stack", "prod", "--json",
-               "--set", "netra:platform.database.poolSize=10", "--set", "netra:platform.cache.memorySizeGb=0",
+               "--set", "netra:services.backend.dbPoolSize=10", "--set", "netra:platform.cache.memorySizeGb=0",
                "--set", "netra:platform.cache.redisVersion=8.0",
                "--set", "netra:platform.edge.domains=[not a host]")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert json.loads(proc.stdout)["problems"]  # --json: one object listing the problems, no plan
-    for key in ("netra:platform.database.poolSize: pool overflow", "netra:platform.cache.memorySizeGb:",
+    for key in ("netra:platform.database.maxConnections: pool overflow", "netra:platform.cache.memorySizeGb:",
                 "netra:platform.cache.redisVersion: unknown Redis version",
                 "netra:platform.edge.domains.0: must be a fully qualified hostname"):
         assert key in proc.stderr, proc.stderr

@@ -1,12 +1,15 @@
 """Memorystore for Redis 7 (seed: HA): AUTH, TLS with server authentication, private services access, RDB."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Optional
 
 import pulumi
 import pulumi_gcp as gcp
 
-from infra.config import StackConfig
+from infra.config.platform import CacheConfig
+
+from .site import Site
 
 COMPONENT_TYPE = "netra:platform:Cache"
 TLS_PORT = 6378  # Memorystore serves TLS on 6378 when transit encryption is on
@@ -14,27 +17,39 @@ CA_MOUNT_PATH = "/secrets/redis"
 CA_FILE = "server-ca.pem"
 
 
-def client_env(cfg: StackConfig) -> tuple[tuple[str, str], ...]:
+def client_env() -> tuple[tuple[str, str], ...]:
     """Plain settings a Redis client reads besides REDIS_HOST / REDIS_AUTH (which come from secrets)."""
     return (("REDIS_PORT", str(TLS_PORT)), ("REDIS_TLS", "true"), ("REDIS_CA_CERT_PATH", f"{CA_MOUNT_PATH}/{CA_FILE}"))
 
 
+@dataclass(frozen=True)
+class CacheArgs:
+    """`reserved_ip_range` should come from the peering (Network.peered_range), so the instance waits for it."""
+
+    site: Site
+    config: CacheConfig
+    network_id: pulumi.Input[str]
+    reserved_ip_range: pulumi.Input[str]
+
+
 class Cache(pulumi.ComponentResource):
-    def __init__(self, cfg: StackConfig, network, opts: Optional[pulumi.ResourceOptions] = None):
-        super().__init__(COMPONENT_TYPE, "cache", None, opts)
-        c = cfg.platform.cache
-        self.instance_name = c.instance(cfg.environment)
+    """Outputs: `instance_name`, `instance`, `auth_string` (secret), `host`, `server_ca` (PEM)."""
+
+    def __init__(self, name: str, args: CacheArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__(COMPONENT_TYPE, name, None, opts)
+        site, c = args.site, args.config
+        self.instance_name = c.instance(site.environment)
         self.instance = gcp.redis.Instance(
             "redis",
             gcp.redis.InstanceArgs(
-                name=self.instance_name, project=cfg.project, region=cfg.region,
-                display_name=f"Netra {cfg.environment} cache",
+                name=self.instance_name, project=site.project, region=site.region,
+                display_name=f"Netra {site.environment} cache",
                 tier=c.tier, memory_size_gb=c.memory_size_gb, redis_version=c.version_enum,
                 auth_enabled=True,
                 transit_encryption_mode="SERVER_AUTHENTICATION",
                 connect_mode="PRIVATE_SERVICE_ACCESS",
-                authorized_network=network.vpc.id,
-                reserved_ip_range=network.psa_range.name,
+                authorized_network=args.network_id,
+                reserved_ip_range=args.reserved_ip_range,
                 redis_configs={"maxmemory-policy": c.maxmemory_policy},
                 persistence_config=gcp.redis.InstancePersistenceConfigArgs(
                     persistence_mode="RDB", rdb_snapshot_period=c.rdb_snapshot_period),
@@ -43,11 +58,10 @@ class Cache(pulumi.ComponentResource):
                         day=c.maintenance.day,
                         start_time=gcp.redis.InstanceMaintenancePolicyWeeklyMaintenanceWindowStartTimeArgs(
                             hours=c.maintenance.hour, minutes=0, seconds=0, nanos=0))]),
-                deletion_protection=cfg.is_prod,
-                labels={"env": cfg.environment, "cost-center": cfg.cost_center, "managed-by": "pulumi"},
+                deletion_protection=site.protected,
+                labels=site.labels(),
             ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[network.connection],
-                                        additional_secret_outputs=["authString"]),
+            opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["authString"]),
         )
         # Secret in state and in the plan whatever the provider schema says.
         self.auth_string = pulumi.Output.secret(self.instance.auth_string)

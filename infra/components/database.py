@@ -1,14 +1,16 @@
 """Cloud SQL for PostgreSQL 15 (seed: HA, connection pooling): private IP only, SSL enforced, CIS flags."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Optional
 
 import pulumi
 import pulumi_gcp as gcp
 import pulumi_random as random
 
-from infra.config import StackConfig
-from infra.config.platform import db_clients, pool_size
+from infra.config.platform import DatabaseConfig
+
+from .site import Site
 
 COMPONENT_TYPE = "netra:platform:Database"
 DATABASE_VERSION = "POSTGRES_15"
@@ -30,33 +32,46 @@ LOGGING_FLAGS = (
 )
 
 
-def database_flags(cfg: StackConfig) -> list[tuple[str, str]]:
-    db = cfg.platform.database
+def database_flags(db: DatabaseConfig) -> list[tuple[str, str]]:
     return [*LOGGING_FLAGS, ("pgaudit.log", db.pgaudit_log), ("max_connections", str(db.max_connections))]
 
 
-def client_env(cfg: StackConfig) -> tuple[tuple[str, str], ...]:
-    """Plain settings a database client reads besides DB_HOST / DB_PASSWORD (which come from secrets)."""
-    db = cfg.platform.database
-    return (
+def client_env(db: DatabaseConfig, pool_size: Optional[int] = None) -> tuple[tuple[str, str], ...]:
+    """Plain settings a database client reads besides DB_HOST / DB_PASSWORD (which come from secrets);
+    DB_POOL_SIZE only for a client with a pool (the migration job has none)."""
+    env = (
         ("DB_NAME", db.database_name),
         ("DB_USER", db.user_name),
         ("DB_PORT", str(PORT)),
         ("DB_SSLMODE", "require"),
-        ("DB_POOL_SIZE", str(pool_size(db, db_clients(cfg.services)))),
     )
+    return env if pool_size is None else (*env, ("DB_POOL_SIZE", str(pool_size)))
+
+
+@dataclass(frozen=True)
+class DatabaseArgs:
+    """The instance's config and the network it gets its private IP from. `allocated_ip_range` should
+    come from the peering (Network.peered_range): the API refuses the instance until the peering exists."""
+
+    site: Site
+    config: DatabaseConfig
+    network_id: pulumi.Input[str]
+    allocated_ip_range: pulumi.Input[str]
+    backups_bucket: pulumi.Input[str]
 
 
 class Database(pulumi.ComponentResource):
-    """The instance, the application database and its user (random password, kept in Secret Manager)."""
+    """The instance, the application database and its user (random password, kept in Secret Manager).
 
-    def __init__(self, cfg: StackConfig, network, backups_bucket: gcp.storage.Bucket,
-                 opts: Optional[pulumi.ResourceOptions] = None):
-        super().__init__(COMPONENT_TYPE, "database", None, opts)
-        db = cfg.platform.database
+    Outputs: `instance_name`, `instance`, `password` (its `result` is secret), `private_ip`, `connection_name`.
+    """
+
+    def __init__(self, name: str, args: DatabaseArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__(COMPONENT_TYPE, name, None, opts)
+        site, db = args.site, args.config
         child = pulumi.ResourceOptions(parent=self)
-        self.instance_name = db.instance(cfg.environment)
-        protect = cfg.is_prod
+        self.instance_name = db.instance(site.environment)
+        protect = site.protected
 
         settings = gcp.sql.DatabaseInstanceSettingsArgs(
             tier=db.tier,
@@ -66,11 +81,11 @@ class Database(pulumi.ComponentResource):
             disk_size=db.disk_size_gb,
             disk_autoresize=True,
             deletion_protection_enabled=protect,  # the API's own guard (also blocks console/gcloud deletes)
-            user_labels={"env": cfg.environment, "cost-center": cfg.cost_center, "managed-by": "pulumi"},
+            user_labels=site.labels(),
             ip_configuration=gcp.sql.DatabaseInstanceSettingsIpConfigurationArgs(
                 ipv4_enabled=False,
-                private_network=network.vpc.id,
-                allocated_ip_range=network.psa_range.name,
+                private_network=args.network_id,
+                allocated_ip_range=args.allocated_ip_range,
                 ssl_mode=db.ssl_mode,
             ),
             backup_configuration=gcp.sql.DatabaseInstanceSettingsBackupConfigurationArgs(
@@ -87,18 +102,18 @@ class Database(pulumi.ComponentResource):
                 query_insights_enabled=True, query_string_length=1024, record_application_tags=True,
                 record_client_address=False),
             database_flags=[gcp.sql.DatabaseInstanceSettingsDatabaseFlagArgs(name=n, value=v)
-                            for n, v in database_flags(cfg)],
+                            for n, v in database_flags(db)],
         )
         self.instance = gcp.sql.DatabaseInstance(
             "postgres",
             gcp.sql.DatabaseInstanceArgs(
-                name=self.instance_name, project=cfg.project, region=cfg.region,
+                name=self.instance_name, project=site.project, region=site.region,
                 database_version=DATABASE_VERSION, deletion_protection=protect, settings=settings),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[network.connection]),
+            opts=child,
         )
         self.database = gcp.sql.Database(
             "app",
-            gcp.sql.DatabaseArgs(name=db.database_name, instance=self.instance.name, project=cfg.project),
+            gcp.sql.DatabaseArgs(name=db.database_name, instance=self.instance.name, project=site.project),
             opts=child,
         )
         self.password = random.RandomPassword(
@@ -108,7 +123,7 @@ class Database(pulumi.ComponentResource):
         self.user = gcp.sql.User(
             "app",
             gcp.sql.UserArgs(
-                name=db.user_name, instance=self.instance.name, project=cfg.project, type="BUILT_IN",
+                name=db.user_name, instance=self.instance.name, project=site.project, type="BUILT_IN",
                 password=self.password.result,
                 # PostgreSQL refuses to drop a role that owns objects; the instance takes it along on teardown
                 deletion_policy="ABANDON"),
@@ -119,9 +134,10 @@ class Database(pulumi.ComponentResource):
         self.export_grant = gcp.storage.BucketIAMMember(
             "exports-to-backups",
             gcp.storage.BucketIAMMemberArgs(
-                bucket=backups_bucket.name, role="roles/storage.objectCreator",
+                bucket=args.backups_bucket, role="roles/storage.objectCreator",
                 member=self.instance.service_account_email_address.apply(lambda e: f"serviceAccount:{e}")),
             opts=child,
         )
         self.private_ip = self.instance.private_ip_address
+        self.connection_name = self.instance.connection_name
         self.register_outputs({"instance": self.instance_name, "connectionName": self.instance.connection_name})

@@ -1,38 +1,71 @@
-"""Global external HTTPS load balancer (seed: GCP Load Balancer) in front of the Cloud Run services.
+"""Global external HTTPS load balancer (seed: GCP Load Balancer) in front of the public Cloud Run services.
 
-    :443  ->  URL map:  /api/*, /ws/*  -> backend      (Cloud Armor, logging)
-                        /auth/*        -> auth
-                        static paths   -> static-assets bucket (Cloud CDN)
-                        everything else-> frontend
+    :443  ->  URL map:  each public service's routes -> its backend service  (Cloud Armor, logging)
+                        static paths                 -> static-assets bucket (Cloud CDN)
+                        everything else              -> the service with defaultRoute: true
     :80   ->  301 to https
+
+The seed's map: /api/*, /ws/* -> backend; /auth/* -> auth; everything else -> frontend. Services
+with `public: false` get no NEG, no backend service and no allUsers invoker.
 """
 from __future__ import annotations
 
-from typing import Mapping, Optional
+from dataclasses import dataclass
+from typing import Optional
 
 import pulumi
 import pulumi_gcp as gcp
 from infra.components.gcp_compute import compute
 
-from infra.config import StackConfig, service_name
+from infra.config import service_name
+from infra.config.platform import EdgeConfig, StaticAssetsBucket
+
+from .site import Site
 
 COMPONENT_TYPE = "netra:platform:Edge"
-# Cloud Run ingress: only the load balancer (and VPC-internal callers) reach the services.
+# Cloud Run ingress: only the load balancer (and VPC-internal callers) reach the public services.
 INGRESS = "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER"
-ROUTES = (("backend", ("/api/*", "/ws/*")), ("auth", ("/auth/*",)))
-DEFAULT_SERVICE = "frontend"
 DEFAULT_RULE_PRIORITY = 2147483647
 CVE_RULE_PRIORITY = 900
 CVE_EXPRESSION = "evaluatePreconfiguredExpr('cve-canary')"
 
 
-def hsts_header(cfg: StackConfig) -> str:
+def hsts_header(edge: EdgeConfig) -> str:
     """Browsers then refuse plain HTTP to every domain for max-age (the :80 redirect is only a first hop)."""
-    return f"Strict-Transport-Security: max-age={cfg.platform.edge.hsts_max_age_seconds}; includeSubDomains"
+    return f"Strict-Transport-Security: max-age={edge.hsts_max_age_seconds}; includeSubDomains"
 
 
-def security_rules(cfg: StackConfig) -> list[compute.SecurityPolicyRuleArgs]:
-    edge = cfg.platform.edge
+@dataclass(frozen=True)
+class EdgeBackend:
+    """A public service behind the load balancer. `service` is the Cloud Run service's name as an
+    Output of it, so the NEG and the invoker wait for the service."""
+
+    key: str
+    service: pulumi.Input[str]
+    routes: tuple[str, ...] = ()
+    default: bool = False
+
+
+@dataclass(frozen=True)
+class EdgeArgs:
+    site: Site
+    config: EdgeConfig
+    static_assets: StaticAssetsBucket
+    static_bucket: pulumi.Input[str]
+    backends: tuple[EdgeBackend, ...]
+
+    def __post_init__(self) -> None:
+        defaults = [b.key for b in self.backends if b.default]
+        if len(defaults) != 1:
+            raise ValueError(f"EdgeArgs.backends: exactly one backend takes the default route, got {defaults}")
+
+
+def route_prefix(routes: tuple[str, ...]) -> str:
+    """The first prefix route without its `/*` (/api/*, /ws/* -> /api), or "" for the default service."""
+    return next((r[:-2] for r in routes if r.endswith("/*")), "")
+
+
+def security_rules(edge: EdgeConfig) -> list[compute.SecurityPolicyRuleArgs]:
     rules = []
     if edge.waf.cve:
         # Log4Shell and its follow-ups: every signature of cve-canary, blocking even while the CRS rules
@@ -68,51 +101,56 @@ def security_rules(cfg: StackConfig) -> list[compute.SecurityPolicyRuleArgs]:
 
 
 class Edge(pulumi.ComponentResource):
-    def __init__(self, cfg: StackConfig, services: Mapping[str, pulumi.Resource], static_bucket: gcp.storage.Bucket,
-                 opts: Optional[pulumi.ResourceOptions] = None):
-        super().__init__(COMPONENT_TYPE, "edge", None, opts)
-        edge = cfg.platform.edge
-        env = cfg.environment
+    """Outputs: `ip`, `domains`, `backends` / `negs` / `invokers` (by service key), `url_map`, `armor`."""
+
+    def __init__(self, name: str, args: EdgeArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__(COMPONENT_TYPE, name, None, opts)
+        site, edge = args.site, args.config
+        project, region = site.project, site.region
         child = pulumi.ResourceOptions(parent=self)
-        prefix = f"netra-{env}"
-        labels = {"env": env, "cost-center": cfg.cost_center, "managed-by": "pulumi"}
+        prefix = site.prefix
+        labels = site.labels()
 
         self.address = compute.GlobalAddress(
-            "lb-ip", compute.GlobalAddressArgs(name=f"{prefix}-lb-ip", project=cfg.project, address_type="EXTERNAL",
+            "lb-ip", compute.GlobalAddressArgs(name=f"{prefix}-lb-ip", project=project, address_type="EXTERNAL",
                                                ip_version="IPV4", description="global IP of the HTTPS load balancer"),
             opts=child)
         self.certificate = compute.ManagedSslCertificate(
             "cert", compute.ManagedSslCertificateArgs(
-                name=f"{prefix}-cert", project=cfg.project, type="MANAGED",
+                name=f"{prefix}-cert", project=project, type="MANAGED",
                 managed=compute.ManagedSslCertificateManagedArgs(domains=list(edge.domains))),
             opts=child)
         self.ssl_policy = compute.SSLPolicy(
-            "ssl-policy", compute.SSLPolicyArgs(name=f"{prefix}-ssl-policy", project=cfg.project, profile="MODERN",
+            "ssl-policy", compute.SSLPolicyArgs(name=f"{prefix}-ssl-policy", project=project, profile="MODERN",
                                                 min_tls_version="TLS_1_2"),
             opts=child)
         self.armor = compute.SecurityPolicy(
             "armor", compute.SecurityPolicyArgs(
-                name=f"{prefix}-armor", project=cfg.project, type="CLOUD_ARMOR", labels=labels,
+                name=f"{prefix}-armor", project=project, type="CLOUD_ARMOR", labels=labels,
                 description="WAF and per-IP rate limiting in front of every Cloud Run backend",
                 advanced_options_config=compute.SecurityPolicyAdvancedOptionsConfigArgs(json_parsing="STANDARD", log_level="NORMAL"),
-                rules=security_rules(cfg)),
+                rules=security_rules(edge)),
             opts=child)
 
         self.negs: dict[str, compute.RegionNetworkEndpointGroup] = {}
         self.backends: dict[str, compute.BackendService] = {}
         self.invokers: dict[str, pulumi.Resource] = {}
-        for key, svc in services.items():
-            name = service_name(key, env)
+        self.routes = {b.key: b.routes for b in args.backends}
+        for b in args.backends:
+            key = b.key
+            name = service_name(key, site.environment)
             self.negs[key] = compute.RegionNetworkEndpointGroup(
                 f"{key}-neg", compute.RegionNetworkEndpointGroupArgs(
-                    name=f"{name}-neg", project=cfg.project, region=cfg.region, network_endpoint_type="SERVERLESS",
-                    cloud_run=compute.RegionNetworkEndpointGroupCloudRunArgs(service=name)),
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[svc]))
+                    name=f"{name}-neg", project=project, region=region,
+                    network_endpoint_type="SERVERLESS",
+                    cloud_run=compute.RegionNetworkEndpointGroupCloudRunArgs(service=b.service)),
+                opts=child)
             self.backends[key] = compute.BackendService(
                 f"{key}-backend", compute.BackendServiceArgs(
-                    name=f"{name}-backend", project=cfg.project, load_balancing_scheme="EXTERNAL_MANAGED",
+                    name=f"{name}-backend", project=project,
+                    load_balancing_scheme="EXTERNAL_MANAGED",
                     protocol="HTTPS", security_policy=self.armor.id,
-                    custom_response_headers=[hsts_header(cfg)],
+                    custom_response_headers=[hsts_header(edge)],
                     backends=[compute.BackendServiceBackendArgs(group=self.negs[key].id)],
                     log_config=compute.BackendServiceLogConfigArgs(enable=True, sample_rate=edge.log_sample_rate)),
                 opts=child)
@@ -121,54 +159,55 @@ class Edge(pulumi.ComponentResource):
             # Cloud Armor + the application's own auth service guard what comes through the LB.
             self.invokers[key] = gcp.cloudrunv2.ServiceIamMember(
                 f"{key}-invoker", gcp.cloudrunv2.ServiceIamMemberArgs(
-                    name=name, project=cfg.project, location=cfg.region, role="roles/run.invoker", member="allUsers"),
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[svc]))
+                    name=b.service, project=project, location=region, role="roles/run.invoker", member="allUsers"),
+                opts=child)
 
-        st = cfg.platform.storage.static_assets
+        st = args.static_assets
         self.static_backend = compute.BackendBucket(
             "static-backend", compute.BackendBucketArgs(
-                name=f"{prefix}-static", project=cfg.project, bucket_name=static_bucket.name, enable_cdn=True,
-                description="static assets through Cloud CDN", custom_response_headers=[hsts_header(cfg)],
+                name=f"{prefix}-static", project=project, bucket_name=args.static_bucket, enable_cdn=True,
+                description="static assets through Cloud CDN", custom_response_headers=[hsts_header(edge)],
                 cdn_policy=compute.BackendBucketCdnPolicyArgs(
                     cache_mode="CACHE_ALL_STATIC", default_ttl=st.cdn_default_ttl_seconds,
                     client_ttl=st.cdn_default_ttl_seconds, max_ttl=st.cdn_max_ttl_seconds,
                     negative_caching=True, serve_while_stale=86400, request_coalescing=True)),
             opts=child)
 
-        path_rules = [compute.URLMapPathMatcherPathRuleArgs(paths=list(paths), service=self.backends[key].id)
-                      for key, paths in ROUTES]
+        default = next(b.key for b in args.backends if b.default)
+        path_rules = [compute.URLMapPathMatcherPathRuleArgs(paths=list(b.routes), service=self.backends[b.key].id)
+                      for b in args.backends if b.routes]
         path_rules.append(compute.URLMapPathMatcherPathRuleArgs(paths=list(edge.static_paths), service=self.static_backend.id))
         self.url_map = compute.URLMap(
             "https", compute.URLMapArgs(
-                name=f"{prefix}-https", project=cfg.project, default_service=self.backends[DEFAULT_SERVICE].id,
+                name=f"{prefix}-https", project=project, default_service=self.backends[default].id,
                 host_rules=[compute.URLMapHostRuleArgs(hosts=list(edge.domains), path_matcher="netra")],
                 path_matchers=[compute.URLMapPathMatcherArgs(
-                    name="netra", default_service=self.backends[DEFAULT_SERVICE].id, path_rules=path_rules)]),
+                    name="netra", default_service=self.backends[default].id, path_rules=path_rules)]),
             opts=child)
         self.https_proxy = compute.TargetHttpsProxy(
             "https", compute.TargetHttpsProxyArgs(
-                name=f"{prefix}-https", project=cfg.project, url_map=self.url_map.id,
+                name=f"{prefix}-https", project=project, url_map=self.url_map.id,
                 ssl_certificates=[self.certificate.id], ssl_policy=self.ssl_policy.id),
             opts=child)
         self.https_rule = compute.GlobalForwardingRule(
             "https", compute.GlobalForwardingRuleArgs(
-                name=f"{prefix}-https", project=cfg.project, target=self.https_proxy.id, ip_address=self.address.id,
+                name=f"{prefix}-https", project=project, target=self.https_proxy.id, ip_address=self.address.id,
                 port_range="443", ip_protocol="TCP", load_balancing_scheme="EXTERNAL_MANAGED", labels=labels),
             opts=child)
 
         self.redirect_map = compute.URLMap(
             "http-redirect", compute.URLMapArgs(
-                name=f"{prefix}-http-redirect", project=cfg.project,
+                name=f"{prefix}-http-redirect", project=project,
                 default_url_redirect=compute.URLMapDefaultUrlRedirectArgs(
                     https_redirect=True, strip_query=False, redirect_response_code="MOVED_PERMANENTLY_DEFAULT")),
             opts=child)
         self.http_proxy = compute.TargetHttpProxy(
-            "http-redirect", compute.TargetHttpProxyArgs(name=f"{prefix}-http-redirect", project=cfg.project,
+            "http-redirect", compute.TargetHttpProxyArgs(name=f"{prefix}-http-redirect", project=project,
                                                          url_map=self.redirect_map.id),
             opts=child)
         self.http_rule = compute.GlobalForwardingRule(
             "http-redirect", compute.GlobalForwardingRuleArgs(
-                name=f"{prefix}-http-redirect", project=cfg.project, target=self.http_proxy.id,
+                name=f"{prefix}-http-redirect", project=project, target=self.http_proxy.id,
                 ip_address=self.address.id, port_range="80", ip_protocol="TCP",
                 load_balancing_scheme="EXTERNAL_MANAGED", labels=labels),
             opts=child)
@@ -177,9 +216,8 @@ class Edge(pulumi.ComponentResource):
         self.register_outputs({"ip": self.ip, "domains": self.domains})
 
     def public_url(self, key: str) -> str:
-        """Where the internet reaches a service: the first domain plus the service's route prefix."""
-        prefix = next((paths[0].removesuffix("/*") for k, paths in ROUTES if k == key), "")
-        return f"https://{self.domains[0]}{prefix}"
+        """Where the internet reaches a public service: the first domain plus its route prefix."""
+        return f"https://{self.domains[0]}{route_prefix(self.routes[key])}"
 
     def summary(self) -> dict:
         """Point each domain's A record at `ip`; the managed certificate turns ACTIVE once DNS resolves."""

@@ -48,26 +48,6 @@ class EmergencyBudgetArgs:
     depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)  # the flags secret and its version
 
 
-def emergency_budget_args(cfg, flags_resources: Sequence[pulumi.Resource],
-                          access_log_bucket: pulumi.Input[str]) -> Optional[EmergencyBudgetArgs]:
-    eb = cfg.verification.emergency_budget
-    if eb is None or cfg.observability.budget is None:
-        return None
-    from infra.config.platform import secret_id
-
-    pd = cfg.observability.pagerduty
-    return EmergencyBudgetArgs(
-        project=cfg.project, region=cfg.region, environment=cfg.environment,
-        labels=(("cost-center", cfg.cost_center), ("env", cfg.environment), ("managed-by", "pulumi")),
-        flags_secret_id=secret_id(cfg.environment, "feature-flags"),
-        max_hourly_cost_usd=eb.max_hourly_cost_usd, trigger_hourly_cost_usd=eb.trigger_rate,
-        trigger_threshold_percent=eb.trigger_threshold_percent,
-        bucket_location=cfg.platform.storage.location, deletion_protection=cfg.is_prod,
-        access_log_bucket=access_log_bucket,
-        pagerduty_key=pulumi.Output.secret(pd.service_key.get_secret_value()) if pd else None,
-        depends_on=tuple(flags_resources))
-
-
 class EmergencyBudget(pulumi.ComponentResource):
     def __init__(self, name: str, args: EmergencyBudgetArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__(COMPONENT_TYPE, name, None, opts)

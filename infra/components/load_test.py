@@ -9,7 +9,6 @@ so the tagged run.app URL answers the job and nobody on the internet.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Optional
 
@@ -17,7 +16,6 @@ import pulumi
 import pulumi_gcp as gcp
 from pulumi_gcp import cloudrunv2 as run
 
-from infra.config import StackConfig, service_name
 
 COMPONENT_TYPE = "netra:verification:LoadTestJob"
 RESULTS_RETENTION_DAYS = 90
@@ -41,42 +39,6 @@ class LoadTestJobArgs:
     vpc_subnetwork: str
     deletion_protection: bool
     access_log_bucket: pulumi.Input[str]  # where reads and writes of the results bucket are logged
-
-
-def load_test_args(cfg: StackConfig, access_log_bucket: pulumi.Input[str]) -> Optional[LoadTestJobArgs]:
-    """The job's args from the stack config; None when `netra:verification.loadTest` is not set."""
-    from infra.components.network import network_name, subnet_name
-
-    lt = cfg.verification.load_test
-    if lt is None:
-        return None
-    env = {
-        "LOADTEST_USERS": str(lt.users),
-        "LOADTEST_SPAWN_RATE": f"{lt.spawn_rate:g}",
-        "LOADTEST_DURATION_S": str(lt.duration_seconds),
-        "LOADTEST_MAX_REQUESTS": str(lt.max_requests),
-        "LOADTEST_WAIT_MIN_S": f"{lt.think_time_seconds[0]:g}",
-        "LOADTEST_WAIT_MAX_S": f"{lt.think_time_seconds[1]:g}",
-        "LOADTEST_HTTP_SCENARIOS": json.dumps([s.model_dump(by_alias=True, exclude_none=True) for s in lt.http],
-                                              sort_keys=True, separators=(",", ":")),
-        "LOADTEST_WS_PATH": lt.websocket.path,
-        "LOADTEST_WS_USER_PERCENT": str(lt.websocket.user_percent),
-        "LOADTEST_WS_MESSAGE": json.dumps(lt.websocket.message, sort_keys=True, separators=(",", ":")),
-        "LOADTEST_WS_TIMEOUT_S": f"{lt.websocket.timeout_seconds:g}",
-        "LOADTEST_CRITERIA": json.dumps(lt.criteria.model_dump(by_alias=True), sort_keys=True, separators=(",", ":")),
-        **lt.env,
-    }
-    return LoadTestJobArgs(
-        project=cfg.project, region=cfg.region, job_name=f"netra-loadtest-{cfg.environment}", image=lt.image,
-        env=tuple(sorted(env.items())), cpu=lt.cpu, memory=lt.memory,
-        timeout_seconds=lt.duration_seconds + 600,  # start-up, spawn, stop and upload on top of the run
-        target_service=service_name(lt.service, cfg.environment),
-        results_bucket=f"{cfg.project}-loadtest-results", bucket_location=cfg.platform.storage.location,
-        labels=(("cost-center", cfg.cost_center), ("env", cfg.environment), ("managed-by", "pulumi"),
-                ("service", "loadtest")),
-        vpc_network=network_name(cfg), vpc_subnetwork=subnet_name(cfg), deletion_protection=cfg.is_prod,
-        access_log_bucket=access_log_bucket,
-    )
 
 
 class LoadTestJob(pulumi.ComponentResource):

@@ -6,18 +6,18 @@ stable revision keeps working on the new schema.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import pulumi
 import pulumi_gcp as gcp
 from pulumi_gcp import cloudrunv2 as run
 
 from infra import migrate
-from infra.config import StackConfig
-from infra.config.platform import secret_id
+from infra.config.platform import MigrationsConfig, secret_id
 
-from . import database
+from .site import Site
 
 COMPONENT_TYPE = "netra:platform:Migrations"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -26,23 +26,40 @@ MOUNT_PATH = "/migrations"
 SECRETS_READ = ("db-host", "db-password")
 
 
-def job_name(cfg: StackConfig) -> str:
-    return f"netra-migrate-{cfg.environment}"
+def job_name(environment: str) -> str:
+    return f"netra-migrate-{environment}"
+
+
+@dataclass(frozen=True)
+class MigrationsArgs:
+    """The runner image and limits, the database settings it reads (database.client_env without a pool),
+    the VPC it reaches Cloud SQL through, the bucket holding migrations/, and what it must wait for
+    (the secrets it reads and the egress subnet)."""
+
+    site: Site
+    config: MigrationsConfig
+    db_env: tuple[tuple[str, str], ...]
+    network: str
+    subnetwork: str
+    bucket: pulumi.Input[str]
+    waits_for: Sequence[pulumi.Resource] = field(default_factory=tuple)
 
 
 class Migrations(pulumi.ComponentResource):
-    def __init__(self, cfg: StackConfig, network, storage, secrets, opts: Optional[pulumi.ResourceOptions] = None):
-        super().__init__(COMPONENT_TYPE, "migrations", None, opts)
+    """Outputs: `name`, `region`, `job`, `service_account`, `objects` (the uploaded SQL files)."""
+
+    def __init__(self, name: str, args: MigrationsArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__(COMPONENT_TYPE, name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        mc = cfg.platform.migrations
-        self.name = job_name(cfg)
-        self.region = cfg.region
+        site, mc = args.site, args.config
+        self.name = job_name(site.environment)
+        self.region = site.region
         found = migrate.discover(PROJECT_ROOT / MIGRATIONS_DIR)
 
         self.service_account = gcp.serviceaccount.Account(
             "migrate-sa",
             gcp.serviceaccount.AccountArgs(
-                account_id=self.name, project=cfg.project, display_name=f"Cloud Run job {self.name}",
+                account_id=self.name, project=site.project, display_name=f"Cloud Run job {self.name}",
                 description="Applies schema migrations: reads the migrations bucket and the database credentials"),
             opts=child,
         )
@@ -50,7 +67,7 @@ class Migrations(pulumi.ComponentResource):
         grants: list[pulumi.Resource] = [
             gcp.storage.BucketIAMMember(
                 "migrate-reads-migrations",
-                gcp.storage.BucketIAMMemberArgs(bucket=storage.migrations.name, role="roles/storage.objectViewer",
+                gcp.storage.BucketIAMMemberArgs(bucket=args.bucket, role="roles/storage.objectViewer",
                                                 member=member),
                 opts=child),
         ]
@@ -58,50 +75,49 @@ class Migrations(pulumi.ComponentResource):
             grants.append(gcp.secretmanager.SecretIamMember(
                 f"migrate-reads-{key}",
                 gcp.secretmanager.SecretIamMemberArgs(
-                    project=cfg.project, secret_id=secret_id(cfg.environment, key),
+                    project=site.project, secret_id=secret_id(site.environment, key),
                     role="roles/secretmanager.secretAccessor", member=member),
-                opts=pulumi.ResourceOptions(parent=self, depends_on=secrets.resources([key]))))
+                opts=pulumi.ResourceOptions(parent=self, depends_on=list(args.waits_for))))
 
         self.objects = [
             gcp.storage.BucketObject(
                 path.name,
                 gcp.storage.BucketObjectArgs(
-                    bucket=storage.migrations.name, name=path.name, content_type="application/sql",
+                    bucket=args.bucket, name=path.name, content_type="application/sql",
                     source=pulumi.FileAsset(f"{MIGRATIONS_DIR}/{path.name}")),
                 opts=child)
             for m in found for path in (m.up, m.down)
         ]
         env = [run.JobTemplateTemplateContainerEnvArgs(name=k, value=v)
-               for k, v in database.client_env(cfg) if k != "DB_POOL_SIZE"]
+               for k, v in args.db_env]
         env.append(run.JobTemplateTemplateContainerEnvArgs(name="MIGRATIONS_DIGEST", value=migrate.digest(found)))
         env += [
             run.JobTemplateTemplateContainerEnvArgs(
                 name=var, value_source=run.JobTemplateTemplateContainerEnvValueSourceArgs(
                     secret_key_ref=run.JobTemplateTemplateContainerEnvValueSourceSecretKeyRefArgs(
-                        secret=secret_id(cfg.environment, key), version="latest")))
+                        secret=secret_id(site.environment, key), version="latest")))
             for var, key in (("DB_HOST", "db-host"), ("DB_PASSWORD", "db-password"))
         ]
         self.job = run.Job(
             "migrate",
             run.JobArgs(
-                name=self.name, project=cfg.project, location=cfg.region, launch_stage="GA",
-                deletion_protection=cfg.is_prod,
-                labels={"env": cfg.environment, "cost-center": cfg.cost_center, "managed-by": "pulumi",
-                        "service": "migrate"},
+                name=self.name, project=site.project, location=site.region, launch_stage="GA",
+                deletion_protection=site.protected,
+                labels=site.labels(service="migrate"),
                 template=run.JobTemplateArgs(
                     task_count=1, parallelism=1,
                     template=run.JobTemplateTemplateArgs(
-                        service_account=f"{self.name}@{cfg.project}.iam.gserviceaccount.com",
+                        service_account=f"{self.name}@{site.project}.iam.gserviceaccount.com",
                         execution_environment="EXECUTION_ENVIRONMENT_GEN2",  # Cloud Storage volumes need gen2
                         max_retries=mc.max_retries,
                         timeout=f"{mc.timeout_seconds}s",
                         vpc_access=run.JobTemplateTemplateVpcAccessArgs(
                             egress="PRIVATE_RANGES_ONLY",
                             network_interfaces=[run.JobTemplateTemplateVpcAccessNetworkInterfaceArgs(
-                                network=network.name, subnetwork=network.subnet_name)]),
+                                network=args.network, subnetwork=args.subnetwork)]),
                         volumes=[run.JobTemplateTemplateVolumeArgs(
                             name="migrations",
-                            gcs=run.JobTemplateTemplateVolumeGcsArgs(bucket=storage.migrations.name, read_only=True))],
+                            gcs=run.JobTemplateTemplateVolumeGcsArgs(bucket=args.bucket, read_only=True))],
                         containers=[run.JobTemplateTemplateContainerArgs(
                             image=mc.image,
                             args=["up", "--dir", MOUNT_PATH],
@@ -114,7 +130,7 @@ class Migrations(pulumi.ComponentResource):
                 ),
             ),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.service_account, *grants, *self.objects,
-                                                                  network.subnet]),
+                                                                  *args.waits_for]),
         )
         self.register_outputs({"name": self.name, "region": self.region})
 

@@ -4,20 +4,22 @@ feature-flag flip is a new secret version and nothing else."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Mapping, Optional
 
 import pulumi
 import pulumi_gcp as gcp
 
-from infra.config import StackConfig
-from infra.config.platform import secret_id
+from infra.config import AppSettings
+from infra.config.platform import FlagValue, secret_id
+
+from .site import Site
 
 COMPONENT_TYPE = "netra:platform:Secrets"
 
 
-def config_payloads(cfg: StackConfig) -> dict[str, str]:
+def config_payloads(app: AppSettings, feature_flags: Mapping[str, FlagValue]) -> dict[str, str]:
     """The structured-config secrets as the JSON documents the services read."""
-    app = cfg.app
 
     def doc(value) -> str:
         return json.dumps(value, sort_keys=True, separators=(",", ":"))
@@ -33,27 +35,37 @@ def config_payloads(cfg: StackConfig) -> dict[str, str]:
             "llmPricing": app.llm_pricing.model_dump(by_alias=True),
             "costAlertThresholds": app.cost_alert_thresholds.model_dump(by_alias=True),
         }),
-        "feature-flags": doc(dict(cfg.platform.feature_flags)),
+        "feature-flags": doc(dict(feature_flags)),
     }
 
 
-class Secrets(pulumi.ComponentResource):
-    """One Secret and its current version per platform secret key."""
+@dataclass(frozen=True)
+class SecretsArgs:
+    """Platform secret key -> payload (plain or an Output; stored as a Pulumi secret either way)."""
 
-    def __init__(self, cfg: StackConfig, payloads: Mapping[str, pulumi.Input[str]],
-                 opts: Optional[pulumi.ResourceOptions] = None):
-        super().__init__(COMPONENT_TYPE, "secrets", None, opts)
+    site: Site
+    payloads: Mapping[str, pulumi.Input[str]]
+
+
+class Secrets(pulumi.ComponentResource):
+    """One Secret and its current version per platform secret key.
+
+    Outputs: `ids` (key -> secret id), `secrets`, `versions`, and `resources(keys)` for readers to wait on."""
+
+    def __init__(self, name: str, args: SecretsArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__(COMPONENT_TYPE, name, None, opts)
+        site = args.site
         self.ids: dict[str, str] = {}
         self.secrets: dict[str, gcp.secretmanager.Secret] = {}
         self.versions: dict[str, gcp.secretmanager.SecretVersion] = {}
-        for key, payload in payloads.items():
-            sid = secret_id(cfg.environment, key)
+        for key, payload in args.payloads.items():
+            sid = secret_id(site.environment, key)
             secret = gcp.secretmanager.Secret(
                 key,
                 gcp.secretmanager.SecretArgs(
-                    secret_id=sid, project=cfg.project,
+                    secret_id=sid, project=site.project,
                     replication=gcp.secretmanager.SecretReplicationArgs(auto=gcp.secretmanager.SecretReplicationAutoArgs()),
-                    labels={"env": cfg.environment, "cost-center": cfg.cost_center, "managed-by": "pulumi"}),
+                    labels=site.labels()),
                 opts=pulumi.ResourceOptions(parent=self),
             )
             self.versions[key] = gcp.secretmanager.SecretVersion(

@@ -1,6 +1,7 @@
 """A Cloud Run v2 service with its own service account and staged revision traffic."""
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
@@ -9,7 +10,10 @@ import pulumi_gcp as gcp
 from pulumi_gcp import cloudrunv2 as run
 
 from infra import release
-from infra.config import ConfigError, Problem, StackConfig, service_name
+from infra.config import ConfigError, Problem, ServiceConfig, service_name
+from infra.config.stack import DEFAULT_STAGES
+
+from .site import Site
 
 COMPONENT_TYPE = "netra:run:Service"
 REVISION_TRAFFIC = "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION"
@@ -39,7 +43,7 @@ class SecretVolume:
 class ServiceWiring:
     """What the platform hands a service: network, secrets, ingress and what must exist first."""
 
-    ingress: str = "INGRESS_TRAFFIC_ALL"
+    ingress: str = "INGRESS_TRAFFIC_INTERNAL_ONLY"
     vpc_network: Optional[str] = None
     vpc_subnetwork: Optional[str] = None
     secret_env: tuple[SecretEnv, ...] = ()
@@ -76,31 +80,43 @@ class RevisionSpec:
     vpc_subnetwork: Optional[str]
 
 
-def labels_for(cfg: StackConfig, key: str) -> dict[str, str]:
-    return {"env": cfg.environment, "service": key, "cost-center": cfg.cost_center, "managed-by": "pulumi"}
+# Service account ids are 6-30 characters; longer service names get a short id with a hash.
+ACCOUNT_ID_MAX = 30
 
 
-def release_approval(cfg: StackConfig, key: str) -> Optional[release.Approval]:
-    record = cfg.release.approvals.get(key)
-    if record is None:
-        return None
-    return release.Approval(record.revision, record.stage, record.by, record.evidence, record.rejected)
+def labels_for(site: Site, key: str) -> dict[str, str]:
+    return {"env": site.environment, "service": key, "cost-center": site.cost_center, "managed-by": "pulumi"}
 
 
-def canary_percent_key(cfg: StackConfig, key: str) -> str:
-    """The config key that set this service's stage (for error messages)."""
-    return f"netra:services.{key}.canaryPercent" if getattr(cfg.services, key).canary_percent is not None else "netra:canaryPercent"
+def service_account_id(key: str, environment: str) -> str:
+    """netra-<key>-<env> (the seed's names), or <key prefix>-<8 hex> when that exceeds 30 characters."""
+    name = service_name(key, environment)
+    if len(name) <= ACCOUNT_ID_MAX:
+        return name
+    return f"{key[:ACCOUNT_ID_MAX - 9].rstrip('-')}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
 
 
-def service_account_id(cfg: StackConfig, key: str) -> str:
-    return service_name(key, cfg.environment)
+@dataclass(frozen=True)
+class CloudRunServiceArgs:
+    """One service of `netra:services`, the app settings every revision reads, and the platform wiring."""
+
+    site: Site
+    config: ServiceConfig
+    canary_percent: int  # the stage asked for; the share it gets is bound to `approval`
+    app_env: tuple[tuple[str, str], ...] = ()
+    wiring: ServiceWiring = ServiceWiring()
+    approval: Optional[release.Approval] = None  # netra:release.approvals.<key>
+    stages: tuple[int, ...] = DEFAULT_STAGES
+    canary_percent_key: str = "netra:canaryPercent"  # the config key that set the stage, for errors
 
 
-def revision_spec(cfg: StackConfig, key: str, wiring: ServiceWiring) -> RevisionSpec:
-    svc = getattr(cfg.services, key)
-    env = {**cfg.app.environment(), **dict(wiring.env), **svc.env}
+def revision_spec(key: str, args: CloudRunServiceArgs) -> RevisionSpec:
+    """The template as plain values: a function of this service's own args only, so a change to
+    another service can never change this revision's name."""
+    svc, site, wiring = args.config, args.site, args.wiring
+    env = {**dict(args.app_env), **dict(wiring.env), **svc.env}
     return RevisionSpec(
-        service_account=f"{service_account_id(cfg, key)}@{cfg.project}.iam.gserviceaccount.com",
+        service_account=f"{service_account_id(key, site.environment)}@{site.project}.iam.gserviceaccount.com",
         image=svc.image,
         port=svc.port,
         cpu=svc.cpu,
@@ -111,7 +127,7 @@ def revision_spec(cfg: StackConfig, key: str, wiring: ServiceWiring) -> Revision
         timeout_seconds=svc.timeout_seconds,
         session_affinity=svc.session_affinity,
         health_check_path=svc.health_check_path,
-        labels=tuple(sorted(labels_for(cfg, key).items())),
+        labels=tuple(sorted(labels_for(site, key).items())),
         env=tuple(sorted(env.items())),
         secret_env=tuple(sorted(wiring.secret_env, key=lambda s: s.name)),
         secret_volumes=tuple(sorted(wiring.secret_volumes, key=lambda v: v.name)),
@@ -174,26 +190,29 @@ def template_args(spec: RevisionSpec, revision: str) -> run.ServiceTemplateArgs:
 
 
 class CloudRunService(pulumi.ComponentResource):
-    """frontend, backend or auth: service account, service, and the traffic of the current stage."""
+    """One service of the map: service account, secret grants, service, and the traffic of the current stage.
 
-    def __init__(self, key: str, cfg: StackConfig, wiring: ServiceWiring = ServiceWiring(),
-                 opts: Optional[pulumi.ResourceOptions] = None):
-        super().__init__(COMPONENT_TYPE, key, None, opts)
-        name = service_name(key, cfg.environment)
-        svc = getattr(cfg.services, key)
+    Outputs: `service` (the Cloud Run resource), `name`, `url`, `candidate_revision`, `stable_revision`,
+    `canary_percent`, `traffic`, `spec`.
+    """
+
+    def __init__(self, name: str, args: CloudRunServiceArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__(COMPONENT_TYPE, name, None, opts)
+        key, site, svc, wiring = name, args.site, args.config, args.wiring
+        service = service_name(key, site.environment)
         child = pulumi.ResourceOptions(parent=self)
 
         self.service_account = gcp.serviceaccount.Account(
             f"{key}-sa",
             gcp.serviceaccount.AccountArgs(
-                account_id=service_account_id(cfg, key),
-                display_name=f"Cloud Run {name}",
-                description=f"Runs {name}; granted only what {key} reads",
-                project=cfg.project,
+                account_id=service_account_id(key, site.environment),
+                display_name=f"Cloud Run {service}",
+                description=f"Runs {service}; granted only what {key} reads",
+                project=site.project,
             ),
             opts=child,
         )
-        spec = revision_spec(cfg, key, wiring)
+        spec = revision_spec(key, args)
         self.spec = spec
         # secretAccessor on exactly the secrets this revision reads, before the revision is created
         # (Cloud Run checks access when it deploys the revision).
@@ -202,37 +221,36 @@ class CloudRunService(pulumi.ComponentResource):
             gcp.secretmanager.SecretIamMember(
                 f"{key}-reads-{secret}",
                 gcp.secretmanager.SecretIamMemberArgs(
-                    project=cfg.project, secret_id=secret, role="roles/secretmanager.secretAccessor",
+                    project=site.project, secret_id=secret, role="roles/secretmanager.secretAccessor",
                     member=self.service_account.member),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=list(wiring.depends_on)),
             )
             for secret in read
         ]
-        self.candidate_revision = release.candidate_revision(name, spec)
+        self.candidate_revision = release.candidate_revision(service, spec)
         self.stable_revision = svc.stable_revision
-        approval = release_approval(cfg, key)
-        share = release.decide_share(key, self.candidate_revision, self.stable_revision, cfg.canary_percent_for(key),
-                                     approval, cfg.stages)
+        share = release.decide_share(key, self.candidate_revision, self.stable_revision, args.canary_percent,
+                                     args.approval, args.stages)
         if share.problem:
-            raise ConfigError([Problem(canary_percent_key(cfg, key), share.problem)])
+            raise ConfigError([Problem(args.canary_percent_key, share.problem)])
         self.canary_percent = share.percent
-        self.traffic = release.traffic_plan(name, self.candidate_revision, self.stable_revision, self.canary_percent)
+        self.traffic = release.traffic_plan(service, self.candidate_revision, self.stable_revision, self.canary_percent)
         for warning in (*share.warnings, *self.traffic.warnings):
             pulumi.log.warn(warning, resource=self)
 
         self.service = run.Service(
             key,
             run.ServiceArgs(
-                name=name,
-                project=cfg.project,
-                location=cfg.region,
-                description=f"Netra {key} ({cfg.environment})",
+                name=service,
+                project=site.project,
+                location=site.region,
+                description=f"Netra {key} ({site.environment})",
                 ingress=wiring.ingress,
                 launch_stage="GA",
-                deletion_protection=cfg.is_prod,
-                labels=labels_for(cfg, key),
+                deletion_protection=site.protected,
+                labels=labels_for(site, key),
                 # the approval record beside the traffic, so the policy pack checks one against the other
-                annotations=release.approval_annotations(approval, self.stable_revision, cfg.stages),
+                annotations=release.approval_annotations(args.approval, self.stable_revision, args.stages),
                 template=template_args(spec, self.candidate_revision),
                 traffics=[
                     run.ServiceTrafficArgs(type=REVISION_TRAFFIC, revision=t.revision, percent=t.percent, tag=t.tag)
@@ -241,10 +259,10 @@ class CloudRunService(pulumi.ComponentResource):
             ),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.service_account, *self.secret_grants, *wiring.depends_on]),
         )
-        self.name = name
+        self.name = service
         self.url = self.service.uri
         self.register_outputs({
-            "name": name,
+            "name": service,
             "url": self.url,
             "candidateRevision": self.candidate_revision,
             "stableRevision": self.stable_revision,

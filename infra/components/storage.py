@@ -1,12 +1,15 @@
 """Cloud Storage (seed: static assets and backups) plus the bucket the migration job reads."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Optional
 
 import pulumi
 import pulumi_gcp as gcp
 
-from infra.config import StackConfig
+from infra.config.platform import StorageConfig
+
+from .site import Site
 
 # The label the policy pack honours on a bucket that config marks public (only static assets may be).
 PUBLIC_BY_DESIGN_LABEL = "public-by-design"
@@ -18,29 +21,37 @@ PUBLIC_READ_ROLE = "roles/storage.legacyObjectReader"
 USAGE_LOG_WRITER = "group:cloud-storage-analytics@google.com"
 
 
-def bucket_name(cfg: StackConfig, purpose: str) -> str:
+def bucket_name(project: str, purpose: str) -> str:
     """Globally unique through the project id: netra-production-static-assets."""
-    return f"{cfg.project}-{purpose}"
+    return f"{project}-{purpose}"
+
+
+@dataclass(frozen=True)
+class StorageArgs:
+    site: Site
+    config: StorageConfig
 
 
 class Storage(pulumi.ComponentResource):
     """Uniform bucket-level access everywhere; public access prevention enforced unless a bucket is
-    public by design in config (only the static-assets bucket may be)."""
+    public by design in config (only the static-assets bucket may be).
 
-    def __init__(self, cfg: StackConfig, opts: Optional[pulumi.ResourceOptions] = None):
-        super().__init__(COMPONENT_TYPE, "storage", None, opts)
-        st = cfg.platform.storage
+    Outputs: the buckets `static_assets`, `backups`, `migrations` and `public_read` (or None)."""
+
+    def __init__(self, name: str, args: StorageArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__(COMPONENT_TYPE, name, None, opts)
+        site, st = args.site, args.config
         child = pulumi.ResourceOptions(parent=self)
-        labels = {"env": cfg.environment, "cost-center": cfg.cost_center, "managed-by": "pulumi"}
+        labels = site.labels()
 
         def bucket(purpose: str, public: bool = False, **kwargs) -> gcp.storage.Bucket:
             return gcp.storage.Bucket(
                 purpose,
                 gcp.storage.BucketArgs(
-                    name=bucket_name(cfg, purpose), project=cfg.project, location=st.location,
+                    name=bucket_name(site.project, purpose), project=site.project, location=st.location,
                     uniform_bucket_level_access=True,
                     public_access_prevention="inherited" if public else "enforced",
-                    force_destroy=not cfg.is_prod,  # staging can be torn down; prod buckets must be emptied first
+                    force_destroy=not site.protected,  # staging can be torn down; prod buckets must be emptied first
                     labels={**labels, "purpose": purpose, **({PUBLIC_BY_DESIGN_LABEL: "true"} if public else {})},
                     **kwargs),
                 opts=child,

@@ -109,7 +109,9 @@ def _problems_from(error: ValidationError) -> list[Problem]:
     for e in error.errors(include_url=False):
         loc = tuple(p for p in e["loc"] if not _is_union_tag(p))
         if e["type"] == PROBLEMS_ERROR:
-            out.extend(Problem(_key(loc + tuple(sub.split("."))), msg) for sub, msg in e["ctx"]["problems"])
+            # a sub-key starting with `netra:` is absolute: the fix is elsewhere than where it was found
+            out.extend(Problem(sub if sub.startswith(f"{NAMESPACE}:") else _key(loc + tuple(sub.split("."))), msg)
+                       for sub, msg in e["ctx"]["problems"])
         elif e["type"] == "extra_forbidden":
             out.append(Problem(_key(loc), _unknown_key_message(loc)))
         elif e["type"] == "missing":

@@ -15,7 +15,6 @@ from .base import ConfigModel, Distinct, Email, Float, Int, UrlPath, problems, t
 
 Severity = Literal["critical", "warning"]
 ChannelKind = Literal["pagerduty", "email"]
-SERVICE_KEYS = ("frontend", "backend", "auth")
 
 
 def percent(default: float, description: str):
@@ -80,7 +79,8 @@ class Thresholds(ConfigModel):
 class Slo(ConfigModel):
     """Availability and latency SLOs per public service, with SRE-workbook burn-rate alerts."""
 
-    services: Annotated[tuple[Literal["frontend", "backend", "auth"], ...], Distinct] = SERVICE_KEYS
+    services: Optional[Annotated[tuple[text(63), ...], Distinct]] = Field(
+        None, description="service names with SLOs; default every public service of netra:services")
     availability_percent: Float = Field(99.9, gt=0, lt=100, description="percent of non-5xx requests (seed 000: 99.9 % uptime)")
     latency_percent: Float = Field(99.0, gt=0, lt=100, description="percent of requests faster than latencyThresholdMs")
     latency_threshold_ms: Float = Field(2000, gt=0, description="milliseconds; the seed's rollback p95 bound")
@@ -88,7 +88,8 @@ class Slo(ConfigModel):
 
 
 class Uptime(ConfigModel):
-    path: UrlPath = Field("/health", description="path probed on each public service")
+    """One check per public service, probing its own healthCheckPath under its first route."""
+
     period_seconds: Literal[60, 300, 600, 900] = 60
     timeout_seconds: Int = Field(10, ge=1, le=60)
 
@@ -149,6 +150,18 @@ class ObservabilityConfig(ConfigModel):
 
     def channel_kinds(self, severity: Severity) -> tuple[ChannelKind, ...]:
         return getattr(self.routing, severity)
+
+
+def service_problems(obs: ObservabilityConfig, services: Optional[dict]) -> list[tuple[str, str]]:
+    """Service names the observability config refers to must be services of netra:services."""
+    if services is None or obs.slo.services is None:
+        return []
+    return [(f"slo.services.{i}", f"unknown service {key!r}; allowed: {', '.join(sorted(services))}")
+            for i, key in enumerate(obs.slo.services) if key not in services]
+
+
+def slo_services(obs: ObservabilityConfig, public: list[str]) -> tuple[str, ...]:
+    return obs.slo.services if obs.slo.services is not None else tuple(public)
 
 
 def environment_problems(obs: Optional[ObservabilityConfig], environment: str) -> list[tuple[str, str]]:

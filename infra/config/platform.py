@@ -114,7 +114,8 @@ class DatabaseConfig(ConfigModel):
     pool_reserve: Int = Field(
         20, ge=1, le=10000, description="connections kept out of the pools: migrations, admin, Cloud SQL's own")
     pool_size: Optional[Int] = Field(
-        None, ge=1, le=1000, description="connections per service instance; derived from maxConnections when absent")
+        None, ge=1, le=1000,
+        description="connections per instance of every database client without its own dbPoolSize")
     pgaudit_log: text(256, r"-?[a-z]+(,-?[a-z]+)*", "pgaudit classes like ddl,role") = Field(
         "ddl,role", description="pgaudit.log classes")
     backups: SqlBackups = SqlBackups()
@@ -339,9 +340,8 @@ def platform_problems(platform: Any, environment: Optional[str], services: Any) 
         found.append(("network.subnetCidr", f"{network.subnet_cidr} has {network.subnet_capacity} usable "
                       f"addresses; Direct VPC egress needs {ADDRESSES_PER_INSTANCE} per instance: "
                       f"{ADDRESSES_PER_INSTANCE} x ({' + '.join(f'{k} {n}' for k, n in instances.items())} + job 1) = {need}"))
-    pool = pool_problem(database, db_clients(services)) if database else None
-    if pool:
-        found.append(pool)
+    if database:
+        found += pool_problems(database, services)
     return found
 
 
@@ -395,36 +395,80 @@ _KNOWN_ERRORS = frozenset(get_args(ErrorTypeLiteral))
 
 
 def db_clients(services: Any) -> dict[str, int]:
-    """Services that read the database password -> their maxInstances."""
+    """Services that read the database password -> their maxInstances. Only these count towards
+    max_connections; a service reading nothing of the database has no pool."""
     return {key: svc.max_instances for key, svc in services.items() if DB_CLIENT_SECRET in svc.secrets.values()}
 
 
-def pool_size(db: DatabaseConfig, clients: dict[str, int]) -> int:
-    """Connections per instance: configured, or the most that fits max_connections over all instances."""
-    if db.pool_size is not None:
-        return db.pool_size
-    total = sum(clients.values())
-    return (db.max_connections - db.pool_reserve) // total if total else 0
+def pool_sizes(db: DatabaseConfig, services: Any) -> dict[str, int]:
+    """Connections per instance of each database client: its own `dbPoolSize`, else `database.poolSize`,
+    else, when it is the only client, the most that fits max_connections over its instances.
+
+    A pool never derives from another service's config, so a change to one service never changes
+    another's DB_POOL_SIZE (and revision). Clients that would need such a derivation are left out;
+    `pool_problems` names them.
+    """
+    clients = db_clients(services)
+    out = {}
+    for key, instances in clients.items():
+        own = services[key].db_pool_size
+        if own is not None:
+            out[key] = own
+        elif db.pool_size is not None:
+            out[key] = db.pool_size
+        elif len(clients) == 1:
+            out[key] = (db.max_connections - db.pool_reserve) // instances
+    return out
 
 
-def pool_problem(db: DatabaseConfig, clients: dict[str, int]) -> Optional[tuple[str, str]]:
+def pool_problems(db: DatabaseConfig, services: Any) -> list[tuple[str, str]]:
+    """Pools that are missing or overflow max_connections. Keys under netra:platform, or absolute
+    (netra:services.<svc>.dbPoolSize) where the fix is a service's own key."""
+    clients = db_clients(services)
+    found: list[tuple[str, str]] = [
+        (f"netra:services.{key}.dbPoolSize",
+         f"{key} does not read the database password (db-password), so it has no pool; remove dbPoolSize")
+        for key, svc in services.items() if svc.db_pool_size is not None and key not in clients]
     total = sum(clients.values())
     if not total:
-        return None
+        return found
+    sizes = pool_sizes(db, services)
+    spare = db.max_connections - db.pool_reserve
+    unpinned = [k for k in clients if k not in sizes]
+    if unpinned:
+        even = spare // total
+        found += [(f"netra:services.{key}.dbPoolSize",
+                   f"required: {len(clients)} services read the database ({', '.join(clients)}) and a pool derived "
+                   f"from all of them would change every other client's DB_POOL_SIZE (and revision) whenever one of "
+                   f"them changes; set dbPoolSize on {', '.join(unpinned)} (an even split: (maxConnections "
+                   f"{db.max_connections} - poolReserve {db.pool_reserve}) // {total} instances = {even}) or pin "
+                   f"netra:platform.database.poolSize")
+                  for key in unpinned]
+        return found
     who = " + ".join(f"{k} {n}" for k, n in clients.items())
-    size = pool_size(db, clients)
-    if db.pool_size is None and size < 1:
-        return ("database.maxConnections",
-                f"maxConnections {db.max_connections} - poolReserve {db.pool_reserve} leaves less than one connection "
-                f"per instance for {total} database client instances (maxInstances {who}); "
-                f"raise maxConnections to >= {total + db.pool_reserve} or lower maxInstances")
-    used = total * size + db.pool_reserve
-    if used > db.max_connections:
+    if len(clients) == 1 and db.pool_size is None and not any(services[k].db_pool_size for k in clients) and spare // total < 1:
+        found.append(("database.maxConnections",
+                      f"maxConnections {db.max_connections} - poolReserve {db.pool_reserve} leaves less than one "
+                      f"connection per instance for {total} database client instances (maxInstances {who}); "
+                      f"raise maxConnections to >= {total + db.pool_reserve} or lower maxInstances"))
+        return found
+    used = sum(clients[k] * sizes[k] for k in clients) + db.pool_reserve
+    if used <= db.max_connections:
+        return found
+    own = [k for k in clients if services[k].db_pool_size is not None]
+    if len(set(sizes.values())) == 1 and not own:
+        size = next(iter(sizes.values()))
         key = "database.poolSize" if db.pool_size is not None else "database.maxConnections"
-        return (key, f"pool overflow: {total} database client instances (maxInstances {who}) x poolSize {size} "
-                     f"+ poolReserve {db.pool_reserve} = {used} > maxConnections {db.max_connections}; "
-                     f"lower poolSize to <= {(db.max_connections - db.pool_reserve) // total} or raise maxConnections")
-    return None
+        found.append((key, f"pool overflow: {total} database client instances (maxInstances {who}) x poolSize {size} "
+                           f"+ poolReserve {db.pool_reserve} = {used} > maxConnections {db.max_connections}; "
+                           f"lower poolSize to <= {spare // total} or raise maxConnections"))
+    else:
+        terms = " + ".join(f"{k} {clients[k]} x {sizes[k]}" for k in clients)
+        found.append(("database.maxConnections",
+                      f"pool overflow: {terms} (maxInstances x pool per database client) + poolReserve "
+                      f"{db.pool_reserve} = {used} > maxConnections {db.max_connections}; lower dbPoolSize of "
+                      f"{', '.join(own) or 'the clients'} (netra:services.<svc>.dbPoolSize) or raise maxConnections"))
+    return found
 
 
 def _cidr(v: str, largest_prefix: int, what: str) -> str:

@@ -1,14 +1,26 @@
-"""Per-service config: the three Cloud Run services of the platform."""
+"""Per-service config: `netra:services` is a map of any service names to their Cloud Run settings.
+
+Routes, load-balancer backends, invoker bindings, uptime checks, alerts, SLOs and dashboard rows all
+derive from this map (infra/wiring.py), so adding a service is a change to the stack file only.
+"""
 from __future__ import annotations
 
 import re
-from typing import Any, Optional
+from typing import Annotated, Any, Optional
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from .base import DIGEST, Bool, ConfigModel, Image, Int, ResourceName, Text, UrlPath, ordered_after, problems, text
+from .base import DIGEST, Bool, ConfigModel, Distinct, Image, Int, ResourceName, Text, UrlPath, ordered_after, problems, text
 
-SERVICE_KEYS = ("frontend", "backend", "auth")
+# The seed's services, in the order the stack files list them (documentation and tests use it; the
+# program takes whatever the map holds).
+SEED_SERVICES = ("frontend", "backend", "auth")
+SERVICE_KEY = re.compile(r"^[a-z](?:[a-z0-9-]*[a-z0-9])?$")
+# netra-migrate-<env> is the migration job (and its service account).
+RESERVED_KEYS = ("migrate",)
+# Cloud Run revision names are DNS labels: `netra-<key>-<env>-<8 hex>` must fit 63 characters.
+REVISION_NAME_MAX = 63
+HASH_SUFFIX = 8
 CPU_VALUES = ("1", "2", "4", "6", "8")
 # Cloud Run accepts env names of letters, digits and underscores not starting with a digit.
 ENV_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
@@ -18,11 +30,31 @@ SECRET_LOOKING_ENV = re.compile(
     re.IGNORECASE,
 )
 EnvName = text(255, ENV_NAME, "an environment variable name (letters, digits, _; not starting with a digit)")
+# A URL-map path: /exact or /prefix/* (the `*` only at the end, after a `/`).
+RoutePath = text(1024, r"/(?:[A-Za-z0-9._~-]+/)*(?:[A-Za-z0-9._~-]+|\*)?", "a URL-map path like /api/* or /exact")
 
 
 def service_name(key: str, environment: str) -> str:
     """The Cloud Run service name, e.g. netra-backend-prod (as the seed names them)."""
     return f"netra-{key}-{environment}"
+
+
+def max_key_length(environment: str) -> int:
+    """The longest service key whose revision names `netra-<key>-<env>-<8 hex>` fit Cloud Run's 63."""
+    return REVISION_NAME_MAX - len(service_name("", environment)) - 1 - HASH_SUFFIX
+
+
+def key_problem(key: str, environment: str | None) -> str | None:
+    """Why `key` cannot name a service under netra:services, or None."""
+    if not SERVICE_KEY.match(key):
+        return ("service name must be lowercase letters, digits and '-', start with a letter and not end with '-' "
+                f"(it becomes the Cloud Run service netra-<name>-<env>), got {key!r}")
+    if key in RESERVED_KEYS:
+        return f"{key!r} is reserved (netra-{key}-<env> is the migration job); choose another name"
+    if environment and len(key) > max_key_length(environment):
+        return (f"service name is {len(key)} characters; at most {max_key_length(environment)} in {environment} so the "
+                f"revision name {service_name(key, environment)}-<8 hex> fits Cloud Run's {REVISION_NAME_MAX}")
+    return None
 
 
 class ServiceConfig(ConfigModel):
@@ -42,7 +74,14 @@ class ServiceConfig(ConfigModel):
     port: Int = Field(8080, ge=1, le=65535)
     timeout_seconds: Int = Field(300, ge=1, le=3600, description="request timeout; 3600 for WebSockets")
     session_affinity: Bool = False
-    health_check_path: UrlPath = "/health"
+    health_check_path: UrlPath = Field(
+        "/health", description="probed by the startup/liveness probes and, under the first route, by the uptime check")
+    public: Bool = Field(True, description="served through the load balancer; false for workers (no route, no allUsers)")
+    routes: Annotated[tuple[RoutePath, ...], Distinct] = Field(
+        (), max_length=100, description="path prefixes the load balancer sends here, like /api/*; unique across services")
+    default_route: Bool = Field(False, description="receives every path no route claims; exactly one public service")
+    db_pool_size: Optional[Int] = Field(
+        None, ge=1, le=1000, description="database connections per instance (database clients only); pins the pool")
     env: dict[EnvName, text(32768)] = Field(default_factory=dict, max_length=1000)
     secrets: dict[EnvName, Text] = Field(
         default_factory=dict, max_length=1000, description="env var name -> platform secret key it is read from"
@@ -91,13 +130,83 @@ class ServiceConfig(ConfigModel):
         return bool(DIGEST.search(self.image))
 
 
-class Services(ConfigModel):
-    frontend: ServiceConfig
-    backend: ServiceConfig
-    auth: ServiceConfig
+Services = dict[str, ServiceConfig]
 
-    def items(self) -> list[tuple[str, ServiceConfig]]:
-        return [(key, getattr(self, key)) for key in SERVICE_KEYS]
+
+STATIC_OWNER = "netra:platform.edge.staticPaths"
+
+
+def route_owner(path: str, routes: dict[str, tuple[str, ...]]) -> Optional[str]:
+    """Who serves `path` on the load balancer: the owner of the longest matching route (URL maps pick the
+    most specific path rule), or None when only the default route would."""
+    best, owner = -1, None
+    for key, paths in routes.items():
+        for rule in paths:
+            if rule.endswith("/*"):
+                prefix = rule[:-1]
+                hit = path.startswith(prefix) or path == prefix[:-1]
+            else:
+                hit = path == rule
+            if hit and len(rule) > best:
+                best, owner = len(rule), key
+    return owner
+
+
+def probe_path(svc: ServiceConfig) -> Optional[str]:
+    """The path the uptime check requests on the load balancer: the health path under the service's first
+    prefix route (/api/* + /health -> /api/health), or the health path itself for the default service."""
+    for rule in svc.routes:
+        if rule.endswith("/*"):
+            return rule[:-2] + svc.health_check_path
+    return svc.health_check_path if svc.default_route else None
+
+
+def routing_problems(services: dict[str, ServiceConfig], static_paths: tuple[str, ...] = ()) -> list[tuple[str, str]]:
+    """The load balancer's routing over the whole map: (key under netra:services, message)."""
+    found: list[tuple[str, str]] = []
+    public = [k for k, s in services.items() if s.public]
+    defaults = [k for k in public if services[k].default_route]
+    for key, svc in services.items():
+        if not svc.public and (svc.routes or svc.default_route):
+            found.append((f"{key}.routes" if svc.routes else f"{key}.defaultRoute",
+                          "a service with public: false is not behind the load balancer; remove routes/defaultRoute "
+                          "or set public: true"))
+        if svc.public and not svc.routes and not svc.default_route:
+            found.append((f"{key}.routes", "a public service needs routes (like /api/*) or defaultRoute: true; "
+                                           "set public: false for a worker the load balancer does not serve"))
+    if public and len(defaults) != 1:
+        found.append((f"{defaults[1]}.defaultRoute" if defaults else f"{public[0]}.defaultRoute",
+                      f"exactly one public service takes the default route, got {len(defaults)}"
+                      + (f" ({', '.join(defaults)})" if defaults else f"; set defaultRoute: true on one of {', '.join(public)}")))
+    owners: dict[str, str] = {p: STATIC_OWNER for p in static_paths}
+    for key in public:
+        for rule in services[key].routes:
+            if rule in owners:
+                found.append((f"{key}.routes", f"{rule} is already routed to {owners[rule]}"))
+            owners.setdefault(rule, key)
+    routes = {k: services[k].routes for k in public}
+    routes[STATIC_OWNER] = tuple(static_paths)
+    for key in public:
+        svc = services[key]
+        if not svc.routes and not svc.default_route:
+            continue  # reported above
+        path = probe_path(svc)
+        if path is None:
+            found.append((f"{key}.routes", "no prefix route (like /x/*) carries the uptime check of healthCheckPath "
+                                           f"{svc.health_check_path}; add one"))
+            continue
+        owner = route_owner(path, routes)
+        if owner != (key if any(r.endswith("/*") for r in svc.routes) else None):
+            found.append((f"{key}.healthCheckPath", f"the uptime check requests {path} on the load balancer, which "
+                                                    f"routes it to {owner or 'the default service'}, not {key}"))
+    return found
+
+
+def liveness_problems(services: dict[str, ServiceConfig]) -> list[tuple[str, str]]:
+    """A worker (public: false) has no uptime check: it is watched through its running instances."""
+    return [(f"{key}.minInstances", "a service with public: false is watched by its running instances (no uptime "
+                                    "check reaches it), so it needs minInstances >= 1")
+            for key, svc in services.items() if not svc.public and svc.min_instances < 1]
 
 
 def environment_problems(raw_services: Any, environment: str) -> list[tuple[str, str]]:
@@ -106,8 +215,10 @@ def environment_problems(raw_services: Any, environment: str) -> list[tuple[str,
     if not isinstance(raw_services, dict):
         return []
     found = []
-    for key in SERVICE_KEYS:
-        svc = raw_services.get(key)
+    for key, svc in raw_services.items():
+        if (problem := key_problem(str(key), environment)):
+            found.append((str(key), problem))
+            continue
         if not isinstance(svc, dict):
             continue
         name = service_name(key, environment)

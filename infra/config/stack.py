@@ -3,14 +3,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from .app import AppSettings
 from .base import ConfigModel, Int, problems, text
-from .observability import ObservabilityConfig, environment_problems as observability_problems
+from .observability import ObservabilityConfig, environment_problems as observability_problems, service_problems
 from .platform import SECRET_KEYS, PlatformConfig, check_platform
+from .services import ServiceConfig, liveness_problems, routing_problems
 from .release import ReleaseConfig
-from .services import Services
 from .verification import VerificationConfig, verification_problems
 
 ENVIRONMENTS = ("staging", "prod")
@@ -37,7 +37,8 @@ class StackConfig(ConfigModel):
     cost_center: text(63, r"[a-z][a-z0-9_-]*", "a label value (lowercase letters, digits, _ and -, starting with a letter)") = "llm-platform"
     stages: tuple[Int, ...] = Field(DEFAULT_STAGES, max_length=101)
     canary_percent: Int = 0
-    services: Services
+    services: dict[str, ServiceConfig] = Field(
+        min_length=1, description="service name -> Cloud Run service; any lowercase names (README, Services)")
     app: AppSettings = AppSettings()
     observability: ObservabilityConfig = Field(..., description="alert channels, routing, thresholds, SLOs, budget: README, Observability")
     platform: PlatformConfig = Field(description="network, Cloud SQL, Memorystore, buckets, secrets, migrations, edge")
@@ -62,10 +63,11 @@ class StackConfig(ConfigModel):
 
     @field_validator("services")
     @classmethod
-    def _overrides_on_ladder(cls, services: Services, info: ValidationInfo) -> Services:
+    def _services_fit_together(cls, services: dict[str, ServiceConfig], info: ValidationInfo) -> dict[str, ServiceConfig]:
         stages = info.data.get("stages")
         found = [(f"{key}.canaryPercent", off) for key, svc in services.items()
                  if svc.canary_percent is not None and (off := _off_ladder(svc.canary_percent, stages))]
+        found += routing_problems(services) + liveness_problems(services)
         if found:
             raise problems(*found)
         return services
@@ -74,6 +76,7 @@ class StackConfig(ConfigModel):
     @classmethod
     def _observability_for_environment(cls, obs: ObservabilityConfig, info: ValidationInfo) -> ObservabilityConfig:
         found = observability_problems(obs, info.data.get("environment", ""))
+        found += service_problems(obs, info.data.get("services"))
         if found:
             raise problems(*found)
         return obs
@@ -84,6 +87,9 @@ class StackConfig(ConfigModel):
             return v
         obs = info.data["observability"]
         found = verification_problems(v, info.data.get("environment", ""), bool(obs and obs.budget))
+        services = info.data.get("services")
+        if v.load_test is not None and services is not None and v.load_test.service not in services:
+            found.append(("loadTest.service", f"unknown service {v.load_test.service!r}; allowed: {', '.join(sorted(services))}"))
         if found:
             raise problems(*found)
         return v
@@ -94,10 +100,18 @@ class StackConfig(ConfigModel):
         # services is declared first, so the pool and subnet checks see maxInstances when it is valid
         return check_platform(value, handler, info)
 
+    @model_validator(mode="after")
+    def _routes_clear_of_static_paths(self) -> "StackConfig":
+        static = tuple(self.platform.edge.static_paths)
+        found = [p for p in routing_problems(self.services, static) if "staticPaths" in p[1]]
+        if found:
+            raise problems(*[(f"services.{k}", m) for k, m in found])
+        return self
+
     @property
     def is_prod(self) -> bool:
         return self.environment == "prod"
 
     def canary_percent_for(self, key: str) -> int:
-        override = getattr(self.services, key).canary_percent
+        override = self.services[key].canary_percent
         return self.canary_percent if override is None else override

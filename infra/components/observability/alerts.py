@@ -12,18 +12,20 @@ The rollback triggers group by revision, so a bad canary alerts on its own even 
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Mapping, Optional
 
 import pulumi
 
 from infra import signals
-from infra.config import StackConfig, service_name
-from infra.config.services import SERVICE_KEYS
+from infra.config import service_name
+from infra.config.observability import Thresholds
 from infra.seed_alerts import ALERT_LABEL, SEED_ALERTS
 
+from ..site import Site
 from . import queries as q
-from .channels import NotificationChannels
-from .policy import AlertSpec, declare, promql, threshold
+from .channels import AlertRouting
+from .policy import AlertSpec, absent, declare, promql, threshold
 from .runbook import Runbook
 
 COMPONENT_TYPE = "netra:observability:Alerts"
@@ -44,9 +46,30 @@ def _outcome_ratio(signal: signals.OutcomeSignal, outcome: str, services: tuple[
     return q.ratio(total.where(**{signal.outcome_label: outcome}), total, window, group)
 
 
-def seed_alert_specs(cfg: StackConfig, uptime_check_ids: Mapping[str, pulumi.Input[str]]) -> list[AlertSpec]:
-    th = cfg.observability.thresholds
-    services = tuple(service_name(k, cfg.environment) for k in SERVICE_KEYS)
+@dataclass(frozen=True)
+class SeedAlertsArgs:
+    """Every service of the map is watched: public ones by their uptime check, the others (workers, no
+    uptime check reaches them) by their running instances."""
+
+    site: Site
+    services: tuple[str, ...]  # service keys, every one of netra:services
+    uptime_check_ids: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)  # public service key -> id
+    thresholds: Thresholds = Thresholds()
+    routing: AlertRouting = AlertRouting()
+
+    @property
+    def workers(self) -> tuple[str, ...]:
+        return tuple(k for k in self.services if k not in self.uptime_check_ids)
+
+
+# A worker with no instance reporting for this long is down (Cloud Run writes instance_count every minute).
+NO_INSTANCE_FOR = "300s"
+
+
+def seed_alert_specs(args: SeedAlertsArgs) -> list[AlertSpec]:
+    th, env = args.thresholds, args.site.environment
+    services = tuple(service_name(k, env) for k in args.services)
+    uptime_check_ids, workers = args.uptime_check_ids, args.workers
     requests = q.Selector(q.RUN_REQUEST_COUNT, services=services)
     latencies = q.Selector(q.RUN_REQUEST_LATENCIES, services=services)
     cost = q.Selector(signals.LLM_REQUEST_COST.metric_type, services=services).part("_sum")
@@ -140,13 +163,20 @@ def seed_alert_specs(cfg: StackConfig, uptime_check_ids: Mapping[str, pulumi.Inp
                       "If the breach came with a new revision, roll back now, investigate after."))),
         # ---- seed 000 critical ----
         spec("service-down", "Service down",
-             "uptime check of a public service fails from more than one region",
-             [threshold(f"{service_name(key, cfg.environment)} uptime check failing",
+             "uptime check of a public service fails from more than one region"
+             + (f"; or a service without uptime check ({', '.join(workers)}) reports no running instance "
+                f"for {NO_INSTANCE_FOR}" if workers else ""),
+             [threshold(f"{service_name(key, env)} uptime check failing",
                         pulumi.Output.from_input(check_id).apply(
                             lambda cid: q.metric_filter(q.UPTIME_PASSED, q.UPTIME_URL, metric_labels={"check_id": cid})),
                         1, duration="60s", period="1200s", aligner="ALIGN_NEXT_OLDER",
                         reducer="REDUCE_COUNT_FALSE", group_by=["resource.label.host"])
-              for key, check_id in uptime_check_ids.items()],
+              for key, check_id in uptime_check_ids.items()]
+             + [absent(f"{service_name(key, env)} has no running instance",
+                       q.metric_filter(q.RUN_INSTANCES, q.RUN_REVISION, [service_name(key, env)]),
+                       duration=NO_INSTANCE_FOR, period="60s", aligner="ALIGN_MAX", reducer="REDUCE_SUM",
+                       group_by=["resource.label.service_name"])
+                for key in workers],
              Runbook("A public endpoint does not answer its health check (seed 000: service_health == down).",
                      ("System Health dashboard: which service, since when; instance count zero?",
                       "Cloud Run revision status and the latest deploy (`pulumi stack history`).",
@@ -206,12 +236,13 @@ def seed_alert_specs(cfg: StackConfig, uptime_check_ids: Mapping[str, pulumi.Inp
 
 
 class SeedAlerts(pulumi.ComponentResource):
-    """One alert policy per seed alert id, labelled `netra_alert: <id>` and `severity: <severity>`."""
+    """One alert policy per seed alert id, labelled `netra_alert: <id>` and `severity: <severity>`.
 
-    def __init__(self, name: str, cfg: StackConfig, channels: NotificationChannels,
-                 uptime_check_ids: Mapping[str, pulumi.Input[str]], opts: Optional[pulumi.ResourceOptions] = None):
+    Outputs: `specs` (what each policy watches, in words too) and `policies` (alert id -> AlertPolicy)."""
+
+    def __init__(self, name: str, args: SeedAlertsArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__(COMPONENT_TYPE, name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        self.specs = seed_alert_specs(cfg, uptime_check_ids)
-        self.policies = {s.key: declare(s, cfg, channels, child) for s in self.specs}
+        self.specs = seed_alert_specs(args)
+        self.policies = {s.key: declare(s, args.site, args.routing, child) for s in self.specs}
         self.register_outputs({})

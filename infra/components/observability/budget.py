@@ -1,14 +1,25 @@
 """The project's billing budget: email at 50 / 80 / 100 % of the monthly amount (prod)."""
 from __future__ import annotations
 
-from typing import Optional
+from dataclasses import dataclass
+from typing import Optional, Sequence
 
 import pulumi
 from pulumi_gcp import billing, organizations
 
-from infra.config import StackConfig
+from infra.config.observability import Budget as BudgetConfig
+
+from ..site import Site
 
 COMPONENT_TYPE = "netra:observability:Budget"
+
+
+@dataclass(frozen=True)
+class BudgetArgs:
+    site: Site
+    config: BudgetConfig
+    channels: Sequence[pulumi.Input[str]] = ()  # monitoring channels notified at each threshold
+    pubsub_topic: Optional[pulumi.Input[str]] = None  # the emergency budget guard's topic, when there is one
 
 
 def project_filter(project: str, number: Optional[str]) -> pulumi.Output[str]:
@@ -21,21 +32,21 @@ def project_filter(project: str, number: Optional[str]) -> pulumi.Output[str]:
 
 
 class Budget(pulumi.ComponentResource):
-    def __init__(self, name: str, cfg: StackConfig, channels: list[pulumi.Input[str]],
-                 opts: Optional[pulumi.ResourceOptions] = None, pubsub_topic: Optional[pulumi.Input[str]] = None):
+    """Outputs: `budget`."""
+
+    def __init__(self, name: str, args: BudgetArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__(COMPONENT_TYPE, name, None, opts)
-        b = cfg.observability.budget
-        assert b is not None
+        site, b, channels, pubsub_topic = args.site, args.config, list(args.channels), args.pubsub_topic
         units, cents = divmod(round(b.monthly_amount_usd * 100), 100)
         self.budget = billing.Budget(
             "monthly",
             billing.BudgetArgs(
                 billing_account=b.billing_account,
-                display_name=f"Netra {cfg.environment} monthly",
+                display_name=f"Netra {site.environment} monthly",
                 amount=billing.BudgetAmountArgs(specified_amount=billing.BudgetAmountSpecifiedAmountArgs(
                     currency_code="USD", units=str(units), nanos=cents * 10_000_000)),
                 budget_filter=billing.BudgetBudgetFilterArgs(
-                    projects=[project_filter(cfg.project, b.project_number)],
+                    projects=[project_filter(site.project, b.project_number)],
                     calendar_period="MONTH",
                     credit_types_treatment="INCLUDE_ALL_CREDITS",
                 ),

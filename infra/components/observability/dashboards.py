@@ -5,15 +5,18 @@ uptime checks) or a log-based metric this stack declares (infra/signals.py).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Mapping, Optional
 
 import pulumi
 from pulumi_gcp import monitoring
 
 from infra import signals
-from infra.config import StackConfig, service_name
-from infra.config.services import SERVICE_KEYS
+from infra.config import service_name
+from infra.config.observability import Thresholds
 from infra.seed_alerts import CANARY_DASHBOARD, SEED_DASHBOARDS
+
+from ..site import Site
 
 from . import queries as q
 from .dashboard_model import (Aggregation, Dashboard, Filter, PromQL, Ratio, Scorecard, Section, Series, Text,
@@ -51,9 +54,20 @@ def _error_ratio(*, services=(), group=BY_SERVICE, resource_labels=None, exclude
                  Filter(q.metric_filter_of(q.RUN_REQUEST_COUNT, q.RUN_REVISION, services, None, resource_labels, exclude), agg))
 
 
-def build_dashboards(cfg: StackConfig, candidates: Mapping[str, str]) -> list[Dashboard]:
-    env, th = cfg.environment, cfg.observability.thresholds
-    S = tuple(service_name(k, env) for k in SERVICE_KEYS)
+@dataclass(frozen=True)
+class DashboardsArgs:
+    """`candidates`: service key -> candidate revision, for every service of the map (in map order):
+    the stack-wide charts cover these services and the canary dashboard has a row per service."""
+
+    site: Site
+    candidates: Mapping[str, str]
+    thresholds: Thresholds = Thresholds()
+    target_savings: float = 0.20  # netra:app.costOptimizationTargetSavings
+
+
+def build_dashboards(args: DashboardsArgs) -> list[Dashboard]:
+    env, th = args.site.environment, args.thresholds
+    S = tuple(service_name(k, env) for k in args.candidates)
     cost = q.Selector(signals.LLM_REQUEST_COST.metric_type, services=S)
     saved = q.Selector(signals.COST_SAVED.metric_type, services=S)
     latencies = q.Selector(q.RUN_REQUEST_LATENCIES, services=S)
@@ -137,7 +151,7 @@ def build_dashboards(cfg: StackConfig, candidates: Mapping[str, str]) -> list[Da
         XyChart("Cost avoided vs spent per hour (USD)", [Series(hourly_saved, "avoided"), Series(hourly_cost, "spent")], "USD / h"),
         XyChart("Savings share: avoided / (avoided + spent)", [Series(PromQL(
             f"{q.increase_sum(saved.part('_sum'), '1h')}\n/ ({q.increase_sum(saved.part('_sum'), '1h')}\n+ {q.increase_sum(cost.part('_sum'), '1h')})"))],
-            "fraction", [Threshold(cfg.app.cost_optimization_target_savings, "target savings", yellow, "BELOW")]),
+            "fraction", [Threshold(args.target_savings, "target savings", yellow, "BELOW")]),
         XyChart("LLM requests per second by model", [Series(PromQL(q.rate_sum(cost.part("_count"), "5m", ("model",))), "{{model}}")], "req/s"),
         XyChart("User traffic at the load balancer", [Series(lb_requests, "${metric.labels.response_code_class}")], "req/s"),
     ])
@@ -170,20 +184,20 @@ def build_dashboards(cfg: StackConfig, candidates: Mapping[str, str]) -> list[Da
         XyChart("LLM spend per day (USD)", [Series(PromQL(q.increase_sum(cost.part("_sum"), "1d")))], "USD / day"),
     ])
 
-    return [cost_dashboard, performance, health, business, technical, revenue, canary_dashboard(cfg, candidates)]
+    return [cost_dashboard, performance, health, business, technical, revenue, canary_dashboard(args)]
 
 
-def canary_dashboard(cfg: StackConfig, candidates: Mapping[str, str]) -> Dashboard:
+def canary_dashboard(args: DashboardsArgs) -> Dashboard:
     """Stable (left) and canary (right) of each service, side by side, metric by metric.
 
     The canary column reads the candidate revision; the stable column reads every other revision of
     the service, which is the stable one since traffic only ever names those two. The dashboard thus
     depends only on the candidate's name: stage changes and finalize leave it untouched.
     """
-    th = cfg.observability.thresholds
+    th, env = args.thresholds, args.site.environment
     widgets: list = [Text(
         "Left: the stable revision (every revision but the candidate); right: the candidate (canary). "
-        f"Rollback: `python -m infra rollback --stack {cfg.environment}` or "
+        f"Rollback: `python -m infra rollback --stack {env}` or "
         "`pulumi config set netra:canaryPercent 0 && pulumi up`.", "Canary vs stable")]
     charts = (
         ("Requests/s", lambda name, sel: _f(q.RUN_REQUEST_COUNT, services=[name], group=BY_REVISION, **sel), "req/s", None),
@@ -198,8 +212,8 @@ def canary_dashboard(cfg: StackConfig, candidates: Mapping[str, str]) -> Dashboa
             signals.WEBSOCKET_CONNECTION, signals.WEBSOCKET_CONNECTION.failure, services=[name], group=BY_REVISION,
             period="60s", **sel), "ratio", th.websocket_connection_failure_percent / 100),
     )
-    for key, candidate in candidates.items():
-        name = service_name(key, cfg.environment)
+    for key, candidate in args.candidates.items():
+        name = service_name(key, env)
         widgets.append(Section(name, f"canary (candidate) revision {candidate}"))
         for title, make, y, limit in charts:
             marks = [Threshold(limit, "rollback trigger", "RED")] if limit is not None else []
@@ -209,14 +223,15 @@ def canary_dashboard(cfg: StackConfig, candidates: Mapping[str, str]) -> Dashboa
 
 
 class Dashboards(pulumi.ComponentResource):
-    def __init__(self, name: str, cfg: StackConfig, candidates: Mapping[str, str],
-                 opts: Optional[pulumi.ResourceOptions] = None):
+    """Outputs: `models` (the typed dashboards) and `dashboards` (display name -> Dashboard)."""
+
+    def __init__(self, name: str, args: DashboardsArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__(COMPONENT_TYPE, name, None, opts)
-        self.models = build_dashboards(cfg, candidates)
+        self.models = build_dashboards(args)
         self.dashboards = {
             d.display_name: monitoring.Dashboard(
                 d.display_name.lower().replace(" ", "-"),
-                monitoring.DashboardArgs(project=cfg.project, dashboard_json=d.dumps()),
+                monitoring.DashboardArgs(project=args.site.project, dashboard_json=d.dumps()),
                 opts=pulumi.ResourceOptions(parent=self))
             for d in self.models
         }

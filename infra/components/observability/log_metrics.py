@@ -1,13 +1,13 @@
 """The application's structured-log signals (infra/signals.py) as log-based metrics."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Optional
 
 import pulumi
 from pulumi_gcp import logging
 
 from infra import signals
-from infra.config import StackConfig
 
 COMPONENT_TYPE = "netra:observability:LogMetrics"
 
@@ -51,13 +51,21 @@ def metric_args(signal, project: str) -> logging.MetricArgs:
     )
 
 
-class LogMetrics(pulumi.ComponentResource):
-    """Every signal in `infra.signals.ALL_SIGNALS`, named exactly as the canary gate queries them."""
+@dataclass(frozen=True)
+class LogMetricsArgs:
+    project: str
+    signals: tuple = signals.ALL_SIGNALS
 
-    def __init__(self, name: str, cfg: StackConfig, opts: Optional[pulumi.ResourceOptions] = None):
+
+class LogMetrics(pulumi.ComponentResource):
+    """Every signal in `infra.signals.ALL_SIGNALS`, named exactly as the canary gate queries them.
+
+    Outputs: `metrics` (metric name -> logging.Metric)."""
+
+    def __init__(self, name: str, args: LogMetricsArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__(COMPONENT_TYPE, name, None, opts)
         self.metrics = {
-            s.metric: logging.Metric(s.metric, metric_args(s, cfg.project), opts=pulumi.ResourceOptions(parent=self))
-            for s in signals.ALL_SIGNALS
+            s.metric: logging.Metric(s.metric, metric_args(s, args.project), opts=pulumi.ResourceOptions(parent=self))
+            for s in args.signals
         }
         self.register_outputs({})

@@ -7,10 +7,10 @@ from typing import Optional, Sequence
 import pulumi
 from pulumi_gcp import monitoring
 
-from infra.config import StackConfig
 from infra.seed_alerts import ALERT_LABEL, SEVERITY_LABEL
 
-from .channels import NotificationChannels
+from ..site import Site
+from .channels import AlertRouting
 from .runbook import Runbook, render
 
 Condition = monitoring.AlertPolicyConditionArgs
@@ -48,6 +48,21 @@ def threshold(display: str, filter: pulumi.Input[str], value: float, *, duration
     )
 
 
+def absent(display: str, filter: pulumi.Input[str], *, duration: str, period: str, aligner: str,
+           reducer: Optional[str] = None, group_by: Sequence[str] = ()) -> Condition:
+    """Fires when the filtered series stop reporting for `duration` (e.g. a service with no instance)."""
+    return Condition(
+        display_name=display,
+        condition_absent=monitoring.AlertPolicyConditionConditionAbsentArgs(
+            filter=filter, duration=duration,
+            aggregations=[monitoring.AlertPolicyConditionConditionAbsentAggregationArgs(
+                alignment_period=period, per_series_aligner=aligner, cross_series_reducer=reducer,
+                group_by_fields=list(group_by) or None)],
+            trigger=monitoring.AlertPolicyConditionConditionAbsentTriggerArgs(count=1),
+        ),
+    )
+
+
 # PromQL name prefix of log-based metrics (logging.googleapis.com/user/...)
 LOG_METRIC_PROMQL = "logging_googleapis_com:user_"
 
@@ -65,23 +80,23 @@ def promql(display: str, query: str, *, duration: str, rule: str, severity: str)
     )
 
 
-def declare(spec: AlertSpec, cfg: StackConfig, channels: NotificationChannels,
+def declare(spec: AlertSpec, site: Site, routing: AlertRouting,
             opts: pulumi.ResourceOptions) -> monitoring.AlertPolicy:
-    routing = channels.routing_text(spec.severity)
+    notifies = routing.text(spec.severity)
     return monitoring.AlertPolicy(
         spec.key,
         monitoring.AlertPolicyArgs(
-            project=cfg.project,
-            display_name=f"[{spec.severity.upper()}] {spec.title} ({cfg.environment})",
+            project=site.project,
+            display_name=f"[{spec.severity.upper()}] {spec.title} ({site.environment})",
             combiner=spec.combiner,
             conditions=spec.conditions,
             severity=spec.severity.upper(),
-            notification_channels=channels.for_severity(spec.severity),
-            user_labels={**spec.labels, SEVERITY_LABEL: spec.severity, "env": cfg.environment},
+            notification_channels=routing.for_severity(spec.severity),
+            user_labels={**spec.labels, SEVERITY_LABEL: spec.severity, "env": site.environment},
             documentation=monitoring.AlertPolicyDocumentationArgs(
                 mime_type="text/markdown",
-                subject=f"[{spec.severity.upper()}] {spec.title} ({cfg.environment})",
-                content=render(spec.title, spec.rule, spec.severity, routing, spec.runbook, cfg.environment),
+                subject=f"[{spec.severity.upper()}] {spec.title} ({site.environment})",
+                content=render(spec.title, spec.rule, spec.severity, notifies, spec.runbook, site.environment),
             ),
             alert_strategy=monitoring.AlertPolicyAlertStrategyArgs(auto_close="1800s"),
             enabled=True,
@@ -90,4 +105,4 @@ def declare(spec: AlertSpec, cfg: StackConfig, channels: NotificationChannels,
     )
 
 
-__all__ = ["ALERT_LABEL", "AlertSpec", "Condition", "declare", "promql", "threshold"]
+__all__ = ["ALERT_LABEL", "AlertSpec", "Condition", "absent", "declare", "promql", "threshold"]

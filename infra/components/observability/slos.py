@@ -14,10 +14,12 @@ from typing import Optional
 import pulumi
 from pulumi_gcp import monitoring
 
-from infra.config import StackConfig, service_name
+from infra.config import service_name
+from infra.config.observability import Slo as SloConfig
 
+from ..site import Site
 from . import queries as q
-from .channels import NotificationChannels
+from .channels import AlertRouting
 from .policy import AlertSpec, declare, threshold
 from .runbook import Runbook
 
@@ -79,27 +81,36 @@ def burn_rate_spec(key: str, kind: str, slo_name: pulumi.Output[str], goal: floa
     )
 
 
-class Slos(pulumi.ComponentResource):
-    """A Cloud Monitoring service per public Cloud Run service, its two SLOs and their burn-rate alerts."""
+@dataclass(frozen=True)
+class SlosArgs:
+    site: Site
+    services: tuple[str, ...]  # service keys with SLOs (default: every public service)
+    slo: SloConfig = SloConfig()
+    routing: AlertRouting = AlertRouting()
 
-    def __init__(self, name: str, cfg: StackConfig, channels: NotificationChannels,
-                 opts: Optional[pulumi.ResourceOptions] = None):
+
+class Slos(pulumi.ComponentResource):
+    """A Cloud Monitoring service per listed Cloud Run service, its two SLOs and their burn-rate alerts.
+
+    Outputs: `slos` (<key>-<availability|latency> -> Slo) and `policies` (burn-rate alert key -> AlertPolicy)."""
+
+    def __init__(self, name: str, args: SlosArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__(COMPONENT_TYPE, name, None, opts)
-        slo_cfg = cfg.observability.slo
+        site, slo_cfg = args.site, args.slo
         child = pulumi.ResourceOptions(parent=self)
         self.slos: dict[str, monitoring.Slo] = {}
         self.policies: dict[str, monitoring.AlertPolicy] = {}
-        for key in slo_cfg.services:
-            svc_name = service_name(key, cfg.environment)
+        for key in args.services:
+            svc_name = service_name(key, site.environment)
             service = monitoring.GenericService(
                 key,
                 monitoring.GenericServiceArgs(
-                    project=cfg.project,
+                    project=site.project,
                     service_id=svc_name,
                     display_name=svc_name,
                     basic_service=monitoring.GenericServiceBasicServiceArgs(
-                        service_type="CLOUD_RUN", service_labels={"service_name": svc_name, "location": cfg.region}),
-                    user_labels={"env": cfg.environment, "service": key},
+                        service_type="CLOUD_RUN", service_labels={"service_name": svc_name, "location": site.region}),
+                    user_labels={"env": site.environment, "service": key},
                 ),
                 opts=child,
             )
@@ -123,19 +134,19 @@ class Slos(pulumi.ComponentResource):
                 slo = monitoring.Slo(
                     f"{key}-{kind}",
                     monitoring.SloArgs(
-                        project=cfg.project,
+                        project=site.project,
                         service=service.service_id,
                         slo_id=kind,
                         display_name=f"{svc_name}: {texts[kind]} ({slo_cfg.rolling_period_days} d)",
                         goal=goals[kind],
                         rolling_period_days=slo_cfg.rolling_period_days,
                         request_based_sli=sli,
-                        user_labels={"env": cfg.environment, "service": key, "sli": kind},
+                        user_labels={"env": site.environment, "service": key, "sli": kind},
                     ),
                     opts=child,
                 )
                 self.slos[f"{key}-{kind}"] = slo
                 for alert in BURN_RATE_ALERTS:
-                    spec = burn_rate_spec(key, kind, slo.name, goals[kind], alert, cfg.environment)
-                    self.policies[spec.key] = declare(spec, cfg, channels, child)
+                    spec = burn_rate_spec(key, kind, slo.name, goals[kind], alert, site.environment)
+                    self.policies[spec.key] = declare(spec, site, args.routing, child)
         self.register_outputs({})

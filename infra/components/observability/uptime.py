@@ -1,52 +1,66 @@
-"""Uptime checks on the public endpoints: the seed's "service down" signal."""
+"""Uptime checks on the public services, through the load balancer: the seed's "service down" signal.
+
+The run.app URLs are closed (ingress INTERNAL_LOAD_BALANCER), so each check requests the service's own
+healthCheckPath under its first route on the edge domain (frontend /health, backend /api/health, auth
+/auth/health). Services with `public: false` have no check: SeedAlerts watches their instances instead.
+"""
 from __future__ import annotations
 
-from typing import Mapping, Optional
-from urllib.parse import urlparse
+from dataclasses import dataclass
+from typing import Optional
 
 import pulumi
 from pulumi_gcp import monitoring
 
-from infra.config import StackConfig, service_name
+from infra.config import service_name
+
+from ..site import Site
 
 COMPONENT_TYPE = "netra:observability:UptimeChecks"
 
 
-def host_of(url: str) -> str:
-    return urlparse(url).hostname or url
+@dataclass(frozen=True)
+class UptimeTarget:
+    key: str  # service key
+    host: str  # the load balancer's domain
+    path: str  # the service's health path as routed on the load balancer
 
 
-def path_under(url: str, path: str) -> str:
-    """The health path under the URL's route prefix: https://app/api + /health -> /api/health."""
-    return urlparse(url).path.rstrip("/") + path
+@dataclass(frozen=True)
+class UptimeChecksArgs:
+    site: Site
+    targets: tuple[UptimeTarget, ...]
+    period_seconds: int = 60
+    timeout_seconds: int = 10
 
 
 class UptimeChecks(pulumi.ComponentResource):
-    """One HTTPS check per public service, probing its health path from several regions."""
+    """One HTTPS check per target, probing its path from several regions.
 
-    def __init__(self, name: str, cfg: StackConfig, urls: Mapping[str, pulumi.Input[str]],
-                 opts: Optional[pulumi.ResourceOptions] = None):
+    Outputs: `checks` (service key -> UptimeCheckConfig; its `uptime_check_id` feeds the service-down alert)."""
+
+    def __init__(self, name: str, args: UptimeChecksArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__(COMPONENT_TYPE, name, None, opts)
-        up = cfg.observability.uptime
+        site = args.site
         self.checks: dict[str, monitoring.UptimeCheckConfig] = {}
-        for key, url in urls.items():
-            self.checks[key] = monitoring.UptimeCheckConfig(
-                key,
+        for t in args.targets:
+            self.checks[t.key] = monitoring.UptimeCheckConfig(
+                t.key,
                 monitoring.UptimeCheckConfigArgs(
-                    project=cfg.project,
-                    display_name=f"{service_name(key, cfg.environment)} up",
-                    timeout=f"{up.timeout_seconds}s",
-                    period=f"{up.period_seconds}s",
+                    project=site.project,
+                    display_name=f"{service_name(t.key, site.environment)} up",
+                    timeout=f"{args.timeout_seconds}s",
+                    period=f"{args.period_seconds}s",
                     http_check=monitoring.UptimeCheckConfigHttpCheckArgs(
-                        path=pulumi.Output.from_input(url).apply(lambda u: path_under(u, up.path)), port=443, use_ssl=True, validate_ssl=True, request_method="GET",
+                        path=t.path, port=443, use_ssl=True, validate_ssl=True, request_method="GET",
                         accepted_response_status_codes=[
                             monitoring.UptimeCheckConfigHttpCheckAcceptedResponseStatusCodeArgs(status_class="STATUS_CLASS_2XX")],
                     ),
                     monitored_resource=monitoring.UptimeCheckConfigMonitoredResourceArgs(
                         type="uptime_url",
-                        labels={"project_id": cfg.project, "host": pulumi.Output.from_input(url).apply(host_of)},
+                        labels={"project_id": site.project, "host": t.host},
                     ),
-                    user_labels={"env": cfg.environment, "service": key},
+                    user_labels={"env": site.environment, "service": t.key},
                 ),
                 opts=pulumi.ResourceOptions(parent=self),
             )

@@ -1,0 +1,309 @@
+"""The one place that reads the whole StackConfig: it turns the typed config into each component's args
+and builds the stack in dependency order.
+
+    Network -> Storage -> Database, Cache -> Secrets -> Migrations -> services -> Edge -> observability
+
+Every component takes `(name, args, opts)` with a small frozen args class and never sees StackConfig, so
+each can be built (and tested) alone. Per-service resources (Cloud Run services, load-balancer
+backends, invokers, uptime checks, alerts, SLOs, dashboard rows) all come from the `netra:services` map.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import pulumi
+
+from infra import release, signals
+from infra.config import StackConfig, service_name
+from infra.config.observability import slo_services
+from infra.config.platform import CONFIG_SECRETS, DB_CLIENT_SECRET, pool_sizes, secret_id
+from infra.config.services import probe_path
+
+from infra.components import cache as cache_mod
+from infra.components import database as database_mod
+from infra.components.cache import Cache, CacheArgs
+from infra.components.database import Database, DatabaseArgs
+from infra.components.emergency_budget import EmergencyBudget, EmergencyBudgetArgs
+from infra.components.load_test import LoadTestJob, LoadTestJobArgs
+from infra.components.edge import INGRESS, Edge, EdgeArgs, EdgeBackend
+from infra.components.migrations import SECRETS_READ, Migrations, MigrationsArgs
+from infra.components.network import Network, NetworkArgs, network_name, subnet_name
+from infra.components.observability import (
+    Budget, BudgetArgs, Dashboards, DashboardsArgs, LogMetrics, LogMetricsArgs, LogRetention, LogRetentionArgs, MetricReady,
+    NotificationChannels, NotificationChannelsArgs, Observability, SeedAlerts, SeedAlertsArgs, Slos, SlosArgs,
+    UptimeChecks, UptimeChecksArgs, UptimeTarget)
+from infra.components.secrets import Secrets, SecretsArgs, config_payloads
+from infra.components.service import (
+    CloudRunService, CloudRunServiceArgs, SecretEnv, SecretVolume, ServiceWiring, revision_spec)
+from infra.components.site import Site
+from infra.components.storage import Storage, StorageArgs
+
+REDIS_CLIENT_SECRET = "redis-auth"
+# Services with `public: false` are reachable only from inside the project/VPC (Pub/Sub push, Cloud
+# Tasks, Scheduler, other services), never through the load balancer.
+WORKER_INGRESS = "INGRESS_TRAFFIC_INTERNAL_ONLY"
+
+
+def site_of(cfg: StackConfig) -> Site:
+    return Site(project=cfg.project, region=cfg.region, environment=cfg.environment, cost_center=cfg.cost_center)
+
+
+@dataclass
+class Platform:
+    network: Network
+    storage: Storage
+    database: Database
+    cache: Cache
+    secrets: Secrets
+    migrations: Migrations
+
+
+def build_platform(cfg: StackConfig, site: Site) -> Platform:
+    p = cfg.platform
+    network = Network("network", NetworkArgs(site, p.network))
+    storage = Storage("storage", StorageArgs(site, p.storage))
+    database = Database("database", DatabaseArgs(
+        site, p.database, network_id=network.vpc.id, allocated_ip_range=network.peered_range,
+        backups_bucket=storage.backups.name))
+    cache = Cache("cache", CacheArgs(site, p.cache, network_id=network.vpc.id, reserved_ip_range=network.peered_range))
+    payloads: dict[str, pulumi.Input[str]] = dict(config_payloads(cfg.app, p.feature_flags))
+    payloads.update({
+        "db-password": database.password.result,
+        "db-host": database.private_ip,
+        "redis-auth": cache.auth_string,
+        "redis-host": cache.host,
+        "redis-ca": cache.server_ca,
+    })
+    assert set(payloads) == set(CONFIG_SECRETS) | {"db-password", "db-host", "redis-auth", "redis-host", "redis-ca"}
+    secrets = Secrets("secrets", SecretsArgs(site, payloads))
+    migrations = Migrations("migrations", MigrationsArgs(
+        site, p.migrations, db_env=database_mod.client_env(p.database), network=network.name,
+        subnetwork=network.subnet_name, bucket=storage.migrations.name,
+        waits_for=(*secrets.resources(SECRETS_READ), network.subnet)))
+    return Platform(network, storage, database, cache, secrets, migrations)
+
+
+def service_wiring(cfg: StackConfig, key: str, depends_on: tuple[pulumi.Resource, ...] = ()) -> ServiceWiring:
+    """Ingress, Direct VPC egress, the secrets the service's config names and the settings that go with them.
+
+    A service reading `db-password` is a database client (DB_NAME, DB_USER, DB_PORT, DB_SSLMODE and its
+    own DB_POOL_SIZE); one reading `redis-auth` is a Redis client (REDIS_PORT, REDIS_TLS and the server
+    CA mounted at REDIS_CA_CERT_PATH). Everything here depends on this service's config and the
+    platform's, never on another service's. `depends_on`: the secrets read and the egress subnet.
+    """
+    site = site_of(cfg)
+    svc = cfg.services[key]
+    reads = secrets_read(cfg, key)
+    env: list[tuple[str, str]] = []
+    volumes: list[SecretVolume] = []
+    if DB_CLIENT_SECRET in reads:
+        env += database_mod.client_env(cfg.platform.database, pool_sizes(cfg.platform.database, cfg.services)[key])
+    if REDIS_CLIENT_SECRET in reads:
+        env += cache_mod.client_env()
+        volumes.append(SecretVolume("redis-ca", secret_id(cfg.environment, "redis-ca"),
+                                    cache_mod.CA_MOUNT_PATH, cache_mod.CA_FILE))
+    return ServiceWiring(
+        ingress=INGRESS if svc.public else WORKER_INGRESS,
+        vpc_network=network_name(site),
+        vpc_subnetwork=subnet_name(site),
+        secret_env=tuple(SecretEnv(var, secret_id(cfg.environment, k)) for var, k in sorted(svc.secrets.items())),
+        secret_volumes=tuple(volumes),
+        env=tuple(env),
+        depends_on=depends_on,
+    )
+
+
+def secrets_read(cfg: StackConfig, key: str) -> set[str]:
+    """Platform secret keys the service reads: its `secrets` plus the Redis CA for a Redis client."""
+    reads = set(cfg.services[key].secrets.values())
+    return reads | {"redis-ca"} if REDIS_CLIENT_SECRET in reads else reads
+
+
+def candidate_revisions(cfg: StackConfig) -> dict[str, str]:
+    """Each service's candidate revision name from config alone: exactly what CloudRunService names it
+    (the spec holds plain values only), so no-cascade checks need no Pulumi run."""
+    return {key: release.candidate_revision(service_name(key, cfg.environment),
+                                            revision_spec(key, service_args(cfg, key, service_wiring(cfg, key))))
+            for key in cfg.services}
+
+
+def release_approval(cfg: StackConfig, key: str) -> Optional[release.Approval]:
+    record = cfg.release.approvals.get(key)
+    if record is None:
+        return None
+    return release.Approval(record.revision, record.stage, record.by, record.evidence, record.rejected)
+
+
+def canary_percent_key(cfg: StackConfig, key: str) -> str:
+    """The config key that set this service's stage (for error messages)."""
+    return f"netra:services.{key}.canaryPercent" if cfg.services[key].canary_percent is not None else "netra:canaryPercent"
+
+
+def service_args(cfg: StackConfig, key: str, wiring: ServiceWiring) -> CloudRunServiceArgs:
+    return CloudRunServiceArgs(site=site_of(cfg), config=cfg.services[key], canary_percent=cfg.canary_percent_for(key),
+                               app_env=tuple(cfg.app.environment().items()), wiring=wiring,
+                               approval=release_approval(cfg, key), stages=tuple(cfg.stages),
+                               canary_percent_key=canary_percent_key(cfg, key))
+
+
+def edge_args(cfg: StackConfig, services: dict[str, CloudRunService], static_bucket: pulumi.Input[str]) -> EdgeArgs:
+    """Only public services are behind the load balancer: a NEG, a backend service, an allUsers invoker
+    and their routes each."""
+    return EdgeArgs(
+        site=site_of(cfg), config=cfg.platform.edge, static_assets=cfg.platform.storage.static_assets,
+        static_bucket=static_bucket,
+        backends=tuple(EdgeBackend(key, services[key].service.name, svc.routes, svc.default_route)
+                       for key, svc in cfg.services.items() if svc.public))
+
+
+def uptime_targets(cfg: StackConfig) -> tuple[UptimeTarget, ...]:
+    """Each public service's own health path as routed on the load balancer's first domain."""
+    host = cfg.platform.edge.domains[0]
+    return tuple(UptimeTarget(key, host, probe_path(svc)) for key, svc in cfg.services.items() if svc.public)
+
+
+def dashboards_args(cfg: StackConfig, candidates: dict[str, str]) -> DashboardsArgs:
+    """`candidates`: service key -> candidate revision, for every service of the map."""
+    return DashboardsArgs(site_of(cfg), candidates, cfg.observability.thresholds, cfg.app.cost_optimization_target_savings)
+
+
+def load_test_args(cfg: StackConfig, access_log_bucket: pulumi.Input[str]) -> Optional[LoadTestJobArgs]:
+    """The job's args from the stack config; None when `netra:verification.loadTest` is not set."""
+    lt = cfg.verification.load_test
+    if lt is None:
+        return None
+    env = {
+        "LOADTEST_USERS": str(lt.users),
+        "LOADTEST_SPAWN_RATE": f"{lt.spawn_rate:g}",
+        "LOADTEST_DURATION_S": str(lt.duration_seconds),
+        "LOADTEST_MAX_REQUESTS": str(lt.max_requests),
+        "LOADTEST_WAIT_MIN_S": f"{lt.think_time_seconds[0]:g}",
+        "LOADTEST_WAIT_MAX_S": f"{lt.think_time_seconds[1]:g}",
+        "LOADTEST_HTTP_SCENARIOS": json.dumps([s.model_dump(by_alias=True, exclude_none=True) for s in lt.http],
+                                              sort_keys=True, separators=(",", ":")),
+        "LOADTEST_WS_PATH": lt.websocket.path,
+        "LOADTEST_WS_USER_PERCENT": str(lt.websocket.user_percent),
+        "LOADTEST_WS_MESSAGE": json.dumps(lt.websocket.message, sort_keys=True, separators=(",", ":")),
+        "LOADTEST_WS_TIMEOUT_S": f"{lt.websocket.timeout_seconds:g}",
+        "LOADTEST_CRITERIA": json.dumps(lt.criteria.model_dump(by_alias=True), sort_keys=True, separators=(",", ":")),
+        **lt.env,
+    }
+    return LoadTestJobArgs(
+        project=cfg.project, region=cfg.region, job_name=f"netra-loadtest-{cfg.environment}", image=lt.image,
+        env=tuple(sorted(env.items())), cpu=lt.cpu, memory=lt.memory,
+        timeout_seconds=lt.duration_seconds + 600,  # start-up, spawn, stop and upload on top of the run
+        target_service=service_name(lt.service, cfg.environment),
+        results_bucket=f"{cfg.project}-loadtest-results", bucket_location=cfg.platform.storage.location,
+        labels=(("cost-center", cfg.cost_center), ("env", cfg.environment), ("managed-by", "pulumi"),
+                ("service", "loadtest")),
+        vpc_network=network_name(site_of(cfg)), vpc_subnetwork=subnet_name(site_of(cfg)), deletion_protection=cfg.is_prod,
+        access_log_bucket=access_log_bucket,
+    )
+
+
+def emergency_budget_args(cfg: StackConfig, flags_resources: Sequence[pulumi.Resource],
+                          access_log_bucket: pulumi.Input[str]) -> Optional[EmergencyBudgetArgs]:
+    eb = cfg.verification.emergency_budget
+    if eb is None or cfg.observability.budget is None:
+        return None
+    pd = cfg.observability.pagerduty
+    return EmergencyBudgetArgs(
+        project=cfg.project, region=cfg.region, environment=cfg.environment,
+        labels=(("cost-center", cfg.cost_center), ("env", cfg.environment), ("managed-by", "pulumi")),
+        flags_secret_id=secret_id(cfg.environment, "feature-flags"),
+        max_hourly_cost_usd=eb.max_hourly_cost_usd, trigger_hourly_cost_usd=eb.trigger_rate,
+        trigger_threshold_percent=eb.trigger_threshold_percent,
+        bucket_location=cfg.platform.storage.location, deletion_protection=cfg.is_prod,
+        access_log_bucket=access_log_bucket,
+        pagerduty_key=pulumi.Output.secret(pd.service_key.get_secret_value()) if pd else None,
+        depends_on=tuple(flags_resources))
+
+
+def build_observability(cfg: StackConfig, site: Site, candidates: dict[str, str],
+                        budget_topic: Optional[pulumi.Input[str]] = None) -> Observability:
+    obs = cfg.observability
+    public = [k for k, s in cfg.services.items() if s.public]
+    channels = NotificationChannels("notifications", NotificationChannelsArgs(
+        site, emails=obs.emails, routing=obs.routing,
+        pagerduty_key=obs.pagerduty.service_key.get_secret_value() if obs.pagerduty else None))
+    log_metrics = LogMetrics("log-metrics", LogMetricsArgs(cfg.project))
+    uptime = UptimeChecks("uptime", UptimeChecksArgs(site, uptime_targets(cfg), obs.uptime.period_seconds,
+                                                     obs.uptime.timeout_seconds))
+    # Policies that read a log-based metric are refused until the metric exists, and for minutes after
+    # that until Cloud Monitoring knows it: alerts wait for MetricReady (which polls for the descriptors).
+    after_metrics = pulumi.ResourceOptions(depends_on=[log_metrics])
+    ready = MetricReady("log-metrics-ready", cfg.project, [m.metric_type for m in signals.ALL_SIGNALS],
+                        opts=pulumi.ResourceOptions(parent=log_metrics, depends_on=list(log_metrics.metrics.values())))
+    alerts = SeedAlerts("seed-alerts", SeedAlertsArgs(
+        site, services=tuple(cfg.services), uptime_check_ids={k: c.uptime_check_id for k, c in uptime.checks.items()},
+        thresholds=obs.thresholds, routing=channels.routing), opts=pulumi.ResourceOptions(depends_on=[log_metrics, ready]))
+    slos = Slos("slos", SlosArgs(site, slo_services(obs, public), obs.slo, channels.routing))
+    dashboards = Dashboards("dashboards", dashboards_args(cfg, candidates), opts=after_metrics)
+    retention = LogRetention("log-retention", LogRetentionArgs(site, obs.log_retention_days))
+    budget = None
+    if obs.budget is not None:
+        budget = Budget("budget", BudgetArgs(site, obs.budget, [ch.name for ch in channels.by_kind["email"]],
+                                             pubsub_topic=budget_topic))
+    return Observability(channels, log_metrics, uptime, alerts, slos, dashboards, retention, budget)
+
+
+@dataclass
+class Stack:
+    cfg: StackConfig
+    platform: Platform
+    services: dict[str, CloudRunService]
+    edge: Edge
+    observability: Observability
+    load_test: Optional[LoadTestJob] = None
+    emergency_budget: Optional[EmergencyBudget] = None
+
+    def outputs(self) -> dict:
+        cfg, p = self.cfg, self.platform
+        db = cfg.platform.database
+        return {
+            "gcpProject": cfg.project,
+            "region": cfg.region,
+            "environment": cfg.environment,
+            "canaryPercent": cfg.canary_percent,
+            "stages": list(cfg.stages),
+            "services": {key: svc.summary() for key, svc in self.services.items()},
+            "platform": {
+                "network": p.network.name,
+                "subnetwork": p.network.subnet_name,
+                "database": {
+                    "instance": p.database.instance_name,
+                    "connectionName": p.database.connection_name,
+                    "database": db.database_name,
+                    "user": db.user_name,
+                    "poolSizes": pool_sizes(db, cfg.services),
+                    "maxConnections": db.max_connections,
+                },
+                "redis": {"instance": p.cache.instance_name, "port": cache_mod.TLS_PORT},
+                "buckets": p.storage.summary(),
+                "secrets": dict(p.secrets.ids),
+                "edge": self.edge.summary(),
+            },
+            "migrationJob": p.migrations.summary(),
+            "observability": self.observability.summary(),
+            "loadTestJob": self.load_test.summary() if self.load_test else None,
+            "emergencyBudget": self.emergency_budget.summary() if self.emergency_budget else None,
+        }
+
+
+def build(cfg: StackConfig) -> Stack:
+    site = site_of(cfg)
+    platform = build_platform(cfg, site)
+    waits = {key: (*platform.secrets.resources(secrets_read(cfg, key)), platform.network.subnet) for key in cfg.services}
+    services = {key: CloudRunService(key, service_args(cfg, key, service_wiring(cfg, key, waits[key])))
+                for key in cfg.services}
+    edge = Edge("edge", edge_args(cfg, services, platform.storage.static_assets.name))
+    access_logs = platform.storage.access_logs.name
+    eb_args = emergency_budget_args(cfg, platform.secrets.resources(["feature-flags"]), access_logs)
+    guard = EmergencyBudget("emergency-budget", eb_args) if eb_args else None
+    obs = build_observability(cfg, site, {k: s.candidate_revision for k, s in services.items()},
+                              budget_topic=guard.topic.id if guard else None)
+    lt_args = load_test_args(cfg, access_logs)
+    load_test = LoadTestJob("load-test", lt_args) if lt_args else None
+    return Stack(cfg, platform, services, edge, obs, load_test, guard)

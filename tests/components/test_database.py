@@ -1,0 +1,52 @@
+import pytest
+
+from infra.components.database import Database, DatabaseArgs, client_env
+from infra.config.platform import DatabaseConfig
+
+from .conftest import PROD, STAGING, is_secret, register
+
+SQL = "gcp:sql/databaseInstance:DatabaseInstance"
+USER = "gcp:sql/user:User"
+IAM = "gcp:storage/bucketIAMMember:BucketIAMMember"
+
+
+def build(site=PROD, **config):
+    def go():
+        db = Database("database", DatabaseArgs(site, DatabaseConfig.model_validate(config), network_id="vpc-id",
+                                               allocated_ip_range="netra-prod-private-services",
+                                               backups_bucket="netra-test-backups"))
+        return {"ip": db.private_ip, "connection": db.connection_name}
+
+    return register(go)
+
+
+def test_private_postgres_15_with_ssl_backups_and_flags():
+    reg = build(maxConnections=300)
+    sql = reg.one(SQL)
+    assert sql["databaseVersion"] == "POSTGRES_15" and sql["region"] == "us-central1"
+    ip = sql["settings"]["ipConfiguration"]
+    assert ip == {"ipv4Enabled": False, "privateNetwork": "vpc-id", "allocatedIpRange": "netra-prod-private-services",
+                  "sslMode": "ENCRYPTED_ONLY"}
+    flags = {f["name"]: f["value"] for f in sql["settings"]["databaseFlags"]}
+    assert flags["max_connections"] == "300" and flags["cloudsql.enable_pgaudit"] == "on"
+    assert sql["settings"]["backupConfiguration"]["pointInTimeRecoveryEnabled"] is True
+    assert reg.one(IAM)["bucket"] == "netra-test-backups" and reg.one(IAM)["role"] == "roles/storage.objectCreator"
+
+
+def test_the_app_password_is_a_secret():
+    reg = build()
+    (user,) = reg.of(USER)
+    assert is_secret(user.inputs["password"])
+
+
+@pytest.mark.parametrize("site,protected", [(PROD, True), (STAGING, False)])
+def test_deletion_protection_in_prod_only(site, protected):
+    sql = build(site).one(SQL)
+    assert sql["deletionProtection"] is protected and sql["settings"]["deletionProtectionEnabled"] is protected
+
+
+def test_client_env_carries_the_pool_only_for_clients_with_one():
+    db = DatabaseConfig()
+    assert dict(client_env(db, 7))["DB_POOL_SIZE"] == "7"
+    assert "DB_POOL_SIZE" not in dict(client_env(db))
+    assert dict(client_env(db))["DB_SSLMODE"] == "require"
