@@ -16,13 +16,19 @@ def run_stack(stack: str, root: Path = PROJECT_ROOT, overrides: Mapping[str, Any
 
 
 def _validated(stack: str, root: Path, overrides: Mapping[str, Any] | None, sets: Sequence[str]):
-    """The stack file with overrides applied, its config validated. Raises ConfigError / StackFileError."""
-    from infra.config import load_stack_config
+    """The stack file with overrides applied, its config validated (also the checks the program makes
+    before building). Raises ConfigError / StackFileError."""
+    from infra import program
+    from infra.config import ConfigError, Problem, load_stack_config
 
     stack_file = read_stack(stack, root, overrides, sets)
     # Validate first so a bad config registers nothing (the program would refuse it the same way),
     # naming the file and line (or --set) of each problem.
-    load_stack_config(stack_file.config, stack, stack_file.origin_of)
+    cfg = load_stack_config(stack_file.config, stack, stack_file.origin_of, stack_file.secret_paths)
+    try:
+        program.check_before_build(cfg)
+    except ConfigError as e:
+        raise ConfigError([Problem(p.key, p.message, p.origin or stack_file.origin_of(p.key)) for p in e.problems]) from None
     return stack_file
 
 
@@ -100,13 +106,19 @@ def checked_run(stack: str, root: Path = PROJECT_ROOT, overrides: Mapping[str, A
 
 def plan_document(run: ProgramRun, violations: list[dict]) -> dict:
     """The `--json` document."""
+    from .diff import secret_digests
+
+    # by URN: registrations arrive in a different order on each run, the document must not
+    resources = sorted(run.resources, key=lambda r: r.urn)
     return {
         "project": run.project,
         "stack": run.stack,
-        "resources": [r.to_json() for r in run.resources],
+        "resources": [r.to_json() for r in resources],
         "outputs": redact(run.outputs),
         "policy": {"violations": violations},
         "warnings": run.warnings,
+        # per secret input: a salted digest, so `plan --against` sees a changed secret without its value
+        "secretDigests": secret_digests(resources),
     }
 
 
