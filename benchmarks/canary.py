@@ -584,15 +584,25 @@ def check_targets(scenarios, rows) -> list[dict]:
     return checks
 
 
-def table(rows) -> str:
-    def f(v):
-        return "-" if v is None else f"{v:.0f}"
-
-    lines = ["| scenario | judge | runs | promote | rollback | hold | median decision s | p90 decision s |",
-             "|---|---|---:|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        lines.append(f"| {r['scenario']} | {r['judge']} | {r['runs']} | {r['promote']} | {r['rollback']} | "
-                     f"{r['hold']} | {f(r['median_decision_s'])} | {f(r['p90_decision_s'])} |")
+def wide_table(scenarios, rows) -> str:
+    """One row per scenario, one column per judge: promote / rollback / hold counts and the median
+    decision time (the README's table)."""
+    by = {(r["scenario"], r["judge"]): r for r in rows}
+    judges = [j for j in JUDGES if any(r["judge"] == j for r in rows)]
+    lines = ["| scenario | kind | expect | runs | " + " | ".join(judges) + " |",
+             "|---|---|---|---:|" + "---|" * len(judges)]
+    for sc in scenarios:
+        cells = []
+        for j in judges:
+            r = by.get((sc["name"], j))
+            if r is None:
+                cells.append("")
+                continue
+            t = "-" if r["median_decision_s"] is None else f"{r['median_decision_s']:.0f} s"
+            cells.append(f"{r['promote']}/{r['rollback']}/{r['hold']} · {t}")
+        runs = next((r["runs"] for r in rows if r["scenario"] == sc["name"]), "")
+        expect = sc["expect"] + ("" if sc["targets"] else " (info)")
+        lines.append(f"| {sc['name']} | {sc['kind']} | {expect} | {runs} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -603,6 +613,7 @@ def main(argv=None) -> int:
     ap.add_argument("--judge", action="append", choices=sorted(JUDGES), help="only these judges")
     ap.add_argument("--only", action="append", metavar="NAME", help="only these scenarios")
     ap.add_argument("--runs", type=int, help="override every scenario's runs")
+    ap.add_argument("--from-json", metavar="FILE", help="render the tables from a saved --json result instead of running")
     args = ap.parse_args(argv)
     try:
         scenarios = load_scenarios(args.scenarios)
@@ -622,16 +633,23 @@ def main(argv=None) -> int:
         for sc in scenarios:
             sc["runs"] = args.runs
     t0 = time.perf_counter()
-    rows = []
-    for sc in scenarios:
-        rows.extend(run_scenario(sc, args.judge))
+    if args.from_json:
+        with open(args.from_json) as f:
+            saved = json.load(f)
+        rows, wall = saved["results"], saved["wall_s"]
+        names = {r["scenario"] for r in rows}
+        scenarios = [s for s in scenarios if s["name"] in names]
+    else:
+        rows = []
+        for sc in scenarios:
+            rows.extend(run_scenario(sc, args.judge))
+        wall = time.perf_counter() - t0
     checks = check_targets(scenarios, rows)
-    wall = time.perf_counter() - t0
     if args.json:
         json.dump({"results": rows, "targets": checks, "wall_s": round(wall, 1)}, sys.stdout, indent=1)
         print()
     else:
-        print(table(rows))
+        print(wide_table(scenarios, rows))
         print()
         for c in checks:
             print(f"- {'OK  ' if c['ok'] else 'MISS'} {c['scenario']}: {c['target']}: {c['measured']}")

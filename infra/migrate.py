@@ -55,6 +55,50 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
     applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 ALTER TABLE schema_migrations ADD COLUMN IF NOT EXISTS down_checksum TEXT"""
+# Least privilege, run by `up` after the migrations whenever the application's user is named (--app-user /
+# DB_APP_USER -> the session setting netra.app_user): the migration user (who runs this) owns the schema;
+# the application's user may only read and write rows. Idempotent.
+APP_PRIVILEGES = """
+DO $$
+DECLARE
+    app text := current_setting('netra.app_user', true);
+BEGIN
+    IF app IS NULL OR app = '' THEN
+        RAISE NOTICE 'netra.app_user is not set: no application user to restrict';
+        RETURN;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = app) THEN
+        RAISE EXCEPTION 'application user % does not exist', app;
+    END IF;
+    IF app = current_user THEN
+        RAISE EXCEPTION 'the application user % must not be the migration user', app;
+    END IF;
+    -- Cloud SQL makes every user created through its API a member of cloudsqlsuperuser, which may
+    -- create in the database's schemas: the application's user leaves it.
+    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'cloudsqlsuperuser')
+       AND pg_has_role(app, 'cloudsqlsuperuser', 'MEMBER') THEN
+        EXECUTE format('REVOKE cloudsqlsuperuser FROM %I', app);
+    END IF;
+    EXECUTE format('ALTER ROLE %I NOCREATEDB NOCREATEROLE', app);
+    -- whatever the application's user still owns (tables an earlier run created as that user) moves to
+    -- the migration user; an owner could ALTER or DROP it
+    EXECUTE format('GRANT %I TO %I', app, current_user);
+    EXECUTE format('REASSIGN OWNED BY %I TO %I', app, current_user);
+    EXECUTE format('REVOKE %I FROM %I', app, current_user);
+    EXECUTE 'REVOKE CREATE ON SCHEMA public FROM PUBLIC';
+    EXECUTE format('REVOKE CREATE ON SCHEMA public FROM %I', app);
+    EXECUTE format('REVOKE CREATE ON DATABASE %I FROM PUBLIC', current_database());
+    EXECUTE format('GRANT CONNECT ON DATABASE %I TO %I', current_database(), app);
+    EXECUTE format('GRANT USAGE ON SCHEMA public TO %I', app);
+    EXECUTE format('GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO %I', app);
+    EXECUTE format('GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO %I', app);
+    -- tables and sequences later migrations create (as the migration user) get the same grants
+    EXECUTE format('ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO %I', app);
+    EXECUTE format('ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO %I', app);
+    -- the runner's bookkeeping is not the application's
+    EXECUTE format('REVOKE ALL ON schema_migrations FROM %I', app);
+END
+$$;"""
 # First words of statements that manage the transaction (PREPARE alone is a prepared statement: harmless)
 TRANSACTION_CONTROL = re.compile(r"^(BEGIN|COMMIT|ROLLBACK|END|ABORT|START\s+TRANSACTION|SAVEPOINT|RELEASE|"
                                  r"PREPARE\s+TRANSACTION|SET\s+(SESSION\s+)?TRANSACTION|SET\s+SESSION\s+CHARACTERISTICS)\b",
@@ -248,8 +292,21 @@ def conninfo_from_env(env: dict[str, str] | None = None) -> str:
     from psycopg.conninfo import make_conninfo
 
     pairs = {"host": "DB_HOST", "port": "DB_PORT", "dbname": "DB_NAME", "user": "DB_USER",
-             "password": "DB_PASSWORD", "sslmode": "DB_SSLMODE"}
-    return make_conninfo("", **{k: env[v] for k, v in pairs.items() if env.get(v)})
+             "password": "DB_PASSWORD", "sslmode": "DB_SSLMODE", "sslrootcert": "DB_SSLROOTCERT"}
+    return with_app_user(make_conninfo("", **{k: env[v] for k, v in pairs.items() if env.get(v)}), env.get("DB_APP_USER"))
+
+
+def with_app_user(dsn: str, app_user: str | None) -> str:
+    """The DSN with the session setting `netra.app_user` (the application's database user, which
+    migrations grant row access and nothing more), or unchanged without one."""
+    if not app_user:
+        return dsn
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", app_user):
+        raise UsageError(f"--app-user / DB_APP_USER: a PostgreSQL role name like netra_app, got {app_user!r}")
+    options = conninfo_to_dict(dsn).get("options") or ""
+    return make_conninfo(dsn, options=f"{options} -c netra.app_user={app_user}".strip())
 
 
 def _connect(dsn: str):
@@ -436,6 +493,10 @@ def up(dsn: str, directory: Path | str, log=print, *, expect_digest: str | None 
             session.run_file(m.up, record, force)
             log(f"applied {m.up.name}")
             applied_now.append(m.version)
+        if session.conn.execute("SELECT current_setting('netra.app_user', true)").fetchone()[0]:
+            # after every run, so tables of new migrations are covered and a stray grant is taken back
+            session._retrying("restrict the application user", lambda: session._in_transaction(APP_PRIVILEGES))
+            log("application user restricted to row access")
     return applied_now
 
 
@@ -495,6 +556,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("command", choices=("up", "down", "status", "digest"))
     p.add_argument("--dir", default=os.environ.get("MIGRATIONS_DIR", "migrations"))
     p.add_argument("--dsn", default=None, help="libpq connection string; default from DB_* / PG* variables")
+    p.add_argument("--app-user", default=None,
+                   help="the application's database user: migrations grant it row access only (default DB_APP_USER)")
     p.add_argument("--to", default=None, help="down: keep migrations up to and including this version (000: none)")
     p.add_argument("--force", action="store_true", help="run even if rows would be lost or a down file changed")
     p.add_argument("--expect-digest", default=os.environ.get("MIGRATIONS_DIGEST") or None,
@@ -513,8 +576,9 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --lock-timeout-ms and --statement-timeout-ms must be >= 1, --retries >= 0", file=sys.stderr)
         return EXIT_USAGE
     timeouts = Timeouts(args.lock_timeout_ms, args.statement_timeout_ms, args.retries)
-    dsn = args.dsn if args.dsn is not None else conninfo_from_env()
     try:
+        base = args.dsn if args.dsn is not None else conninfo_from_env({**os.environ, "DB_APP_USER": ""})
+        dsn = with_app_user(base, args.app_user or os.environ.get("DB_APP_USER"))
         if args.command == "up":
             done = up(dsn, args.dir, expect_digest=args.expect_digest, force=args.force, timeouts=timeouts)
             print(f"{len(done)} migration(s) applied" if done else "schema up to date")

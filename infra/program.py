@@ -6,6 +6,7 @@ import pulumi
 
 from infra import wiring
 from infra.config import ConfigError, StackConfig, load_stack_config
+from infra.config.secure import stack_file_secure_paths
 
 
 class InvalidStackConfig(pulumi.RunError):
@@ -26,7 +27,9 @@ def pulumi_config() -> dict[str, str]:
 
 def load() -> StackConfig:
     try:
-        return load_stack_config(pulumi_config(), pulumi.get_stack())
+        # which values were `secure:` comes from the stack file (the engine only names top-level keys)
+        return load_stack_config(pulumi_config(), pulumi.get_stack(),
+                                 secret_paths=stack_file_secure_paths(pulumi.get_stack()))
     except ConfigError as e:
         # RunError: Pulumi prints the message without a traceback and registers nothing.
         raise pulumi.RunError(f"invalid stack config ({len(e.problems)} problem(s)):\n{e}") from None

@@ -24,6 +24,11 @@ from infra.config.services import probe_path
 from infra.components import cache as cache_mod
 from infra.components import database as database_mod
 from infra.components.cache import Cache, CacheArgs
+from infra.components.clickhouse import topology as ch_topology
+from infra.components.clickhouse.cluster import ClickHouseCluster, ClickHouseClusterArgs
+from infra.components.clickhouse.credentials import ClickHouseCredentials, ClickHouseCredentialsArgs
+from infra.components.clickhouse.network import AnalyticsNetwork, AnalyticsNetworkArgs, tags as analytics_tags
+from infra.components.clickhouse.render import NODE_SECRETS, TLS_SECRETS, Cluster
 from infra.components.database import Database, DatabaseArgs
 from infra.components.emergency_budget import EmergencyBudget, EmergencyBudgetArgs
 from infra.components.load_test import LoadTestJob, LoadTestJobArgs
@@ -31,14 +36,14 @@ from infra.components.edge import INGRESS, Edge, EdgeArgs, EdgeBackend
 from infra.components.migrations import SECRETS_READ, Migrations, MigrationsArgs
 from infra.components.network import Network, NetworkArgs, network_name, subnet_name
 from infra.components.observability import (
-    Budget, BudgetArgs, Dashboards, DashboardsArgs, LogMetrics, LogMetricsArgs, LogRetention, LogRetentionArgs, MetricReady,
+    Budget, BudgetArgs, ClickHouseAlerts, ClickHouseAlertsArgs, Dashboards, DashboardsArgs, LogMetrics, LogMetricsArgs, LogRetention, LogRetentionArgs, MetricReady,
     NotificationChannels, NotificationChannelsArgs, Observability, SeedAlerts, SeedAlertsArgs, Slos, SlosArgs,
     UptimeChecks, UptimeChecksArgs, UptimeTarget)
 from infra.components.secrets import Secrets, SecretsArgs, config_payloads
 from infra.components.service import (
     CloudRunService, CloudRunServiceArgs, SecretEnv, SecretVolume, ServiceWiring, revision_spec)
 from infra.components.site import Site
-from infra.components.storage import Storage, StorageArgs
+from infra.components.storage import Storage, StorageArgs, bucket_name
 
 REDIS_CLIENT_SECRET = "redis-auth"
 # Services with `public: false` are reachable only from inside the project/VPC (Pub/Sub push, Cloud
@@ -51,6 +56,19 @@ def site_of(cfg: StackConfig) -> Site:
 
 
 @dataclass
+class Analytics:
+    """The ClickHouse cluster (netra:platform.clickhouse): network and credentials before the platform's
+    Secrets (their values become secrets), the nodes after (their boot scripts read those secrets)."""
+
+    network: AnalyticsNetwork
+    credentials: ClickHouseCredentials
+    cluster: Optional[ClickHouseCluster] = None
+
+    def summary(self) -> dict:
+        return self.cluster.summary() if self.cluster else {}
+
+
+@dataclass
 class Platform:
     network: Network
     storage: Storage
@@ -58,6 +76,55 @@ class Platform:
     cache: Cache
     secrets: Secrets
     migrations: Migrations
+    analytics: Optional[Analytics] = None
+
+
+CLICKHOUSE_SECRET_KEYS = tuple(dict.fromkeys((*NODE_SECRETS, *TLS_SECRETS, "clickhouse-host")))
+
+
+def cluster_spec(cfg: StackConfig) -> Cluster:
+    """The ClickHouse cluster as plain values: nodes, Keepers, who may connect, where backups go."""
+    ch = cfg.platform.clickhouse
+    if ch is None:
+        raise ValueError("netra:platform.clickhouse is not set")
+    return Cluster(
+        name=ch.cluster_name, database=ch.database, app_user=ch.app_user,
+        nodes=tuple(ch_topology.clickhouse_nodes(ch, cfg.project, cfg.region, cfg.environment)),
+        keepers=tuple(ch_topology.keeper_nodes(ch, cfg.project, cfg.region, cfg.environment)),
+        client_cidrs=(cfg.platform.network.subnet_cidr,), node_cidr=ch.subnet_cidr,
+        backup_endpoint=f"https://storage.googleapis.com/{bucket_name(cfg.project, 'backups')}/clickhouse/",
+        version=ch.version)
+
+
+def analytics_labels(site: Site) -> dict[str, str]:
+    return site.labels(app="analytics")
+
+
+def analytics_network_args(cfg: StackConfig, vpc: pulumi.Input[str]) -> AnalyticsNetworkArgs:
+    ch = cfg.platform.clickhouse
+    return AnalyticsNetworkArgs(
+        project=cfg.project, region=cfg.region, environment=cfg.environment, network=vpc,
+        subnet_cidr=ch.subnet_cidr, service_cidr=cfg.platform.network.subnet_cidr,
+        operator_ranges=tuple(ch.operator_ranges), labels=analytics_labels(site_of(cfg)))
+
+
+def clickhouse_credentials_args(cfg: StackConfig, subnet: pulumi.Input[str],
+                                backups_bucket: pulumi.Input[str]) -> ClickHouseCredentialsArgs:
+    return ClickHouseCredentialsArgs(project=cfg.project, region=cfg.region, environment=cfg.environment,
+                                     cluster=cluster_spec(cfg), subnet=subnet, backups_bucket=backups_bucket)
+
+
+def clickhouse_args(cfg: StackConfig, subnet: pulumi.Input[str], address: pulumi.Input[str]) -> ClickHouseClusterArgs:
+    ch = cfg.platform.clickhouse
+    return ClickHouseClusterArgs(
+        project=cfg.project, region=cfg.region, environment=cfg.environment, cluster=cluster_spec(cfg),
+        machine_type=ch.machine_type, disk_size_gb=ch.disk_size_gb, disk_type=ch.disk_type,
+        boot_disk_size_gb=ch.boot_disk_size_gb, keeper_machine_type=ch.keeper.machine_type,
+        keeper_disk_size_gb=ch.keeper.disk_size_gb, keeper_disk_type=ch.keeper.disk_type, image=ch.image,
+        kms_key=ch.kms_key, backup_time=ch.backups.start_time, full_backup_every_days=ch.backups.full_every_days,
+        subnet=subnet, tags=analytics_tags(cfg.environment), address=address,
+        secret_ids={key: secret_id(cfg.environment, key) for key in CLICKHOUSE_SECRET_KEYS},
+        protect=cfg.is_prod, labels=analytics_labels(site_of(cfg)))
 
 
 def build_platform(cfg: StackConfig, site: Site) -> Platform:
@@ -77,12 +144,24 @@ def build_platform(cfg: StackConfig, site: Site) -> Platform:
         "redis-ca": cache.server_ca,
     })
     assert set(payloads) == set(CONFIG_SECRETS) | {"db-password", "db-host", "redis-auth", "redis-host", "redis-ca"}
+    analytics = None
+    if p.clickhouse is not None:
+        a_net = AnalyticsNetwork("analytics-network", analytics_network_args(cfg, network.vpc.id))
+        credentials = ClickHouseCredentials("clickhouse-credentials", clickhouse_credentials_args(
+            cfg, a_net.subnet.id, storage.backups.name))
+        payloads.update(credentials.secret_payloads())
+        analytics = Analytics(a_net, credentials)
     secrets = Secrets("secrets", SecretsArgs(site, payloads))
+    if analytics is not None:
+        analytics.cluster = ClickHouseCluster(
+            "clickhouse", clickhouse_args(cfg, analytics.network.subnet.id, analytics.credentials.address.address),
+            opts=pulumi.ResourceOptions(depends_on=[*secrets.resources(CLICKHOUSE_SECRET_KEYS),
+                                                    *analytics.network.rules.values(), analytics.network.nat]))
     migrations = Migrations("migrations", MigrationsArgs(
         site, p.migrations, db_env=database_mod.client_env(p.database), network=network.name,
         subnetwork=network.subnet_name, bucket=storage.migrations.name,
         waits_for=(*secrets.resources(SECRETS_READ), network.subnet)))
-    return Platform(network, storage, database, cache, secrets, migrations)
+    return Platform(network, storage, database, cache, secrets, migrations, analytics)
 
 
 def service_wiring(cfg: StackConfig, key: str, depends_on: tuple[pulumi.Resource, ...] = ()) -> ServiceWiring:
@@ -166,7 +245,8 @@ def uptime_targets(cfg: StackConfig) -> tuple[UptimeTarget, ...]:
 
 def dashboards_args(cfg: StackConfig, candidates: dict[str, str]) -> DashboardsArgs:
     """`candidates`: service key -> candidate revision, for every service of the map."""
-    return DashboardsArgs(site_of(cfg), candidates, cfg.observability.thresholds, cfg.app.cost_optimization_target_savings)
+    return DashboardsArgs(site_of(cfg), candidates, cfg.observability.thresholds, cfg.app.cost_optimization_target_savings,
+                          cfg.platform.clickhouse)
 
 
 def load_test_args(cfg: StackConfig, access_log_bucket: pulumi.Input[str]) -> Optional[LoadTestJobArgs]:
@@ -246,7 +326,11 @@ def build_observability(cfg: StackConfig, site: Site, candidates: dict[str, str]
     if obs.budget is not None:
         budget = Budget("budget", BudgetArgs(site, obs.budget, [ch.name for ch in channels.by_kind["email"]],
                                              pubsub_topic=budget_topic))
-    return Observability(channels, log_metrics, uptime, alerts, slos, dashboards, retention, budget)
+    clickhouse = None
+    if cfg.platform.clickhouse is not None:
+        clickhouse = ClickHouseAlerts("clickhouse-alerts", ClickHouseAlertsArgs(site, cfg.platform.clickhouse,
+                                                                                channels.routing))
+    return Observability(channels, log_metrics, uptime, alerts, slos, dashboards, retention, budget, clickhouse)
 
 
 @dataclass
@@ -284,6 +368,7 @@ class Stack:
                 "buckets": p.storage.summary(),
                 "secrets": dict(p.secrets.ids),
                 "edge": self.edge.summary(),
+                **({"clickhouse": p.analytics.summary()} if p.analytics else {}),
             },
             "migrationJob": p.migrations.summary(),
             "observability": self.observability.summary(),

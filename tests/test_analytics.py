@@ -19,7 +19,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from infra.components.clickhouse import render, schema, topology
-from infra.components.clickhouse.spec import cluster_spec
+from infra.wiring import cluster_spec
 from infra.config import load_stack_config
 from tests.conftest import config_problems, flat, stack_config
 
@@ -294,6 +294,24 @@ def test_chdb_runs_every_dashboard_query(chdb_session):
     assert float(month[0]["spent_usd"]) == pytest.approx(20.0) and float(month[0]["saved_usd"]) == pytest.approx(667 * 0.004)
 
 
+def test_chdb_runs_the_sql_of_every_dashboard_panel(chdb_session):
+    """The SQL as the dashboards carry it (not a copy): every ClickHouse panel of both stacks' dashboards."""
+    from infra.components.observability.dashboard_model import SqlPanel
+    from infra.components.observability.dashboards import build_dashboards
+    from infra.wiring import dashboards_args
+
+    seen = set()
+    for stack in ("prod", "staging"):
+        cfg = cfg_of(stack)
+        for d in build_dashboards(dashboards_args(cfg, {k: "r" for k in cfg.services})):
+            for w in d.widgets:
+                if isinstance(w, SqlPanel):
+                    out = chdb_session.query(w.sql.bound("2026-11-01 00:00:00", "2026-12-01 00:00:00"), "CSV")
+                    assert out.bytes().strip(), (d.display_name, w.title)
+                    seen.add(w.sql.text)
+    assert seen == {q.text for q in schema.queries("analytics").values()}
+
+
 def test_chdb_parses_the_replicated_and_distributed_ddl():
     """A Replicated engine needs Keeper (chdb has none): the cluster DDL is parsed, not executed."""
     from chdb import session
@@ -313,8 +331,9 @@ def test_chdb_parses_the_replicated_and_distributed_ddl():
 def test_both_stacks_declare_a_cluster_staging_smaller():
     prod, staging = cfg_of("prod").platform.clickhouse, cfg_of("staging").platform.clickhouse
     assert prod.version == staging.version and re.fullmatch(r"\d+\.\d+\.\d+\.\d+", prod.version)
-    assert prod.shards * prod.replicas > staging.shards * staging.replicas
-    assert prod.disk_size_gb > staging.disk_size_gb
+    # staging rehearses prod's topology (sharding, replication, Keeper quorum) on smaller VMs and disks
+    assert (prod.shards, prod.replicas) == (staging.shards, staging.replicas)
+    assert prod.disk_size_gb > staging.disk_size_gb and prod.machine_type != staging.machine_type
 
 
 @pytest.mark.parametrize("key,value,message", [
@@ -463,8 +482,8 @@ def test_both_renderers_list_the_same_panels_and_queries(stack):
         gf = grafana_panels(json.loads(grafana_render.dumps(model, cfg.project)))
         assert cm == gf, model.display_name
         assert len(cm) == len(model.widgets)
-        kinds |= {q[0] for _, _, qs in cm for q in qs if isinstance(q, tuple)}
-    assert kinds == {"filter", "ratio", "promql"}
+        kinds |= {kind if kind == "sql" else q[0] for _, kind, qs in cm for q in qs if kind in ("sql", "chart")}
+    assert kinds == {"filter", "ratio", "promql", "sql"}
 
 
 def test_parity_check_would_catch_a_renderer_that_drops_a_clause():
@@ -477,3 +496,32 @@ def test_parity_check_would_catch_a_renderer_that_drops_a_clause():
     assert _grafana_filter(f[:-4]) != _cm_filter(
         'metric.type="run.googleapis.com/request_count" AND resource.type="cloud_run_revision" AND '
         'resource.label.service_name=one_of("a-b","c.d") AND metric.label.response_code_class="5xx"')
+
+
+# ---------------------------------------------------------------- Managed Prometheus sidecar config
+
+# The RunMonitoring schema as the sidecar itself reads it (GoogleCloudPlatform/run-gmp-sidecar,
+# confgenerator/config.go: RunMonitoringConfig, ScrapeEndpoint, RunTargetLabels; allowedTargetMetadata).
+RUN_MONITORING = {"apiVersion", "kind", "metadata", "spec"}
+RUN_SPEC = {"endpoints", "targetLabels", "limits"}
+SCRAPE_ENDPOINT = {"port", "scheme", "path", "params", "proxyUrl", "interval", "timeout", "metricRelabeling"}
+TARGET_METADATA = {"instance", "revision", "service", "configuration"}
+PROM_DURATION = re.compile(r"^(\d+(ms|s|m|h|d|w|y))+$")
+
+
+@pytest.mark.parametrize("stack", ["prod", "staging"])
+def test_run_monitoring_config_is_what_the_sidecar_accepts(stack):
+    import yaml
+
+    from infra.components import prometheus
+
+    prom = cfg_of(stack).observability.prometheus
+    doc = yaml.safe_load(prometheus.run_monitoring_yaml(prom))
+    assert set(doc) <= RUN_MONITORING and set(doc["spec"]) <= RUN_SPEC
+    assert (doc["apiVersion"], doc["kind"]) == ("monitoring.googleapis.com/v1beta", "RunMonitoring")
+    [endpoint] = doc["spec"]["endpoints"]
+    assert set(endpoint) <= SCRAPE_ENDPOINT
+    assert endpoint == {"port": prom.scrape_port, "path": prom.scrape_path, "interval": f"{prom.scrape_interval_seconds}s"}
+    assert PROM_DURATION.match(endpoint["interval"])
+    assert set(doc["spec"]["targetLabels"]["metadata"]) <= TARGET_METADATA
+    assert {"service", "revision"} <= set(doc["spec"]["targetLabels"]["metadata"]), "the canary compares revisions"

@@ -142,3 +142,10 @@ def test_engine_json_is_held_to_the_same_rules():
             decode_engine_value(text)
     with pytest.raises(SourceError):
         parse_yaml("{a: 1, a: 2}")
+
+
+def test_a_service_name_with_a_trailing_newline_is_refused():
+    cfg = stack_config("staging")
+    cfg["netra:services"]["web\n"] = dict(cfg["netra:services"]["frontend"])
+    found = config_problems(cfg, "staging")
+    assert any("service name must be lowercase letters" in m for k, m in found.items() if k.startswith("netra:services")), found

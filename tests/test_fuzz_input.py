@@ -9,8 +9,8 @@ The invariant (issue 12), for ANY input:
 - exit 0: the config validated completely and the whole program ran (no crash after the first resource).
 
 Runs in-process (`infra.plan.cli.run`, the CLI's own function) on copies of the repo's stack files.
-CI runs a small derandomized sample (profile "ci"); `make fuzz` runs the long random one ("fuzz",
-FUZZ_EXAMPLES examples) and prints the per-class and per-exit-code statistics.
+CI runs a few derandomized examples of every mutation class (profile "ci"); `make fuzz` runs the long
+random one over all classes ("fuzz", FUZZ_EXAMPLES examples) and prints per-class and per-exit-code statistics.
 """
 from __future__ import annotations
 
@@ -38,7 +38,8 @@ from infra.plan.stackfile import StackFileError, read_stack
 
 from .conftest import ROOT
 
-settings.register_profile("ci", max_examples=int(os.environ.get("FUZZ_EXAMPLES", 25)), derandomize=True,
+KINDS = ("value", "edge", "delete", "rename", "add", "yaml-text", "bytes", "set", "document")
+settings.register_profile("ci", max_examples=int(os.environ.get("FUZZ_EXAMPLES_PER_CLASS", 3)), derandomize=True,
                           deadline=None, database=None, print_blob=True,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 settings.register_profile("fuzz", max_examples=int(os.environ.get("FUZZ_EXAMPLES", 2000)), deadline=None,
@@ -148,12 +149,12 @@ def dump(doc) -> str:
 
 
 @st.composite
-def mutated_inputs(draw):
+def mutated_inputs(draw, kinds=KINDS):
     """(mutation class, stack, stack file bytes, --set items)."""
     import copy
 
     stack = draw(st.sampled_from(STACKS))
-    kind = draw(st.sampled_from(["value", "edge", "delete", "rename", "add", "yaml-text", "bytes", "set", "document"]))
+    kind = draw(st.sampled_from(kinds))
     doc = copy.deepcopy(DOCS[stack])
     config = doc["config"]
     text = TEXTS[stack]
@@ -299,7 +300,20 @@ def check_program_refuses(root: Path, stack: str, sets: list[str]) -> None:
     assert "invalid stack config" in str(e.value)
 
 
-@settings(settings.get_profile(PROFILE))
+@pytest.mark.parametrize("kind", KINDS)
+def test_each_mutation_class(fuzz_root, kind):
+    """CI: a few derandomized examples of every mutation class (FUZZ_EXAMPLES_PER_CLASS, default 3)."""
+
+    @settings(settings.get_profile("ci"))
+    @given(case=mutated_inputs(kinds=(kind,)))
+    def run(case):
+        check_invariant(fuzz_root, *case, in_hypothesis=True)
+
+    run()
+
+
+@pytest.mark.skipif(PROFILE != "fuzz", reason="the long random run: `make fuzz`")
+@settings(settings.get_profile("fuzz"))
 @given(case=mutated_inputs())
 def test_any_input_is_refused_cleanly_or_planned_completely(fuzz_root, case):
     check_invariant(fuzz_root, *case, in_hypothesis=True)

@@ -293,3 +293,18 @@ def test_conninfo_from_the_job_env():
                                      "DB_PASSWORD": "pw", "DB_SSLMODE": "require"})
     assert psycopg.conninfo.conninfo_to_dict(dsn) == {"host": "10.60.0.3", "port": "5432", "dbname": "netra",
                                                       "user": "netra_app", "password": "pw", "sslmode": "require"}
+
+
+def test_statement_timeout_bounds_every_migration(db, tmp_path):
+    (tmp_path / "001_slow.up.sql").write_text("SELECT pg_sleep(5);")
+    (tmp_path / "001_slow.down.sql").write_text("SELECT 1;")
+    with pytest.raises(psycopg.errors.QueryCanceled, match="statement timeout"):
+        migrate.up(db, tmp_path, log=quiet, timeouts=migrate.Timeouts(statement_ms=200))
+    assert catalog(db)["versions"] == []  # rolled back, nothing recorded
+    proc = run_cli(db, "up", "--statement-timeout-ms", "200", directory=tmp_path)
+    assert proc.returncode == 1 and "canceling statement due to statement timeout" in proc.stderr
+    proc = run_cli(db, "up", "--lock-timeout-ms", "0", directory=tmp_path)
+    assert proc.returncode == 2 and "--lock-timeout-ms" in proc.stderr
+    (tmp_path / "001_slow.up.sql").write_text("SET lock_timeout = 0; CREATE TABLE t (a int);")
+    with pytest.raises(migrate.Refused, match="overrides the runner's timeouts"):
+        migrate.up(db, tmp_path, log=quiet)

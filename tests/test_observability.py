@@ -35,6 +35,7 @@ BUILTIN = {
     "cloudsql.googleapis.com/database/up",
     "redis.googleapis.com/stats/memory/usage_ratio", "redis.googleapis.com/clients/connected",
     "loadbalancing.googleapis.com/https/request_count", "loadbalancing.googleapis.com/https/total_latencies",
+    "agent.googleapis.com/disk/percent_used", "agent.googleapis.com/agent/uptime",  # Ops Agent (ClickHouse VMs)
 }
 
 # seed alert id -> (severity, what its condition must contain: PromQL comparison or threshold value)

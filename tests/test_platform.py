@@ -272,8 +272,12 @@ def test_access_logs_bucket_written_only_by_cloud_storage(prod_plan):
 def test_secrets_named_as_the_seed_with_secret_payloads(request, plan_name, env):
     plan = request.getfixturevalue(plan_name)
     ids = {r["name"]: r["inputs"]["secretId"] for r in resources_of(plan, SECRET) if "netra:platform:Secrets" in r["parent"]}
+    clickhouse = ("clickhouse-host", "clickhouse-password", "clickhouse-ca", "clickhouse-admin-password",
+                  "clickhouse-grafana-password", "clickhouse-interserver-password", "clickhouse-tls-cert",
+                  "clickhouse-tls-key", "clickhouse-backup-hmac-id", "clickhouse-backup-hmac-secret")
     assert ids == {k: f"{env}-{k}" for k in ("token-optimization-config", "pricing-config", "feature-flags",
-                                            "db-password", "db-host", "redis-auth", "redis-host", "redis-ca")}
+                                            "db-password", "db-host", "redis-auth", "redis-host", "redis-ca",
+                                            *clickhouse)}
     for v in resources_of(plan, VERSION):
         assert v["inputs"]["secretData"] == "[secret]" and v["inputs"]["secret"] == f"{v['name']}-id"
 
@@ -485,11 +489,34 @@ def test_identity_least_privilege_prod(prod_plan):
                  (guard, ACCESSOR, "secret prod-pagerduty-key"),
                  (guard, "roles/storage.objectUser", "bucket netra-production-budget-guard"),
                  (guard, "roles/run.invoker", "service netra-budget-guard-prod")}
-    assert identity_table(prod_plan) == expected
-    # one dedicated account per service, the migration job and the budget guard; no project-level grants at all
-    assert sorted(r["inputs"]["accountId"] for r in resources_of(prod_plan, SA)) == [
+    # the analytics cluster (README "Analytics"): node identities read their own secrets and write logs and
+    # metrics (the Ops Agent); the backup identity writes under clickhouse/ in the backups bucket only
+    node = lambda role: f"serviceAccount:netra-prod-{role}@netra-production.iam.gserviceaccount.com"  # noqa: E731
+    from infra.components.clickhouse.render import KEEPER_SECRETS, NODE_SECRETS, TLS_SECRETS
+
+    expected |= {(node("clickhouse"), ACCESSOR, t) for t in secret(*NODE_SECRETS, *TLS_SECRETS)}
+    expected |= {(node("keeper"), ACCESSOR, t) for t in secret(*KEEPER_SECRETS)}
+    project_roles = {(node(role), r, "gcp:projects/iAMMember:IAMMember") for role in ("clickhouse", "keeper")
+                     for r in ("roles/logging.logWriter", "roles/monitoring.metricWriter")}
+    expected |= project_roles
+    expected.add((node("ch-backup"), "roles/storage.objectAdmin", "bucket netra-production-backups"))
+    assert identity_table(prod_plan) - _observability_grants(prod_plan) == expected
+    # one dedicated account per service, one for the migration job, one per analytics role; project-level
+    # grants only where a role cannot be scoped to a resource (the Ops Agent's log and metric writers)
+    assert sorted(r["inputs"]["accountId"] for r in resources_of(prod_plan, SA)
+                  if not r["inputs"]["accountId"].startswith(("netra-prod-", "netra-grafana"))) == [
         "netra-auth-prod", "netra-backend-prod", "netra-budget-guard-prod", "netra-frontend-prod", "netra-migrate-prod"]
-    assert not [r for r in prod_plan["resources"] if r["type"].startswith("gcp:projects/")]
+    project_grants = {(r["inputs"]["member"], r["inputs"]["role"], r["type"]) for r in prod_plan["resources"]
+                      if r["type"].startswith("gcp:projects/")}
+    assert project_grants - _observability_grants(prod_plan) == project_roles
+
+
+def _observability_grants(plan: dict) -> set:
+    """Grants of the monitoring issue (Grafana's viewer, the Prometheus sidecar's metric writer), checked in
+    tests/test_analytics.py."""
+    return {g for g in identity_table(plan) if g[1] in ("roles/monitoring.viewer", "roles/iap.httpsResourceAccessor")
+            or (g[1] == "roles/monitoring.metricWriter" and "-prod@" in g[0] and "netra-prod-" not in g[0])
+            or g[0].startswith("serviceAccount:netra-grafana")}
 
 
 def test_identity_table_in_docs_matches_the_plan(prod_plan):

@@ -27,6 +27,8 @@ SSL_POLICY = "gcp:compute/sSLPolicy:SSLPolicy"
 HTTPS_PROXY = "gcp:compute/targetHttpsProxy:TargetHttpsProxy"
 SECRET_VERSION = "gcp:secretmanager/secretVersion:SecretVersion"
 ALERT = "gcp:monitoring/alertPolicy:AlertPolicy"
+TEMPLATE = "gcp:compute/instanceTemplate:InstanceTemplate"
+DISK = "gcp:compute/disk:Disk"
 SUBNET = "gcp:compute/subnetwork:Subnetwork"
 ARMOR = "gcp:compute/securityPolicy:SecurityPolicy"
 BACKEND_SERVICE = "gcp:compute/backendService:BackendService"
@@ -157,6 +159,10 @@ def built(prod_plan, pack_path) -> dict:
     inputs = copy.deepcopy(svc["inputs"])
     inputs["ingress"] = "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER"
     out[SERVICE] = [PlannedResource(svc["urn"], SERVICE, "backend", svc["parent"], inputs, True)]
+    # the repo's own ClickHouse node template and data disk (analytics)
+    for type_token, name in ((TEMPLATE, "clickhouse"), (DISK, "s1-r1-data")):
+        r = next(x for x in prod_plan["resources"] if x["type"] == type_token and x["name"] == name)
+        out[type_token] = [PlannedResource(r["urn"], type_token, name, r["parent"], copy.deepcopy(r["inputs"]), True)]
     out["stack"] = stack
     return out
 
@@ -250,6 +256,13 @@ CASES = [
     ("tls-ssl-policy-min-tls12", SSL_POLICY, lambda i: i.update(profile="COMPATIBLE")),
     ("tls-https-proxy-ssl-policy", HTTPS_PROXY, lambda i: i.pop("sslPolicy")),
     ("secret-version-payload-secret", SECRET_VERSION, lambda i: i.update(secretData=i["secretData"]["value"])),
+    ("gce-no-external-ip", TEMPLATE, lambda i: i["networkInterfaces"][0].update(accessConfigs=[{"networkTier": "PREMIUM"}])),
+    ("gce-shielded-vm", TEMPLATE, lambda i: i["shieldedInstanceConfig"].update(enableSecureBoot=False)),
+    ("gce-shielded-vm", TEMPLATE, lambda i: i.pop("shieldedInstanceConfig")),
+    ("gce-os-login", TEMPLATE, lambda i: i["metadata"].update({"enable-oslogin": "FALSE"})),
+    ("gce-template-disk-encryption", TEMPLATE, lambda i: i["disks"][0]["labels"].pop("disk-encryption")),
+    ("gce-disk-encryption", DISK, lambda i: i["labels"].pop("disk-encryption")),
+    ("gce-disk-encryption", DISK, lambda i: i["labels"].update({"disk-encryption": "none"})),
 ]
 
 
@@ -287,7 +300,7 @@ def test_every_policy_has_metadata_and_a_violating_case(pack):
     assert len(names) == len(set(names))
     stack_cases = {"cloudrun-dedicated-service-account", "cloudrun-traffic-approved", "tls-http-redirects-to-https",
                    "stack-seed-alerts", "stack-seed-dashboards", "stack-billing-budget", "stack-log-retention",
-                   "iam-no-public-members"}
+                   "iam-no-public-members", "grafana-behind-auth"}
     assert set(names) == {c[0] for c in CASES} | stack_cases
     for p in pack.policies:
         assert p.description.endswith(".") and len(p.description) > 20, p.name

@@ -19,7 +19,8 @@ URL_MAP = "gcp:compute/uRLMap:URLMap"
 HTTP_PROXY = "gcp:compute/targetHttpProxy:TargetHttpProxy"
 BUCKET_MEMBER = "gcp:storage/bucketIAMMember:BucketIAMMember"
 STACK_POLICIES = {"cloudrun-dedicated-service-account", "cloudrun-traffic-approved", "tls-http-redirects-to-https", "stack-seed-alerts",
-                  "stack-seed-dashboards", "stack-billing-budget", "stack-log-retention", "iam-no-public-members"}
+                  "stack-seed-dashboards", "stack-billing-budget", "stack-log-retention", "iam-no-public-members",
+                  "grafana-behind-auth"}
 
 
 def public_members() -> list[PlannedResource]:

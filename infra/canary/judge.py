@@ -99,7 +99,7 @@ class JudgeConfig:
     max_websocket_failure: float = 0.05  # seed: WebSocket connection failures > 5 %
     absolute_min_count: int = 100  # observations an absolute trigger needs before it can fire
     beta: float = 0.05  # a canary promote_max_ratio x worse passes one promote look with about this probability
-    promote_max_ratio: float = 1.9  # "much worse": a 2x canary must not promote
+    promote_max_ratio: float = 1.8  # "much worse": a 2x canary must not promote
     negligible_error_rate: float = 0.001  # a canary confidently below this 5xx rate needs no ratio
     negligible_outcome_share: float = 0.6  # ... below this share of the token / WebSocket limit
     warmup_s: float = 120.0  # candidate warm-up: evidence capped, no rollback on its own

@@ -186,9 +186,11 @@ class RelativeTest(SequentialTest):
         temper = np.broadcast_to(np.asarray(step.temper, float), m.shape)[:, None]
         inc = ratio_increment(x_c, x_s, pi, rho0, rho0[:, None] * GRID[None, :]) / temper
         self.process.update(np.minimum(inc, step.cap[:, None]), m, step.restart)
-        after_warmup = m & step.restart  # the promote-side evidence ignores the warm-up
+        # the promote-side evidence leaves out warm-up intervals that looked like a cold start (their
+        # evidence hit the cap), and keeps the others
+        counts = m & (step.restart | (inc.max(axis=1) <= step.cap))
         for key, v in (("x_c", x_c), ("n_c", n_c), ("x_s", x_s), ("n_s", n_s)):
-            self.eff[key] += np.where(after_warmup, v / temper[:, 0], 0.0)
+            self.eff[key] += np.where(counts, v / temper[:, 0], 0.0)
         self.events_c += x_c
         self.trials_c += n_c
         self.events_s += x_s

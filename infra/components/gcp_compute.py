@@ -23,6 +23,9 @@ MODULES = (
     "network", "subnetwork", "global_address", "managed_ssl_certificate", "ssl_policy", "security_policy",
     "region_network_endpoint_group", "backend_service", "backend_bucket", "url_map", "target_https_proxy",
     "target_http_proxy", "global_forwarding_rule",
+    # the analytics cluster (infra/components/clickhouse/)
+    "firewall", "router", "router_nat", "address", "disk", "instance_template", "instance_group_manager",
+    "per_instance_config", "health_check", "region_backend_service", "forwarding_rule",
 )
 _lock = threading.RLock()
 

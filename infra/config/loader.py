@@ -8,11 +8,12 @@ from __future__ import annotations
 import difflib
 import typing
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from pydantic import BaseModel, ValidationError
 
 from .base import PROBLEMS_ERROR, model_alias_fields
+from .secure import secret_problems
 from .services import environment_problems
 from .source import PROVIDER_KEYS, EngineValueError, decode_engine_value, full_key, key_problem
 from .stack import ENVIRONMENTS, PLATFORM_SECRETS, StackConfig
@@ -46,15 +47,22 @@ def decode_pulumi_value(value: Any) -> Any:
     return decode_engine_value(value)
 
 
-def load_stack_config(flat: Mapping[str, Any], stack: str, origin_of: Callable[[str], str] | None = None) -> StackConfig:
+def load_stack_config(flat: Mapping[str, Any], stack: str, origin_of: Callable[[str], str] | None = None,
+                      secret_paths: Iterable[str] = ()) -> StackConfig:
     """Validate `flat` (the engine's config: every key of the stack, values as strings) for `stack`;
-    raise ConfigError listing every problem. `origin_of(key)` names where a key's value came from."""
+    raise ConfigError listing every problem. `origin_of(key)` names where a key's value came from.
+    `secret_paths`: keys whose value was `secure:` (infra/config/secure.py); each must be a secret field."""
+    found = [Problem(k, m) for k, m in secret_problems(secret_paths, StackConfig)]
     try:
-        return _load(flat, stack)
+        config = _load(flat, stack)
     except ConfigError as e:
-        if origin_of is None:
-            raise
-        raise ConfigError([Problem(p.key, p.message, p.origin or origin_of(p.key)) for p in e.problems]) from None
+        found = sorted([*e.problems, *found], key=lambda p: p.key)
+    else:
+        if not found:
+            return config
+    if origin_of is not None:
+        found = [Problem(p.key, p.message, p.origin or origin_of(p.key)) for p in found]
+    raise ConfigError(found) from None
 
 
 def _load(flat: Mapping[str, Any], stack: str) -> StackConfig:

@@ -12,7 +12,7 @@ from pydantic import Field, ValidationInfo, field_validator
 
 from .base import DIGEST, Bool, ConfigModel, Distinct, Image, Int, ResourceName, Text, UrlPath, ordered_after, problems, text
 
-SERVICE_KEY = re.compile(r"^[a-z](?:[a-z0-9-]*[a-z0-9])?$")
+SERVICE_KEY = re.compile(r"[a-z](?:[a-z0-9-]*[a-z0-9])?")
 # netra-migrate-<env> is the migration job (and its service account).
 RESERVED_KEYS = ("migrate",)
 # Cloud Run revision names are DNS labels: `netra-<key>-<env>-<8 hex>` must fit 63 characters.
@@ -21,11 +21,36 @@ HASH_SUFFIX = 8
 CPU_VALUES = ("1", "2", "4", "6", "8")
 # Cloud Run accepts env names of letters, digits and underscores not starting with a digit.
 ENV_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
-# Names that say "this is a credential": such values belong in Secret Manager, never in env.
-SECRET_LOOKING_ENV = re.compile(
-    r"(PASSWORD|PASSWD|SECRET|PRIVATE_KEY|API_KEY|APIKEY|ACCESS_KEY|AUTH_TOKEN|ACCESS_TOKEN|CREDENTIAL)",
-    re.IGNORECASE,
-)
+# Names that say "this is a credential": such values belong in Secret Manager, never in env. A name is
+# refused when one of its `_`-separated words is a credential word, or its last word names a key or token
+# (OPENAI_KEY, SIGNING_KEY, GITHUB_TOKEN, DB_PASS; not TOKEN_OPTIMIZATION_ENABLED or MAX_TOKENS).
+CREDENTIAL_WORDS = frozenset({"PASSWORD", "PASSWD", "SECRET", "SECRETS", "CREDENTIAL", "CREDENTIALS", "APIKEY",
+                              "PRIVATE"})
+CREDENTIAL_LAST_WORDS = frozenset({"PASS", "PWD", "KEY", "TOKEN", "SALT", "PEPPER", "DSN"})
+# Set by the platform, never by a service's `env`: what database / Redis clients get (DB_POOL_SIZE is what
+# the pool check counted; DB_SSLMODE is what keeps TLS verified), and what Cloud Run itself sets.
+PLATFORM_ENV = frozenset({"DB_NAME", "DB_USER", "DB_PORT", "DB_SSLMODE", "DB_SSLROOTCERT", "DB_POOL_SIZE",
+                          "REDIS_PORT", "REDIS_TLS", "REDIS_CA_CERT_PATH"})
+CLOUD_RUN_ENV = frozenset({"PORT", "K_SERVICE", "K_REVISION", "K_CONFIGURATION"})
+
+
+def credential_name(name: str) -> bool:
+    """True for env names that say "this is a credential"."""
+    words = name.upper().split("_")
+    return bool(CREDENTIAL_WORDS.intersection(words)) or words[-1] in CREDENTIAL_LAST_WORDS
+
+
+def reserved_env(name: str) -> Optional[str]:
+    """Who sets `name` if not the service's own `env`, or None."""
+    from .app import AppSettings
+
+    if name in PLATFORM_ENV:
+        return "the platform (database / Redis client settings)"
+    if name in CLOUD_RUN_ENV:
+        return "Cloud Run"
+    if name in AppSettings().environment():
+        return "netra:app"
+    return None
 EnvName = text(255, ENV_NAME, "an environment variable name (letters, digits, _; not starting with a digit)")
 # A URL-map path: /exact or /prefix/* (the `*` only at the end, after a `/`).
 RoutePath = text(1024, r"/(?:[A-Za-z0-9._~-]+/)*(?:[A-Za-z0-9._~-]+|\*)?", "a URL-map path like /api/* or /exact")
@@ -43,7 +68,7 @@ def max_key_length(environment: str) -> int:
 
 def key_problem(key: str, environment: str | None) -> str | None:
     """Why `key` cannot name a service under netra:services, or None."""
-    if not SERVICE_KEY.match(key):
+    if not SERVICE_KEY.fullmatch(key):
         return ("service name must be lowercase letters, digits and '-', start with a letter and not end with '-' "
                 f"(it becomes the Cloud Run service netra-<name>-<env>), got {key!r}")
     if key in RESERVED_KEYS:
@@ -103,8 +128,10 @@ class ServiceConfig(ConfigModel):
     def _no_credentials_in_env(cls, env: dict[str, str]) -> dict[str, str]:
         found = [
             (name, "looks like a credential; read it from Secret Manager through `secrets` instead")
-            for name in env if SECRET_LOOKING_ENV.search(name)
+            for name in env if credential_name(name)
         ]
+        found += [(name, f"is set by {who}; a service cannot override it") for name in env
+                  if (who := reserved_env(name))]
         if found:
             raise problems(*found)
         return env

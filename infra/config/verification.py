@@ -15,7 +15,7 @@ from typing import Any, Literal, Optional, Union
 from pydantic import Field, field_validator
 
 from .base import Bool, ConfigModel, Float, Image, Int, UrlPath, problems, text
-from .services import SECRET_LOOKING_ENV, EnvName
+from .services import EnvName, credential_name
 
 Path = UrlPath
 JsonBody = Union[dict[str, Any], list[Any]]
@@ -79,7 +79,7 @@ class LoadTestConfig(ConfigModel):
     @field_validator("env")
     @classmethod
     def _no_credentials(cls, env: dict[str, str]) -> dict[str, str]:
-        found = [(k, "looks like a credential; the load test needs none") for k in env if SECRET_LOOKING_ENV.search(k)]
+        found = [(k, "looks like a credential; the load test needs none") for k in env if credential_name(k)]
         found += [(k, "is set by the stack from the other loadTest keys") for k in env if k.startswith("LOADTEST_")]
         if found:
             raise problems(*found)

@@ -20,7 +20,7 @@ def run_stack(stack: str, root: Path = PROJECT_ROOT, overrides: Mapping[str, Any
     stack_file = read_stack(stack, root, overrides, sets)
     # Validate first so a bad config registers nothing (the program would refuse it the same way),
     # naming the file and line (or --set) of each problem.
-    load_stack_config(stack_file.config, stack, stack_file.origin_of)
+    load_stack_config(stack_file.config, stack, stack_file.origin_of, stack_file.secret_paths)
     try:
         return run_program(program.main, stack_file.project, stack, stack_file.config, stack_file.secret_keys, on_resource)
     except program.InvalidStackConfig as e:  # found while building (a skipped traffic stage)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from infra.config.loader import ConfigError, Problem
+from infra.config.secure import secure_paths
 from infra.config.source import (SetValue, SourceError, full_key, is_secure, json_shape_problem, key_problem, parse_set,
                                  parse_yaml, secure_problems)
 
@@ -34,6 +35,7 @@ class StackFile:
     file: str = ""
     lines: dict[str, int] = field(default_factory=dict)  # dotted key -> line in `file`
     set_keys: tuple[str, ...] = ()  # dotted keys given with --set
+    secret_paths: tuple[str, ...] = ()  # dotted keys whose value is `secure:` (infra/config/secure.py)
 
     def origin_of(self, key: str) -> str:
         """Where the value at `key` (netra:services.backend.image) came from: `--set` or FILE:LINE."""
@@ -197,7 +199,7 @@ def read_stack(stack: str, root: Path = PROJECT_ROOT, overrides: Mapping[str, An
         if is_secret:
             secret_keys.append(key)
     return StackFile(project=project, stack=stack, config=flat, secret_keys=tuple(secret_keys), file=name,
-                     lines=key_lines, set_keys=tuple(set_keys))
+                     lines=key_lines, set_keys=tuple(set_keys), secret_paths=tuple(secure_paths(config)))
 
 
 __all__ = ["OFFLINE_SECRET", "PROJECT_ROOT", "SetValue", "StackFile", "StackFileError", "encode", "read_stack", "set_path"]

@@ -30,7 +30,8 @@ from .engine import PlannedResource, is_secret
 
 FORMAT_VERSION = "1.2"
 TERRAFORM_VERSION = "1.9.8"  # the plan format Checkov 3.x parses; nothing here depends on a Terraform binary
-PROVIDERS = {"gcp": "registry.terraform.io/hashicorp/google", "random": "registry.terraform.io/hashicorp/random"}
+PROVIDERS = {"gcp": "registry.terraform.io/hashicorp/google", "random": "registry.terraform.io/hashicorp/random",
+             "tls": "registry.terraform.io/hashicorp/tls"}
 
 # Pulumi type token -> Terraform resource type (pulumi-gcp's provider mapping, one line per type we use).
 TF_TYPES: dict[str, str] = {
@@ -76,6 +77,24 @@ TF_TYPES: dict[str, str] = {
     "gcp:storage/bucketIAMMember:BucketIAMMember": "google_storage_bucket_iam_member",
     "gcp:storage/bucketObject:BucketObject": "google_storage_bucket_object",
     "random:index/randomPassword:RandomPassword": "random_password",
+    # the analytics cluster (infra/components/clickhouse/) and Grafana
+    "gcp:compute/address:Address": "google_compute_address",
+    "gcp:compute/disk:Disk": "google_compute_disk",
+    "gcp:compute/firewall:Firewall": "google_compute_firewall",
+    "gcp:compute/forwardingRule:ForwardingRule": "google_compute_forwarding_rule",
+    "gcp:compute/healthCheck:HealthCheck": "google_compute_health_check",
+    "gcp:compute/instanceGroupManager:InstanceGroupManager": "google_compute_instance_group_manager",
+    "gcp:compute/instanceTemplate:InstanceTemplate": "google_compute_instance_template",
+    "gcp:compute/perInstanceConfig:PerInstanceConfig": "google_compute_per_instance_config",
+    "gcp:compute/regionBackendService:RegionBackendService": "google_compute_region_backend_service",
+    "gcp:compute/router:Router": "google_compute_router",
+    "gcp:compute/routerNat:RouterNat": "google_compute_router_nat",
+    "gcp:projects/iAMMember:IAMMember": "google_project_iam_member",
+    "gcp:storage/hmacKey:HmacKey": "google_storage_hmac_key",
+    "tls:index/certRequest:CertRequest": "tls_cert_request",
+    "tls:index/locallySignedCert:LocallySignedCert": "tls_locally_signed_cert",
+    "tls:index/privateKey:PrivateKey": "tls_private_key",
+    "tls:index/selfSignedCert:SelfSignedCert": "tls_self_signed_cert",
 }
 
 # Resources that are not cloud resources, so have no Terraform counterpart: not exported.
@@ -99,6 +118,17 @@ SINGULAR_BLOCKS: dict[tuple[str, str], str] = {
     ("google_cloud_run_v2_job", "template.template.containers.envs"): "env",
     ("google_cloud_run_v2_job", "template.template.containers.commands"): "command",
     ("google_redis_instance", "maintenance_policy.weekly_maintenance_windows"): "weekly_maintenance_window",
+    ("google_cloud_run_v2_service", "template.containers.depends_ons"): "depends_on",
+    ("google_compute_firewall", "allows"): "allow",
+    ("google_compute_instance_template", "disks"): "disk",
+    ("google_compute_instance_template", "network_interfaces"): "network_interface",
+    ("google_compute_instance_group_manager", "versions"): "version",
+    ("google_compute_instance_group_manager", "stateful_disks"): "stateful_disk",
+    ("google_compute_instance_group_manager", "named_ports"): "named_port",
+    ("google_compute_per_instance_config", "preserved_state.disks"): "disk",
+    ("google_compute_region_backend_service", "backends"): "backend",
+    ("google_compute_router_nat", "subnetworks"): "subnetwork",
+    ("google_compute_router_nat", "subnetworks.source_ip_ranges_to_nats"): "source_ip_ranges_to_nat",
 }
 # Lists whose Terraform name equals the SDK's (checked against the provider's field names).
 PLURAL_LISTS: frozenset[tuple[str, str]] = frozenset({
@@ -135,6 +165,19 @@ PLURAL_LISTS: frozenset[tuple[str, str]] = frozenset({
     ("google_service_networking_connection", "reserved_peering_ranges"),
     ("google_sql_database_instance", "settings.database_flags"),
     ("google_sql_database_instance", "settings.ip_configuration.authorized_networks"),
+    ("google_compute_firewall", "allows.ports"),
+    ("google_compute_firewall", "source_ranges"),
+    ("google_compute_firewall", "source_tags"),
+    ("google_compute_firewall", "target_tags"),
+    ("google_compute_forwarding_rule", "ports"),
+    ("google_compute_instance_template", "service_account.scopes"),
+    ("google_compute_instance_template", "tags"),
+    ("google_monitoring_alert_policy", "conditions.condition_absent.aggregations"),
+    ("google_monitoring_alert_policy", "conditions.condition_absent.aggregations.group_by_fields"),
+    ("tls_cert_request", "dns_names"),
+    ("tls_cert_request", "ip_addresses"),
+    ("tls_locally_signed_cert", "allowed_uses"),
+    ("tls_self_signed_cert", "allowed_uses"),
 })
 
 # Address names: Terraform identifiers (letters, digits, `_`, `-`; not starting with a digit or `-`).
@@ -150,7 +193,7 @@ def args_class(type_token: str) -> type:
     package, _, rest = type_token.partition(":")
     module, _, cls = rest.rpartition(":")
     module = module.split("/")[0]
-    root = {"gcp": "pulumi_gcp", "random": "pulumi_random"}.get(package)
+    root = {"gcp": "pulumi_gcp", "random": "pulumi_random", "tls": "pulumi_tls"}.get(package)
     if root is None:
         raise ExportError(f"{type_token}: no Terraform provider for package {package!r}")
     path = root if module == "index" else f"{root}.{module}"

@@ -12,6 +12,7 @@ from typing import Optional
 from .alerts import SeedAlerts, SeedAlertsArgs
 from .budget import Budget, BudgetArgs
 from .channels import AlertRouting, NotificationChannels, NotificationChannelsArgs
+from .clickhouse import ClickHouseAlerts, ClickHouseAlertsArgs
 from .dashboards import Dashboards, DashboardsArgs
 from .log_metrics import LogMetrics, LogMetricsArgs
 from .metric_ready import MetricReady
@@ -30,10 +31,12 @@ class Observability:
     dashboards: Dashboards
     retention: LogRetention
     budget: Optional[Budget]
+    clickhouse: Optional[ClickHouseAlerts] = None
 
     def summary(self) -> dict:
         return {
-            "alertPolicies": len(self.alerts.policies) + len(self.slos.policies),
+            "alertPolicies": len(self.alerts.policies) + len(self.slos.policies)
+            + (len(self.clickhouse.policies) if self.clickhouse else 0),
             "seedAlerts": sorted(self.alerts.policies),
             "dashboards": sorted(self.dashboards.dashboards),
             "logMetrics": sorted(self.log_metrics.metrics),
@@ -43,7 +46,7 @@ class Observability:
 
 
 __all__ = [
-    "AlertRouting", "Budget", "BudgetArgs", "Dashboards", "DashboardsArgs", "LogMetrics", "LogMetricsArgs",
+    "AlertRouting", "Budget", "BudgetArgs", "ClickHouseAlerts", "ClickHouseAlertsArgs", "Dashboards", "DashboardsArgs", "LogMetrics", "LogMetricsArgs",
     "LogRetention", "LogRetentionArgs", "MetricReady", "NotificationChannels", "NotificationChannelsArgs", "Observability",
     "SeedAlerts", "SeedAlertsArgs", "Slos", "SlosArgs", "UptimeChecks", "UptimeChecksArgs", "UptimeTarget",
 ]

@@ -13,13 +13,17 @@ from pulumi_gcp import monitoring
 
 from infra import signals
 from infra.config import service_name
+from infra.config.analytics import ClickHouseConfig
 from infra.config.observability import Thresholds
 from infra.seed_alerts import CANARY_DASHBOARD, SEED_DASHBOARDS
 
 from ..site import Site
 
 from . import queries as q
-from .dashboard_model import (Aggregation, Dashboard, Filter, PromQL, Ratio, Scorecard, Section, Series, Text,
+from infra.components.clickhouse import schema
+
+from . import clickhouse
+from .dashboard_model import (Aggregation, Dashboard, Filter, PromQL, Ratio, Scorecard, Section, Series, SqlPanel, Text,
                               Threshold, XyChart)
 
 COMPONENT_TYPE = "netra:observability:Dashboards"
@@ -63,6 +67,7 @@ class DashboardsArgs:
     candidates: Mapping[str, str]
     thresholds: Thresholds = Thresholds()
     target_savings: float = 0.20  # netra:app.costOptimizationTargetSavings
+    clickhouse: Optional[ClickHouseConfig] = None  # netra:platform.clickhouse: its System Health row and SQL panels
 
 
 def build_dashboards(args: DashboardsArgs) -> list[Dashboard]:
@@ -83,6 +88,12 @@ def build_dashboards(args: DashboardsArgs) -> list[Dashboard]:
     requests = _f(q.RUN_REQUEST_COUNT, services=S, group=BY_SERVICE)
     lb_requests = _f(q.LB_REQUESTS, q.LB_RULE, group=("metric.label.response_code_class",))
     red, yellow = "RED", "YELLOW"
+    # ClickHouse analytics panels (Grafana runs them; Cloud Monitoring shows the query): seed 001's per-user
+    # savings, monthly reduction and engagement, from the token_usage_tracking table.
+    sql = schema.queries(args.clickhouse.database) if args.clickhouse else {}
+
+    def analytics(*panels: tuple[str, str, str]) -> list:
+        return [SqlPanel(title, sql[key], fmt) for title, key, fmt in panels if key in sql]
 
     cost_dashboard = Dashboard(SEED_DASHBOARDS[0], [
         Scorecard("LLM cost, last hour (USD)", hourly_cost),
@@ -141,6 +152,7 @@ def build_dashboards(args: DashboardsArgs) -> list[Dashboard]:
         XyChart("Cloud SQL up", [Series(_f(q.SQL_UP, q.SQL_DATABASE, aligner="ALIGN_MIN", reducer="REDUCE_MIN",
                                            group=("resource.label.database_id",)))], "up"),
         XyChart("Load balancer requests by response class", [Series(lb_requests, "${metric.labels.response_code_class}")], "req/s"),
+        *(clickhouse.dashboard_row(args.clickhouse) if args.clickhouse else []),
     ])
 
     business = Dashboard(SEED_DASHBOARDS[3], [
@@ -154,6 +166,8 @@ def build_dashboards(args: DashboardsArgs) -> list[Dashboard]:
             "fraction", [Threshold(args.target_savings, "target savings", yellow, "BELOW")]),
         XyChart("LLM requests per second by model", [Series(PromQL(q.rate_sum(cost.part("_count"), "5m", ("model",))), "{{model}}")], "req/s"),
         XyChart("User traffic at the load balancer", [Series(lb_requests, "${metric.labels.response_code_class}")], "req/s"),
+        *analytics(("Cost savings per user (top 20, USD)", "cost_savings_per_user", "table"),
+                   ("Users with tracked LLM cost per day", "daily_active_cost_users", "time_series")),
     ])
 
     technical = Dashboard(SEED_DASHBOARDS[4], [
@@ -169,6 +183,7 @@ def build_dashboards(args: DashboardsArgs) -> list[Dashboard]:
         XyChart("Session isolation breaches (zero tolerance)", [Series(_f(signals.SESSION_ISOLATION_BREACH.metric_type, services=S,
                                                                          aligner="ALIGN_DELTA", reducer="REDUCE_SUM", group=BY_SERVICE))],
                 "breaches", [Threshold(0.5, "any breach", red)]),
+        *analytics(("Optimization share and tokens by agent", "optimized_share_by_agent", "table")),
         XyChart("Token optimizations per second by outcome", [Series(_f(signals.TOKEN_OPTIMIZATION.metric_type, services=S,
                                                                        group=("metric.label.outcome",)), "${metric.labels.outcome}")], "ops/s"),
     ])
@@ -182,6 +197,7 @@ def build_dashboards(args: DashboardsArgs) -> list[Dashboard]:
         XyChart("Cost avoided per optimization (p50, p95, USD)", [
             Series(_pct_dist(signals.COST_SAVED.metric_type, p, services=S, group=()), f"p{p}") for p in (50, 95)], "USD"),
         XyChart("LLM spend per day (USD)", [Series(PromQL(q.increase_sum(cost.part("_sum"), "1d")))], "USD / day"),
+        *analytics(("Monthly cost reduction realized", "monthly_cost_reduction", "table")),
     ])
 
     return [cost_dashboard, performance, health, business, technical, revenue, canary_dashboard(args)]

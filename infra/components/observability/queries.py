@@ -26,6 +26,11 @@ REDIS_CLIENTS = "redis.googleapis.com/clients/connected"
 LB_REQUESTS = "loadbalancing.googleapis.com/https/request_count"
 LB_LATENCIES = "loadbalancing.googleapis.com/https/total_latencies"
 
+# Ops Agent on the ClickHouse and Keeper VMs (infra/components/clickhouse/render.py installs it)
+AGENT_DISK_USED = "agent.googleapis.com/disk/percent_used"
+AGENT_UPTIME = "agent.googleapis.com/agent/uptime"
+GCE_INSTANCE = "gce_instance"
+
 RUN_REVISION = "cloud_run_revision"
 UPTIME_URL = "uptime_url"
 SQL_DATABASE = "cloudsql_database"
@@ -48,6 +53,7 @@ class MetricFilter:
     metric_labels: tuple[tuple[str, str], ...] = ()
     resource_labels: tuple[tuple[str, str], ...] = ()
     exclude_resource_labels: tuple[tuple[str, str], ...] = ()
+    metadata_labels: tuple[tuple[str, str], ...] = ()  # the VM's own labels (metadata.user_labels.<k>)
 
     def clauses(self) -> list[tuple[str, str, tuple[str, ...]]]:
         """(key, "=" or "!=", values): one value is equality, several are one_of."""
@@ -57,6 +63,7 @@ class MetricFilter:
         out += [(f"resource.label.{k}", "=", (v,)) for k, v in self.resource_labels]
         out += [(f"resource.label.{k}", "!=", (v,)) for k, v in self.exclude_resource_labels]
         out += [(f"metric.label.{k}", "=", (v,)) for k, v in self.metric_labels]
+        out += [(f"metadata.user_labels.{k}", "=", (v,)) for k, v in self.metadata_labels]
         return out
 
     def __str__(self) -> str:
