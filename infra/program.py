@@ -5,7 +5,7 @@ from __future__ import annotations
 import pulumi
 
 from infra import wiring
-from infra.config import ConfigError, StackConfig, load_stack_config
+from infra.config import ConfigError, Problem, StackConfig, load_stack_config
 from infra.config.secure import stack_file_secure_paths
 
 
@@ -25,11 +25,21 @@ def pulumi_config() -> dict[str, str]:
     return {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
 
 
+def check_before_build(cfg: StackConfig) -> None:
+    """The checks that need more than one key's value and the candidate revision names (computed from the
+    config alone), so that every refusal happens before the first resource registers; raise ConfigError."""
+    found = wiring.share_problems(cfg)
+    if found:
+        raise ConfigError([Problem(key, message) for key, message in found])
+
+
 def load() -> StackConfig:
     try:
         # which values were `secure:` comes from the stack file (the engine only names top-level keys)
-        return load_stack_config(pulumi_config(), pulumi.get_stack(),
-                                 secret_paths=stack_file_secure_paths(pulumi.get_stack()))
+        cfg = load_stack_config(pulumi_config(), pulumi.get_stack(),
+                                secret_paths=stack_file_secure_paths(pulumi.get_stack()))
+        check_before_build(cfg)
+        return cfg
     except ConfigError as e:
         # RunError: Pulumi prints the message without a traceback and registers nothing.
         raise pulumi.RunError(f"invalid stack config ({len(e.problems)} problem(s)):\n{e}") from None
@@ -43,7 +53,7 @@ def build(cfg: StackConfig) -> dict:
 def main() -> None:
     try:
         outputs = build(load())
-    except ConfigError as e:  # a check that needs the built components (a skipped traffic stage)
+    except ConfigError as e:  # a component's own check (check_before_build runs the same ones first)
         raise InvalidStackConfig(e) from None
     for name, value in outputs.items():
         pulumi.export(name, value)

@@ -208,6 +208,19 @@ def candidate_revisions(cfg: StackConfig) -> dict[str, str]:
             for key in cfg.services}
 
 
+def share_problems(cfg: StackConfig) -> list[tuple[str, str]]:
+    """(config key, message) for each service whose canaryPercent skips a stage of its approval. The
+    candidate's name is a function of the config alone, so this runs before anything registers: under
+    `pulumi up` a refusal after the first registration would leave a half-applied update."""
+    found = []
+    for key, candidate in candidate_revisions(cfg).items():
+        share = release.decide_share(key, candidate, cfg.services[key].stable_revision, cfg.canary_percent_for(key),
+                                     release_approval(cfg, key), tuple(cfg.stages))
+        if share.problem:
+            found.append((canary_percent_key(cfg, key), share.problem))
+    return found
+
+
 def release_approval(cfg: StackConfig, key: str) -> Optional[release.Approval]:
     record = cfg.release.approvals.get(key)
     if record is None:
