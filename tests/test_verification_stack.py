@@ -54,13 +54,11 @@ def test_verification_config_errors_name_their_keys():
     cfg["netra:verification"] = {
         "loadTest": {"image": "us-central1-docker.pkg.dev/p/netra/loadtest:main", "users": 0,
                      "thinkTimeSeconds": [3, 1], "env": {"DB_PASSWORD": "x"}},
-        "bake": {"hours": -1},
     }
     problems = config_problems(cfg)
     assert "netra:verification.loadTest.users" in problems
     assert "netra:verification.loadTest.thinkTimeSeconds" in problems
     assert "netra:verification.loadTest.env.DB_PASSWORD" in problems
-    assert "netra:verification.bake.hours" in problems
     cfg["netra:verification"] = {"loadTest": {"image": "us-central1-docker.pkg.dev/p/netra/loadtest:main"}}
     assert "must be pinned by digest in prod" in config_problems(cfg)["netra:verification.loadTest.image"]
     staging = stack_config("staging")

@@ -3,8 +3,6 @@
 * `loadTest`: the release load test (seed 001 phase 1: 150 concurrent users for 1 hour, WebSocket
   events < 100 ms, no memory leaks), a Cloud Run job the rollout runs against the candidate's tagged
   URL at stage 0, before any traffic;
-* `bake`: how long the previous stable revision stays tagged `previous` after finalize (seed 000:
-  48-hour post-deployment validation) so `rollback` returns to it in one step;
 * `emergencyBudget`: the function that turns on the application's emergency limits when the billing
   budget reports a cost spike (seed 000, severity 3).
 """
@@ -86,8 +84,6 @@ class LoadTestConfig(ConfigModel):
         return env
 
 
-class BakeConfig(ConfigModel):
-    hours: Float = Field(48, ge=0, le=720, description="seed 000: 48-hour post-deployment validation; 0 = no bake")
 
 
 class EmergencyBudgetConfig(ConfigModel):
@@ -106,7 +102,6 @@ class EmergencyBudgetConfig(ConfigModel):
 
 class VerificationConfig(ConfigModel):
     load_test: Optional[LoadTestConfig] = None
-    bake: BakeConfig = BakeConfig()
     emergency_budget: Optional[EmergencyBudgetConfig] = None
 
 
