@@ -10,7 +10,7 @@ STACK ?= prod
 CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.requirements-installed
 
-.PHONY: plan test venv system-packages bench scan clean fuzz
+.PHONY: plan test venv system-packages bench bench-canary scan clean fuzz
 
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,10 @@ scan: $(STAMP) $(CHECKOV_STAMP)
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.plan --stack prod --runs 5
+
+# The canary judges on every scenario (about 5 minutes on 2 busy cores; the README's table).
+bench-canary: $(STAMP)
+	$(PY) -m benchmarks.canary --scenarios benchmarks/scenarios/canary.json
 
 clean:
 	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pulumi
 
-from infra import wiring
-from infra.config import ConfigError, StackConfig, load_stack_config
+from infra import release, wiring
+from infra.config import ConfigError, Problem, StackConfig, load_stack_config
 from infra.config.secure import stack_file_secure_paths
 
 
@@ -25,11 +25,21 @@ def pulumi_config() -> dict[str, str]:
     return {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
 
 
+def check_before_build(cfg: StackConfig) -> None:
+    """The checks that need more than one key's value and the candidate revision names (computed from the
+    config alone), so that every refusal happens before the first resource registers; raise ConfigError."""
+    found = wiring.share_problems(cfg)
+    if found:
+        raise ConfigError([Problem(key, message) for key, message in found])
+
+
 def load() -> StackConfig:
     try:
         # which values were `secure:` comes from the stack file (the engine only names top-level keys)
-        return load_stack_config(pulumi_config(), pulumi.get_stack(),
-                                 secret_paths=stack_file_secure_paths(pulumi.get_stack()))
+        cfg = load_stack_config(pulumi_config(), pulumi.get_stack(),
+                                secret_paths=stack_file_secure_paths(pulumi.get_stack()))
+        check_before_build(cfg)
+        return cfg
     except ConfigError as e:
         # RunError: Pulumi prints the message without a traceback and registers nothing.
         raise pulumi.RunError(f"invalid stack config ({len(e.problems)} problem(s)):\n{e}") from None
@@ -41,9 +51,14 @@ def build(cfg: StackConfig) -> dict:
 
 
 def main() -> None:
+    cfg = load()
     try:
-        outputs = build(load())
-    except ConfigError as e:  # a check that needs the built components (a skipped traffic stage)
+        outputs = build(cfg)
+    except ConfigError as e:  # a component's own check (check_before_build runs the same ones first)
         raise InvalidStackConfig(e) from None
     for name, value in outputs.items():
         pulumi.export(name, value)
+    journal = cfg.release.rollout
+    for warning in release.override_warnings(cfg.canary_percent, {k: s.canary_percent for k, s in cfg.services.items()},
+                                             journal.services if journal and journal.scope == "service" else ()):
+        pulumi.log.warn(warning)

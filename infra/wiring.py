@@ -140,12 +140,15 @@ def build_platform(cfg: StackConfig, site: Site) -> Platform:
     payloads: dict[str, pulumi.Input[str]] = dict(config_payloads(cfg.app, p.feature_flags))
     payloads.update({
         "db-password": database.password.result,
+        "db-migrate-password": database.migrate_password.result,
         "db-host": database.private_ip,
+        "db-ca": database.server_ca,
         "redis-auth": cache.auth_string,
         "redis-host": cache.host,
         "redis-ca": cache.server_ca,
     })
-    assert set(payloads) == set(CONFIG_SECRETS) | {"db-password", "db-host", "redis-auth", "redis-host", "redis-ca"}
+    assert set(payloads) == set(CONFIG_SECRETS) | {"db-password", "db-migrate-password", "db-host", "db-ca",
+                                                   "redis-auth", "redis-host", "redis-ca"}
     if cfg.observability.prometheus.enabled:  # the Managed Prometheus sidecar's RunMonitoring config
         payloads[prometheus.CONFIG_KEY] = prometheus.run_monitoring_yaml(cfg.observability.prometheus)
     analytics = None
@@ -162,7 +165,7 @@ def build_platform(cfg: StackConfig, site: Site) -> Platform:
             opts=pulumi.ResourceOptions(depends_on=[*secrets.resources(CLICKHOUSE_SECRET_KEYS),
                                                     *analytics.network.rules.values(), analytics.network.nat]))
     migrations = Migrations("migrations", MigrationsArgs(
-        site, p.migrations, db_env=database_mod.client_env(p.database), network=network.name,
+        site, p.migrations, db_env=database_mod.migration_env(p.database), network=network.name,
         subnetwork=network.subnet_name, bucket=storage.migrations.name,
         waits_for=(*secrets.resources(SECRETS_READ), network.subnet)))
     return Platform(network, storage, database, cache, secrets, migrations, analytics)
@@ -171,8 +174,8 @@ def build_platform(cfg: StackConfig, site: Site) -> Platform:
 def service_wiring(cfg: StackConfig, key: str, depends_on: tuple[pulumi.Resource, ...] = ()) -> ServiceWiring:
     """Ingress, Direct VPC egress, the secrets the service's config names and the settings that go with them.
 
-    A service reading `db-password` is a database client (DB_NAME, DB_USER, DB_PORT, DB_SSLMODE and its
-    own DB_POOL_SIZE); one reading `redis-auth` is a Redis client (REDIS_PORT, REDIS_TLS and the server
+    A service reading `db-password` is a database client (DB_NAME, DB_USER, DB_PORT, DB_SSLMODE=verify-ca
+    with the instance's server CA mounted at DB_SSLROOTCERT, and its own DB_POOL_SIZE); one reading `redis-auth` is a Redis client (REDIS_PORT, REDIS_TLS and the server
     CA mounted at REDIS_CA_CERT_PATH). Everything here depends on this service's config and the
     platform's, never on another service's. `depends_on`: the secrets read and the egress subnet.
     """
@@ -183,6 +186,8 @@ def service_wiring(cfg: StackConfig, key: str, depends_on: tuple[pulumi.Resource
     volumes: list[SecretVolume] = []
     if DB_CLIENT_SECRET in reads:
         env += database_mod.client_env(cfg.platform.database, pool_sizes(cfg.platform.database, cfg.services)[key])
+        volumes.append(SecretVolume("db-ca", secret_id(cfg.environment, "db-ca"),
+                                    database_mod.CA_MOUNT_PATH, database_mod.CA_FILE))
     if REDIS_CLIENT_SECRET in reads:
         env += cache_mod.client_env()
         volumes.append(SecretVolume("redis-ca", secret_id(cfg.environment, "redis-ca"),
@@ -200,12 +205,13 @@ def service_wiring(cfg: StackConfig, key: str, depends_on: tuple[pulumi.Resource
 
 
 def secrets_read(cfg: StackConfig, key: str) -> set[str]:
-    """Platform secret keys the service reads: its `secrets`, the Redis CA for a Redis client, and the
-    Managed Prometheus sidecar's config when the sidecar is on."""
+    """Platform secret keys the service reads: its `secrets`, the server CA of the database / Redis it
+    is a client of (mounted as a file, so the client verifies the server's certificate), and the Managed
+    Prometheus sidecar's config when the sidecar is on."""
     reads = set(cfg.services[key].secrets.values())
-    if cfg.observability.prometheus.enabled:
-        reads.add(prometheus.CONFIG_KEY)
-    return reads | {"redis-ca"} if REDIS_CLIENT_SECRET in reads else reads
+    return (reads | ({"db-ca"} if DB_CLIENT_SECRET in reads else set())
+            | ({"redis-ca"} if REDIS_CLIENT_SECRET in reads else set())
+            | ({prometheus.CONFIG_KEY} if cfg.observability.prometheus.enabled else set()))
 
 
 def candidate_revisions(cfg: StackConfig) -> dict[str, str]:
@@ -214,6 +220,19 @@ def candidate_revisions(cfg: StackConfig) -> dict[str, str]:
     return {key: release.candidate_revision(service_name(key, cfg.environment),
                                             revision_spec(key, service_args(cfg, key, service_wiring(cfg, key))))
             for key in cfg.services}
+
+
+def share_problems(cfg: StackConfig) -> list[tuple[str, str]]:
+    """(config key, message) for each service whose canaryPercent skips a stage of its approval. The
+    candidate's name is a function of the config alone, so this runs before anything registers: under
+    `pulumi up` a refusal after the first registration would leave a half-applied update."""
+    found = []
+    for key, candidate in candidate_revisions(cfg).items():
+        share = release.decide_share(key, candidate, cfg.services[key].stable_revision, cfg.canary_percent_for(key),
+                                     release_approval(cfg, key), tuple(cfg.stages))
+        if share.problem:
+            found.append((canary_percent_key(cfg, key), share.problem))
+    return found
 
 
 def release_approval(cfg: StackConfig, key: str) -> Optional[release.Approval]:

@@ -253,6 +253,8 @@ def test_readme_command_runs(line, argv, expected, reuse_plans, capsys):
         assert {"resources", "outputs", "policy"} <= set(doc) and doc["resources"]
     elif args[0] == "plan" and "tfplan-json" in args:
         assert json.loads(r.stdout)["planned_values"]["root_module"]["resources"]
+    elif args[0] == "plan" and "--against" in args:
+        assert r.stdout.startswith("Plan diff of ") and "Services (revision, traffic):" in r.stdout
     elif args[0] == "plan":
         assert r.stdout.startswith("Plan of netra/") and "Traffic" in r.stdout
     else:

@@ -330,3 +330,15 @@ def test_any_input_is_refused_cleanly_or_planned_completely(fuzz_root, case):
 def test_issue_examples_exit_2_naming_the_key(fuzz_root, sets, key):
     code, doc = check_invariant(fuzz_root, "set", "prod", TEXTS["prod"].encode(), sets)
     assert code == cli.EXIT_USAGE and key in {p["key"] for p in doc["problems"]}, doc
+
+
+def test_a_skipped_stage_is_refused_before_the_first_registration(fuzz_root, prod_plan):
+    """A check that needs the candidate revision (an approval at 0 %, canaryPercent 50) still runs before
+    anything registers: in the plan and in the program itself (`pulumi up` would otherwise apply the
+    resources registered before the refusal)."""
+    cand = prod_plan["outputs"]["services"]["backend"]["candidateRevision"]
+    record = json.dumps({"approvals": {"backend": {"revision": cand, "stage": 0, "by": "verify", "evidence": "0" * 64}}})
+    sets = ["netra:canaryPercent=50", f"netra:release={record}"]
+    code, doc = check_invariant(fuzz_root, "set", "prod", TEXTS["prod"].encode(), sets)
+    assert code == cli.EXIT_USAGE and [p["key"] for p in doc["problems"]] == ["netra:canaryPercent"], doc
+    assert "skips a stage" in doc["problems"][0]["message"]

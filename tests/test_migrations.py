@@ -308,3 +308,13 @@ def test_statement_timeout_bounds_every_migration(db, tmp_path):
     (tmp_path / "001_slow.up.sql").write_text("SET lock_timeout = 0; CREATE TABLE t (a int);")
     with pytest.raises(migrate.Refused, match="overrides the runner's timeouts"):
         migrate.up(db, tmp_path, log=quiet)
+
+
+def test_the_job_passes_the_digest_of_the_files_it_uploads(prod_plan):
+    """The runner checks MIGRATIONS_DIGEST before connecting; the plan sets it from the repo's files."""
+    jobs = [r for r in prod_plan["resources"] if r["type"] == "gcp:cloudrunv2/job:Job" and r["name"] == "migrate"]
+    assert len(jobs) == 1
+    container = jobs[0]["inputs"]["template"]["template"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in container["envs"]}
+    assert env["MIGRATIONS_DIGEST"] == migrate.digest(migrate.discover(MIGRATIONS))
+    assert container["args"][0] == "up" and "--force" not in container["args"]  # the job never forces data loss

@@ -57,6 +57,11 @@ def steps(job: dict) -> list[dict]:
 def test_pull_request_previews_each_stack_with_the_pack_and_comments():
     wf = load("pull-request.yml")
     assert "pull_request" in wf["on"]
+    diff = wf["jobs"]["plan-diff"]
+    diff_runs = "\n".join(s.get("run", "") for s in steps(diff))
+    assert '--against "origin/$BASE_REF"' in diff_runs and "gh pr comment" in diff_runs
+    assert diff["permissions"]["pull-requests"] == "write"
+    assert steps(diff)[0]["with"]["fetch-depth"] == 0
     offline = wf["jobs"]["offline"]
     runs = "\n".join(s.get("run", "") for s in steps(offline))
     assert "python -m infra plan --stack" in runs and "for stack in staging prod" in runs and "make test" in runs

@@ -24,32 +24,32 @@ from typing import Literal, Optional
 
 from pydantic import Field
 
-from .base import ConfigModel
+from .base import Bool, ConfigModel, Int, ResourceName, text
 
 
 class ApprovalRecord(ConfigModel):
-    revision: str = Field(description="the exact candidate revision approved")
-    stage: int = Field(ge=0, le=100, description="the stage (percent) it was approved at")
-    by: str = Field(pattern=r"^(gate|verify|operator:[A-Za-z0-9._@\-]{1,64})$",
+    revision: ResourceName = Field(description="the exact candidate revision approved")
+    stage: Int = Field(ge=0, le=100, description="the stage (percent) it was approved at")
+    by: text(73, r"gate|verify|operator:[A-Za-z0-9._@\-]{1,64}", "gate, verify or operator:<who>") = Field(
                     description="gate (promote verdict), verify (0 % checks) or operator:<who>")
-    evidence: str = Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the verdict / verification / note")
-    at: str = Field("", description="when (ISO 8601, UTC)")
-    rejected: bool = Field(False, description="a rollback verdict: no share above 0, ever")
+    evidence: text(64, r"[0-9a-f]{64}", "a SHA-256 in hex") = Field(description="SHA-256 of the verdict / verification / note")
+    at: text(64) = Field("", description="when (ISO 8601, UTC)")
+    rejected: Bool = Field(False, description="a rollback verdict: no share above 0, ever")
 
 
 class RolloutJournal(ConfigModel):
     services: tuple[str, ...] = Field((), description="the service keys this rollout moves")
-    candidates: dict[str, str] = Field(default_factory=dict, description="service key -> the candidate it moves")
-    stables: dict[str, Optional[str]] = Field(default_factory=dict, description="service key -> stable revision at the start")
+    candidates: dict[str, ResourceName] = Field(default_factory=dict, description="service key -> the candidate it moves")
+    stables: dict[str, Optional[ResourceName]] = Field(default_factory=dict, description="service key -> stable revision at the start")
     scope: Literal["stack", "service"] = Field("stack", description="which key carries the stage")
-    live: int = Field(-1, ge=-1, le=100, description="the last stage whose pulumi up succeeded (-1: none yet)")
-    migrated: bool = False
+    live: Int = Field(-1, ge=-1, le=100, description="the last stage whose pulumi up succeeded (-1: none yet)")
+    migrated: Bool = False
     rejected: Optional[str] = Field(None, description="why the candidates are being rolled back")
-    failed: bool = Field(False, description="the rollback was caused by a failure, not a verdict (exit 4)")
-    finalizing: bool = Field(False, description="stableRevision := candidate written, its pulumi up not done")
-    released: bool = Field(False, description="the finalize pulumi up succeeded")
-    tagged: bool = False
-    started: str = Field("", description="when (ISO 8601, UTC)")
+    failed: Bool = Field(False, description="the rollback was caused by a failure, not a verdict (exit 4)")
+    finalizing: Bool = Field(False, description="stableRevision := candidate written, its pulumi up not done")
+    released: Bool = Field(False, description="the finalize pulumi up succeeded")
+    tagged: Bool = False
+    started: text(64) = Field("", description="when (ISO 8601, UTC)")
 
 
 class ReleaseConfig(ConfigModel):

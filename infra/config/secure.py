@@ -42,12 +42,12 @@ def secure_paths(config: Mapping[str, Any]) -> list[str]:
 def stack_file_secure_paths(stack: str, root: Path | None = None) -> list[str]:
     """The secure paths of `Pulumi.<stack>.yaml` (what the Pulumi program reads under `pulumi up`); [] when
     there is no readable stack file (the engine's config then carries no secure value of ours)."""
-    import yaml
+    from .source import SourceError, parse_yaml
 
     path = (root or Path.cwd()) / f"Pulumi.{stack}.yaml"
     try:
-        doc = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError):
+        doc, _ = parse_yaml(path.read_bytes())  # the one loader: bounded, no alias bomb
+    except (OSError, SourceError):
         return []
     config = doc.get("config") if isinstance(doc, dict) else None
     return secure_paths(config) if isinstance(config, dict) else []

@@ -13,14 +13,18 @@ def run_stack(stack: str, root: Path = PROJECT_ROOT, overrides: Mapping[str, Any
     """Validate the stack's config, then run the program offline. Raises ConfigError / StackFileError.
     `sets`: `KEY=VALUE` strings as given to `--set`; `overrides`: already-parsed {key: value}."""
     from infra import program
-    from infra.config import load_stack_config
+    from infra.config import ConfigError, Problem, load_stack_config
 
     from .engine import run_program
 
     stack_file = read_stack(stack, root, overrides, sets)
     # Validate first so a bad config registers nothing (the program would refuse it the same way),
     # naming the file and line (or --set) of each problem.
-    load_stack_config(stack_file.config, stack, stack_file.origin_of, stack_file.secret_paths)
+    cfg = load_stack_config(stack_file.config, stack, stack_file.origin_of, stack_file.secret_paths)
+    try:
+        program.check_before_build(cfg)
+    except ConfigError as e:
+        raise ConfigError([Problem(p.key, p.message, p.origin or stack_file.origin_of(p.key)) for p in e.problems]) from None
     try:
         return run_program(program.main, stack_file.project, stack, stack_file.config, stack_file.secret_keys, on_resource)
     except program.InvalidStackConfig as e:  # found while building (a skipped traffic stage)
@@ -89,13 +93,19 @@ def checked_run(stack: str, root: Path = PROJECT_ROOT, overrides: Mapping[str, A
 
 def plan_document(run: ProgramRun, violations: list[dict]) -> dict:
     """The `--json` document."""
+    from .diff import secret_digests
+
+    # by URN: registrations arrive in a different order on each run, the document must not
+    resources = sorted(run.resources, key=lambda r: r.urn)
     return {
         "project": run.project,
         "stack": run.stack,
-        "resources": [r.to_json() for r in run.resources],
+        "resources": [r.to_json() for r in resources],
         "outputs": redact(run.outputs),
         "policy": {"violations": violations},
         "warnings": run.warnings,
+        # per secret input: a salted digest, so `plan --against` sees a changed secret without its value
+        "secretDigests": secret_digests(resources),
     }
 
 

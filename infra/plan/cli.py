@@ -23,6 +23,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key for this plan only, e.g. netra:canaryPercent=10 "
                         "(value parsed as YAML; dotted paths like netra:services.backend.canaryPercent)")
+    p.add_argument("--against", metavar="FILE|GITREF",
+                   help="print what changes against a previous plan (`plan --json` output) or the plan of a git ref: "
+                        "per resource create / update (changed input paths; secrets compared by digest, never "
+                        "printed) / delete, per service revision and traffic before and after")
     p.set_defaults(func=run)
 
 
@@ -37,6 +41,14 @@ def run(args: argparse.Namespace) -> int:
     args.json = fmt == "json"
     # root / policy: not command-line options; the input fuzz test runs this function in-process on copies
     root, policy = getattr(args, "root", PROJECT_ROOT), getattr(args, "policy", True)
+    before = None
+    if getattr(args, "against", None):  # before planning: a wrong --against fails fast
+        from infra.plan.diff import AgainstError, load_against
+
+        try:
+            before = load_against(args.against, args.stack, root)
+        except AgainstError as e:
+            return _refused(args, f"error: {e}", [{"key": "--against", "message": str(e)}])
     try:
         result, violations = checked_run(args.stack, root, sets=args.set, policy=policy and fmt != "tfplan-json")
     except StackFileError as e:
@@ -52,7 +64,16 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
         return EXIT_OK
     doc = plan_document(result, violations)
-    if args.json:
+    if before is not None:
+        from infra.plan.diff import diff_plans, render_diff
+
+        d = diff_plans(before, doc)
+        if args.json:
+            json.dump(d, sys.stdout, indent=2, allow_nan=False)
+            sys.stdout.write("\n")
+        else:
+            sys.stdout.write(render_diff(d, args.against))
+    elif args.json:
         # allow_nan=False: the document is JSON or the plan fails loudly, never `Infinity` on stdout
         json.dump(doc, sys.stdout, indent=2, sort_keys=False, allow_nan=False)
         sys.stdout.write("\n")
@@ -75,7 +96,7 @@ def render_text(doc: dict) -> str:
     lines = [f"Plan of {doc['project']}/{doc['stack']} (offline, Pulumi mocks): {len(doc['resources'])} resources", ""]
     children = defaultdict(list)
     by_urn = {r["urn"]: r for r in doc["resources"]}
-    for r in doc["resources"]:
+    for r in sorted(doc["resources"], key=lambda r: r["urn"]):
         children[r["parent"] if r["parent"] in by_urn else ""].append(r)
 
     def walk(urn: str, depth: int) -> None:

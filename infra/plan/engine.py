@@ -114,7 +114,8 @@ def _slo_outputs(name: str, inputs: dict) -> dict:
 def _sql_instance_outputs(name: str, inputs: dict) -> dict:
     project, region, instance = inputs.get("project", "project"), inputs.get("region", "region"), inputs.get("name", name)
     return {"privateIpAddress": "10.60.0.3", "connectionName": f"{project}:{region}:{instance}",
-            "serviceAccountEmailAddress": f"p000000000000-mock@gcp-sa-cloud-sql.iam.gserviceaccount.com"}
+            "serviceAccountEmailAddress": f"p000000000000-mock@gcp-sa-cloud-sql.iam.gserviceaccount.com",
+            "serverCaCerts": [{"cert": "-----BEGIN CERTIFICATE-----\noffline-plan-sql-ca\n-----END CERTIFICATE-----"}]}
 
 
 def _redis_outputs(name: str, inputs: dict) -> dict:
