@@ -657,3 +657,14 @@ def test_grafana_behind_auth_policy(pack, prod_plan, mutate, drop, expect):
     assert _grafana_violations(pack, _grafana_front(prod_plan)) == []  # the stack as built passes
     found = _grafana_violations(pack, _grafana_front(prod_plan, mutate, drop))
     assert len(found) == 1 and expect in found[0], found
+
+
+def test_a_release_of_one_service_does_not_restart_grafana(prod_plan):
+    """The canary dashboard names each release's candidate: Grafana re-reads dashboard files, so its own
+    revision stays (no cross-service cascade)."""
+    from tests.conftest import one, plan_of
+
+    image = "us-central1-docker.pkg.dev/netra-production/netra/backend@sha256:" + "2" * 64
+    after = plan_of("prod", {"netra:services.backend.image": image})
+    assert (one(after, RUN, "grafana")["inputs"]["template"]["revision"]
+            == one(prod_plan, RUN, "grafana")["inputs"]["template"]["revision"])
