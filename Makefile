@@ -26,8 +26,11 @@ system-packages:
 plan: $(STAMP)
 	$(PY) -m infra plan --stack $(STACK)
 
+# Two pytest-xdist workers (the machine has 2 cores); whole files go to one worker, so a module's server
+# (PostgreSQL, the Monitoring emulator, the policy pack) starts once. TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 2
 test: $(STAMP) system-packages
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 $(CHECKOV_STAMP): scan/requirements-checkov.txt
 	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
