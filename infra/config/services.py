@@ -33,7 +33,7 @@ CREDENTIAL_LAST_WORDS = frozenset({"PASS", "PWD", "KEY", "TOKEN", "SALT", "PEPPE
 # Set by the platform, never by a service's `env`: what database / Redis clients get (DB_POOL_SIZE is what
 # the pool check counted; DB_SSLMODE is what keeps TLS verified), and what Cloud Run itself sets.
 PLATFORM_ENV = frozenset({"DB_NAME", "DB_USER", "DB_PORT", "DB_SSLMODE", "DB_SSLROOTCERT", "DB_POOL_SIZE",
-                          "REDIS_PORT", "REDIS_TLS", "REDIS_CA_CERT_PATH"})
+                          "REDIS_PORT", "REDIS_TLS", "REDIS_CA_CERT_PATH", "REDIS_SSL_CERT_REQS"})
 CLOUD_RUN_ENV = frozenset({"PORT", "K_SERVICE", "K_REVISION", "K_CONFIGURATION"})
 
 
