@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pulumi
 
-from infra import wiring
+from infra import release, wiring
 from infra.config import ConfigError, Problem, StackConfig, load_stack_config
 from infra.config.secure import stack_file_secure_paths
 
@@ -51,9 +51,14 @@ def build(cfg: StackConfig) -> dict:
 
 
 def main() -> None:
+    cfg = load()
     try:
-        outputs = build(load())
+        outputs = build(cfg)
     except ConfigError as e:  # a component's own check (check_before_build runs the same ones first)
         raise InvalidStackConfig(e) from None
     for name, value in outputs.items():
         pulumi.export(name, value)
+    journal = cfg.release.rollout
+    for warning in release.override_warnings(cfg.canary_percent, {k: s.canary_percent for k, s in cfg.services.items()},
+                                             journal.services if journal and journal.scope == "service" else ()):
+        pulumi.log.warn(warning)

@@ -183,3 +183,17 @@ def approval_annotations(approval: Optional[Approval], stable: Optional[str], st
             ANNOTATION_PREFIX + "approval-rejected": "true" if approval.rejected else "false",
         })
     return out
+
+
+def override_warnings(stack_percent: int, overrides: dict[str, Optional[int]], rollout_keys: Sequence[str] = ()) -> list[str]:
+    """One source of stage truth: a per-service canaryPercent that no `rollout --service` is using shadows
+    netra:canaryPercent, so the manual ladder would not move that service. Say so, and how to fix it."""
+    out = []
+    for key in sorted(overrides):
+        value = overrides[key]
+        if value is None or key in rollout_keys:
+            continue
+        out.append(f"{key}: netra:services.{key}.canaryPercent {value} overrides netra:canaryPercent {stack_percent}, so "
+                   f"`pulumi config set netra:canaryPercent ...` does not move {key}; remove it with `pulumi config rm "
+                   f"--path netra:services.{key}.canaryPercent` (overrides belong to a running `rollout --service`)")
+    return out

@@ -27,6 +27,7 @@ import datetime as dt
 import getpass
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -934,8 +935,10 @@ def run_approve(args, *, backend=None) -> int:
         return _err("approve", f"--revision {args.revision} is not {info.key}'s candidate {info.candidate}: "
                                f"an approval is bound to the exact revision")
     who = args.by or getpass.getuser()
+    if not re.fullmatch(r"[A-Za-z0-9._@\-]{1,64}", who):
+        return _err("approve", f"--by must be 1-64 letters, digits, '.', '_', '@' or '-' (a login or an email), got {who!r}")
     note = {"service": info.key, "revision": info.candidate, "stage": stage, "by": who, "note": args.note}
-    record = {"revision": info.candidate, "stage": stage, "by": f"operator:{who}"[:73],
+    record = {"revision": info.candidate, "stage": stage, "by": f"operator:{who}",
               "evidence": rel.evidence_digest(note), "at": _now(), "rejected": False}
     if backend is None:
         try:

@@ -12,6 +12,7 @@ KEY=URL` (e.g. a route of your load balancer to the tag).
 """
 from __future__ import annotations
 
+import math
 import time
 import urllib.error
 import urllib.request
@@ -49,8 +50,9 @@ def _get(url: str, timeout_s: float) -> int:
 
 
 def p95(values: list[float]) -> float:
+    """Nearest-rank 95th percentile."""
     ordered = sorted(values)
-    return ordered[max(0, int(round(0.95 * len(ordered) + 0.5)) - 1)] if ordered else 0.0
+    return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)] if ordered else 0.0
 
 
 def verify_candidate(key: str, revision: str, stage: int, base_url: str, health_path: str, settings: VerifySettings,

@@ -138,12 +138,15 @@ def build_platform(cfg: StackConfig, site: Site) -> Platform:
     payloads: dict[str, pulumi.Input[str]] = dict(config_payloads(cfg.app, p.feature_flags))
     payloads.update({
         "db-password": database.password.result,
+        "db-migrate-password": database.migrate_password.result,
         "db-host": database.private_ip,
+        "db-ca": database.server_ca,
         "redis-auth": cache.auth_string,
         "redis-host": cache.host,
         "redis-ca": cache.server_ca,
     })
-    assert set(payloads) == set(CONFIG_SECRETS) | {"db-password", "db-host", "redis-auth", "redis-host", "redis-ca"}
+    assert set(payloads) == set(CONFIG_SECRETS) | {"db-password", "db-migrate-password", "db-host", "db-ca",
+                                                   "redis-auth", "redis-host", "redis-ca"}
     analytics = None
     if p.clickhouse is not None:
         a_net = AnalyticsNetwork("analytics-network", analytics_network_args(cfg, network.vpc.id))
@@ -158,7 +161,7 @@ def build_platform(cfg: StackConfig, site: Site) -> Platform:
             opts=pulumi.ResourceOptions(depends_on=[*secrets.resources(CLICKHOUSE_SECRET_KEYS),
                                                     *analytics.network.rules.values(), analytics.network.nat]))
     migrations = Migrations("migrations", MigrationsArgs(
-        site, p.migrations, db_env=database_mod.client_env(p.database), network=network.name,
+        site, p.migrations, db_env=database_mod.migration_env(p.database), network=network.name,
         subnetwork=network.subnet_name, bucket=storage.migrations.name,
         waits_for=(*secrets.resources(SECRETS_READ), network.subnet)))
     return Platform(network, storage, database, cache, secrets, migrations, analytics)
@@ -167,8 +170,8 @@ def build_platform(cfg: StackConfig, site: Site) -> Platform:
 def service_wiring(cfg: StackConfig, key: str, depends_on: tuple[pulumi.Resource, ...] = ()) -> ServiceWiring:
     """Ingress, Direct VPC egress, the secrets the service's config names and the settings that go with them.
 
-    A service reading `db-password` is a database client (DB_NAME, DB_USER, DB_PORT, DB_SSLMODE and its
-    own DB_POOL_SIZE); one reading `redis-auth` is a Redis client (REDIS_PORT, REDIS_TLS and the server
+    A service reading `db-password` is a database client (DB_NAME, DB_USER, DB_PORT, DB_SSLMODE=verify-ca
+    with the instance's server CA mounted at DB_SSLROOTCERT, and its own DB_POOL_SIZE); one reading `redis-auth` is a Redis client (REDIS_PORT, REDIS_TLS and the server
     CA mounted at REDIS_CA_CERT_PATH). Everything here depends on this service's config and the
     platform's, never on another service's. `depends_on`: the secrets read and the egress subnet.
     """
@@ -179,6 +182,8 @@ def service_wiring(cfg: StackConfig, key: str, depends_on: tuple[pulumi.Resource
     volumes: list[SecretVolume] = []
     if DB_CLIENT_SECRET in reads:
         env += database_mod.client_env(cfg.platform.database, pool_sizes(cfg.platform.database, cfg.services)[key])
+        volumes.append(SecretVolume("db-ca", secret_id(cfg.environment, "db-ca"),
+                                    database_mod.CA_MOUNT_PATH, database_mod.CA_FILE))
     if REDIS_CLIENT_SECRET in reads:
         env += cache_mod.client_env()
         volumes.append(SecretVolume("redis-ca", secret_id(cfg.environment, "redis-ca"),
@@ -195,9 +200,11 @@ def service_wiring(cfg: StackConfig, key: str, depends_on: tuple[pulumi.Resource
 
 
 def secrets_read(cfg: StackConfig, key: str) -> set[str]:
-    """Platform secret keys the service reads: its `secrets` plus the Redis CA for a Redis client."""
+    """Platform secret keys the service reads: its `secrets` plus the server CA of the database / Redis
+    it is a client of (mounted as a file, so the client verifies the server's certificate)."""
     reads = set(cfg.services[key].secrets.values())
-    return reads | {"redis-ca"} if REDIS_CLIENT_SECRET in reads else reads
+    return (reads | ({"db-ca"} if DB_CLIENT_SECRET in reads else set())
+            | ({"redis-ca"} if REDIS_CLIENT_SECRET in reads else set()))
 
 
 def candidate_revisions(cfg: StackConfig) -> dict[str, str]:

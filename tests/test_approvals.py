@@ -90,3 +90,13 @@ def test_plan_refuses_a_skipped_stage_with_exit_2(prod_plan):
     r = cli("plan", "--stack", "prod", "--set", "netra:canaryPercent=50", "--set", f"netra:release={record}")
     assert r.returncode == 2, r.stdout + r.stderr
     assert "netra:canaryPercent: canaryPercent 50 skips a stage" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_stale_override_is_called_out_so_the_manual_ladder_does_not_silently_skip_a_service():
+    doc = plan_of("prod", {"netra:services.backend.canaryPercent": 0, "netra:canaryPercent": 0})
+    [w] = [w for w in doc["warnings"] if "overrides netra:canaryPercent" in w]
+    assert w.startswith("backend:") and "pulumi config rm --path netra:services.backend.canaryPercent" in w
+    in_rollout = plan_of("prod", {"netra:services.backend.canaryPercent": 0, "netra:canaryPercent": 0,
+                                  "netra:release.rollout": {"services": ["backend"], "scope": "service"}})
+    assert not [w for w in in_rollout["warnings"] if "overrides netra:canaryPercent" in w]
+    assert release.override_warnings(10, {"auth": None}) == []

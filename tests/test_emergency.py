@@ -178,6 +178,12 @@ def test_operator_approval_is_bound_to_the_exact_revision(prod_plan, capsys):
     wrong = argparse.Namespace(**{**vars(a), "revision": "netra-backend-prod-00000000"})
     assert ro.run_approve(wrong, backend=backend) == 2
     assert ro.run_approve(argparse.Namespace(**{**vars(a), "stage": "100"}), backend=backend) == 2
+    assert ro.run_approve(argparse.Namespace(**{**vars(a), "by": "Ana Lopez"}), backend=backend) == 2
+    # what approve records, the program accepts (netra:release is validated like any config)
+    from infra.config import load_stack_config
+
+    from .conftest import flat
+    load_stack_config(flat(backend.config), "prod")
 
 
 def test_status_rows(prod_plan):

@@ -252,15 +252,18 @@ def test_alpha_is_split_across_the_table_of_tests():
     assert {t.signal for t in TESTS} == {"errors", "latency", "token", "websocket"}
 
 
+SMALL = BucketLayout.explicit([50.0, 200.0, 800.0, 3000.0])  # few buckets: the simulations stay fast
+
+
 def _simulate(judge: BatchJudge, rng, T, rps, share, err_s, err_c, interval_s=60.0):
     R = judge.R
-    fast = CLOUD_RUN_LATENCY.first_bucket_at_or_above(100)
-    slow = CLOUD_RUN_LATENCY.first_bucket_at_or_above(600)
+    fast = SMALL.first_bucket_at_or_above(100)
+    slow = SMALL.first_bucket_at_or_above(600)
     for _ in range(T):
         N = rng.poisson(rps * interval_s, R)
         n_c = rng.binomial(N, share)
         n_s = N - n_c
-        hs, hc = np.zeros((R, NB)), np.zeros((R, NB))
+        hs, hc = np.zeros((R, SMALL.num_buckets)), np.zeros((R, SMALL.num_buckets))
         sl_s, sl_c = rng.binomial(n_s, 0.05), rng.binomial(n_c, 0.05)
         hs[:, fast], hs[:, slow] = n_s - sl_s, sl_s
         hc[:, fast], hc[:, slow] = n_c - sl_c, sl_c
@@ -273,7 +276,7 @@ def test_false_rollbacks_stay_below_alpha_at_the_null_boundary():
     hour with the promote rule disabled: rollbacks by the errors test must stay below its alpha share."""
     cfg = JudgeConfig(min_soak_s=1e9, error_tolerance=1.1)  # never promote: keep peeking for the whole hour
     rng = np.random.default_rng(7)
-    j = _simulate(BatchJudge(cfg, 3000), rng, 60, 50, 0.1, 0.004, 0.004 * cfg.error_tolerance)
+    j = _simulate(BatchJudge(cfg, 3000, SMALL), rng, 60, 50, 0.1, 0.004, 0.004 * cfg.error_tolerance)
     rate = float(np.mean(j.decision == Decision.ROLLBACK))
     assert rate <= cfg.alphas()["errors"] + 0.002  # 0.35 % + Monte Carlo slack
 
@@ -281,11 +284,11 @@ def test_false_rollbacks_stay_below_alpha_at_the_null_boundary():
 def test_e_values_have_mean_at_most_one_under_the_null():
     cfg = JudgeConfig(min_soak_s=1e9, warmup_s=0)
     rng = np.random.default_rng(3)
-    j = _simulate(BatchJudge(cfg, 4000), rng, 5, 50, 0.5, 0.01, 0.01 * cfg.error_tolerance)
+    j = _simulate(BatchJudge(cfg, 4000, SMALL), rng, 5, 50, 0.5, 0.01, 0.01 * cfg.error_tolerance)
     assert float(np.mean(np.exp(j.test("errors").log_e()))) <= 1.1
 
 
 def test_bad_canary_is_caught_in_nearly_every_run():
     rng = np.random.default_rng(5)
-    j = _simulate(BatchJudge(JudgeConfig(), 1000), rng, 30, 50, 0.1, 0.002, 0.01)
+    j = _simulate(BatchJudge(JudgeConfig(), 1000, SMALL), rng, 30, 50, 0.1, 0.002, 0.01)
     assert float(np.mean(j.decision == Decision.ROLLBACK)) >= 0.99

@@ -99,7 +99,7 @@ def test_sql_and_redis_depend_on_the_peering_explicitly(dependencies):
 def test_services_wait_for_their_secrets_and_grants(dependencies):
     deps = dependencies[f"{RUN}::backend"]
     assert {"backend-sa", "db-password", "feature-flags", "backend-reads-staging-db-password", "run-egress"} <= deps
-    assert {"migrate-sa", "migrate-reads-db-password", "migrate-reads-migrations",
+    assert {"migrate-sa", "migrate-reads-db-migrate-password", "migrate-reads-db-ca", "migrate-reads-migrations",
             "001_token_usage_tracking.up.sql"} <= dependencies[f"{JOB}::migrate"]
 
 
@@ -165,7 +165,13 @@ def test_pool_size_is_pinned_per_client_so_every_instance_fits(request, plan_nam
     for key in clients:
         env = plain_env(plan, key)
         assert env["DB_POOL_SIZE"] == str(pool)
-        assert (env["DB_NAME"], env["DB_USER"], env["DB_PORT"], env["DB_SSLMODE"]) == ("netra", "netra_app", "5432", "require")
+        assert (env["DB_NAME"], env["DB_USER"], env["DB_PORT"], env["DB_SSLMODE"]) == ("netra", "netra_app", "5432", "verify-ca")
+        # the server certificate is verified against the instance's CA, from Secret Manager, mounted as a file
+        assert env["DB_SSLROOTCERT"] == "/secrets/db/server-ca.pem"
+        tpl = one(plan, RUN, key)["inputs"]["template"]
+        assert {"name": "db-ca", "secret": {"secret": f"{plan['stack']}-db-ca", "defaultMode": 0o444, "items": [
+            {"path": "server-ca.pem", "version": "latest", "mode": 0o444}]}} in tpl["volumes"]
+        assert {"name": "db-ca", "mountPath": "/secrets/db"} in tpl["containers"][0]["volumeMounts"]
     assert "DB_POOL_SIZE" not in plain_env(plan, "frontend")
 
 
@@ -203,10 +209,10 @@ def test_redis_credentials_and_ca_come_from_secret_manager(request, plan_name):
         assert not any("AUTH" in name for name in plain)
         assert (plain["REDIS_PORT"], plain["REDIS_TLS"], plain["REDIS_CA_CERT_PATH"]) == ("6378", "true", "/secrets/redis/server-ca.pem")
         tpl = one(plan, RUN, key)["inputs"]["template"]
-        assert tpl["volumes"] == [{"name": "redis-ca", "secret": {
+        assert {"name": "redis-ca", "secret": {
             "secret": f"{env}-redis-ca", "defaultMode": 0o444,
-            "items": [{"path": "server-ca.pem", "version": "latest", "mode": 0o444}]}}]
-        assert tpl["containers"][0]["volumeMounts"] == [{"name": "redis-ca", "mountPath": "/secrets/redis"}]
+            "items": [{"path": "server-ca.pem", "version": "latest", "mode": 0o444}]}} in tpl["volumes"]
+        assert {"name": "redis-ca", "mountPath": "/secrets/redis"} in tpl["containers"][0]["volumeMounts"]
 
 
 # ---------------------------------------------------------------- Cloud Storage
@@ -276,8 +282,8 @@ def test_secrets_named_as_the_seed_with_secret_payloads(request, plan_name, env)
                   "clickhouse-grafana-password", "clickhouse-interserver-password", "clickhouse-tls-cert",
                   "clickhouse-tls-key", "clickhouse-backup-hmac-id", "clickhouse-backup-hmac-secret")
     assert ids == {k: f"{env}-{k}" for k in ("token-optimization-config", "pricing-config", "feature-flags",
-                                            "db-password", "db-host", "redis-auth", "redis-host", "redis-ca",
-                                            *clickhouse)}
+                                            "db-password", "db-migrate-password", "db-host", "db-ca",
+                                            "redis-auth", "redis-host", "redis-ca", *clickhouse)}
     for v in resources_of(plan, VERSION):
         assert v["inputs"]["secretData"] == "[secret]" and v["inputs"]["secret"] == f"{v['name']}-id"
 
@@ -345,11 +351,20 @@ def test_migration_job_reads_the_bucket_with_its_own_identity(request, plan_name
     assert job["name"] == f"netra-migrate-{env}" and job["deletionProtection"] is (env == "prod")
     assert tpl["serviceAccount"] == f"netra-migrate-{env}@{project}.iam.gserviceaccount.com"
     assert one(plan, SA, "migrate-sa")["inputs"]["accountId"] == f"netra-migrate-{env}"
-    assert tpl["volumes"] == [{"name": "migrations", "gcs": {"bucket": f"{project}-migrations", "readOnly": True}}]
-    assert c["volumeMounts"] == [{"name": "migrations", "mountPath": "/migrations"}]
+    assert tpl["volumes"] == [{"name": "migrations", "gcs": {"bucket": f"{project}-migrations", "readOnly": True}},
+                              {"name": "db-ca", "secret": {"secret": f"{env}-db-ca", "defaultMode": 0o444, "items": [
+                                  {"path": "server-ca.pem", "version": "latest", "mode": 0o444}]}}]
+    assert c["volumeMounts"] == [{"name": "migrations", "mountPath": "/migrations"},
+                                 {"name": "db-ca", "mountPath": "/secrets/db"}]
     assert c["args"] == ["up", "--dir", "/migrations"]
+    # its own user (owns the schema) and password; the services' user is restricted to rows after every run
     assert {e["name"]: e["valueSource"]["secretKeyRef"]["secret"] for e in c["envs"] if "valueSource" in e} == {
-        "DB_HOST": f"{env}-db-host", "DB_PASSWORD": f"{env}-db-password"}
+        "DB_HOST": f"{env}-db-host", "DB_PASSWORD": f"{env}-db-migrate-password"}
+    plain = {e["name"]: e["value"] for e in c["envs"] if "value" in e}
+    assert (plain["DB_USER"], plain["DB_APP_USER"], plain["DB_SSLMODE"], plain["DB_SSLROOTCERT"]) == (
+        "netra_migrate", "netra_app", "verify-ca", "/secrets/db/server-ca.pem")
+    users = {r["inputs"]["name"] for r in resources_of(plan, "gcp:sql/user:User")}
+    assert users == {"netra_app", "netra_migrate"}
     assert tpl["vpcAccess"]["networkInterfaces"] == [{"network": f"netra-{env}-vpc", "subnetwork": f"netra-{env}-run-egress"}]
     files = sorted(p.name for p in (ROOT / "migrations").glob("*.sql"))
     objects = {r["inputs"]["name"]: r["inputs"] for r in resources_of(plan, OBJECT)
@@ -466,10 +481,10 @@ def test_identity_least_privilege_prod(prod_plan):
     expected = set()
     reads = {
         "frontend": secret("feature-flags"),
-        "backend": secret("db-host", "db-password", "redis-host", "redis-auth", "redis-ca", "token-optimization-config",
-                          "pricing-config", "feature-flags"),
-        "auth": secret("db-host", "db-password", "redis-host", "redis-auth", "redis-ca", "feature-flags"),
-        "migrate": secret("db-host", "db-password"),
+        "backend": secret("db-host", "db-password", "db-ca", "redis-host", "redis-auth", "redis-ca",
+                          "token-optimization-config", "pricing-config", "feature-flags"),
+        "auth": secret("db-host", "db-password", "db-ca", "redis-host", "redis-auth", "redis-ca", "feature-flags"),
+        "migrate": secret("db-host", "db-migrate-password", "db-ca"),
     }
     for who, things in reads.items():
         expected |= {(sa(who), ACCESSOR, t) for t in things}
@@ -564,24 +579,3 @@ def test_platform_outputs(prod_plan):
 def test_dockerfile_runs_the_tested_runner():
     text = (ROOT / "migrations" / "Dockerfile").read_text()
     assert "COPY infra/migrate.py /app/migrate.py" in text and Path(ROOT / "infra" / "migrate.py").exists()
-
-
-def test_partial_compute_package_loads_only_what_the_plan_uses_and_falls_back_to_everything():
-    import subprocess
-    import sys
-
-    code = """
-import sys, pulumi_gcp
-before = sys.modules['pulumi_gcp.compute']
-from infra.components.gcp_compute import MODULES, compute
-loaded = sorted(m.rsplit('.', 1)[1] for m in sys.modules if m.startswith('pulumi_gcp.compute.'))
-assert loaded == sorted(['outputs', '_inputs', *MODULES]), loaded
-assert compute is before is pulumi_gcp.compute            # the same module object, never a second one
-assert compute.SecurityPolicyRuleArgs.__module__ == 'pulumi_gcp.compute._inputs'
-assert compute.get_network.__name__ == 'get_network'      # a submodule-level name: full init on demand
-from pulumi_gcp.compute import Autoscaler, InstanceArgs   # anything else still resolves
-print(len([m for m in sys.modules if m.startswith('pulumi_gcp.compute.')]))
-"""
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    assert int(proc.stdout) > 200

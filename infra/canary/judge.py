@@ -300,8 +300,9 @@ class BatchJudge:
             & (self.stable_requests >= cfg.min_stable_requests)
             & ~raw
             & ~recent
-            & self.safe().all(axis=1)
         )
+        if promote.any():  # the interval bounds are the costly part: only where everything else holds
+            promote &= self.safe().all(axis=1)
         self.decision = np.where(rollback, int(ROLLBACK), np.where(promote, int(PROMOTE), self.decision))
         return self.decision
 

@@ -15,6 +15,12 @@ from .site import Site
 COMPONENT_TYPE = "netra:platform:Database"
 DATABASE_VERSION = "POSTGRES_15"
 PORT = 5432
+# The instance's server CA, from Secret Manager, mounted as a file for every client. sslmode verify-ca:
+# the chain must lead to this instance's own CA; verify-full cannot work over the private IP (Cloud SQL
+# server certificates name `<project>:<instance>`, not an address).
+CA_MOUNT_PATH = "/secrets/db"
+CA_FILE = "server-ca.pem"
+SSLMODE = "verify-ca"
 # CIS GCP 6.2.x and the seed's "audit everything that changes the schema or roles".
 LOGGING_FLAGS = (
     ("log_connections", "on"),
@@ -43,9 +49,18 @@ def client_env(db: DatabaseConfig, pool_size: Optional[int] = None) -> tuple[tup
         ("DB_NAME", db.database_name),
         ("DB_USER", db.user_name),
         ("DB_PORT", str(PORT)),
-        ("DB_SSLMODE", "require"),
+        ("DB_SSLMODE", SSLMODE),
+        ("DB_SSLROOTCERT", f"{CA_MOUNT_PATH}/{CA_FILE}"),
     )
     return env if pool_size is None else (*env, ("DB_POOL_SIZE", str(pool_size)))
+
+
+def migration_env(db: DatabaseConfig) -> tuple[tuple[str, str], ...]:
+    """The migration job connects as the migration user and names the services' user (DB_APP_USER), which
+    the runner restricts to row access after every run (infra/migrate.py APP_PRIVILEGES)."""
+    env = dict(client_env(db))
+    env["DB_USER"] = db.migration_user_name
+    return (*env.items(), ("DB_APP_USER", db.user_name))
 
 
 @dataclass(frozen=True)
@@ -63,7 +78,8 @@ class DatabaseArgs:
 class Database(pulumi.ComponentResource):
     """The instance, the application database and its user (random password, kept in Secret Manager).
 
-    Outputs: `instance_name`, `instance`, `password` (its `result` is secret), `private_ip`, `connection_name`.
+    Outputs: `instance_name`, `instance`, `password` / `migrate_password` (their `result` is secret),
+    `private_ip`, `connection_name`, `server_ca` (PEM of the instance's server CA).
     """
 
     def __init__(self, name: str, args: DatabaseArgs, opts: Optional[pulumi.ResourceOptions] = None):
@@ -129,6 +145,21 @@ class Database(pulumi.ComponentResource):
                 deletion_policy="ABANDON"),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.database]),
         )
+        # The migration job's user owns the schema; the services' user above ends up with rows only.
+        self.migrate_password = random.RandomPassword(
+            "migrate-password", random.RandomPasswordArgs(length=32, special=False, min_upper=4, min_lower=4,
+                                                          min_numeric=4),
+            opts=child,
+        )
+        self.migrate_user = gcp.sql.User(
+            "migrate",
+            gcp.sql.UserArgs(
+                name=db.migration_user_name, instance=self.instance.name, project=site.project, type="BUILT_IN",
+                password=self.migrate_password.result, deletion_policy="ABANDON"),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.database]),
+        )
+        self.server_ca = self.instance.server_ca_certs.apply(
+            lambda certs: "\n".join(c["cert"] if isinstance(c, dict) else c.cert for c in certs or []))
         # `gcloud sql export` writes with the instance's own service agent: it may create objects in
         # the backups bucket (not read, not delete; the bucket's retention policy guards the rest).
         self.export_grant = gcp.storage.BucketIAMMember(

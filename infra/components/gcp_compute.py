@@ -1,78 +1,12 @@
-"""`pulumi_gcp.compute`, importing only the resource modules the platform uses.
+"""`compute`: pulumi_gcp.compute as the components import it.
 
-The package's `__init__` imports all of its ~290 resource modules up front: about 1 s of the offline
-plan (measured: 1.04 s of a 3.0 s `plan --stack prod`), while the platform needs 13 of them plus the
-shared `_inputs`/`outputs`. `compute` is the `pulumi_gcp.compute` package module with only those
-loaded; its classes are the real typed resources and `*Args`. Elsewhere nothing changes: the first
-read of a name not loaded runs the package's own `__init__` (in the same module object), so code
-reading `pulumi_gcp.compute.<anything>` keeps working.
+In the offline plan only the modules in `MODULES` are loaded (the workaround lives in
+infra/compat/gcp_compute.py, pinned to the pulumi_gcp version it was written for); under `pulumi up`
+and `pulumi preview` this is the real `pulumi_gcp.compute`. A component that needs another compute
+resource adds its module to `infra.compat.gcp_compute.MODULES`.
 """
-from __future__ import annotations
+from infra.compat.gcp_compute import MODULES, compute_package
 
-import importlib
-import importlib.util
-import sys
-import threading
-import types
-from pathlib import Path
+compute = compute_package()
 
-import pulumi_gcp
-
-PACKAGE = "pulumi_gcp.compute"
-MODULES = (
-    "network", "subnetwork", "global_address", "managed_ssl_certificate", "ssl_policy", "security_policy",
-    "region_network_endpoint_group", "backend_service", "backend_bucket", "url_map", "target_https_proxy",
-    "target_http_proxy", "global_forwarding_rule",
-    # the analytics cluster (infra/components/clickhouse/)
-    "firewall", "router", "router_nat", "address", "disk", "instance_template", "instance_group_manager",
-    "per_instance_config", "health_check", "region_backend_service", "forwarding_rule",
-)
-_lock = threading.RLock()
-
-
-def _executed(module: object) -> bool:
-    """True for a fully imported package; never touches a lazy module (any attribute read loads it all)."""
-    if module is None or type(module) is not types.ModuleType:  # pulumi's/importlib's lazy module subclasses
-        return False
-    return "Autoscaler" in module.__dict__
-
-
-def _load() -> types.ModuleType:
-    with _lock:
-        existing = sys.modules.get(PACKAGE)
-        if _executed(existing) or getattr(type(existing), "__netra_partial__", False):
-            return existing
-        directory = Path(pulumi_gcp.__file__).parent / "compute"
-        spec = importlib.util.spec_from_file_location(
-            PACKAGE, directory / "__init__.py", submodule_search_locations=[str(directory)])
-
-        class PartialPackage(types.ModuleType):
-            __netra_partial__ = True
-
-            def __getattr__(self, name: str):  # only called for names not loaded yet
-                if name.startswith("__"):
-                    raise AttributeError(f"module {PACKAGE!r} has no attribute {name!r}")
-                submodule = sys.modules.get(f"{PACKAGE}.{name}")
-                if submodule is not None:  # `from . import outputs` while outputs itself is loading
-                    return submodule
-                with _lock:
-                    self.__class__ = types.ModuleType  # the real package from now on
-                    spec.loader.exec_module(self)
-                return getattr(self, name)
-
-        if isinstance(existing, types.ModuleType) and type(existing).__name__ == "_LazyModule":
-            # pulumi_gcp's own not-yet-loaded module: keep the object (others may hold it), change its class
-            package = existing
-        else:
-            package = importlib.util.module_from_spec(spec)
-        package.__class__ = PartialPackage
-        sys.modules[PACKAGE] = package
-        pulumi_gcp.compute = package
-        for name in ("outputs", "_inputs", *MODULES):
-            module = importlib.import_module(f"{PACKAGE}.{name}")
-            for attr in getattr(module, "__all__", ()):
-                setattr(package, attr, getattr(module, attr))
-        return package
-
-
-compute = _load()
+__all__ = ["MODULES", "compute"]

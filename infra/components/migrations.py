@@ -17,13 +17,15 @@ from pulumi_gcp import cloudrunv2 as run
 from infra import migrate
 from infra.config.platform import MigrationsConfig, secret_id
 
+from . import database
 from .site import Site
 
 COMPONENT_TYPE = "netra:platform:Migrations"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 MIGRATIONS_DIR = "migrations"
 MOUNT_PATH = "/migrations"
-SECRETS_READ = ("db-host", "db-password")
+# The migration user's own password (not the services'), the host, and the server CA it verifies against.
+SECRETS_READ = ("db-host", "db-migrate-password", "db-ca")
 
 
 def job_name(environment: str) -> str:
@@ -96,7 +98,7 @@ class Migrations(pulumi.ComponentResource):
                 name=var, value_source=run.JobTemplateTemplateContainerEnvValueSourceArgs(
                     secret_key_ref=run.JobTemplateTemplateContainerEnvValueSourceSecretKeyRefArgs(
                         secret=secret_id(site.environment, key), version="latest")))
-            for var, key in (("DB_HOST", "db-host"), ("DB_PASSWORD", "db-password"))
+            for var, key in (("DB_HOST", "db-host"), ("DB_PASSWORD", "db-migrate-password"))
         ]
         self.job = run.Job(
             "migrate",
@@ -115,15 +117,24 @@ class Migrations(pulumi.ComponentResource):
                             egress="PRIVATE_RANGES_ONLY",
                             network_interfaces=[run.JobTemplateTemplateVpcAccessNetworkInterfaceArgs(
                                 network=args.network, subnetwork=args.subnetwork)]),
-                        volumes=[run.JobTemplateTemplateVolumeArgs(
-                            name="migrations",
-                            gcs=run.JobTemplateTemplateVolumeGcsArgs(bucket=args.bucket, read_only=True))],
+                        volumes=[
+                            run.JobTemplateTemplateVolumeArgs(
+                                name="migrations",
+                                gcs=run.JobTemplateTemplateVolumeGcsArgs(bucket=args.bucket, read_only=True)),
+                            run.JobTemplateTemplateVolumeArgs(
+                                name="db-ca",
+                                secret=run.JobTemplateTemplateVolumeSecretArgs(
+                                    secret=secret_id(site.environment, "db-ca"), default_mode=0o444,
+                                    items=[run.JobTemplateTemplateVolumeSecretItemArgs(
+                                        path=database.CA_FILE, version="latest", mode=0o444)]))],
                         containers=[run.JobTemplateTemplateContainerArgs(
                             image=mc.image,
                             args=["up", "--dir", MOUNT_PATH],
                             envs=env,
-                            volume_mounts=[run.JobTemplateTemplateContainerVolumeMountArgs(
-                                name="migrations", mount_path=MOUNT_PATH)],
+                            volume_mounts=[
+                                run.JobTemplateTemplateContainerVolumeMountArgs(name="migrations", mount_path=MOUNT_PATH),
+                                run.JobTemplateTemplateContainerVolumeMountArgs(name="db-ca",
+                                                                                mount_path=database.CA_MOUNT_PATH)],
                             resources=run.JobTemplateTemplateContainerResourcesArgs(limits={"cpu": "1", "memory": "512Mi"}),
                         )],
                     ),

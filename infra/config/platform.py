@@ -23,7 +23,9 @@ from .base import (DIGEST, Distinct, MAX_FLOAT, MAX_INT, PROBLEMS_ERROR, Bool, C
 # Secret keys a service may read through `netra:services.<svc>.secrets` (ENV_NAME: key). Each is a
 # Secret Manager secret named `<environment>-<key>` (prod-feature-flags, as the seed names them).
 CONFIG_SECRETS = ("token-optimization-config", "pricing-config", "feature-flags")
-DB_SECRETS = ("db-password", "db-host")
+DB_SECRETS = ("db-password", "db-host", "db-ca")
+# The migration user's password: read by the migration job only, never a service's `secrets`.
+MIGRATION_SECRETS = ("db-migrate-password",)
 CACHE_SECRETS = ("redis-auth", "redis-host", "redis-ca")
 # What a ClickHouse client reads (when netra:platform.clickhouse is set): host (the internal load
 # balancer's address), the app user's password and the CA that signed the nodes' TLS certificate.
@@ -108,7 +110,10 @@ class DatabaseConfig(ConfigModel):
     availability_type: Literal["REGIONAL", "ZONAL"] = Field("REGIONAL", description="REGIONAL = HA with standby in another zone")
     disk_size_gb: Int = Field(20, ge=10, le=65536)
     database_name: text(63, PG_IDENT, "a PostgreSQL identifier (lowercase letters, digits, _)") = "netra"
-    user_name: text(63, PG_IDENT, "a PostgreSQL identifier (lowercase letters, digits, _)") = "netra_app"
+    user_name: text(63, PG_IDENT, "a PostgreSQL identifier (lowercase letters, digits, _)") = Field(
+        "netra_app", description="the services' user: rows only (the migration job restricts it after every run)")
+    migration_user_name: text(63, PG_IDENT, "a PostgreSQL identifier (lowercase letters, digits, _)") = Field(
+        "netra_migrate", description="the migration job's user: owns the schema")
     ssl_mode: Literal["ENCRYPTED_ONLY", "TRUSTED_CLIENT_CERTIFICATE_REQUIRED"] = "ENCRYPTED_ONLY"
     max_connections: Int = Field(200, ge=14, le=262143, description="PostgreSQL max_connections flag")
     pool_reserve: Int = Field(
@@ -127,6 +132,13 @@ class DatabaseConfig(ConfigModel):
         problem = tier_problem(v)
         if problem:
             raise ValueError(problem)
+        return v
+
+    @field_validator("migration_user_name")
+    @classmethod
+    def _own_user(cls, v: str, info: ValidationInfo) -> str:
+        if v == info.data.get("user_name"):
+            raise ValueError(f"must differ from userName ({v}): the services' user must not own the schema")
         return v
 
     @model_validator(mode="after")

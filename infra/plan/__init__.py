@@ -12,10 +12,14 @@ def run_stack(stack: str, root: Path = PROJECT_ROOT, overrides: Mapping[str, Any
               on_resource=None, sets: Sequence[str] = ()) -> ProgramRun:
     """Validate the stack's config, then run the program offline. Raises ConfigError / StackFileError.
     `sets`: `KEY=VALUE` strings as given to `--set`; `overrides`: already-parsed {key: value}."""
+    return _run_validated(stack, _validated(stack, root, overrides, sets), on_resource)
+
+
+def _validated(stack: str, root: Path, overrides: Mapping[str, Any] | None, sets: Sequence[str]):
+    """The stack file with overrides applied, its config validated (also the checks the program makes
+    before building). Raises ConfigError / StackFileError."""
     from infra import program
     from infra.config import ConfigError, Problem, load_stack_config
-
-    from .engine import run_program
 
     stack_file = read_stack(stack, root, overrides, sets)
     # Validate first so a bad config registers nothing (the program would refuse it the same way),
@@ -25,6 +29,14 @@ def run_stack(stack: str, root: Path = PROJECT_ROOT, overrides: Mapping[str, Any
         program.check_before_build(cfg)
     except ConfigError as e:
         raise ConfigError([Problem(p.key, p.message, p.origin or stack_file.origin_of(p.key)) for p in e.problems]) from None
+    return stack_file
+
+
+def _run_validated(stack: str, stack_file, on_resource=None) -> ProgramRun:
+    from infra import program
+
+    from .engine import run_program
+
     try:
         return run_program(program.main, stack_file.project, stack, stack_file.config, stack_file.secret_keys, on_resource)
     except program.InvalidStackConfig as e:  # found while building (a skipped traffic stage)
@@ -78,10 +90,11 @@ def policy_violations(run: ProgramRun, root: Path = PROJECT_ROOT, check=None) ->
 def checked_run(stack: str, root: Path = PROJECT_ROOT, overrides: Mapping[str, Any] | None = None,
                 policy: bool = True, sets: Sequence[str] = ()) -> tuple[ProgramRun, list[dict]]:
     """The program run and its policy violations, the pack analyzing while the program runs.
-    Raises ConfigError / StackFileError (the pack is stopped then)."""
+    Raises ConfigError / StackFileError before the pack is started (bad input costs no pack start-up)."""
+    stack_file = _validated(stack, root, overrides, sets)
     check = start_policy_check(stack, root) if policy else None
     try:
-        run = run_stack(stack, root, overrides, on_resource=check.submit if check else None, sets=sets)
+        run = _run_validated(stack, stack_file, on_resource=check.submit if check else None)
     except BaseException:
         if check is not None:
             check.close()

@@ -15,12 +15,13 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import pulumi
-from pulumi.runtime import mocks as pulumi_mocks
-from pulumi.runtime import rpc, settings
-from pulumi.runtime.sync_await import _sync_await
 
-SECRET_SIG = rpc._special_secret_sig
-SIG_KEY = rpc._special_sig_key
+from infra.compat import gcp_compute, pulumi_sdk as sdk
+from infra.compat.pulumi_sdk import SECRET_SIG, SIG_KEY  # noqa: F401  (re-exported: tests and the exporters use them)
+
+# This module is the offline plan: from here on the program's pulumi_gcp.compute is the partial import.
+gcp_compute.use_partial_compute()
+
 SECRET_TEXT = "[secret]"
 
 
@@ -114,7 +115,8 @@ def _slo_outputs(name: str, inputs: dict) -> dict:
 def _sql_instance_outputs(name: str, inputs: dict) -> dict:
     project, region, instance = inputs.get("project", "project"), inputs.get("region", "region"), inputs.get("name", name)
     return {"privateIpAddress": "10.60.0.3", "connectionName": f"{project}:{region}:{instance}",
-            "serviceAccountEmailAddress": f"p000000000000-mock@gcp-sa-cloud-sql.iam.gserviceaccount.com"}
+            "serviceAccountEmailAddress": f"p000000000000-mock@gcp-sa-cloud-sql.iam.gserviceaccount.com",
+            "serverCaCerts": [{"cert": "-----BEGIN CERTIFICATE-----\noffline-plan-sql-ca\n-----END CERTIFICATE-----"}]}
 
 
 def _redis_outputs(name: str, inputs: dict) -> dict:
@@ -182,7 +184,7 @@ def _ensure_thread_loop() -> None:
         _THREAD_LOOPS.append(loop)
 
 
-class _RecordingMonitor(pulumi_mocks.MockMonitor):
+class _RecordingMonitor(sdk.MockMonitor):
     """The mock monitor, also keeping each registration's parent and the stack's outputs."""
 
     def __init__(self, mocks: pulumi.runtime.Mocks, on_resource: Callable[[PlannedResource], None] | None = None):
@@ -199,7 +201,7 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
         else:
             resource = PlannedResource(
                 urn=response.urn, type=request.type, name=request.name, parent=request.parent,
-                inputs=normalize(rpc.deserialize_properties(request.object)), custom=bool(request.custom),
+                inputs=normalize(sdk.deserialize_properties(request.object)), custom=bool(request.custom),
                 dependencies=tuple(request.dependencies))
             self.recorded.append(resource)
             if self.on_resource is not None:
@@ -226,12 +228,12 @@ def run_program(program: Callable[[], None], project: str, stack: str,
     logger = logging.getLogger(f"netra.plan.{stack}")
     logger.propagate = False
     logger.handlers = [handler]
-    settings.ROOT.set(None)  # a fresh root Stack per run, so plans can run repeatedly in one process
+    sdk.reset_root_resource()  # a fresh root Stack per run, so plans can run repeatedly in one process
     pulumi.runtime.set_all_config(dict(config), list(secret_keys))
     pulumi.runtime.set_mocks(_Mocks(), project=project, stack=stack, preview=False, logger=logger, monitor=monitor)
 
     pulumi.runtime.test(program)()
     # Serialize as the engine would receive them, so secret outputs keep their secret wrapping.
-    struct = _sync_await(rpc.serialize_properties(settings.get_root_resource().outputs, {}))
+    struct = sdk.serialized_outputs(sdk.get_root_resource().outputs)
     return ProgramRun(project=project, stack=stack, resources=monitor.recorded,
-                      outputs=normalize(rpc.deserialize_properties(struct)), warnings=sorted(handler.messages))
+                      outputs=normalize(sdk.deserialize_properties(struct)), warnings=sorted(handler.messages))

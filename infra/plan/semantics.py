@@ -65,7 +65,7 @@ def _walk(cls: type, inputs: Mapping[str, Any], path: str = "") -> Iterator[tupl
 
 
 def _declared_scalar(cls: type, py_name: str) -> type | None:
-    from pulumi import _types as pulumi_types
+    from infra.compat import pulumi_sdk as pulumi_types  # pulumi._types' helpers, pinned there
 
     from .tfplan import _element
 

@@ -24,7 +24,7 @@ import typing
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pulumi import _types as pulumi_types
+from infra.compat import pulumi_sdk as pulumi_types  # pulumi._types' input-type helpers, pinned there
 
 from .engine import PlannedResource, is_secret
 

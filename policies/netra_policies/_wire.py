@@ -12,6 +12,10 @@ per thread, the paths that were secrets. `secret_paths(args)` returns them only 
 exactly what that call produced (the policy runs right after it, on the same thread); otherwise `None` ("unknown"), and callers fall
 back to what the public API shows (`args.opts.additional_secret_outputs`). The wrapper changes no
 value any policy sees. Tested over the analyzer protocol in tests/test_policy_protocol.py.
+
+One of the project's SDK workarounds: registered and pinned to the pulumi_policy version it was written
+for in infra/compat/__init__.py (tests/test_compat.py fails, naming it, when that pin moves). It lives
+here, not in infra/compat/, because the pack runs as its own program from policies/.
 """
 from __future__ import annotations
 

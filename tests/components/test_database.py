@@ -33,10 +33,11 @@ def test_private_postgres_15_with_ssl_backups_and_flags():
     assert reg.one(IAM)["bucket"] == "netra-test-backups" and reg.one(IAM)["role"] == "roles/storage.objectCreator"
 
 
-def test_the_app_password_is_a_secret():
+def test_both_passwords_are_secrets_and_the_users_differ():
     reg = build()
-    (user,) = reg.of(USER)
-    assert is_secret(user.inputs["password"])
+    users = {u.inputs["name"]: u for u in reg.of(USER)}
+    assert set(users) == {"netra_app", "netra_migrate"}  # the migration user owns the schema
+    assert all(is_secret(u.inputs["password"]) for u in users.values())
 
 
 @pytest.mark.parametrize("site,protected", [(PROD, True), (STAGING, False)])
@@ -49,4 +50,14 @@ def test_client_env_carries_the_pool_only_for_clients_with_one():
     db = DatabaseConfig()
     assert dict(client_env(db, 7))["DB_POOL_SIZE"] == "7"
     assert "DB_POOL_SIZE" not in dict(client_env(db))
-    assert dict(client_env(db))["DB_SSLMODE"] == "require"
+    assert dict(client_env(db))["DB_SSLMODE"] == "verify-ca"
+    assert dict(client_env(db))["DB_SSLROOTCERT"] == "/secrets/db/server-ca.pem"
+
+
+def test_migration_env_connects_as_the_migration_user_and_names_the_app_user():
+    from infra.components.database import migration_env
+
+    env = dict(migration_env(DatabaseConfig()))
+    assert (env["DB_USER"], env["DB_APP_USER"], env["DB_SSLMODE"]) == ("netra_migrate", "netra_app", "verify-ca")
+    with pytest.raises(ValueError, match="must differ from userName"):
+        DatabaseConfig.model_validate({"userName": "netra", "migrationUserName": "netra"})

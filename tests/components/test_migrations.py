@@ -19,7 +19,9 @@ def test_job_reads_the_bucket_and_db_credentials_with_its_own_identity():
     assert tpl["serviceAccount"] == "netra-migrate-prod@netra-test.iam.gserviceaccount.com"
     env = {e["name"]: e for e in tpl["containers"][0]["envs"]}
     assert "DB_POOL_SIZE" not in env and env["DB_NAME"]["value"] == "netra"
-    assert env["DB_PASSWORD"]["valueSource"]["secretKeyRef"]["secret"] == "prod-db-password"
+    assert env["DB_PASSWORD"]["valueSource"]["secretKeyRef"]["secret"] == "prod-db-migrate-password"
     assert tpl["volumes"][0]["gcs"] == {"bucket": "netra-test-migrations", "readOnly": True}
-    assert sorted(g["secretId"] for g in map(lambda r: r.inputs, reg.of(GRANT))) == ["prod-db-host", "prod-db-password"]
+    assert sorted(g["secretId"] for g in map(lambda r: r.inputs, reg.of(GRANT))) == [
+        "prod-db-ca", "prod-db-host", "prod-db-migrate-password"]
+    assert tpl["volumes"][1]["secret"]["secret"] == "prod-db-ca"  # the server CA it verifies against
     assert {r.name for r in reg.of(OBJECT)} >= {"001_token_usage_tracking.up.sql", "001_token_usage_tracking.down.sql"}
