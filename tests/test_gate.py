@@ -71,7 +71,7 @@ def test_healthy_canary_is_promoted_after_the_soak(monitoring):
     assert v["candidateRevision"] == CANARY and v["stableRevision"] == STABLE
     assert set(v["evidence"]) >= {"errors", "latency", "error_rate", "p95_latency"}
     assert len(lines) == v["clean_intervals"] and "[backend 10%]" in lines[0] and "canary" in lines[0]
-    json.dumps(v)  # the verdict is plain JSON
+    json.dumps(v, allow_nan=False)  # the verdict is plain JSON (no NaN or Infinity)
 
 
 def test_queries_are_server_side_aggregated_per_revision(monitoring):
@@ -167,6 +167,7 @@ def test_malformed_series_are_named_faults_never_evidence(monitoring, fault, exp
     v = gate(client, settings(max_duration=300))
     assert v["decision"] == "hold" and v["clean_intervals"] == 0
     assert any(expect in f for f in v["faults"]), v["faults"]
+    json.dumps(v, allow_nan=False)
 
 
 def test_a_shared_outage_is_an_incident_in_the_progress_line_and_the_verdict(monitoring):

@@ -14,6 +14,9 @@ from infra.plan.diff import diff_plans, render_diff
 
 from .conftest import cli, plan_of
 
+# `plan` in process answers from the session's plan cache (the git-ref test's export plans for real)
+pytestmark = pytest.mark.usefixtures("reuse_plans")
+
 FLAG_FLIP = {"netra:platform.featureFlags.semantic_cache": True}
 NEW_IMAGE = {"netra:services.backend.image": "us-central1-docker.pkg.dev/netra-production/netra/backend@sha256:" + "1" * 64}
 

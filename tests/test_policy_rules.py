@@ -250,6 +250,10 @@ CASES = [
     ("network-subnet-flow-logs", SUBNET, lambda i: i["logConfig"].update(flowSampling=0)),
     ("armor-cve-rules", ARMOR, lambda i: i["rules"][0].update(preview=True)),
     ("armor-cve-rules", ARMOR, lambda i: i["rules"].pop(0)),
+    ("cloudrun-tls-verify-server", SERVICE, lambda i: [e.update(value="require") for e in c0(i)["envs"]
+                                                        if e["name"] == "DB_SSLMODE"]),
+    ("cloudrun-tls-verify-server", SERVICE, lambda i: [e.update(value="none") for e in c0(i)["envs"]
+                                                        if e["name"] == "REDIS_SSL_CERT_REQS"]),
     ("lb-hsts", BACKEND_SERVICE, lambda i: i.pop("customResponseHeaders")),
     ("lb-hsts", BACKEND_BUCKET, lambda i: i.update(customResponseHeaders=["Strict-Transport-Security: max-age=300"])),
     ("tls-ssl-policy-min-tls12", SSL_POLICY, lambda i: i.update(minTlsVersion="TLS_1_0")),

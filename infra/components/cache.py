@@ -19,7 +19,9 @@ CA_FILE = "server-ca.pem"
 
 def client_env() -> tuple[tuple[str, str], ...]:
     """Plain settings a Redis client reads besides REDIS_HOST / REDIS_AUTH (which come from secrets)."""
-    return (("REDIS_PORT", str(TLS_PORT)), ("REDIS_TLS", "true"), ("REDIS_CA_CERT_PATH", f"{CA_MOUNT_PATH}/{CA_FILE}"))
+    # REDIS_SSL_CERT_REQS=required: the client verifies the server's certificate against the mounted CA
+    return (("REDIS_PORT", str(TLS_PORT)), ("REDIS_TLS", "true"), ("REDIS_CA_CERT_PATH", f"{CA_MOUNT_PATH}/{CA_FILE}"),
+            ("REDIS_SSL_CERT_REQS", "required"))
 
 
 @dataclass(frozen=True)

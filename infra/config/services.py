@@ -12,9 +12,6 @@ from pydantic import Field, ValidationInfo, field_validator
 
 from .base import DIGEST, Bool, ConfigModel, Distinct, Image, Int, ResourceName, Text, UrlPath, ordered_after, problems, text
 
-# The seed's services, in the order the stack files list them (documentation and tests use it; the
-# program takes whatever the map holds).
-SEED_SERVICES = ("frontend", "backend", "auth")
 SERVICE_KEY = re.compile(r"[a-z](?:[a-z0-9-]*[a-z0-9])?")
 # netra-migrate-<env> is the migration job (and its service account).
 RESERVED_KEYS = ("migrate",)
@@ -33,7 +30,7 @@ CREDENTIAL_LAST_WORDS = frozenset({"PASS", "PWD", "KEY", "TOKEN", "SALT", "PEPPE
 # Set by the platform, never by a service's `env`: what database / Redis clients get (DB_POOL_SIZE is what
 # the pool check counted; DB_SSLMODE is what keeps TLS verified), and what Cloud Run itself sets.
 PLATFORM_ENV = frozenset({"DB_NAME", "DB_USER", "DB_PORT", "DB_SSLMODE", "DB_SSLROOTCERT", "DB_POOL_SIZE",
-                          "REDIS_PORT", "REDIS_TLS", "REDIS_CA_CERT_PATH"})
+                          "REDIS_PORT", "REDIS_TLS", "REDIS_CA_CERT_PATH", "REDIS_SSL_CERT_REQS"})
 CLOUD_RUN_ENV = frozenset({"PORT", "K_SERVICE", "K_REVISION", "K_CONFIGURATION"})
 
 

@@ -85,6 +85,21 @@ def _hsts(props, config, args):
     yield "no Strict-Transport-Security in customResponseHeaders: browsers may still try plain HTTP first"
 
 
+# env settings that decide whether a client verifies the server's certificate -> values that do
+TLS_VERIFY_ENV = {"DB_SSLMODE": ("verify-ca", "verify-full"), "PGSSLMODE": ("verify-ca", "verify-full"),
+                  "REDIS_SSL_CERT_REQS": ("required",)}
+
+
+def _clients_verify(props, config, args):
+    # a service's containers, or a job's (one template deeper)
+    for c, container in enumerate(items(props, "template.containers") or items(props, "template.template.containers")):
+        for env in items(container, "envs"):
+            allowed = TLS_VERIFY_ENV.get(get(env, "name"))
+            if allowed and get(env, "value") not in allowed:
+                yield (f"template.containers[{c}] env {get(env, 'name')}={get(env, 'value')!r}: the client does not verify "
+                       f"the server's certificate; use {' or '.join(allowed)} with the server CA mounted")
+
+
 def _member_resources(resources):
     """IAM member/binding resources of any service, with their public members."""
     for r in resources:
@@ -141,6 +156,10 @@ POLICIES = [
                     "Add a rule matching evaluatePreconfiguredExpr('cve-canary') with action deny(403), preview off "
                     "(netra:platform.edge.waf.cve).", ARMOR, _cve_rule, severity=Severity.CRITICAL,
                     tags=["CKV_GCP_73"]),
+    resource_policy("cloudrun-tls-verify-server", "Database and Redis clients verify the server's certificate.",
+                    "Set DB_SSLMODE=verify-ca (or verify-full) with DB_SSLROOTCERT, and REDIS_SSL_CERT_REQS=required, "
+                    "with the server CA from Secret Manager mounted as a file.",
+                    ("gcp:cloudrunv2/service:Service", "gcp:cloudrunv2/job:Job"), _clients_verify),
     resource_policy("lb-hsts", "Load-balancer backends send Strict-Transport-Security.",
                     "Add 'Strict-Transport-Security: max-age=31536000; includeSubDomains' to customResponseHeaders of "
                     "every backend service and backend bucket.", LB_BACKENDS, _hsts,
