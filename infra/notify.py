@@ -1,6 +1,7 @@
 """Rollout events for people and machines: JSON lines on stdout, a chat webhook, the GitHub job summary.
 
-Events: start, stage_up (a `pulumi up` at a stage succeeded), verdict (gate or verification answered),
+Events: start, backup (the Cloud SQL backup before the migration job), stage_up (a `pulumi up` at a stage
+succeeded), verdict (gate, verification or load test answered),
 rollback, hold, finalize, released, failure. Every event is one JSON object on one stdout line; the
 webhook (Slack incoming webhook or Google Chat space webhook: both take `{"text": ...}`) and
 `$GITHUB_STEP_SUMMARY` get a one-line human rendering. A sink that fails never fails the rollout: the
@@ -21,8 +22,8 @@ from typing import Callable, TextIO
 
 WEBHOOK_ENV = "NETRA_ROLLOUT_WEBHOOK"
 SUMMARY_ENV = "GITHUB_STEP_SUMMARY"
-EVENTS = ("start", "stage_up", "verdict", "rollback", "hold", "finalize", "released", "failure")
-ICONS = {"start": "▶", "stage_up": "⬆", "verdict": "⚖", "rollback": "↩", "hold": "⏸", "finalize": "✔",
+EVENTS = ("start", "backup", "stage_up", "verdict", "rollback", "hold", "finalize", "released", "failure")
+ICONS = {"start": "▶", "backup": "💾", "stage_up": "⬆", "verdict": "⚖", "rollback": "↩", "hold": "⏸", "finalize": "✔",
          "released": "✅", "failure": "❌"}
 
 

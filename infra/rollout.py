@@ -73,6 +73,8 @@ class Release:
     has_migration: bool = False
     project: str = ""
     region: str = ""
+    backup_before_migrate: bool = False  # a Cloud SQL backup precedes the migration job
+    load_test_service: Optional[str] = None  # the key whose candidate the load test loads at 0 %
 
     @property
     def keys(self) -> list[str]:
@@ -338,6 +340,44 @@ def step_retreat(d: "Driver", s: State) -> None:
     d.write({k: 0 for k in s.release.stage_keys()}, what=f"rollback: stage 0 ({_journal(s).get('rejected')})")
 
 
+def step_backup(d: "Driver", s: State) -> Optional[Outcome]:
+    """Seed 000 "Database Backup: full production database backup created" before the schema changes."""
+    try:
+        backup_id = d.effect("backup", d.backup, "(on-demand Cloud SQL backup, before the migration job)")
+    except Exception as exc:  # noqa: BLE001 - any API error: nothing migrated, nothing moved
+        d.notify("failure", f"the backup before the migration failed: {exc}; nothing migrated")
+        return Outcome(EXIT_FAILED, f"the backup before the migration failed ({exc}): no migration ran, no traffic "
+                                    f"was moved; rerun to retry")
+    d.record(lambda j: j.update(backup=str(backup_id)), f"backup {backup_id}")
+    d.notify("backup", f"backup {backup_id} taken before the migrations", backup=str(backup_id))
+    return None
+
+
+def step_load_test(d: "Driver", s: State) -> Optional[Outcome]:
+    """Seed 001 phase 1 at 0 %: the load test against the candidate's tagged URL, before any traffic."""
+    t = next(t for t in s.release.targets if t.key == s.release.load_test_service)
+    try:
+        verdict = d.effect("load test", lambda: d.load_test(t), f"{t.key} {t.candidate} at 0 %")
+    except Exception as exc:  # noqa: BLE001 - the job or its results could not be had: a failure, exit 4
+        why = f"the load test failed to run ({type(exc).__name__}: {exc})"
+        d.fail(s, why)
+        d.notify("failure", why + "; rolling back", stage=0)
+        return None
+    digest = rel.evidence_digest(verdict)
+    d.notify("verdict", f"{t.key} load test: {verdict.get('decision')} ({verdict.get('reason')})", service=t.key,
+             stage=0, decision=verdict.get("decision"), revision=t.candidate, evidence=digest, by="loadtest")
+    if verdict.get("decision") == "pass":
+        d.record(lambda j: j.update(loadTest=f"pass:{digest}"), f"load test passed ({digest[:12]}…)")
+        return None
+    why = f"the load test rejected {t.key} at 0 %: {verdict.get('reason')}"
+    doc = dict(s.doc)
+    doc["approvals"] = {**doc.get("approvals", {}), t.key: {
+        "revision": t.candidate, "stage": 0, "by": "verify", "evidence": digest, "at": _now(), "rejected": True}}
+    doc["rollout"] = {**_journal(s), "rejected": why}
+    d.write({RELEASE_KEY: doc}, what=f"record the rejection of {t.candidate} by the load test")
+    return None
+
+
 def step_migrate(d: "Driver", s: State) -> Optional[Outcome]:
     try:
         d.effect("migrate", d.migrate, "(the migration job, before any traffic moves)")
@@ -492,6 +532,9 @@ STEPS: tuple[Step, ...] = (
     Step("refuse", lambda s: _stale(s) and bool(_rejected_before(s)), step_refuse),
     Step("begin", _stale, step_begin),
     Step("retreat", lambda s: _rejected(s) and s.desired != 0, step_retreat),
+    Step("backup", lambda s: s.release.backup_before_migrate and s.release.has_migration
+         and not _journal(s).get("backup") and not _journal(s).get("migrated") and s.live < 0 and not _rejected(s),
+         step_backup),
     Step("migrate", lambda s: s.release.has_migration and not _journal(s).get("migrated") and s.live < 0
          and not _rejected(s), step_migrate),
     Step("finalize-up", lambda s: _journal(s).get("finalizing") and not _journal(s).get("released"), step_finalize_up),
@@ -500,6 +543,8 @@ STEPS: tuple[Step, ...] = (
     Step("apply", lambda s: s.desired != s.live, step_apply),
     Step("rolled-back", _rejected, step_rolled_back),
     Step("check", lambda s: s.live < s.release.ladder[-1] and not s.approved_at(s.live), step_check),
+    Step("load-test", lambda s: bool(s.release.load_test_service) and s.live == 0 and s.approved_at(0)
+         and not _journal(s).get("loadTest") and not _rejected(s), step_load_test),
     Step("finalize", lambda s: s.live == s.release.ladder[-1], step_finalize),
     Step("climb", lambda s: s.approved_at(s.live), step_climb),
 )
@@ -517,6 +562,8 @@ class Driver:
     verify: Callable[[Target, int], rel.Verdict]
     migrate: Callable[[], None] = lambda: None
     tag: Optional[Callable[[], None]] = None
+    backup: Callable[[], str] = lambda: "dry-run"  # the Cloud SQL backup before the migration job -> its id
+    load_test: Callable[[Target], dict] = lambda t: {"decision": "pass", "reason": "no load test"}
     notifier: Any = None
     log: Callable[[str], None] = print
     steps: tuple[Step, ...] = STEPS
@@ -615,7 +662,7 @@ def select_stack(stack_name: str):
 
 
 def run_migration_job(job: dict, project: str, session=None, timeout_s: float = 1800.0, poll_s: float = 5.0,
-                      sleep=time.sleep, log=print) -> None:
+                      sleep=time.sleep, log=print, overrides: dict | None = None) -> None:
     """Execute the Cloud Run job and wait for it (Cloud Run Admin API v2, jobs.run + operations.get)."""
     name = job["name"]
     if not name.startswith("projects/"):
@@ -623,7 +670,8 @@ def run_migration_job(job: dict, project: str, session=None, timeout_s: float = 
     if session is None:
         session = authorized_session()
     base = "https://run.googleapis.com/v2/"
-    r = session.post(base + name + ":run", json={})
+    # overrides: per-execution env/args (RunJobRequest.overrides), e.g. the restore drill's DB_HOST
+    r = session.post(base + name + ":run", json={"overrides": overrides} if overrides else {})
     if r.status_code >= 300:
         raise OperationFailed(f"migration job {name}: run returned HTTP {r.status_code}: {r.text[:200]}")
     op = r.json()
@@ -783,8 +831,12 @@ def plan_release(stack: str, service: Optional[str]) -> tuple[Release, dict, Any
         firsts = ", ".join(t.key for t in targets if t.stable is None)
         raise StackError(f"--service: {firsts} deploy for the first time (ladder 0 -> 100) while the others climb "
                          f"{list(cfg.stages)}; roll them out one at a time with --service")
+    lt = outputs.get("loadTestJob") or {}
+    lt_key = next((k for k, s in services.items() if s.get("serviceName") == lt.get("service")), None)
     release = Release(stack, tuple(targets), tuple(cfg.stages), "service" if service else "stack",
-                      bool(outputs.get("migrationJob")), outputs.get("gcpProject", ""), outputs.get("region", ""))
+                      bool(outputs.get("migrationJob")), outputs.get("gcpProject", ""), outputs.get("region", ""),
+                      backup_before_migrate=bool(outputs.get("migrationJob")),
+                      load_test_service=lt_key if lt_key in keys else None)
     return release, outputs, cfg, every
 
 
@@ -849,7 +901,7 @@ def print_dry_run(release: Release, config: dict, tag: bool) -> int:
 
 
 def run_rollout(args, *, backend=None, gate=None, verify=None, migrate=None, tagger=None, notifier=None,
-                log=None, lock_dir: Optional[Path] = None) -> int:
+                log=None, lock_dir: Optional[Path] = None, backup=None, load_test=None) -> int:
     """`rollout`. The keyword hooks let tests inject a backend, checks and effects."""
     from infra.canary.api import UsageError, gate_settings, quiet_google_warnings
     from infra.canary.stack import PROJECT_ROOT, StackError
@@ -889,8 +941,29 @@ def run_rollout(args, *, backend=None, gate=None, verify=None, migrate=None, tag
         print("nothing to roll out: every service's candidate is already its stable revision")
         return EXIT_RELEASED
     job = outputs.get("migrationJob")
+    # tests inject the checks and effects: then no real cloud call is made by default either
+    injected = any(x is not None for x in (migrate, gate, verify))
+    if injected:
+        backup = backup or (lambda: "not taken: effects injected")
+        load_test = load_test or (lambda t: {"decision": "pass", "reason": "not run: effects injected"})
     if migrate is None:
         migrate = (lambda: run_migration_job(job, release.project, log=log)) if job else (lambda: None)
+    if backup is None:
+        def backup():
+            from infra.backup import take_backup
+
+            return take_backup(authorized_session(), release.project, outputs["platform"]["database"]["instance"],
+                               f"netra rollout {args.stack}: before migrations for "
+                               f"{', '.join(release.candidates.values())}", log=log)
+    if load_test is None and release.load_test_service:
+        from infra.loadtest_step import LoadTestStep
+        from loadtest.verdict import Criteria
+
+        step = LoadTestStep(args.stack, release.project, release.region, outputs["loadTestJob"],
+                            Criteria.from_dict(cfg.verification.load_test.criteria.model_dump(by_alias=True)), log=log)
+
+        def load_test(t):
+            return step.run(t.service_name, t.candidate)
     if tagger is None and args.tag:
         def tagger():
             git_tag(args.tag, f"netra {args.stack}: released {', '.join(release.candidates.values())}", PROJECT_ROOT)
@@ -899,7 +972,8 @@ def run_rollout(args, *, backend=None, gate=None, verify=None, migrate=None, tag
                                                   thresholds.p95_latency_ms), urls)
     gate = gate or make_gate(settings, release, log)
     notifier = notifier or Notifier.from_env(args.stack)
-    driver = Driver(release, backend, gate=gate, verify=verify, migrate=migrate, tag=tagger, notifier=notifier, log=log)
+    driver = Driver(release, backend, gate=gate, verify=verify, migrate=migrate, tag=tagger, notifier=notifier, log=log,
+                    backup=backup, **({"load_test": load_test} if load_test else {}))
     try:
         with StackLock(args.stack, lock_dir or PROJECT_ROOT / ".netra"):
             outcome = driver.run()

@@ -35,12 +35,21 @@ class OutcomeSignal:
 
 # Behind the seed's rollback triggers "token optimization failure > 10 %" and
 # "WebSocket connection failures > 5 %".
+# `flag_arm` ("<flag>=on" | "<flag>=off", infra/flags.py) splits these by feature-flag arm while a flag
+# ramps, so the gate can compare the arms like canary against stable (infra/flag_gate.py).
+FLAG_ARM = "flag_arm"
+
 TOKEN_OPTIMIZATION = OutcomeSignal(
-    metric="netra_token_optimization", event="token_optimization",
-    description="Token optimizations attempted, by outcome (success | failure).")
+    metric="netra_token_optimization", event="token_optimization", extra_labels=(FLAG_ARM,),
+    description="Token optimizations attempted, by outcome (success | failure) and flag arm.")
 WEBSOCKET_CONNECTION = OutcomeSignal(
-    metric="netra_websocket_connection", event="websocket_connection",
-    description="WebSocket connection attempts, by outcome (success | failure).")
+    metric="netra_websocket_connection", event="websocket_connection", extra_labels=(FLAG_ARM,),
+    description="WebSocket connection attempts, by outcome (success | failure) and flag arm.")
+# Cloud Run's request metrics split by revision only; within one revision the arms are told apart by
+# the application's own request log (outcome failure = a 5xx answer).
+REQUEST = OutcomeSignal(
+    metric="netra_request", event="request", extra_labels=(FLAG_ARM,),
+    description="Requests served, by outcome (success | failure = 5xx) and flag arm.")
 
 
 # ---- the other signals (observability declares them; the README documents the log fields) ----
@@ -105,6 +114,9 @@ COST_SAVED = ValueSignal(
 LLM_REQUEST_COST = ValueSignal(
     metric="netra_llm_request_cost", event="llm_request", field="cost_usd", unit="USD", bounds=_USD,
     labels=("model",), description="Cost of each LLM request after optimization (USD); hourly cost is its sum.")
+REQUEST_LATENCY = ValueSignal(
+    metric="netra_request_latency", event="request", field="latency_ms", unit="ms", bounds=_LATENCY_MS,
+    labels=(FLAG_ARM,), description="Request latency as the application measured it, by flag arm (milliseconds).")
 WEBSOCKET_EVENT_LATENCY = ValueSignal(
     metric="netra_websocket_event_latency", event="websocket_event", field="latency_ms", unit="ms",
     bounds=_LATENCY_MS, description="Server-to-client WebSocket event delivery latency (milliseconds).")
@@ -112,7 +124,7 @@ BUDGET_UTILIZATION = ValueSignal(
     metric="netra_budget_utilization", event="budget_check", field="utilization_percent", unit="%",
     bounds=_PERCENT, description="A tenant's token-budget utilization when checked (percent of its budget).")
 
-OUTCOME_SIGNALS = (TOKEN_OPTIMIZATION, WEBSOCKET_CONNECTION, COST_CALCULATION, CACHE_LOOKUP)
+OUTCOME_SIGNALS = (TOKEN_OPTIMIZATION, WEBSOCKET_CONNECTION, COST_CALCULATION, CACHE_LOOKUP, REQUEST)
 COUNT_SIGNALS = (SESSION_ISOLATION_BREACH,)
-VALUE_SIGNALS = (TOKENS_SAVED, COST_SAVED, LLM_REQUEST_COST, WEBSOCKET_EVENT_LATENCY, BUDGET_UTILIZATION)
+VALUE_SIGNALS = (TOKENS_SAVED, COST_SAVED, LLM_REQUEST_COST, WEBSOCKET_EVENT_LATENCY, BUDGET_UTILIZATION, REQUEST_LATENCY)
 ALL_SIGNALS = (*OUTCOME_SIGNALS, *COUNT_SIGNALS, *VALUE_SIGNALS)

@@ -48,6 +48,8 @@ from infra.components.site import Site
 from infra.components.storage import Storage, StorageArgs, bucket_name
 
 REDIS_CLIENT_SECRET = "redis-auth"
+FLAGS_SECRET = "feature-flags"
+FLAGS_MOUNT_PATH, FLAGS_FILE = "/secrets/feature-flags", "flags.json"
 # Services with `public: false` are reachable only from inside the project/VPC (Pub/Sub push, Cloud
 # Tasks, Scheduler, other services), never through the load balancer.
 WORKER_INGRESS = "INGRESS_TRAFFIC_INTERNAL_ONLY"
@@ -188,6 +190,12 @@ def service_wiring(cfg: StackConfig, key: str, depends_on: tuple[pulumi.Resource
         env += database_mod.client_env(cfg.platform.database, pool_sizes(cfg.platform.database, cfg.services)[key])
         volumes.append(SecretVolume("db-ca", secret_id(cfg.environment, "db-ca"),
                                     database_mod.CA_MOUNT_PATH, database_mod.CA_FILE))
+    flag_vars = sorted(var for var, k in svc.secrets.items() if k == FLAGS_SECRET)
+    if flag_vars:
+        # a file, not an env value: Cloud Run serves the latest version to running instances, so a flag
+        # change (a new secret version) needs no restart; the variable holds the file's path
+        volumes.append(SecretVolume("feature-flags", secret_id(cfg.environment, FLAGS_SECRET), FLAGS_MOUNT_PATH, FLAGS_FILE))
+        env += [(var, f"{FLAGS_MOUNT_PATH}/{FLAGS_FILE}") for var in flag_vars]
     if REDIS_CLIENT_SECRET in reads:
         env += cache_mod.client_env()
         volumes.append(SecretVolume("redis-ca", secret_id(cfg.environment, "redis-ca"),
@@ -196,7 +204,8 @@ def service_wiring(cfg: StackConfig, key: str, depends_on: tuple[pulumi.Resource
         ingress=INGRESS if svc.public else WORKER_INGRESS,
         vpc_network=network_name(site),
         vpc_subnetwork=subnet_name(site),
-        secret_env=tuple(SecretEnv(var, secret_id(cfg.environment, k)) for var, k in sorted(svc.secrets.items())),
+        secret_env=tuple(SecretEnv(var, secret_id(cfg.environment, k)) for var, k in sorted(svc.secrets.items())
+                         if k != FLAGS_SECRET),
         secret_volumes=tuple(volumes),
         env=tuple(env),
         depends_on=depends_on,

@@ -93,6 +93,7 @@ def main(argv=None) -> int:
     ws_expected = int(os.environ.get("LOADTEST_WS_USER_PERCENT", "50")) > 0
     verdict = judge(summary, replace(args.criteria, memory_growth_percent=None), websocket_expected=ws_expected)
     verdict["target"] = args.target
+    verdict["websocketExpected"] = ws_expected
     verdict["profile"] = {"users": args.users, "spawnRate": args.spawn_rate, "durationSeconds": args.duration}
     verdict["summary"] = summary.as_dict()  # with histograms: the rollout re-judges with the memory figure
     if args.results:

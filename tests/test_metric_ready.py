@@ -11,6 +11,7 @@ import grpc
 import pytest
 from google.cloud import monitoring_v3
 
+from infra import signals
 from infra.components.observability import metric_ready
 
 SERVICE = "google.monitoring.v3.MetricService"
@@ -91,7 +92,7 @@ def test_alerts_wait_for_every_log_metric(prod_run):
     ready = [r for r in prod_run.resources if r.type == "pulumi-python:dynamic:Resource" and r.name == "log-metrics-ready"]
     assert len(ready) == 1
     metrics = {f"logging.googleapis.com/user/{r.inputs['name']}" for r in prod_run.resources if r.type == LOG_METRIC}
-    assert set(ready[0].inputs["metricTypes"]) == metrics and len(metrics) == 10
+    assert set(ready[0].inputs["metricTypes"]) == metrics and len(metrics) == len(signals.ALL_SIGNALS) >= 10
     assert ready[0].inputs["timeoutSeconds"] == 900
     promql = [c["conditionPrometheusQueryLanguage"] for r in prod_run.resources
               if r.type == "gcp:monitoring/alertPolicy:AlertPolicy" for c in r.inputs["conditions"]

@@ -188,3 +188,13 @@ def test_the_worker_has_no_load_balancer_presence_and_its_own_liveness_alert(pro
     assert search == "/search/health"
     rules = {tuple(r["paths"]): r["service"] for r in one(plan, URL_MAP, "https")["inputs"]["pathMatchers"][0]["pathRules"]}
     assert rules[("/search/*",)] == "search-backend-id"
+
+
+def test_the_gate_and_the_rollout_find_every_service_in_the_plan(prod_plan_with_more_services):
+    from infra.canary.stack import service_info, service_keys
+
+    outputs = prod_plan_with_more_services["outputs"]
+    assert service_keys(outputs) == ["auth", "backend", "frontend", "search", "worker"]
+    worker = service_info(outputs, "netra-worker-prod")  # by Cloud Run name, as the gate's --service takes it
+    assert (worker.key, worker.candidate) == ("worker", outputs["services"]["worker"]["candidateRevision"])
+    assert worker.stable is None and worker.canary_percent == 0

@@ -300,9 +300,17 @@ class MigrationsConfig(ConfigModel):
     max_retries: Int = Field(0, ge=0, le=10, description="a failed migration is looked at, not retried blindly")
 
 
-# A flag's JSON value: exactly a boolean, a whole number, a finite number or a short clean string
+class FlagRamp(ConfigModel):
+    """A flag on for `percent` of requests (bucketed on a stable caller key, infra/flags.py); killSwitch: off for all."""
+
+    percent: Float = Field(ge=0, le=100, description="share of requests with the flag on (ramp 10 -> 50 -> 100)")
+    kill_switch: Bool = Field(False, description="off for everyone at once, whatever percent says")
+
+
+# A flag's JSON value: exactly a boolean, a whole number, a finite number, a short clean string, or a ramp
 FlagValue = Union[StrictBool, Annotated[int, Strict(), Field(ge=-MAX_INT, le=MAX_INT)],
-                  Annotated[float, Strict(), AllowInfNan(False), Field(ge=-MAX_FLOAT, le=MAX_FLOAT)], text(1024)]
+                  Annotated[float, Strict(), AllowInfNan(False), Field(ge=-MAX_FLOAT, le=MAX_FLOAT)], text(1024),
+                  FlagRamp]
 
 
 class PlatformConfig(ConfigModel):
@@ -314,6 +322,37 @@ class PlatformConfig(ConfigModel):
     migrations: MigrationsConfig
     feature_flags: dict[text(63, r"[a-z][a-z0-9_]*", "a flag name (lowercase letters, digits, _)"), FlagValue] = Field(
         default_factory=dict, max_length=200, description="payload of the <env>-feature-flags secret; a flip is a new secret version")
+
+    @field_validator("feature_flags", mode="before")
+    @classmethod
+    def _flag_shapes(cls, flags: Any) -> Any:
+        """A ramp object becomes a FlagRamp here, so each problem names flag and key (no union noise)."""
+        if not isinstance(flags, dict):
+            return flags
+        out, found = {}, []
+        for name, value in flags.items():
+            if isinstance(value, dict):
+                try:
+                    value = FlagRamp.model_validate(value)
+                except ValidationError as e:
+                    found += [(".".join([str(name), *map(str, err["loc"])]), f"{err['msg']}, got {err['input']!r}")
+                              for err in e.errors()]
+            elif not isinstance(value, (bool, int, float, str)):
+                found.append((str(name), f"must be a bool, number, string or {{percent, killSwitch}}, got {value!r}"))
+            out[name] = value
+        if found:
+            raise problems(*found)
+        return out
+
+    @field_validator("feature_flags")
+    @classmethod
+    def _one_ramp_at_a_time(cls, flags: dict) -> dict:
+        # the gate compares the flag's two arms; a second flag ramping at the same time would confound them
+        ramping = [k for k, v in flags.items() if isinstance(v, FlagRamp) and not v.kill_switch and 0 < v.percent < 100]
+        if len(ramping) > 1:
+            raise problems(*[(k, f"only one flag may ramp at a time (0 < percent < 100), got {', '.join(ramping)}")
+                             for k in ramping[1:]])
+        return flags
     clickhouse: Optional[ClickHouseConfig] = Field(
         None, description="ClickHouse cluster on Compute Engine with ClickHouse Keeper (token-usage analytics)")
 

@@ -9,7 +9,9 @@
         scope: stack                  # stack: netra:canaryPercent carries the stage; service: per-service overrides
         live: 10                      # the last stage whose `pulumi up` succeeded (-1: none yet)
         stables: {backend: netra-backend-prod-a41c9e07}
+        backup: "1700000000099"       # the on-demand Cloud SQL backup taken before the migration job
         migrated: true
+        loadTest: pass:<sha256>       # the load test at 0 % (netra:verification.loadTest) passed
         rejected: "why"               # set before the rollback update: the candidates never climb again
         failed: false                 # true when a failure (not a verdict) caused the rollback
         finalizing: true              # set with stableRevision := candidate
@@ -44,6 +46,8 @@ class RolloutJournal(ConfigModel):
     scope: Literal["stack", "service"] = Field("stack", description="which key carries the stage")
     live: Int = Field(-1, ge=-1, le=100, description="the last stage whose pulumi up succeeded (-1: none yet)")
     migrated: Bool = False
+    backup: Optional[str] = Field(None, description="id of the Cloud SQL backup taken before the migration job")
+    load_test: Optional[str] = Field(None, description="the load test's decision and verdict digest, pass:<sha256>")
     rejected: Optional[str] = Field(None, description="why the candidates are being rolled back")
     failed: Bool = Field(False, description="the rollback was caused by a failure, not a verdict (exit 4)")
     finalizing: Bool = Field(False, description="stableRevision := candidate written, its pulumi up not done")

@@ -12,9 +12,6 @@ from pydantic import Field, ValidationInfo, field_validator
 
 from .base import DIGEST, Bool, ConfigModel, Distinct, Image, Int, ResourceName, Text, UrlPath, ordered_after, problems, text
 
-# The seed's services, in the order the stack files list them (documentation and tests use it; the
-# program takes whatever the map holds).
-SEED_SERVICES = ("frontend", "backend", "auth")
 SERVICE_KEY = re.compile(r"[a-z](?:[a-z0-9-]*[a-z0-9])?")
 # netra-migrate-<env> is the migration job (and its service account).
 RESERVED_KEYS = ("migrate",)
