@@ -23,6 +23,7 @@ from infra.config.services import probe_path
 
 from infra.components import cache as cache_mod
 from infra.components import database as database_mod
+from infra.components import prometheus
 from infra.components.cache import Cache, CacheArgs
 from infra.components.clickhouse import topology as ch_topology
 from infra.components.clickhouse.cluster import ClickHouseCluster, ClickHouseClusterArgs
@@ -32,7 +33,8 @@ from infra.components.clickhouse.render import NODE_SECRETS, TLS_SECRETS, Cluste
 from infra.components.database import Database, DatabaseArgs
 from infra.components.emergency_budget import EmergencyBudget, EmergencyBudgetArgs
 from infra.components.load_test import LoadTestJob, LoadTestJobArgs
-from infra.components.edge import INGRESS, Edge, EdgeArgs, EdgeBackend
+from infra.components.edge import INGRESS, Edge, EdgeArgs, EdgeBackend, IapHost
+from infra.components.grafana import Grafana, GrafanaArgs
 from infra.components.migrations import SECRETS_READ, Migrations, MigrationsArgs
 from infra.components.network import Network, NetworkArgs, network_name, subnet_name
 from infra.components.observability import (
@@ -149,6 +151,8 @@ def build_platform(cfg: StackConfig, site: Site) -> Platform:
     })
     assert set(payloads) == set(CONFIG_SECRETS) | {"db-password", "db-migrate-password", "db-host", "db-ca",
                                                    "redis-auth", "redis-host", "redis-ca"}
+    if cfg.observability.prometheus.enabled:  # the Managed Prometheus sidecar's RunMonitoring config
+        payloads[prometheus.CONFIG_KEY] = prometheus.run_monitoring_yaml(cfg.observability.prometheus)
     analytics = None
     if p.clickhouse is not None:
         a_net = AnalyticsNetwork("analytics-network", analytics_network_args(cfg, network.vpc.id))
@@ -205,15 +209,18 @@ def service_wiring(cfg: StackConfig, key: str, depends_on: tuple[pulumi.Resource
         secret_volumes=tuple(volumes),
         env=tuple(env),
         depends_on=depends_on,
+        metrics=prometheus.sidecar(cfg.observability.prometheus, cfg.environment),
     )
 
 
 def secrets_read(cfg: StackConfig, key: str) -> set[str]:
-    """Platform secret keys the service reads: its `secrets` plus the server CA of the database / Redis
-    it is a client of (mounted as a file, so the client verifies the server's certificate)."""
+    """Platform secret keys the service reads: its `secrets`, the server CA of the database / Redis it
+    is a client of (mounted as a file, so the client verifies the server's certificate), and the Managed
+    Prometheus sidecar's config when the sidecar is on."""
     reads = set(cfg.services[key].secrets.values())
     return (reads | ({"db-ca"} if DB_CLIENT_SECRET in reads else set())
-            | ({"redis-ca"} if REDIS_CLIENT_SECRET in reads else set()))
+            | ({"redis-ca"} if REDIS_CLIENT_SECRET in reads else set())
+            | ({prometheus.CONFIG_KEY} if cfg.observability.prometheus.enabled else set()))
 
 
 def candidate_revisions(cfg: StackConfig) -> dict[str, str]:
@@ -256,14 +263,34 @@ def service_args(cfg: StackConfig, key: str, wiring: ServiceWiring) -> CloudRunS
                                canary_percent_key=canary_percent_key(cfg, key))
 
 
-def edge_args(cfg: StackConfig, services: dict[str, CloudRunService], static_bucket: pulumi.Input[str]) -> EdgeArgs:
+def edge_args(cfg: StackConfig, services: dict[str, CloudRunService], static_bucket: pulumi.Input[str],
+              grafana: Optional[Grafana] = None) -> EdgeArgs:
     """Only public services are behind the load balancer: a NEG, a backend service, an allUsers invoker
-    and their routes each."""
+    and their routes each. Grafana, when configured, on its own hostname behind IAP."""
+    g = cfg.observability.grafana
     return EdgeArgs(
         site=site_of(cfg), config=cfg.platform.edge, static_assets=cfg.platform.storage.static_assets,
         static_bucket=static_bucket,
         backends=tuple(EdgeBackend(key, services[key].service.name, svc.routes, svc.default_route)
-                       for key, svc in cfg.services.items() if svc.public))
+                       for key, svc in cfg.services.items() if svc.public),
+        iap_hosts=(IapHost("grafana", grafana.service.name, grafana.name, g.domain, tuple(g.viewers)),)
+        if grafana is not None and g is not None else ())
+
+
+def grafana_args(cfg: StackConfig, candidates: dict[str, str], access_logs: pulumi.Input[str]) -> GrafanaArgs:
+    """Grafana provisioned with the same dashboards as Cloud Monitoring (one model, two renderers)."""
+    from infra.components.observability.dashboards import build_dashboards
+
+    g, ch = cfg.observability.grafana, cfg.platform.clickhouse
+    return GrafanaArgs(
+        project=cfg.project, region=cfg.region, environment=cfg.environment, image=g.image, domain=g.domain,
+        cpu=g.cpu, memory=g.memory, min_instances=g.min_instances, max_instances=g.max_instances,
+        dashboards=tuple(build_dashboards(dashboards_args(cfg, candidates))),
+        secret_ids={key: secret_id(cfg.environment, key) for key in ("clickhouse-grafana-password", "clickhouse-host",
+                                                                    "clickhouse-ca")},
+        clickhouse_database=ch.database if ch else None,
+        vpc_network=network_name(site_of(cfg)) if ch else None, vpc_subnetwork=subnet_name(site_of(cfg)) if ch else None,
+        access_logs_bucket=access_logs, protect=cfg.is_prod, labels=site_of(cfg).labels())
 
 
 def uptime_targets(cfg: StackConfig) -> tuple[UptimeTarget, ...]:
@@ -371,6 +398,7 @@ class Stack:
     observability: Observability
     load_test: Optional[LoadTestJob] = None
     emergency_budget: Optional[EmergencyBudget] = None
+    grafana: Optional[Grafana] = None
 
     def outputs(self) -> dict:
         cfg, p = self.cfg, self.platform
@@ -403,6 +431,7 @@ class Stack:
             "observability": self.observability.summary(),
             "loadTestJob": self.load_test.summary() if self.load_test else None,
             "emergencyBudget": self.emergency_budget.summary() if self.emergency_budget else None,
+            "grafana": self.grafana.summary() if self.grafana else None,
         }
 
 
@@ -412,7 +441,14 @@ def build(cfg: StackConfig) -> Stack:
     waits = {key: (*platform.secrets.resources(secrets_read(cfg, key)), platform.network.subnet) for key in cfg.services}
     services = {key: CloudRunService(key, service_args(cfg, key, service_wiring(cfg, key, waits[key])))
                 for key in cfg.services}
-    edge = Edge("edge", edge_args(cfg, services, platform.storage.static_assets.name))
+    grafana = None
+    if cfg.observability.grafana is not None:
+        grafana = Grafana("grafana", grafana_args(cfg, {k: s.candidate_revision for k, s in services.items()},
+                                                  platform.storage.access_logs.name),
+                          opts=pulumi.ResourceOptions(depends_on=[
+                              *platform.secrets.resources(["clickhouse-grafana-password", "clickhouse-host", "clickhouse-ca"]
+                                                          if cfg.platform.clickhouse else []), platform.network.subnet]))
+    edge = Edge("edge", edge_args(cfg, services, platform.storage.static_assets.name, grafana))
     access_logs = platform.storage.access_logs.name
     eb_args = emergency_budget_args(cfg, platform.secrets.resources(["feature-flags"]), access_logs)
     guard = EmergencyBudget("emergency-budget", eb_args) if eb_args else None
@@ -420,4 +456,4 @@ def build(cfg: StackConfig) -> Stack:
                               budget_topic=guard.topic.id if guard else None)
     lt_args = load_test_args(cfg, access_logs)
     load_test = LoadTestJob("load-test", lt_args) if lt_args else None
-    return Stack(cfg, platform, services, edge, obs, load_test, guard)
+    return Stack(cfg, platform, services, edge, obs, load_test, guard, grafana)

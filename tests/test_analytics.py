@@ -525,3 +525,146 @@ def test_run_monitoring_config_is_what_the_sidecar_accepts(stack):
     assert PROM_DURATION.match(endpoint["interval"])
     assert set(doc["spec"]["targetLabels"]["metadata"]) <= TARGET_METADATA
     assert {"service", "revision"} <= set(doc["spec"]["targetLabels"]["metadata"]), "the canary compares revisions"
+
+
+# ---------------------------------------------------------------- Grafana and the sidecar, in the stack's plan
+
+GRAFANA_OBJECT = "gcp:storage/bucketObject:BucketObject"
+RUN = "gcp:cloudrunv2/service:Service"
+
+
+def test_grafana_is_provisioned_with_the_same_dashboards_as_cloud_monitoring(prod_plan):
+    """From the plan itself: each Cloud Monitoring dashboard and the Grafana JSON file provisioned for it list
+    the same panels and queries; the data sources are provisioned from code."""
+    import json
+
+    from infra.plan.engine import is_secret, unwrap
+    from tests.conftest import resources_of, run_of
+
+    cm = {json.loads(r["inputs"]["dashboardJson"])["displayName"]: json.loads(r["inputs"]["dashboardJson"])
+          for r in resources_of(prod_plan, "gcp:monitoring/dashboard:Dashboard")}
+    # pulumi_gcp marks an object's `content` secret: read the wire form, where the value travels wrapped
+    objects = [r for r in run_of("prod").resources if r.type == GRAFANA_OBJECT and "Grafana" in r.urn]
+    assert objects and all(is_secret(r.inputs["content"]) for r in objects)
+    files = {r.inputs["name"]: unwrap(r.inputs["content"]) for r in objects}
+    grafana = {json.loads(t)["title"]: json.loads(t) for p, t in files.items() if p.startswith("dashboards/json/")}
+    assert set(grafana) == set(cm) and len(cm) == 7
+    for title in cm:
+        assert cloud_monitoring_panels(cm[title]) == grafana_panels(grafana[title]), title
+    sources = json.loads(files["datasources/netra.yaml"])["datasources"]
+    assert [(d["type"], d["jsonData"].get("authenticationType")) for d in sources][0] == ("stackdriver", "gce")
+    assert sources[1]["type"] == "grafana-clickhouse-datasource" and sources[1]["jsonData"]["secure"] is True
+    assert "$__env{CLICKHOUSE_GRAFANA_PASSWORD}" == sources[1]["secureJsonData"]["password"]
+
+
+def test_grafana_service_is_stateless_behind_iap_with_its_own_identity(prod_plan):
+    from tests.conftest import one, resources_of
+
+    svc = one(prod_plan, RUN, "grafana")["inputs"]
+    env = {e["name"]: e.get("value") for e in svc["template"]["containers"][0]["envs"]}
+    assert svc["ingress"] == "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER" and svc["labels"]["app"] == "grafana"
+    assert env["GF_AUTH_JWT_HEADER_NAME"] == "X-Goog-Iap-Jwt-Assertion" and env["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
+    assert "GF_DATABASE_TYPE" not in env and [v["name"] for v in svc["template"]["volumes"]][0] == "provisioning"
+    assert svc["template"]["serviceAccount"].startswith("netra-grafana-prod@")
+    backend = one(prod_plan, "gcp:compute/backendService:BackendService", "grafana-backend")["inputs"]
+    assert backend["iap"] == {"enabled": True}
+    grants = {(r["inputs"]["role"], r["inputs"]["member"]) for r in resources_of(prod_plan, "gcp:projects/iAMMember:IAMMember")
+              if "grafana" in r["inputs"]["member"]}
+    assert grants == {("roles/monitoring.viewer", "serviceAccount:netra-grafana-prod@netra-production.iam.gserviceaccount.com")}
+    url_map = one(prod_plan, "gcp:compute/uRLMap:URLMap", "https")["inputs"]
+    assert {"hosts": ["grafana.netra.ai"], "pathMatcher": "grafana"} in url_map["hostRules"]
+
+
+@pytest.mark.parametrize("plan_name", ["prod_plan", "staging_plan"])
+def test_every_service_revision_carries_the_gmp_sidecar(request, plan_name):
+    from infra.components import prometheus
+    from tests.conftest import resources_of
+
+    plan = request.getfixturevalue(plan_name)
+    services = [r for r in resources_of(plan, RUN) if r["name"] != "grafana"]
+    assert services
+    for r in services:
+        tpl = r["inputs"]["template"]
+        app, sidecar = tpl["containers"]
+        assert app["name"] == "app" and app["ports"]["containerPort"]
+        assert sidecar["name"] == prometheus.CONTAINER and sidecar["dependsOns"] == ["app"] and "ports" not in sidecar
+        assert sidecar["image"].startswith("us-docker.pkg.dev/cloud-ops-agents-artifacts/cloud-run-gmp-sidecar/")
+        assert {"name": prometheus.VOLUME, "mountPath": prometheus.MOUNT} in sidecar["volumeMounts"]
+        config = next(v for v in tpl["volumes"] if v["name"] == prometheus.VOLUME)["secret"]
+        assert config["secret"].endswith("-prometheus-config") and config["items"][0]["path"] == "config.yaml"
+
+
+def test_sidecar_is_a_field_of_the_revision_spec():
+    """Adding the sidecar changes each revision name once; its config changes it again, nothing else does."""
+    from infra import release
+    from infra.wiring import candidate_revisions
+
+    cfg = stack_config("prod")
+    with_sidecar = candidate_revisions(load_stack_config(flat(cfg), "prod"))
+    cfg["netra:observability"]["prometheus"]["enabled"] = False
+    without = candidate_revisions(load_stack_config(flat(cfg), "prod"))
+    assert all(with_sidecar[k] != without[k] for k in with_sidecar)
+    cfg["netra:observability"]["prometheus"].update(enabled=True, scrapeIntervalSeconds=60)
+    slower = candidate_revisions(load_stack_config(flat(cfg), "prod"))
+    assert all(slower[k] != with_sidecar[k] for k in with_sidecar)
+    assert release.candidate_revision  # the names are the spec's hash (infra/release.py)
+
+
+# ---------------------------------------------------------------- policy: Grafana not public without auth
+
+from .test_policy_rules import pack, pack_path  # noqa: E402,F401  (fixtures: the real pack over the analyzer protocol)
+
+
+def _grafana_front(prod_plan, mutate=None, drop: str = ""):
+    """Grafana's service, NEG and backend service from the prod plan, one of them mutated or dropped."""
+    import copy
+
+    from infra.plan.engine import PlannedResource
+
+    picks = {("gcp:cloudrunv2/service:Service", "grafana"), ("gcp:compute/regionNetworkEndpointGroup:RegionNetworkEndpointGroup",
+             "grafana-neg"), ("gcp:compute/backendService:BackendService", "grafana-backend")}
+    out = []
+    for r in prod_plan["resources"]:
+        if (r["type"], r["name"]) in picks and r["name"] != drop:
+            inputs = copy.deepcopy(r["inputs"])
+            if mutate:
+                mutate(r["name"], inputs)
+            out.append(PlannedResource(r["urn"], r["type"], r["name"], r["parent"], inputs, True))
+    return out
+
+
+def _grafana_violations(pack, resources) -> list[str]:
+    return [v.message for v in pack.analyze_stack(resources) if v.policy == "grafana-behind-auth"]
+
+
+def _set_env(name, value):
+    def m(rname, i):
+        if rname == "grafana":
+            for e in i["template"]["containers"][0]["envs"]:
+                if e["name"] == name:
+                    e["value"] = value
+    return m
+
+
+@pytest.mark.parametrize("mutate,drop,expect", [
+    (lambda n, i: n == "grafana" and i.update(ingress="INGRESS_TRAFFIC_ALL"), "", "ingress INGRESS_TRAFFIC_ALL"),
+    (_set_env("GF_AUTH_ANONYMOUS_ENABLED", "true"), "", "without sign-in"),
+    (_set_env("GF_AUTH_JWT_ENABLED", "false"), "", "IAP's signed header"),
+    (lambda n, i: n == "grafana-backend" and i.update(iap={"enabled": False}), "", "without IAP"),
+    (None, "grafana-backend", "no load-balancer backend service"),
+], ids=["public-ingress", "anonymous", "no-iap-jwt", "iap-off", "not-behind-lb"])
+def test_grafana_behind_auth_policy(pack, prod_plan, mutate, drop, expect):
+    assert _grafana_violations(pack, _grafana_front(prod_plan)) == []  # the stack as built passes
+    found = _grafana_violations(pack, _grafana_front(prod_plan, mutate, drop))
+    assert len(found) == 1 and expect in found[0], found
+
+
+def test_a_release_of_one_service_does_not_restart_grafana(prod_plan):
+    """The canary dashboard names each release's candidate: Grafana re-reads dashboard files, so its own
+    revision stays (no cross-service cascade)."""
+    from tests.conftest import one, plan_of
+
+    image = "us-central1-docker.pkg.dev/netra-production/netra/backend@sha256:" + "2" * 64
+    after = plan_of("prod", {"netra:services.backend.image": image})
+    assert (one(after, RUN, "grafana")["inputs"]["template"]["revision"]
+            == one(prod_plan, RUN, "grafana")["inputs"]["template"]["revision"])

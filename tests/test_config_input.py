@@ -64,6 +64,7 @@ def test_invalid_utf8_names_the_file(root):
 @pytest.mark.parametrize("value, words", [
     ("2024-01-01", "a date/time"), ("!!binary aGk=", "!!binary"), ("!!set {a, b}", "!!set"),
     ("!!python/object/apply:os.system [ls]", "python/object"), (".inf", "not a finite number"), (".NaN", "not a finite number"),
+    ("!!float '1e400'", "overflows to Infinity"), ("1e400", "overflows to Infinity"), ("!!int abc", "not a whole number"),
 ])
 def test_values_with_no_json_form_are_refused_naming_the_key(root, value, words):
     found = refused(root, PROD.replace("netra:costCenter: llm-platform", f"netra:costCenter: {value}"))

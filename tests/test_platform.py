@@ -280,7 +280,8 @@ def test_secrets_named_as_the_seed_with_secret_payloads(request, plan_name, env)
     ids = {r["name"]: r["inputs"]["secretId"] for r in resources_of(plan, SECRET) if "netra:platform:Secrets" in r["parent"]}
     clickhouse = ("clickhouse-host", "clickhouse-password", "clickhouse-ca", "clickhouse-admin-password",
                   "clickhouse-grafana-password", "clickhouse-interserver-password", "clickhouse-tls-cert",
-                  "clickhouse-tls-key", "clickhouse-backup-hmac-id", "clickhouse-backup-hmac-secret")
+                  "clickhouse-tls-key", "clickhouse-backup-hmac-id", "clickhouse-backup-hmac-secret",
+                  "prometheus-config")  # the last: the Managed Prometheus sidecar's RunMonitoring config
     assert ids == {k: f"{env}-{k}" for k in ("token-optimization-config", "pricing-config", "feature-flags",
                                             "db-password", "db-migrate-password", "db-host", "db-ca",
                                             "redis-auth", "redis-host", "redis-ca", *clickhouse)}
@@ -401,7 +402,8 @@ def test_https_load_balancer_routes(request, plan_name, env):
         assert be["customResponseHeaders"] == ["Strict-Transport-Security: max-age=31536000; includeSubDomains"]
     url_map = one(plan, URL_MAP, "https")["inputs"]
     assert url_map["defaultService"] == "frontend-backend-id"
-    assert url_map["hostRules"] == [{"hosts": [domain], "pathMatcher": "netra"}]
+    # the first host rule is the application's; Grafana's own hostname behind IAP follows (tests/test_analytics.py)
+    assert url_map["hostRules"][0] == {"hosts": [domain], "pathMatcher": "netra"}
     matcher = url_map["pathMatchers"][0]
     assert matcher["defaultService"] == "frontend-backend-id"
     routes = {tuple(r["paths"]): r["service"] for r in matcher["pathRules"]}
@@ -412,7 +414,7 @@ def test_https_load_balancer_routes(request, plan_name, env):
     ssl = one(plan, SSL_POLICY, "ssl-policy")["inputs"]
     assert (ssl["profile"], ssl["minTlsVersion"]) == ("MODERN", "TLS_1_2")
     proxy = one(plan, HTTPS_PROXY, "https")["inputs"]
-    assert proxy["sslPolicy"] == "ssl-policy-id" and proxy["sslCertificates"] == ["cert-id"] and proxy["urlMap"] == "https-id"
+    assert proxy["sslPolicy"] == "ssl-policy-id" and proxy["sslCertificates"][0] == "cert-id" and proxy["urlMap"] == "https-id"
     https, http = one(plan, RULE, "https")["inputs"], one(plan, RULE, "http-redirect")["inputs"]
     assert (https["portRange"], https["target"], https["ipAddress"]) == ("443", "https-id", "lb-ip-id")
     assert (http["portRange"], http["target"], http["ipAddress"]) == ("80", "http-redirect-id", "lb-ip-id")
@@ -518,6 +520,10 @@ def test_identity_least_privilege_prod(prod_plan):
                      for r in ("roles/logging.logWriter", "roles/monitoring.metricWriter")}
     expected |= project_roles
     expected.add((node("ch-backup"), "roles/storage.objectAdmin", "bucket netra-production-backups"))
+    # the Managed Prometheus sidecar in every service reads its RunMonitoring config; Grafana is invoked
+    # through the load balancer with IAP in front (its own grants: _observability_grants)
+    expected |= {(sa(k), ACCESSOR, "secret prod-prometheus-config") for k in SERVICES}
+    expected.add(("allUsers", "roles/run.invoker", "service netra-grafana-prod"))
     assert identity_table(prod_plan) - _observability_grants(prod_plan) == expected
     # one dedicated account per service, one for the migration job, one per analytics role; project-level
     # grants only where a role cannot be scoped to a resource (the Ops Agent's log and metric writers)
@@ -530,7 +536,8 @@ def test_identity_least_privilege_prod(prod_plan):
 
 
 def _observability_grants(plan: dict) -> set:
-    """Grants of the monitoring issue (Grafana's viewer, the Prometheus sidecar's metric writer), checked in
+    """Grafana's own identity (monitoring.viewer, its provisioning bucket and ClickHouse secrets), the IAP
+    members allowed to Grafana, and each service's metric writer (the Prometheus sidecar): checked in
     tests/test_analytics.py."""
     return {g for g in identity_table(plan) if g[1] in ("roles/monitoring.viewer", "roles/iap.httpsResourceAccessor")
             or (g[1] == "roles/monitoring.metricWriter" and "-prod@" in g[0] and "netra-prod-" not in g[0])

@@ -6,6 +6,7 @@ import dataclasses
 import pytest
 
 from infra import release
+from infra.components.prometheus import MetricsSidecar
 from infra.components.service import RevisionSpec, SecretEnv, SecretVolume
 
 SPEC = RevisionSpec(
@@ -37,6 +38,8 @@ ALTERED = {
     "secret_env": (SecretEnv("DB_PASSWORD", "db-password", "3"),),
     "secret_volumes": (SecretVolume("redis-ca", "prod-redis-ca", "/secrets/redis", "server-ca.pem", "2"),),
     "vpc_network": "net", "vpc_subnetwork": "sub",
+    "metrics": MetricsSidecar("us-docker.pkg.dev/cloud-ops-agents-artifacts/cloud-run-gmp-sidecar/cloud-run-gmp-sidecar:1.3.0",
+                              "prod-prometheus-config", 8080, "/metrics", 30),
 }
 
 

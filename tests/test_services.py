@@ -26,7 +26,7 @@ def test_staging_is_smaller(staging_plan, prod_plan, key):
 @pytest.mark.parametrize("plan_name,env", [("prod_plan", "prod"), ("staging_plan", "staging")])
 def test_every_service_shape(request, plan_name, env):
     plan = request.getfixturevalue(plan_name)
-    assert {r["name"] for r in resources_of(plan, RUN)} == set(SEED_INSTANCES)
+    assert {r["name"] for r in resources_of(plan, RUN)} - {"grafana"} == set(SEED_INSTANCES)  # grafana: test_analytics
     for key in SEED_INSTANCES:
         svc = one(plan, RUN, key)["inputs"]
         sa = one(plan, SA, f"{key}-sa")["inputs"]

@@ -73,6 +73,7 @@ EXPECTED = {
     "random_password": ["length", "special"],
     # the analytics cluster: the paths Checkov's compute checks read
     "google_compute_address": ["address_type", "purpose", "subnetwork"],
+    "google_iap_web_backend_service_iam_member": ["role", "member", "web_backend_service"],
     "google_compute_disk": ["size", "type", "labels", "zone"],
     "google_compute_firewall": ["allow[0].ports", "source_ranges", "target_tags", "direction", "log_config[0].metadata"],
     "google_compute_forwarding_rule": ["load_balancing_scheme", "ports", "backend_service"],

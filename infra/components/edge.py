@@ -47,12 +47,25 @@ class EdgeBackend:
 
 
 @dataclass(frozen=True)
+class IapHost:
+    """A Cloud Run service on its own hostname behind Identity-Aware Proxy (Grafana): its own managed
+    certificate, a backend service with IAP on, and the members IAP lets in."""
+
+    key: str
+    service: pulumi.Input[str]
+    service_name: str
+    host: str
+    members: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class EdgeArgs:
     site: Site
     config: EdgeConfig
     static_assets: StaticAssetsBucket
     static_bucket: pulumi.Input[str]
     backends: tuple[EdgeBackend, ...]
+    iap_hosts: tuple[IapHost, ...] = ()
 
     def __post_init__(self) -> None:
         defaults = [b.key for b in self.backends if b.default]
@@ -173,6 +186,39 @@ class Edge(pulumi.ComponentResource):
                     negative_caching=True, serve_while_stale=86400, request_coalescing=True)),
             opts=child)
 
+        # Hosts behind IAP (Grafana): every request carries a Google identity IAP checked, or never arrives.
+        self.iap_certificates: dict[str, compute.ManagedSslCertificate] = {}
+        for h in args.iap_hosts:
+            self.negs[h.key] = compute.RegionNetworkEndpointGroup(
+                f"{h.key}-neg", compute.RegionNetworkEndpointGroupArgs(
+                    name=f"{h.service_name}-neg", project=project, region=region, network_endpoint_type="SERVERLESS",
+                    cloud_run=compute.RegionNetworkEndpointGroupCloudRunArgs(service=h.service)),
+                opts=child)
+            self.backends[h.key] = compute.BackendService(
+                f"{h.key}-backend", compute.BackendServiceArgs(
+                    name=f"{h.service_name}-backend", project=project, load_balancing_scheme="EXTERNAL_MANAGED",
+                    protocol="HTTPS", security_policy=self.armor.id, custom_response_headers=[hsts_header(edge)],
+                    iap=compute.BackendServiceIapArgs(enabled=True),
+                    backends=[compute.BackendServiceBackendArgs(group=self.negs[h.key].id)],
+                    log_config=compute.BackendServiceLogConfigArgs(enable=True, sample_rate=1.0)),
+                opts=child)
+            for member in h.members:
+                gcp.iap.WebBackendServiceIamMember(
+                    f"{h.key}-iap-{member.split(':', 1)[-1]}", gcp.iap.WebBackendServiceIamMemberArgs(
+                        project=project, web_backend_service=self.backends[h.key].name,
+                        role="roles/iap.httpsResourceAccessor", member=member),
+                    opts=child)
+            # IAP authenticates at the load balancer; the run.app URL stays closed (ingress internal LB only)
+            self.invokers[h.key] = gcp.cloudrunv2.ServiceIamMember(
+                f"{h.key}-invoker", gcp.cloudrunv2.ServiceIamMemberArgs(
+                    name=h.service, project=project, location=region, role="roles/run.invoker", member="allUsers"),
+                opts=child)
+            self.iap_certificates[h.key] = compute.ManagedSslCertificate(
+                f"{h.key}-cert", compute.ManagedSslCertificateArgs(
+                    name=f"{h.service_name}-cert", project=project, type="MANAGED",
+                    managed=compute.ManagedSslCertificateManagedArgs(domains=[h.host])),
+                opts=child)
+
         default = next(b.key for b in args.backends if b.default)
         path_rules = [compute.URLMapPathMatcherPathRuleArgs(paths=list(b.routes), service=self.backends[b.key].id)
                       for b in args.backends if b.routes]
@@ -180,14 +226,18 @@ class Edge(pulumi.ComponentResource):
         self.url_map = compute.URLMap(
             "https", compute.URLMapArgs(
                 name=f"{prefix}-https", project=project, default_service=self.backends[default].id,
-                host_rules=[compute.URLMapHostRuleArgs(hosts=list(edge.domains), path_matcher="netra")],
+                host_rules=[compute.URLMapHostRuleArgs(hosts=list(edge.domains), path_matcher="netra")]
+                + [compute.URLMapHostRuleArgs(hosts=[h.host], path_matcher=h.key) for h in args.iap_hosts],
                 path_matchers=[compute.URLMapPathMatcherArgs(
-                    name="netra", default_service=self.backends[default].id, path_rules=path_rules)]),
+                    name="netra", default_service=self.backends[default].id, path_rules=path_rules)]
+                + [compute.URLMapPathMatcherArgs(name=h.key, default_service=self.backends[h.key].id)
+                   for h in args.iap_hosts]),
             opts=child)
         self.https_proxy = compute.TargetHttpsProxy(
             "https", compute.TargetHttpsProxyArgs(
                 name=f"{prefix}-https", project=project, url_map=self.url_map.id,
-                ssl_certificates=[self.certificate.id], ssl_policy=self.ssl_policy.id),
+                ssl_certificates=[self.certificate.id, *(c.id for c in self.iap_certificates.values())],
+                ssl_policy=self.ssl_policy.id),
             opts=child)
         self.https_rule = compute.GlobalForwardingRule(
             "https", compute.GlobalForwardingRuleArgs(

@@ -76,7 +76,7 @@ class GrafanaSpec:
     min_instances: int
     max_instances: int
     vpc: tuple[Optional[str], Optional[str]]
-    provisioning_digest: str  # a change of dashboards restarts Grafana on a new revision
+    provisioning_digest: str  # data sources and grafana.ini: a change restarts Grafana on a new revision
 
 
 def service_name(environment: str) -> str:
@@ -102,10 +102,18 @@ def datasources_yaml(project: str, clickhouse_database: Optional[str]) -> str:
     return json.dumps(doc, indent=2, sort_keys=True)  # JSON is YAML
 
 
+def grafana_ini(clickhouse: bool) -> str:
+    """Settings that are not auth (auth is in the environment, where the policy pack reads it): the
+    ClickHouse data source plugin, pinned, installed before the server starts."""
+    lines = ["[plugins]", f"preinstall_sync = {CLICKHOUSE_PLUGIN if clickhouse else ''}".rstrip(" ="),
+             "", "[analytics]", "reporting_enabled = false", "check_for_updates = false", ""]
+    return "\n".join(line for line in lines if line != "preinstall_sync")
+
+
 def dashboards_provider_yaml() -> str:
     return json.dumps({"apiVersion": 1, "providers": [{
         "name": "netra", "folder": "Netra", "type": "file", "disableDeletion": True, "allowUiUpdates": False,
-        "options": {"path": f"{PROVISIONING}/dashboards/json"}}]}, indent=2, sort_keys=True)
+        "updateIntervalSeconds": 30, "options": {"path": f"{PROVISIONING}/dashboards/json"}}]}, indent=2, sort_keys=True)
 
 
 class Grafana(pulumi.ComponentResource):
@@ -142,14 +150,15 @@ class Grafana(pulumi.ComponentResource):
                 bucket=self.bucket.name, role="roles/storage.objectViewer", member=self.account.member),
             opts=child)
         files = {"datasources/netra.yaml": datasources_yaml(args.project, args.clickhouse_database),
-                 "dashboards/netra.yaml": dashboards_provider_yaml()}
+                 "dashboards/netra.yaml": dashboards_provider_yaml(),
+                 "grafana.ini": grafana_ini(args.clickhouse_database is not None)}
         files.update({f"dashboards/json/{grafana_render.uid(d.display_name)}.json": grafana_render.dumps(d, args.project)
                       for d in args.dashboards})
         self.files = dict(files)
         self.objects = {path: gcp.storage.BucketObject(
             path.replace("/", "-").removesuffix(".json").removesuffix(".yaml"), gcp.storage.BucketObjectArgs(
                 bucket=self.bucket.name, name=path, content=text,
-                content_type="application/json" if path.endswith(".json") else "application/yaml"),
+                content_type={"json": "application/json", "yaml": "application/yaml"}.get(path.rsplit(".", 1)[-1], "text/plain")),
             opts=child) for path, text in files.items()}
 
         secret_env: dict[str, str] = {}
@@ -187,9 +196,11 @@ class Grafana(pulumi.ComponentResource):
             "GF_USERS_ALLOW_SIGN_UP": "false", "GF_USERS_AUTO_ASSIGN_ORG_ROLE": "Viewer",
             "GF_ANALYTICS_REPORTING_ENABLED": "false", "GF_LOG_MODE": "console",
         }
-        if args.clickhouse_database:
-            env["GF_PLUGINS_PREINSTALL_SYNC"] = CLICKHOUSE_PLUGIN
-        digest = release.template_hash(tuple(sorted(files.items())))
+        env["GF_PATHS_CONFIG"] = f"{PROVISIONING}/grafana.ini"
+        # Dashboards are re-read from the volume every 30 s (file provider), so a dashboard change (the
+        # canary dashboard names each release's candidate) never restarts Grafana; data sources and
+        # settings are read at start, so they are part of the revision spec.
+        digest = release.template_hash(tuple(sorted((p, t) for p, t in files.items() if not p.startswith("dashboards/"))))
         spec = GrafanaSpec(
             image=args.image, service_account=f"{self.name}@{args.project}.iam.gserviceaccount.com",
             env=tuple(sorted(env.items())), secret_env=tuple(sorted(secret_env.items())), bucket=bucket_name,

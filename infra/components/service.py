@@ -13,6 +13,8 @@ from infra import release
 from infra.config import ConfigError, Problem, ServiceConfig, service_name
 from infra.config.stack import DEFAULT_STAGES
 
+from . import prometheus
+from .prometheus import MetricsSidecar
 from .site import Site
 
 COMPONENT_TYPE = "netra:run:Service"
@@ -50,6 +52,7 @@ class ServiceWiring:
     secret_volumes: tuple[SecretVolume, ...] = ()
     env: tuple[tuple[str, str], ...] = ()  # plain values derived from config (DB_NAME, DB_POOL_SIZE, ...)
     depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)
+    metrics: Optional[MetricsSidecar] = None  # the Managed Prometheus sidecar (netra:observability.prometheus)
 
 
 @dataclass(frozen=True)
@@ -78,7 +81,12 @@ class RevisionSpec:
     secret_volumes: tuple[SecretVolume, ...]
     vpc_network: Optional[str]
     vpc_subnetwork: Optional[str]
+    # A field of the spec, so adding the sidecar changes the revision name once, and only its own
+    # config (image, scrape port/path/interval) changes it again.
+    metrics: Optional[MetricsSidecar] = None
 
+
+APP_CONTAINER = "app"
 
 # Service account ids are 6-30 characters; longer service names get a short id with a hash.
 ACCOUNT_ID_MAX = 30
@@ -133,6 +141,7 @@ def revision_spec(key: str, args: CloudRunServiceArgs) -> RevisionSpec:
         secret_volumes=tuple(sorted(wiring.secret_volumes, key=lambda v: v.name)),
         vpc_network=wiring.vpc_network,
         vpc_subnetwork=wiring.vpc_subnetwork,
+        metrics=wiring.metrics,
     )
 
 
@@ -169,8 +178,10 @@ def template_args(spec: RevisionSpec, revision: str) -> run.ServiceTemplateArgs:
                 secret=v.secret, default_mode=0o444,
                 items=[run.ServiceTemplateVolumeSecretItemArgs(path=v.file, version=v.version, mode=0o444)]))
             for v in spec.secret_volumes
-        ] or None,
+        ] + ([prometheus.volume(spec.metrics)] if spec.metrics else []) or None,
         containers=[run.ServiceTemplateContainerArgs(
+            # named only with a sidecar, which starts after it (an unnamed container keeps the template as it was)
+            name=APP_CONTAINER if spec.metrics else None,
             image=spec.image,
             ports=run.ServiceTemplateContainerPortsArgs(container_port=spec.port, name="http1"),
             envs=envs,
@@ -185,7 +196,7 @@ def template_args(spec: RevisionSpec, revision: str) -> run.ServiceTemplateArgs:
             liveness_probe=run.ServiceTemplateContainerLivenessProbeArgs(
                 http_get=run.ServiceTemplateContainerLivenessProbeHttpGetArgs(path=spec.health_check_path, port=spec.port),
                 period_seconds=30, timeout_seconds=5, failure_threshold=3),
-        )],
+        )] + ([prometheus.container(spec.metrics, APP_CONTAINER)] if spec.metrics else []),
     )
 
 
@@ -216,7 +227,8 @@ class CloudRunService(pulumi.ComponentResource):
         self.spec = spec
         # secretAccessor on exactly the secrets this revision reads, before the revision is created
         # (Cloud Run checks access when it deploys the revision).
-        read = sorted({s.secret for s in spec.secret_env} | {v.secret for v in spec.secret_volumes})
+        read = sorted({s.secret for s in spec.secret_env} | {v.secret for v in spec.secret_volumes}
+                      | ({spec.metrics.config_secret} if spec.metrics else set()))
         self.secret_grants = [
             gcp.secretmanager.SecretIamMember(
                 f"{key}-reads-{secret}",
@@ -227,6 +239,11 @@ class CloudRunService(pulumi.ComponentResource):
             )
             for secret in read
         ]
+        # the sidecar writes the scraped series to Managed Service for Prometheus as this identity
+        self.metric_writer = gcp.projects.IAMMember(
+            f"{key}-metric-writer", gcp.projects.IAMMemberArgs(
+                project=site.project, role=prometheus.METRIC_WRITER, member=self.service_account.member),
+            opts=child) if spec.metrics else None
         self.candidate_revision = release.candidate_revision(service, spec)
         self.stable_revision = svc.stable_revision
         share = release.decide_share(key, self.candidate_revision, self.stable_revision, args.canary_percent,

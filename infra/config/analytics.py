@@ -128,6 +128,7 @@ class GrafanaConfig(ConfigModel):
         min_length=1, description="IAP members allowed in (group:sre@netra.ai, domain:netra.ai)")
     cpu: Literal["1", "2"] = "1"
     memory: Literal["512Mi", "1Gi", "2Gi"] = "1Gi"
+    min_instances: Int = Field(0, ge=0, le=10, description="instances kept warm (the prod policy asks for 2)")
     max_instances: Int = Field(2, ge=1, le=10)
 
     @field_validator("image")

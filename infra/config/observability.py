@@ -6,6 +6,8 @@ rollback triggers and alert thresholds); stack config may tighten them. Units ar
 """
 from __future__ import annotations
 
+import re
+
 from typing import Annotated, Literal, Optional
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
@@ -173,4 +175,10 @@ def environment_problems(obs: Optional[ObservabilityConfig], environment: str) -
         found.append(("routing.critical", "must include pagerduty in prod (seed 000: critical -> pager_duty + email)"))
     if obs.budget is None:
         found.append(("budget", "required in prod: billingAccount and monthlyAmountUsd (50/80/100 % thresholds)"))
+    digest = re.compile(r"@sha256:[0-9a-f]{64}$")
+    if obs.prometheus.enabled and not digest.search(obs.prometheus.sidecar_image):
+        found.append(("prometheus.sidecarImage", "must be pinned by digest in prod (…@sha256:<64 hex>), got "
+                      f"{obs.prometheus.sidecar_image!r}"))
+    if obs.grafana is not None and not digest.search(obs.grafana.image):
+        found.append(("grafana.image", f"must be pinned by digest in prod (…@sha256:<64 hex>), got {obs.grafana.image!r}"))
     return found

@@ -133,6 +133,8 @@ def parse_yaml(data: bytes | str) -> tuple[Any, dict[Path, int]]:
         value = loader.construct_document(root)
     except yaml.YAMLError as e:  # e.g. a malformed merge: report it, never a traceback
         raise SourceError([_marked(e)]) from None
+    except (ValueError, TypeError, OverflowError) as e:  # a constructor refusing a tagged scalar
+        raise SourceError([SourceProblem((), f"a value cannot be read: {e}", root.start_mark.line + 1)]) from None
     finally:
         loader.dispose()
     return value, lines
@@ -187,10 +189,9 @@ def _check_nodes(root: nodes.Node, lines: dict[Path, int]) -> list[SourceProblem
             problems.append(SourceProblem(path, f"is {TAG_WORDS.get(node.tag, f'tagged {node.tag} (no JSON form)')}", line))
             continue
         if isinstance(node, nodes.ScalarNode):
-            if node.tag == FLOAT:
-                text = node.value.lower().lstrip("+-")
-                if text in (".inf", ".nan"):
-                    problems.append(SourceProblem(path, f"{node.value} is not a finite number (JSON has no Infinity or NaN)", line))
+            problem = _number_problem(node)
+            if problem:
+                problems.append(SourceProblem(path, problem, line))
             continue
         if isinstance(node, nodes.SequenceNode):
             stack.extend((item, path + (i,)) for i, item in reversed(list(enumerate(node.value))))
@@ -214,6 +215,25 @@ def _check_nodes(root: nodes.Node, lines: dict[Path, int]) -> list[SourceProblem
             stack.append((value_node, path + (key,)))
     problems.sort(key=lambda p: (p.line or 0, [str(x) for x in p.path]))
     return problems
+
+
+def _number_problem(node: nodes.ScalarNode) -> str | None:
+    """Why an int- or float-tagged scalar (implicit or an explicit `!!float '1e400'`) is no finite JSON number."""
+    text = node.value.replace("_", "")
+    if node.tag == INT and not _INT.match(text):
+        return f"{node.value!r} is tagged !!int but is not a whole number"
+    if node.tag != FLOAT:
+        return None
+    lowered = text.lower().lstrip("+-")
+    if lowered in (".inf", ".nan"):
+        return f"{node.value} is not a finite number (JSON has no Infinity or NaN)"
+    try:
+        value = float(text)
+    except ValueError:
+        return f"{node.value!r} is tagged !!float but is not a number"
+    if not math.isfinite(value):
+        return f"{node.value} is not a finite number (it overflows to Infinity, which JSON cannot carry)"
+    return None
 
 
 def _expanded_sizes(root: nodes.Node) -> tuple[int, int] | None:

@@ -79,6 +79,7 @@ TF_TYPES: dict[str, str] = {
     "random:index/randomPassword:RandomPassword": "random_password",
     # the analytics cluster (infra/components/clickhouse/) and Grafana
     "gcp:compute/address:Address": "google_compute_address",
+    "gcp:iap/webBackendServiceIamMember:WebBackendServiceIamMember": "google_iap_web_backend_service_iam_member",
     "gcp:compute/disk:Disk": "google_compute_disk",
     "gcp:compute/firewall:Firewall": "google_compute_firewall",
     "gcp:compute/forwardingRule:ForwardingRule": "google_compute_forwarding_rule",
