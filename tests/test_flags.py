@@ -57,7 +57,10 @@ def test_arm_label_names_the_one_ramping_flag():
 
 def test_flag_ramps_reach_the_services_as_a_mounted_file(staging_plan):
     assert one(staging_plan, "gcp:secretmanager/secretVersion:SecretVersion", "feature-flags")["inputs"]["secretData"] == "[secret]"
-    for svc in resources_of(staging_plan, "gcp:cloudrunv2/service:Service"):
+    readers = [svc for svc in resources_of(staging_plan, "gcp:cloudrunv2/service:Service")
+               if svc["name"] in ("frontend", "backend", "auth")]  # the services whose `secrets` name feature-flags
+    assert len(readers) == 3
+    for svc in readers:
         t = svc["inputs"]["template"]
         env = {e["name"]: e for e in t["containers"][0]["envs"]}
         assert env["FEATURE_FLAGS"] == {"name": "FEATURE_FLAGS", "value": "/secrets/feature-flags/flags.json"}
