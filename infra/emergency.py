@@ -67,26 +67,15 @@ def reconcile_values(config: dict, services: list[Stable]) -> tuple[dict, tuple[
 def patch_traffic(session, endpoint: str, project: str, region: str, svc: Stable, sleep=time.sleep,
                   timeout_s: float = 300.0, poll_s: float = 2.0) -> None:
     """Stable revision 100 % through the Admin API; waits for the long-running operation."""
-    from infra.rollout import OperationFailed
+    from infra.rollout import OperationFailed, wait_run_operation
 
     name = f"projects/{project}/locations/{region}/services/{svc.service_name}"
     body = {"traffic": [{"type": REVISION_TRAFFIC, "revision": svc.stable, "percent": 100, "tag": "stable"}]}
     r = session.patch(f"{endpoint}/v2/{name}", params={"updateMask": "traffic"}, json=body, timeout=30)
     if r.status_code >= 300:
         raise OperationFailed(f"PATCH {name} returned HTTP {r.status_code}: {r.text[:200]}")
-    op = r.json()
-    waited = 0.0
-    while not op.get("done"):
-        if waited >= timeout_s:
-            raise OperationFailed(f"{name}: the traffic update is not done after {timeout_s:.0f} s")
-        sleep(poll_s)
-        waited += poll_s
-        r = session.get(f"{endpoint}/v2/{op['name']}", timeout=30)
-        if r.status_code >= 300:
-            raise OperationFailed(f"{name}: operation poll returned HTTP {r.status_code}")
-        op = r.json()
-    if op.get("error"):
-        raise OperationFailed(f"{name}: {op['error'].get('message', op['error'])}")
+    wait_run_operation(session, f"{endpoint}/v2/", r.json(), f"traffic update of {name}",
+                       timeout_s=timeout_s, poll_s=poll_s, sleep=sleep)
 
 
 def register(subparsers) -> None:

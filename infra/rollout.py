@@ -676,18 +676,26 @@ def run_migration_job(job: dict, project: str, session=None, timeout_s: float = 
         raise OperationFailed(f"migration job {name}: run returned HTTP {r.status_code}: {r.text[:200]}")
     op = r.json()
     log(f"migration job {name}: started ({op.get('name', '?')})")
+    wait_run_operation(session, base, op, f"migration job {name}", timeout_s=timeout_s, poll_s=poll_s, sleep=sleep)
+
+
+def wait_run_operation(session, base: str, op: dict, what: str, *, timeout_s: float, poll_s: float,
+                       sleep=time.sleep) -> dict:
+    """Poll a Cloud Run Admin API v2 long-running operation (`base` + its name) until done; raise
+    OperationFailed naming `what` on timeout, a failed poll or an operation error."""
     waited = 0.0
     while not op.get("done"):
         if waited >= timeout_s:
-            raise OperationFailed(f"migration job {name}: not done after {timeout_s:.0f} s")
+            raise OperationFailed(f"{what}: not done after {timeout_s:.0f} s")
         sleep(poll_s)
         waited += poll_s
-        r = session.get(base + op["name"])
+        r = session.get(base + op["name"], timeout=30)
         if r.status_code >= 300:
-            raise OperationFailed(f"migration job {name}: operation poll returned HTTP {r.status_code}")
+            raise OperationFailed(f"{what}: operation poll returned HTTP {r.status_code}")
         op = r.json()
     if op.get("error"):
-        raise OperationFailed(f"migration job {name} failed: {op['error'].get('message', op['error'])}")
+        raise OperationFailed(f"{what} failed: {op['error'].get('message', op['error'])}")
+    return op
     log(f"migration job {name}: succeeded")
 
 

@@ -122,7 +122,7 @@ class FakeSqlAdmin:
         assert url.startswith(self.API + "/projects/netra-production/"), url
         return url[len(self.API + "/projects/netra-production/"):]
 
-    def get(self, url, params=None):
+    def get(self, url, params=None, timeout=None):
         path = self._path(url)
         self.calls.append(("GET", path))
         if path.startswith("operations/"):

@@ -361,7 +361,7 @@ class FakeSession:
         self.requests.append(("POST", url))
         return self._resp(200, {"name": "projects/p/locations/r/operations/op1", "done": False})
 
-    def get(self, url):
+    def get(self, url, timeout=None):
         self.requests.append(("GET", url))
         return self._resp(200, {"name": "projects/p/locations/r/operations/op1", "done": True, **self.final})
 

@@ -174,7 +174,7 @@ def test_load_test_step_runs_the_job_on_the_tagged_url_and_adds_memory_growth(tm
     objects, runs = {}, []
 
     class Session:
-        def get(self, url, params=None):
+        def get(self, url, params=None, timeout=None):
             if url.endswith("/services/netra-backend-staging"):
                 return _R(200, {"trafficStatuses": [
                     {"type": "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION", "revision": "netra-backend-staging-1111", "percent": 100, "tag": "stable",

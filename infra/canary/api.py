@@ -96,19 +96,24 @@ def parse_endpoint(value: str) -> str:
     return value
 
 
-def stack_limits(stack: str) -> dict[str, float]:
-    """The seed's rollback triggers as the stack configures them (`netra:observability.thresholds.*`,
-    the same values the alerts use), as JudgeConfig fields. Raises UsageError naming the key."""
+def _typed_stack(stack: str):
+    """The validated StackConfig of Pulumi.<stack>.yaml, without running the program. Raises UsageError."""
     from infra.config import ConfigError, load_stack_config
     from infra.plan.stackfile import StackFileError, read_stack
 
     try:
-        cfg = load_stack_config(read_stack(stack).config, stack)
+        return load_stack_config(read_stack(stack).config, stack)
     except StackFileError as exc:
         raise UsageError(str(exc)) from None
     except ConfigError as exc:
         first = exc.problems[0] if exc.problems else exc
         raise UsageError(f"--stack {stack}: invalid stack config: {first}") from None
+
+
+def stack_limits(stack: str) -> dict[str, float]:
+    """The seed's rollback triggers as the stack configures them (`netra:observability.thresholds.*`,
+    the same values the alerts use), as JudgeConfig fields. Raises UsageError naming the key."""
+    cfg = _typed_stack(stack)
     t = cfg.observability.thresholds
     return {
         "max_error_rate": t.error_rate_percent / 100.0,
@@ -180,16 +185,9 @@ def planned_revisions(stack: str, service: str) -> Revisions:
 def service_location(stack: str, service: str) -> tuple[str, str, str, str]:
     """(key, Cloud Run service name, project, region) of `service` (a key or a service name) from the
     typed stack config, without running the program. Raises UsageError."""
-    from infra.config import ConfigError, load_stack_config, service_name
-    from infra.plan.stackfile import StackFileError, read_stack
+    from infra.config import service_name
 
-    try:
-        cfg = load_stack_config(read_stack(stack).config, stack)
-    except StackFileError as exc:
-        raise UsageError(str(exc)) from None
-    except ConfigError as exc:
-        first = exc.problems[0] if exc.problems else exc
-        raise UsageError(f"--stack {stack}: invalid stack config: {first}") from None
+    cfg = _typed_stack(stack)
     names = {key: service_name(key, cfg.environment) for key in _service_keys(cfg)}
     key = service if service in names else next((k for k, n in names.items() if n == service), None)
     if key is None:

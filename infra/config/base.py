@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 import unicodedata
+import typing
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, AllowInfNan, BaseModel, BeforeValidator, ConfigDict, ValidationInfo
@@ -207,3 +208,18 @@ def distinct(values: Any) -> Any:
 
 
 Distinct = AfterValidator(distinct)
+
+
+def unwrap_type(t: Any) -> Any:
+    """Optional[X] / Annotated[X, ...] -> X (the field type a config path ends on)."""
+    while True:
+        origin = typing.get_origin(t)
+        if origin is typing.Annotated:
+            t = typing.get_args(t)[0]
+        elif origin is typing.Union:
+            args = [a for a in typing.get_args(t) if a is not type(None)]
+            if len(args) != 1:
+                return t
+            t = args[0]
+        else:
+            return t

@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from pydantic import BaseModel, ValidationError
 
-from .base import PROBLEMS_ERROR, model_alias_fields
+from .base import PROBLEMS_ERROR, model_alias_fields, unwrap_type
 from .secure import secret_problems
 from .services import environment_problems
 from .source import PROVIDER_KEYS, EngineValueError, decode_engine_value, full_key, key_problem
@@ -152,7 +152,7 @@ def _unknown_key_message(loc: tuple[Any, ...]) -> str:
 
 def _field_at(loc: tuple[Any, ...]) -> Any:
     """The pydantic FieldInfo at `loc`, or None."""
-    node = _unwrap(_node_at(loc[:-1]))
+    node = unwrap_type(_node_at(loc[:-1]))
     if isinstance(node, type) and issubclass(node, BaseModel):
         return model_alias_fields(node).get(loc[-1]) if loc else None
     return None
@@ -160,7 +160,7 @@ def _field_at(loc: tuple[Any, ...]) -> Any:
 
 def _allowed_keys(parent: tuple[Any, ...]) -> list[str] | None:
     """The keys allowed at `parent`, or None where any key is allowed."""
-    node = _unwrap(_node_at(parent))
+    node = unwrap_type(_node_at(parent))
     if isinstance(node, type) and issubclass(node, BaseModel):
         return list(model_alias_fields(node))
     return None
@@ -170,7 +170,7 @@ def _node_at(parent: tuple[Any, ...]) -> Any:
     """Walk the model tree along `parent` to the type found there."""
     node: Any = StackConfig
     for part in parent:
-        node = _unwrap(node)
+        node = unwrap_type(node)
         if isinstance(node, type) and issubclass(node, BaseModel):
             field = model_alias_fields(node).get(part)
             if field is None:
@@ -183,16 +183,3 @@ def _node_at(parent: tuple[Any, ...]) -> Any:
     return node
 
 
-def _unwrap(t: Any) -> Any:
-    """Optional[X] / Annotated[X, ...] -> X."""
-    while True:
-        origin = typing.get_origin(t)
-        if origin is typing.Annotated:
-            t = typing.get_args(t)[0]
-        elif origin is typing.Union:
-            args = [a for a in typing.get_args(t) if a is not type(None)]
-            if len(args) != 1:
-                return t
-            t = args[0]
-        else:
-            return t

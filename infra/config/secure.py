@@ -15,7 +15,7 @@ from typing import Any, Iterable, Iterator, Mapping
 
 from pydantic import BaseModel, SecretStr
 
-from .base import model_alias_fields
+from .base import model_alias_fields, unwrap_type
 from .source import is_secure
 
 NAMESPACE = "netra"
@@ -58,7 +58,7 @@ def _secret_field(model: type[BaseModel], parts: list[str]) -> bool | None:
     the path is not in the model (the loader reports unknown keys itself)."""
     node: Any = model
     for n, part in enumerate(parts):
-        node = _unwrap(node)
+        node = unwrap_type(node)
         if isinstance(node, type) and issubclass(node, BaseModel):
             field = model_alias_fields(node).get(part)
             if field is None:
@@ -70,21 +70,9 @@ def _secret_field(model: type[BaseModel], parts: list[str]) -> bool | None:
             node = typing.get_args(node)[0]
         else:
             return None
-    return _unwrap(node) is SecretStr
+    return unwrap_type(node) is SecretStr
 
 
-def _unwrap(t: Any) -> Any:
-    while True:
-        origin = typing.get_origin(t)
-        if origin is typing.Annotated:
-            t = typing.get_args(t)[0]
-        elif origin is typing.Union:
-            args = [a for a in typing.get_args(t) if a is not type(None)]
-            if len(args) != 1:
-                return t
-            t = args[0]
-        else:
-            return t
 
 
 def secret_problems(paths: Iterable[str], model: type[BaseModel]) -> list[tuple[str, str]]:
