@@ -6,7 +6,7 @@ import math
 import re
 import unicodedata
 import typing
-from typing import Annotated, Any
+from typing import Annotated, Any, Mapping
 
 from pydantic import AfterValidator, AllowInfNan, BaseModel, BeforeValidator, ConfigDict, ValidationInfo
 from pydantic.alias_generators import to_camel
@@ -223,3 +223,23 @@ def unwrap_type(t: Any) -> Any:
             t = args[0]
         else:
             return t
+
+
+def type_at(model: Any, parts: Any) -> Any:
+    """Walk a config model's types along `parts` (keys as users write them, list indexes) to the type
+    found there, or None where the path leaves the model."""
+    node: Any = model
+    for part in parts:
+        node = unwrap_type(node)
+        if isinstance(node, type) and issubclass(node, BaseModel):
+            field = model_alias_fields(node).get(part)
+            if field is None:
+                return None
+            node = field.annotation
+        elif typing.get_origin(node) in (dict, Mapping):
+            node = typing.get_args(node)[1]
+        elif typing.get_origin(node) in (list, tuple):
+            node = typing.get_args(node)[0]
+        else:
+            return None
+    return node

@@ -6,13 +6,12 @@ plan` refuse exactly the same configs with exactly the same messages.
 from __future__ import annotations
 
 import difflib
-import typing
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
 from pydantic import BaseModel, ValidationError
 
-from .base import PROBLEMS_ERROR, model_alias_fields, unwrap_type
+from .base import PROBLEMS_ERROR, model_alias_fields, type_at, unwrap_type
 from .secure import secret_problems
 from .services import environment_problems
 from .source import PROVIDER_KEYS, EngineValueError, decode_engine_value, full_key, key_problem
@@ -168,18 +167,6 @@ def _allowed_keys(parent: tuple[Any, ...]) -> list[str] | None:
 
 def _node_at(parent: tuple[Any, ...]) -> Any:
     """Walk the model tree along `parent` to the type found there."""
-    node: Any = StackConfig
-    for part in parent:
-        node = unwrap_type(node)
-        if isinstance(node, type) and issubclass(node, BaseModel):
-            field = model_alias_fields(node).get(part)
-            if field is None:
-                return None
-            node = field.annotation
-        elif typing.get_origin(node) is dict:
-            node = typing.get_args(node)[1]
-        else:
-            return None
-    return node
+    return type_at(StackConfig, parent)
 
 

@@ -9,13 +9,12 @@ becomes plain text in the Cloud Run revision) or be a value that is no credentia
 """
 from __future__ import annotations
 
-import typing
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
 from pydantic import BaseModel, SecretStr
 
-from .base import model_alias_fields, unwrap_type
+from .base import type_at, unwrap_type
 from .source import is_secure
 
 NAMESPACE = "netra"
@@ -56,23 +55,10 @@ def stack_file_secure_paths(stack: str, root: Path | None = None) -> list[str]:
 def _secret_field(model: type[BaseModel], parts: list[str]) -> bool | None:
     """True if `parts` leads to a SecretStr field (or a map of them), False if to another field, None if
     the path is not in the model (the loader reports unknown keys itself)."""
-    node: Any = model
-    for n, part in enumerate(parts):
-        node = unwrap_type(node)
-        if isinstance(node, type) and issubclass(node, BaseModel):
-            field = model_alias_fields(node).get(part)
-            if field is None:
-                return None
-            node = field.annotation
-        elif typing.get_origin(node) in (dict, Mapping):
-            node = typing.get_args(node)[1]
-        elif typing.get_origin(node) in (list, tuple):
-            node = typing.get_args(node)[0]
-        else:
-            return None
+    node = type_at(model, parts)
+    if node is None:
+        return None
     return unwrap_type(node) is SecretStr
-
-
 
 
 def secret_problems(paths: Iterable[str], model: type[BaseModel]) -> list[tuple[str, str]]:
