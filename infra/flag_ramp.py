@@ -283,14 +283,15 @@ def plan_flag_release(stack: str, flag: str, service: Optional[str], config: dic
     return FlagRelease(stack, flag, targets, tuple(cfg.stages), revisions, outputs.get("gcpProject", ""))
 
 
-def make_flag_gate(settings, release: FlagRelease, log, client=None):
+def make_flag_gate(settings, release: FlagRelease, log, client=None, **judge_kwargs):
     """The gate on arms (infra.flag_gate.judge_flag_ramp) for one service at one stage; writes
-    verdict-STACK-flag-FLAG-KEY-STAGE.json. A gate ERROR raises: the ramp rolls back and exits 4."""
+    verdict-STACK-flag-FLAG-KEY-STAGE.json. A gate ERROR raises: the ramp rolls back and exits 4.
+    `client` / `judge_kwargs` (clock, sleep, retry): tests and emulators."""
     from infra.flag_gate import judge_flag_ramp
 
     def gate(t: ro.Target, stage: int) -> rel.Verdict:
         verdict = judge_flag_ramp(release.project, t.service_name, release.flag, stage, settings, client=client,
-                                  stack=release.stack, progress=log)
+                                  stack=release.stack, progress=log, **judge_kwargs)
         return ro.rollout_verdict(verdict, f"verdict-{release.stack}-flag-{release.flag}-{t.key}-{stage}.json",
                                   t.candidate, stage, f"the gate on {release.flag}'s arms in {t.key}")
 

@@ -293,3 +293,95 @@ def test_journal_and_approvals_are_in_the_release_model(release):
         assert any(d.get("flagApprovals") for d in seen) == (kwargs != {"decisions": {10: "hold"}})
         for d in seen:
             ReleaseConfig.model_validate(d)
+
+
+# ---- the real gate on arms, from inside the ramp: google-cloud-monitoring over gRPC to the emulator ------
+
+class EmulatedWorld(FWorld):
+    """Each `pulumi up` "deploys" the percent: the emulator's arms then split 50 rps by it."""
+
+    def __init__(self, config, fake, on_error_rate):
+        super().__init__(config)
+        self.fake, self.on_error_rate = fake, on_error_rate
+
+    def up(self, message):
+        super().up(message)
+        from infra.canary.emulator import Profile
+
+        p = percent_of(self.backend.config) / 100
+        self.fake.revisions = {f"{FLAG}=off": Profile(rps=50.0 * (1 - p)),
+                               f"{FLAG}=on": Profile(rps=50.0 * p, error_rate=self.on_error_rate)}
+
+
+@pytest.mark.parametrize("on_error_rate,expected,judged", [(0.002, 0, [10, 50]), (0.02, 1, [10])])
+def test_the_ramp_runs_the_real_gate_on_arms_against_the_monitoring_emulator(prod_plan, tmp_path, monkeypatch,
+                                                                             on_error_rate, expected, judged):
+    from infra.canary.api import GateSettings
+    from infra.canary.emulator import FakeMetricService, serve
+    from infra.canary.gate import GateOptions
+    from infra.canary.judge import JudgeConfig
+    from infra.canary.monitoring import default_retry, make_client
+
+    monkeypatch.chdir(tmp_path)  # verdict files
+    release = fr.plan_flag_release("prod", FLAG, "backend", ramp_config())
+    fake = FakeMetricService("netra-backend-prod", {}, seed=5)
+    server, endpoint = serve(fake)
+    client = make_client(endpoint)
+    try:
+        world = EmulatedWorld(ramp_config(), fake, on_error_rate)
+        now = [1_700_000_000.0]
+        settings = GateSettings(GateOptions(interval_s=60.0, max_duration_s=3600.0, lag_s=0.0), JudgeConfig(), None)
+        gate = fr.make_flag_gate(settings, release, lambda line: None, client=client, clock=lambda: now[0],
+                                 sleep=lambda s: now.__setitem__(0, now[0] + s), retry=default_retry(timeout_s=0.3))
+        outcome = ro.Driver(release, world, gate=gate, verify=gate, log=lambda line: None).run()
+    finally:
+        client.transport.close()
+        server.stop(0)
+    assert outcome.exit_code == expected, outcome.reason
+    verdicts = {s: json.loads((tmp_path / f"verdict-prod-flag-{FLAG}-backend-{s}.json").read_text()) for s in judged}
+    assert all(v["candidateRevision"] == f"{FLAG}=on" and v["stableRevision"] == f"{FLAG}=off" for v in verdicts.values())
+    assert [v["canaryPercent"] for v in verdicts.values()] == judged
+    # the arms' log-based metrics were queried, never Cloud Run's per-revision ones
+    filters = [r.filter for r in fake.calls]
+    assert filters and all("flag_arm" in f and "run.googleapis.com" not in f for f in filters)
+    final = ro.read_release_doc(world.backend.config)["flagApprovals"][FLAG]
+    last = judged[-1]  # the record is bound to the very verdict file of its stage
+    assert final["evidence"] == rel.evidence_digest({"flag": FLAG, "stage": last, "verdicts": {
+        "backend": rel.evidence_digest(verdicts[last])}})
+    if expected == 0:
+        assert [v["decision"] for v in verdicts.values()] == ["promote", "promote"] and percent_of(world.backend.config) == 100
+        assert final["stage"] == 50 and not final["rejected"]
+    else:  # 10x the errors in the 10 % arm: rolled back at 10 %, back to 0 %
+        assert verdicts[10]["decision"] == "rollback" and "errors" in verdicts[10]["reason"]
+        assert percent_of(world.backend.config) == 0 and final["rejected"] and final["stage"] == 10
+
+
+def test_dry_run_shows_the_flag_ladder_and_its_branches(monkeypatch, capsys, tmp_path):
+    monkeypatch.setattr(ro, "_stack_raw_config", lambda stack: ramp_config())
+    world = FWorld(ramp_config())
+    assert run(rollout_args(flag=FLAG, dry_run=True), world, tmp_path) == 0
+    assert world.count == 0  # the dry run works on a copy of the stack file, never on the stack
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == (f"rollout prod (dry run): flag {FLAG} ({PERCENT}) along [0, 10, 50, 100], judged on "
+                                   f"the arms of auth, backend, frontend")
+    assert f"=> exit 0: ramped: {FLAG} is on for 100 % of requests" in out
+    assert (f"if the gate at 50 % answers rollback: exit 1 (the gate rejected auth at 50 %: dry run: assumed rollback; "
+            f"rolled back: {FLAG} is off for everyone (0 %)); updates: flag {FLAG} stage 0 %, flag {FLAG} stage 10 %, "
+            f"flag {FLAG} stage 50 %, flag {FLAG} rollback to 0 %") in out
+    assert "if the gate at 10 % answers hold: exit 3" in out and "at 0 %" not in out.split("=> exit 0")[1]
+
+
+def test_status_shows_the_flag_ramp_in_progress(monkeypatch, capsys, tmp_path):
+    import argparse
+
+    world = FWorld(ramp_config(), decisions={10: "hold"})
+    assert run(rollout_args(flag=FLAG), world, tmp_path) == 3
+    monkeypatch.setattr(ro, "_stack_raw_config", lambda stack: world.backend.config)
+    capsys.readouterr()
+    assert ro.run_status(argparse.Namespace(stack="prod", json=False)) == 0
+    out = capsys.readouterr().out
+    assert (f"  flag ramp in progress: {FLAG} live 10 % (from 0 %, judged on auth, backend, frontend; not rejected)\n"
+            f"            next: python -m infra rollout --stack prod --flag {FLAG}") in out
+    assert ro.run_status(argparse.Namespace(stack="prod", json=True)) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["flagRamp"]["flag"] == FLAG and doc["flagRamp"]["live"] == 10
