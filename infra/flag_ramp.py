@@ -65,7 +65,7 @@ class FlagRelease:
     flag: str
     targets: tuple[ro.Target, ...]  # the services whose arms carry evidence; candidate/stable = on/off arm
     stages: tuple[int, ...]
-    revisions: dict[str, Optional[str]] = field(default_factory=dict)  # key -> the revision serving the evidence
+    revisions: dict[str, Optional[str]] = field(default_factory=dict)  # reader key -> its stable revision
     project: str = ""
 
     journal_key: ClassVar[str] = FLAG_RAMP_KEY
@@ -253,15 +253,11 @@ def revision_refusal(config: dict) -> Optional[str]:
 # the release from the stack, the live gate, the command
 
 
-def flag_readers(cfg) -> list[str]:
-    """Service keys that read the feature-flags secret: their request logs carry the flag arm."""
-    return sorted(k for k, s in cfg.services.items() if FLAGS_SECRET in s.secrets.values())
-
-
 def plan_flag_release(stack: str, flag: str, service: Optional[str], config: dict) -> FlagRelease:
     """The flag ramp for the stack (raises StackError / UsageError for a bad --stack, --flag or --service)."""
     from infra.canary.api import UsageError, _typed_stack
     from infra.canary.stack import plan_outputs
+    from infra.wiring import flag_readers
 
     if not FLAG.match(flag):
         raise UsageError(f"--flag must be a netra:platform.featureFlags key (lowercase letters, digits, _), got {flag!r}")
@@ -279,7 +275,8 @@ def plan_flag_release(stack: str, flag: str, service: Optional[str], config: dic
     off, on = arms(flag)
     raw = ro._decode(config.get("netra:services")) or {}
     targets = tuple(ro.Target(k, services[k]["serviceName"], on, off) for k in keys)
-    revisions = {k: (raw.get(k) or {}).get("stableRevision") or None for k in keys}
+    # bound to the code every reader serves (not only the judged ones): the program checks the same binding
+    revisions = {k: (raw.get(k) or {}).get("stableRevision") or None for k in readers}
     return FlagRelease(stack, flag, targets, tuple(cfg.stages), revisions, outputs.get("gcpProject", ""))
 
 
