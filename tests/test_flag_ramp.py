@@ -445,3 +445,16 @@ def test_plan_exits_2_naming_the_flag_percent():
             "--set", f"netra:release={json.dumps(cfg['netra:release'])}")
     assert r.returncode == 2, r.stdout + r.stderr
     assert f"{PERCENT}: percent 100 skips a stage" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_the_kill_switch_during_a_ramp_stops_it_as_a_rollback(release, tmp_path, capsys):
+    world = FWorld(ramp_config(), decisions={10: "hold"})
+    assert run(rollout_args(flag=FLAG, service="backend"), world, tmp_path) == 3
+    world.backend.config["netra:platform"]["featureFlags"][FLAG]["killSwitch"] = True  # the emergency off
+    capsys.readouterr()
+    assert run(rollout_args(flag=FLAG), world, tmp_path) == 1  # resumes on the journal's services
+    assert f"{PERCENT.replace('percent', 'killSwitch')} was turned on during the ramp" in capsys.readouterr().err
+    assert world.backend.ups[-1][0].startswith(f"netra rollout: flag {FLAG} rollback to 0 %")
+    assert percent_of(world.backend.config) == 0 and "flagRamp" not in ro.read_release_doc(world.backend.config)
+    assert {k for k, *_ in world.checks} == {"backend"}
+    assert run(rollout_args(flag=FLAG), world, tmp_path) == 2  # and now the kill switch refuses a new ramp
