@@ -17,8 +17,12 @@
         finalizing: true              # set with stableRevision := candidate
         released: true                # the finalize update succeeded
         tagged: false
+      bake:                           # per service key: the bake window after a release (finalize)
+        backend: {revision: netra-backend-prod-1a2b3c4d, previous: netra-backend-prod-a41c9e07,
+                  until: "2026-11-25T10:00:00+00:00", started: "2026-11-23T10:00:00+00:00"}
 
-The program reads only `approvals` (infra.release.decide_share); the rollout driver owns both.
+The program reads `approvals` (infra.release.decide_share) and `bake` (the `previous` traffic tag at 0 %,
+while `revision` is the service's stableRevision); the rollout and `python -m infra bake` own all three.
 """
 from __future__ import annotations
 
@@ -56,6 +60,14 @@ class RolloutJournal(ConfigModel):
     started: text(64) = Field("", description="when (ISO 8601, UTC)")
 
 
+class BakeRecord(ConfigModel):
+    revision: ResourceName = Field(description="the released revision under watch (the stableRevision it was released as)")
+    previous: ResourceName = Field(description="the stable revision before the release: tagged `previous` at 0 %")
+    until: text(64) = Field(description="when the bake window ends (ISO 8601, UTC)")
+    started: text(64) = Field("", description="when the release was finalized (ISO 8601, UTC)")
+
+
 class ReleaseConfig(ConfigModel):
     approvals: dict[str, ApprovalRecord] = Field(default_factory=dict)
     rollout: Optional[RolloutJournal] = None
+    bake: dict[str, BakeRecord] = Field(default_factory=dict, description="service key -> its bake window")
