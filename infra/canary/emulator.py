@@ -123,7 +123,7 @@ class FakeMetricService:
         if _match(r'resource\.labels?\.service_name\s*=\s*"([^"]+)"', request.filter) != self.service_name:
             return []
         one_of = _match(r"revision_name\s*=\s*one_of\(([^)]*)\)", request.filter)
-        wanted = re.findall(r'"([^"]+)"', one_of) if one_of else list(self.revisions)
+        wanted = list(dict.fromkeys(re.findall(r'"([^"]+)"', one_of))) if one_of else list(self.revisions)
         start = request.interval.start_time.timestamp()
         end = request.interval.end_time.timestamp()
         period = request.aggregation.alignment_period.total_seconds()
