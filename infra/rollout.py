@@ -1095,8 +1095,10 @@ def service_status(outputs: dict, doc: dict, stages) -> list[dict]:
             nxt = "verify at 0 %: python -m infra rollout" + (" --service " + key)
         else:
             nxt = f"judge the live {live} %: python -m infra rollout"
+        bake = (doc.get("bake") or {}).get(key)
+        bake = {"previous": bake.get("previous"), "until": bake.get("until")} if bake and bake.get("revision") == stable else None
         rows.append({"service": key, "stable": stable, "candidate": cand, "live": live, "lastVerdict": verdict,
-                     "inRollout": in_rollout, "next": nxt})
+                     "inRollout": in_rollout, "next": nxt, "bake": bake})
     return rows
 
 
@@ -1122,5 +1124,7 @@ def run_status(args) -> int:
         print(f"  {r['service']:<9} stable {r['stable'] or '(none: first deploy)'}  candidate {r['candidate']}  "
               f"live {r['live']} %")
         print(f"            last verdict: {r['lastVerdict'] or 'none'}")
+        if r["bake"]:
+            print(f"            baking until {r['bake']['until']}: `rollback` returns to {r['bake']['previous']}")
         print(f"            next: {r['next']}")
     return EXIT_RELEASED

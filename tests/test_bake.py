@@ -347,3 +347,13 @@ def test_bake_exits_2_naming_the_argument(candidate, tmp_path, monkeypatch):
                        (["--stack", "prod", "--max-duration", "5"], "--max-duration"), ([], "--stack")):
         r = cli("bake", *argv)
         assert r.returncode == 2 and flag in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def test_status_shows_the_bake_window(prod_plan):
+    outputs = prod_plan["outputs"]
+    doc = {"bake": {"backend": {"revision": OLD, "previous": "netra-backend-prod-00000001", "until": "2026-11-25T12:00:00+00:00"}}}
+    rows = {r["service"]: r for r in ro.service_status(outputs, doc, (0, 10, 50, 100))}
+    assert rows["backend"]["bake"] == {"previous": "netra-backend-prod-00000001", "until": "2026-11-25T12:00:00+00:00"}
+    assert rows["auth"]["bake"] is None
+    stale = {"bake": {"backend": {"revision": "netra-backend-prod-77777777", "previous": OLD, "until": "x"}}}
+    assert {r["service"]: r for r in ro.service_status(outputs, stale, (0, 10, 50, 100))}["backend"]["bake"] is None
