@@ -6,6 +6,8 @@ to fix -- does not stop it). It says, per service, what it did and what it did n
 
 - default: `netra:canaryPercent` := 0, every per-service canaryPercent override removed, a rollout in
   progress marked rejected (a restarted rollout finishes the rollback instead of climbing), one `pulumi up`.
+- during a bake window (`netra:release.bake`, opened at finalize) a baking service goes back to its
+  `previous` revision in the same step: stableRevision := previous, the released revision rejected.
 - `--direct`: when `pulumi up` itself is what is broken, PATCH each service's traffic through the Cloud
   Run Admin API v2 (`services.patch?updateMask=traffic`, stable revision 100 %), wait for each operation,
   then reconcile the stack config the same way (so the next `pulumi up` keeps the stable revisions).
