@@ -33,7 +33,7 @@ import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, ClassVar, Optional
 
 from infra import release as rel
 
@@ -98,6 +98,64 @@ class Release:
             return [STACK_PERCENT_KEY]
         return [f"netra:services.{k}.canaryPercent" for k in self.keys]
 
+    # What the shared steps and the Driver ask of the thing being released. A revision rollout moves
+    # candidate revisions by traffic share; `infra.flag_ramp.FlagRelease` moves a feature flag's percent
+    # with the same steps, the same Driver and the same journal discipline, under its own journal key.
+    journal_key: ClassVar[str] = "rollout"  # netra:release.<journal_key>
+
+    @property
+    def steps(self) -> tuple["Step", ...]:
+        return STEPS
+
+    def desired(self, config: dict) -> int:
+        return desired_stage(self, config)
+
+    def approved(self, doc: dict, stage: int) -> bool:
+        """Every candidate approved (not rejected) at `stage` or above."""
+        for t in self.targets:
+            a = (doc.get("approvals") or {}).get(t.key)
+            if not a or a.get("revision") != t.candidate or a.get("rejected") or int(a.get("stage", -1)) < stage:
+                return False
+        return True
+
+    def record_check(self, doc: dict, verdicts: dict[str, rel.Verdict], rejected: Optional[str]) -> None:
+        """Into `doc`: the approvals of a check at one stage (every verdict), or the rejection of one key."""
+        if rejected:
+            doc["approvals"] = {**doc.get("approvals", {}), rejected: _approval(verdicts[rejected], rejected=True)}
+        else:
+            doc["approvals"] = {**doc.get("approvals", {}), **{k: _approval(v) for k, v in verdicts.items()}}
+
+    def forget_approvals(self, doc: dict) -> None:
+        """A failure (not a verdict): the candidates lose their approvals and start again from verification."""
+        doc["approvals"] = {k: a for k, a in doc["approvals"].items()
+                            if not (k in self.candidates and a.get("revision") == self.candidates[k])}
+
+    def closing_removals(self) -> tuple[str, ...]:
+        return tuple(k for k in self.stage_keys() if self.scope == "service")
+
+    def up_message(self, why: str) -> str:
+        return f"netra rollout: {why}"
+
+    def stage_fields(self) -> dict:
+        return {"revisions": self.candidates}
+
+    @property
+    def nothing_live(self) -> str:
+        return "the candidate has no traffic"
+
+    @property
+    def checked_stages(self) -> list[int]:
+        return [s for s in self.ladder if s < self.ladder[-1]]
+
+    @property
+    def describe(self) -> str:
+        return (f"{', '.join(f'{t.key} {t.candidate}' for t in self.targets)} along {list(self.ladder)}"
+                + (" (first deploy)" if self.first_deploy else ""))
+
+    @property
+    def rolled_back_state(self) -> str:
+        return "the stable revisions serve 100 %"
+
 
 # ---------------------------------------------------------------------------------------------------
 # the recorded state
@@ -136,7 +194,7 @@ class State:
 
     @property
     def journal(self) -> Optional[dict]:
-        return self.doc.get("rollout")
+        return self.doc.get(self.release.journal_key)
 
     @property
     def live(self) -> int:
@@ -146,11 +204,7 @@ class State:
         return (self.doc.get("approvals") or {}).get(key)
 
     def approved_at(self, stage: int) -> bool:
-        for t in self.release.targets:
-            a = self.approval(t.key)
-            if not a or a.get("revision") != t.candidate or a.get("rejected") or int(a.get("stage", -1)) < stage:
-                return False
-        return True
+        return self.release.approved(self.doc, stage)
 
 
 def desired_stage(release: Release, config: dict) -> int:
@@ -163,7 +217,7 @@ def desired_stage(release: Release, config: dict) -> int:
 
 def read_state(release: Release, backend, tag: bool = False) -> State:
     config = backend.read()
-    return State(release, config, read_release_doc(config), desired_stage(release, config), tag)
+    return State(release, config, read_release_doc(config), release.desired(config), tag)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -398,7 +452,7 @@ def step_apply(d: "Driver", s: State) -> Optional[Outcome]:
     stage, rejected = s.desired, _journal(s).get("rejected")
     why = f"rollback to 0 % ({rejected})" if rejected else f"stage {stage} %"
     try:
-        d.effect("pulumi up", lambda: d.backend.up(f"netra rollout: {why}"), f"({why})")
+        d.effect("pulumi up", lambda: d.backend.up(s.release.up_message(why)), f"({why})")
     except OperationFailed as exc:
         if rejected:
             d.notify("failure", f"the rollback update failed: {exc}")
@@ -406,7 +460,7 @@ def step_apply(d: "Driver", s: State) -> Optional[Outcome]:
                                         f"or `python -m infra rollback --stack {s.release.stack} --direct`")
         if stage <= 0 or _journal(s).get("live", -1) <= 0:
             d.notify("failure", f"pulumi up failed at stage {stage} %: {exc}")
-            return Outcome(EXIT_FAILED, f"pulumi up failed at stage {stage} % ({exc}); the candidate has no traffic; "
+            return Outcome(EXIT_FAILED, f"pulumi up failed at stage {stage} % ({exc}); {s.release.nothing_live}; "
                                         f"rerun to retry")
         d.fail(s, f"pulumi up failed at stage {stage} %: {exc}")
         d.notify("failure", f"pulumi up failed at stage {stage} %: {exc}; rolling back")
@@ -415,7 +469,7 @@ def step_apply(d: "Driver", s: State) -> Optional[Outcome]:
     if rejected:
         d.notify("rollback", f"rolled back to 0 %: {rejected}", stage=0)
     else:
-        d.notify("stage_up", f"{stage} % live", stage=stage, revisions=s.release.candidates)
+        d.notify("stage_up", f"{stage} % live", stage=stage, **s.release.stage_fields())
     return None
 
 
@@ -423,7 +477,7 @@ def step_rolled_back(d: "Driver", s: State) -> Outcome:
     j = _journal(s)
     d.close_journal(s)
     code = EXIT_FAILED if j.get("failed") else EXIT_ROLLED_BACK
-    return Outcome(code, f"{j.get('rejected')}; rolled back: the stable revisions serve 100 %")
+    return Outcome(code, f"{j.get('rejected')}; rolled back: {s.release.rolled_back_state}")
 
 
 def step_finalize_up(d: "Driver", s: State) -> Optional[Outcome]:
@@ -484,8 +538,8 @@ def step_check(d: "Driver", s: State) -> Optional[Outcome]:
         v = verdicts[rejected[0]]
         why = f"{'verification' if stage == 0 else 'the gate'} rejected {rejected[0]} at {stage} %: {v.reason}"
         doc = dict(s.doc)
-        doc["approvals"] = {**doc.get("approvals", {}), rejected[0]: _approval(v, rejected=True)}
-        doc["rollout"] = {**_journal(s), "rejected": why}
+        s.release.record_check(doc, verdicts, rejected[0])
+        doc[s.release.journal_key] = {**_journal(s), "rejected": why}
         d.write({RELEASE_KEY: doc}, what=f"record the rejection of {v.revision}")
         return None
     if any(v.decision != "promote" for v in verdicts.values()):
@@ -493,7 +547,7 @@ def step_check(d: "Driver", s: State) -> Optional[Outcome]:
         d.notify("hold", f"held at {stage} %: {held}", stage=stage)
         return Outcome(EXIT_HELD, f"held at {stage} % ({held}); traffic stays; rerun to judge again, or roll back")
     doc = dict(s.doc)
-    doc["approvals"] = {**doc.get("approvals", {}), **{k: _approval(v) for k, v in verdicts.items()}}
+    s.release.record_check(doc, verdicts, None)
     d.write({RELEASE_KEY: doc}, what=f"record the approvals at {stage} %")
     return None
 
@@ -589,7 +643,7 @@ class Driver:
     load_test: Callable[[Target], dict] = lambda t: {"decision": "pass", "reason": "no load test"}
     notifier: Any = None
     log: Callable[[str], None] = print
-    steps: tuple[Step, ...] = STEPS
+    steps: Optional[tuple[Step, ...]] = None  # default: the release's table (STEPS for revisions)
     trace: list = field(default_factory=list)  # (step, what) in order: dry-run output, tests
     max_turns: int = 200
 
@@ -615,25 +669,25 @@ class Driver:
     def record(self, change: Callable[[dict], None], what: str) -> None:
         """Update the journal after an effect succeeded (read it fresh: the effect may have taken long)."""
         doc = read_release_doc(self.backend.read())
-        journal = dict(doc.get("rollout") or {})
+        key = self.release.journal_key
+        journal = dict(doc.get(key) or {})
         change(journal)
-        doc["rollout"] = journal
+        doc[key] = journal
         self.write({RELEASE_KEY: doc}, what=what)
 
     def fail(self, s: State, why: str) -> None:
         """A failure (not a verdict) rolls back too: the journal says why, and the candidates lose their
         approvals (so they start again from verification, and no stage key can give them traffic)."""
         doc = read_release_doc(self.backend.read())
-        doc["rollout"] = {**(doc.get("rollout") or {}), "rejected": why, "failed": True}
-        doc["approvals"] = {k: a for k, a in doc["approvals"].items()
-                            if not (k in s.release.candidates and a.get("revision") == s.release.candidates[k])}
+        key = s.release.journal_key
+        doc[key] = {**(doc.get(key) or {}), "rejected": why, "failed": True}
+        s.release.forget_approvals(doc)
         self.write({RELEASE_KEY: doc}, what=f"record the failure: {why}")
 
     def close_journal(self, s: State) -> None:
         doc = read_release_doc(self.backend.read())
-        doc.pop("rollout", None)
-        remove = tuple(k for k in s.release.stage_keys() if s.release.scope == "service")
-        self.write({RELEASE_KEY: doc}, remove=remove, what="close the journal")
+        doc.pop(s.release.journal_key, None)
+        self.write({RELEASE_KEY: doc}, remove=s.release.closing_removals(), what="close the journal")
 
     def notify(self, event: str, message: str, **fields) -> None:
         if self.notifier is not None:
@@ -643,9 +697,10 @@ class Driver:
     def run(self) -> Outcome:
         if not self.release.targets:
             return Outcome(EXIT_RELEASED, "nothing to roll out: every service's candidate is already its stable revision")
+        steps = self.steps if self.steps is not None else self.release.steps
         for _ in range(self.max_turns):
             state = read_state(self.release, self.backend, self.tag_requested)
-            step = next((st for st in self.steps if st.when(state)), None)
+            step = next((st for st in steps if st.when(state)), None)
             if step is None:
                 raise RuntimeError(f"no step fits the recorded state (live {state.live}, desired {state.desired})")
             self.trace.append(("step", step.name))
@@ -751,17 +806,25 @@ def make_gate(settings, release: Release, log, session=None) -> Callable[[Target
             raise OperationFailed(f"{t.key}: Cloud Run serves {deployed.candidate} at {deployed.canary_percent} % under "
                                   f"the canary tag, not {t.candidate} at {stage} % as applied")
         verdict = api.judge(deployed, settings, stack=release.stack, progress=log)
-        doc = verdict.as_dict()
-        with open(f"verdict-{release.stack}-{t.key}-{stage}.json", "w") as f:
-            json.dump(doc, f, indent=2)
-        if verdict.decision == api.Decision.ERROR:
-            raise OperationFailed(f"the gate for {t.key} failed: {verdict.reason}")
-        label = "promote" if verdict.decision == api.Decision.PROMOTE else (
-            "rollback" if verdict.decision == api.Decision.ROLLBACK else "hold")
-        return rel.Verdict(label, deployed.candidate, deployed.canary_percent, rel.evidence_digest(doc), verdict.reason,
-                           by="gate")
+        return rollout_verdict(verdict, f"verdict-{release.stack}-{t.key}-{stage}.json", deployed.candidate,
+                               deployed.canary_percent, f"the gate for {t.key}")
 
     return gate
+
+
+def rollout_verdict(verdict, path: str, candidate: str, stage: int, what: str) -> rel.Verdict:
+    """The gate's verdict (infra.canary.api) written to `path` and bound to what was judged; ERROR raises
+    OperationFailed (the rollout rolls back and exits 4, never mistaking an error for a verdict)."""
+    from infra.canary import api
+
+    doc = verdict.as_dict()
+    with open(path, "w") as f:
+        json.dump(doc, f, indent=2)
+    if verdict.decision == api.Decision.ERROR:
+        raise OperationFailed(f"{what} failed: {verdict.reason}")
+    label = "promote" if verdict.decision == api.Decision.PROMOTE else (
+        "rollback" if verdict.decision == api.Decision.ROLLBACK else "hold")
+    return rel.Verdict(label, candidate, stage, rel.evidence_digest(doc), verdict.reason, by="gate")
 
 
 def make_verify(settings, urls: dict[str, str]) -> Callable[[Target, int], rel.Verdict]:
@@ -793,7 +856,10 @@ def register(subparsers) -> None:
                     "at 100 %%. Restart it after any interruption: it resumes from the journal in netra:release. "
                     "Exit 0 released, 1 rolled back, 2 usage, 3 held, 4 failed.")
     add_gate_arguments(p)
-    p.add_argument("--service", help="roll out only this service key (default: every service with a new candidate)")
+    p.add_argument("--service", help="roll out only this service key (default: every service with a new candidate); "
+                                     "with --flag: judge only this service's arms")
+    p.add_argument("--flag", metavar="NAME", help="ramp the feature flag NAME (netra:platform.featureFlags.NAME.percent) "
+                                                  "along the ladder instead, judged by the gate on its arms")
     p.add_argument("--dry-run", action="store_true",
                    help="walk the real path on a copy of the config (every check promotes) and show the hold and "
                         "rollback branches; change nothing")
@@ -810,6 +876,8 @@ def register(subparsers) -> None:
         description="Approve REVISION of SERVICE at STAGE %%, so it may get the next stage. Recorded in stack config "
                     "with who, when and the SHA-256 of the note. Exit 0 recorded, 2 usage, 4 failed.")
     a.add_argument("--stack", help="stack name")
+    a.add_argument("--flag", metavar="NAME", help="approve the ramp of this feature flag at --stage instead (no "
+                                                  "--service / --revision)")
     a.add_argument("--service", help="service key")
     a.add_argument("--revision", help="the exact candidate revision (see `status`)")
     a.add_argument("--stage", help="the stage it was checked at")
@@ -916,12 +984,10 @@ def simulate(release: Release, config: dict, decisions: dict[int, str] | None = 
 
 
 def print_dry_run(release: Release, config: dict, tag: bool) -> int:
-    print(f"rollout {release.stack} (dry run): {', '.join(f'{t.key} {t.candidate}' for t in release.targets)} "
-          f"along {list(release.ladder)}" + (" (first deploy)" if release.first_deploy else ""))
+    print(f"rollout {release.stack} (dry run): {release.describe}")
     outcome, _, backend = simulate(release, config, tag=tag, log=lambda line: print("  " + line))
     print(f"=> exit {outcome.exit_code}: {outcome.reason}")
-    checks = [s for s in release.ladder if s < release.ladder[-1]]
-    for stage in checks:
+    for stage in release.checked_stages:
         what = "verification" if stage == 0 else "gate"
         for decision in ("hold", "rollback"):
             out, trace, b = simulate(release, config, {stage: decision}, tag=tag)
@@ -943,6 +1009,10 @@ def run_rollout(args, *, backend=None, gate=None, verify=None, migrate=None, tag
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))
     if not args.stack:
         return _err("rollout", "--stack is required (a stack name such as prod or staging)")
+    if getattr(args, "flag", None):
+        from infra.flag_ramp import run_flag_ramp
+
+        return run_flag_ramp(args, backend=backend, gate=gate, notifier=notifier, log=log, lock_dir=lock_dir)
     try:
         settings = gate_settings(args)
         smoke = _int_arg(args.smoke_requests, "--smoke-requests", 1, 1000)
@@ -956,16 +1026,8 @@ def run_rollout(args, *, backend=None, gate=None, verify=None, migrate=None, tag
             return EXIT_RELEASED
         return print_dry_run(release, _stack_raw_config(args.stack), bool(args.tag))
     if backend is None:
-        from infra.plan import POLICY_DIR, policy_config_file
-
-        try:
-            backend = AutomationBackend(select_stack(args.stack), str(PROJECT_ROOT / POLICY_DIR),
-                                        str(policy_config_file(args.stack)), log=log)
-        except Exception as exc:  # no Pulumi CLI, no such stack, no backend login...
-            text = str(exc).strip()
-            print(f"infra rollout: error: cannot open stack {args.stack!r} with the Automation API (needs the Pulumi "
-                  f"CLI and a logged-in backend): {text.splitlines()[-1] if text else type(exc).__name__}",
-                  file=sys.stderr)
+        backend = open_backend("rollout", args.stack, log)
+        if backend is None:
             return EXIT_FAILED
     release = resume(release, backend.read(), every)
     if not release.targets:
@@ -1005,14 +1067,34 @@ def run_rollout(args, *, backend=None, gate=None, verify=None, migrate=None, tag
     notifier = notifier or Notifier.from_env(args.stack)
     driver = Driver(release, backend, gate=gate, verify=verify, migrate=migrate, tag=tagger, notifier=notifier, log=log,
                     backup=backup, **({"load_test": load_test} if load_test else {}))
+    from infra.flag_ramp import revision_refusal
+
     try:
         with StackLock(args.stack, lock_dir or PROJECT_ROOT / ".netra"):
+            refusal = revision_refusal(backend.read())
+            if refusal:
+                return _err("rollout", refusal)
             outcome = driver.run()
     except LockBusy as exc:
         print(f"infra rollout: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     print(f"rollout {args.stack}: {outcome.reason} (exit {outcome.exit_code})", file=sys.stderr)
     return outcome.exit_code
+
+
+def open_backend(cmd: str, stack: str, log=print):
+    """The stack through the Automation API with the policy pack, or None after one error line on stderr."""
+    from infra.canary.stack import PROJECT_ROOT
+    from infra.plan import POLICY_DIR, policy_config_file
+
+    try:
+        return AutomationBackend(select_stack(stack), str(PROJECT_ROOT / POLICY_DIR), str(policy_config_file(stack)),
+                                 log=log)
+    except Exception as exc:  # no Pulumi CLI, no such stack, no backend login...
+        text = str(exc).strip()
+        print(f"infra {cmd}: error: cannot open stack {stack!r} with the Automation API (needs the Pulumi CLI and a "
+              f"logged-in backend): {text.splitlines()[-1] if text else type(exc).__name__}", file=sys.stderr)
+        return None
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -1022,6 +1104,10 @@ def run_rollout(args, *, backend=None, gate=None, verify=None, migrate=None, tag
 def run_approve(args, *, backend=None) -> int:
     from infra.canary.stack import StackError, plan_outputs, service_info
 
+    if getattr(args, "flag", None):
+        from infra.flag_ramp import run_approve_flag
+
+        return run_approve_flag(args, backend=backend)
     for flag in ("stack", "service", "revision", "stage", "note"):
         if not getattr(args, flag):
             return _err("approve", f"--{flag} is required")
@@ -1046,15 +1132,8 @@ def run_approve(args, *, backend=None) -> int:
     record = {"revision": info.candidate, "stage": stage, "by": f"operator:{who}",
               "evidence": rel.evidence_digest(note), "at": _now(), "rejected": False}
     if backend is None:
-        try:
-            from infra.canary.stack import PROJECT_ROOT
-            from infra.plan import POLICY_DIR, policy_config_file
-
-            backend = AutomationBackend(select_stack(args.stack), str(PROJECT_ROOT / POLICY_DIR),
-                                        str(policy_config_file(args.stack)))
-        except Exception as exc:
-            print(f"infra approve: error: cannot open stack {args.stack!r} with the Automation API: "
-                  f"{str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__}", file=sys.stderr)
+        backend = open_backend("approve", args.stack)
+        if backend is None:
             return EXIT_FAILED
     doc = read_release_doc(backend.read())
     doc["approvals"] = {**doc.get("approvals", {}), info.key: record}
@@ -1113,13 +1192,19 @@ def run_status(args) -> int:
         return _err("status", str(exc))
     doc = read_release_doc(_stack_raw_config(args.stack))
     rows = service_status(outputs, doc, outputs.get("stages") or [0, 10, 50, 100])
+    from infra.flag_ramp import FLAG_APPROVALS_KEY, FLAG_RAMP_KEY, flag_status
+
     if args.json:
-        print(json.dumps({"stack": args.stack, "rollout": doc.get("rollout"), "services": rows}, indent=2))
+        print(json.dumps({"stack": args.stack, "rollout": doc.get("rollout"), "services": rows,
+                          FLAG_RAMP_KEY: doc.get(FLAG_RAMP_KEY), FLAG_APPROVALS_KEY: doc.get(FLAG_APPROVALS_KEY) or {}},
+                         indent=2))
         return EXIT_RELEASED
     j = doc.get("rollout")
     print(f"stack {args.stack}: " + (f"rollout in progress (live {j.get('live')} %, "
                                      f"{'rejected: ' + j['rejected'] if j.get('rejected') else 'not rejected'})"
                                      if j else "no rollout in progress"))
+    for line in flag_status(doc, args.stack):
+        print(line)
     for r in rows:
         print(f"  {r['service']:<9} stable {r['stable'] or '(none: first deploy)'}  candidate {r['candidate']}  "
               f"live {r['live']} %")

@@ -13,6 +13,11 @@ for google.monitoring.v3.MetricService/ListTimeSeries. It interprets what the ga
 REDUCE_SUM required; group-by revision and optionally response_code_class / outcome), the interval
 (counts are drawn for exactly that window, reproducibly from a seed), and paging. Faults are injected
 per test through `fault`, a callable (metric_type, call_number) -> Fault | None.
+
+Flag arms: when the filter selects `metric.labels.flag_arm = one_of(...)` (the gate's queries as
+infra/flag_gate.ArmClient rewrites them), the keys of `revisions` are arms ("<flag>=on" / "<flag>=off")
+and the series are the application's log-based metrics (`netra_request` by outcome,
+`netra_request_latency` with its explicit buckets, token/WebSocket outcomes), labelled `flag_arm`.
 """
 from __future__ import annotations
 
@@ -33,7 +38,7 @@ from scipy import stats
 
 from infra.canary.buckets import CLOUD_RUN_LATENCY
 from infra.canary.monitoring import REQUEST_COUNT, REQUEST_LATENCIES, RESOURCE_TYPE
-from infra.signals import TOKEN_OPTIMIZATION, WEBSOCKET_CONNECTION
+from infra.signals import FLAG_ARM, REQUEST, REQUEST_LATENCY, TOKEN_OPTIMIZATION, WEBSOCKET_CONNECTION
 
 SERVICE = "google.monitoring.v3.MetricService"
 
@@ -111,8 +116,9 @@ class FakeMetricService:
             return f"filter must select resource.type = {RESOURCE_TYPE}"
         if agg.per_series_aligner != A.Aligner.ALIGN_DELTA or agg.cross_series_reducer != A.Reducer.REDUCE_SUM:
             return "expected ALIGN_DELTA and REDUCE_SUM"
-        if not any(g.replace("labels", "label") == "resource.label.revision_name" for g in agg.group_by_fields):
-            return "expected group_by resource.label.revision_name"
+        split = f"metric.label.{FLAG_ARM}" if _arms(request) else "resource.label.revision_name"
+        if not any(g.replace("labels", "label") == split for g in agg.group_by_fields):
+            return f"expected group_by {split}"
         if agg.alignment_period.seconds <= 0 and agg.alignment_period.nanos <= 0:
             return "alignment_period must be positive"
         return None
@@ -122,7 +128,8 @@ class FakeMetricService:
         """One series per (revision, split label) with one point per alignment period of the interval."""
         if _match(r'resource\.labels?\.service_name\s*=\s*"([^"]+)"', request.filter) != self.service_name:
             return []
-        one_of = _match(r"revision_name\s*=\s*one_of\(([^)]*)\)", request.filter)
+        arms = _arms(request)
+        one_of = arms or _match(r"revision_name\s*=\s*one_of\(([^)]*)\)", request.filter)
         wanted = list(dict.fromkeys(re.findall(r'"([^"]+)"', one_of))) if one_of else list(self.revisions)
         start = request.interval.start_time.timestamp()
         end = request.interval.end_time.timestamp()
@@ -137,11 +144,13 @@ class FakeMetricService:
                 prof = self.revisions.get(rev)
                 if prof is None:
                     continue
-                for labels, value in self._values(metric_type, self._draw(rev, prof, w0, w1), groups):
+                for labels, value in self._values(metric_type, self._draw(rev, prof, w0, w1, bool(arms)), groups):
                     points.setdefault((rev, labels), []).append((w0, w1, value))
         out = []
         for (rev, labels), pts in points.items():
-            if metric_type == REQUEST_LATENCIES:
+            if arms:
+                out.append(_arm_series(metric_type, rev, dict(labels), pts))
+            elif metric_type == REQUEST_LATENCIES:
                 out.append(_dist_series(rev, pts))
             else:
                 out.append(_int_series(metric_type, rev, dict(labels), pts))
@@ -159,7 +168,9 @@ class FakeMetricService:
             return [((), data["requests"])]
         if metric_type == REQUEST_LATENCIES:
             return [((), data["hist"])] if data["requests"] else []
-        for sig, key in ((TOKEN_OPTIMIZATION, "token"), (WEBSOCKET_CONNECTION, "websocket")):
+        if metric_type == REQUEST_LATENCY.metric_type:  # an arm's request latency, explicit buckets
+            return [((), data["arm_hist"])] if data["requests"] else []
+        for sig, key in ((TOKEN_OPTIMIZATION, "token"), (WEBSOCKET_CONNECTION, "websocket"), (REQUEST, "request")):
             if metric_type == sig.metric_type and data.get(key) is not None:
                 ok, fail = data[key]
                 if f"metric.label.{sig.outcome_label}" in groups:
@@ -167,7 +178,7 @@ class FakeMetricService:
                 return [((), ok + fail)] if ok + fail else []
         return []
 
-    def _draw(self, rev, prof: Profile, start, end) -> dict:
+    def _draw(self, rev, prof: Profile, start, end, arms: bool = False) -> dict:
         key = f"{self.seed}|{rev}|{start:.3f}|{end:.3f}".encode()
         rng = np.random.default_rng(zlib.crc32(key))
         span = max(end - start, 0.0)
@@ -181,14 +192,40 @@ class FakeMetricService:
                 m = int(rng.poisson(rate * span))
                 f = int(rng.binomial(m, fail))
                 d[key_] = (m - f, f)
+        if arms:  # drawn after the rest, so a revision's series stay what they always were
+            d["request"] = (n - e, e)
+            d["arm_hist"] = rng.multinomial(n, _bucket_probs(prof.latency_median_ms, prof.latency_p95_ms,
+                                                             REQUEST_LATENCY.bounds))
         return d
 
 
-def _bucket_probs(median, p95):
+def _bucket_probs(median, p95, bounds=CLOUD_RUN_LATENCY.bounds):
     mu, sigma = math.log(median), (math.log(p95) - math.log(median)) / stats.norm.ppf(0.95)
-    cdf = stats.norm.cdf((np.log(np.asarray(CLOUD_RUN_LATENCY.bounds)) - mu) / sigma)
+    cdf = stats.norm.cdf((np.log(np.asarray(bounds)) - mu) / sigma)
     p = np.clip(np.diff(np.concatenate([[0.0], cdf, [1.0]])), 0, None)
     return p / p.sum()
+
+
+def _arms(request) -> str | None:
+    """The arms a flag-arm query selects (the text inside one_of), or None for a per-revision query."""
+    return _match(rf"metric\.labels?\.{FLAG_ARM}\s*=\s*one_of\(([^)]*)\)", request.filter)
+
+
+def _arm_series(metric_type, arm, labels, pts):
+    """One arm's series of a log-based metric: the arm in the metric labels, buckets explicit."""
+    from google.api import distribution_pb2, metric_pb2
+
+    labels = {**labels, FLAG_ARM: arm}
+    if metric_type != REQUEST_LATENCY.metric_type:
+        return _int_series(metric_type, "", labels, pts)
+    options = distribution_pb2.Distribution.BucketOptions(
+        explicit_buckets=distribution_pb2.Distribution.BucketOptions.Explicit(bounds=list(REQUEST_LATENCY.bounds)))
+    points = [_point(w0, w1, monitoring_v3.TypedValue(distribution_value=distribution_pb2.Distribution(
+        count=int(sum(hist)), bucket_options=options, bucket_counts=[int(c) for c in hist]))) for w0, w1, hist in pts]
+    return monitoring_v3.TimeSeries(
+        metric=metric_pb2.Metric(type=metric_type, labels=labels), resource=_resource(""),
+        metric_kind=metric_pb2.MetricDescriptor.MetricKind.DELTA,
+        value_type=metric_pb2.MetricDescriptor.ValueType.DISTRIBUTION, points=points)
 
 
 def _match(pattern, text):

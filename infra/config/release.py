@@ -21,16 +21,26 @@
         backend: {revision: netra-backend-prod-1a2b3c4d, previous: netra-backend-prod-a41c9e07,
                   until: "2026-11-25T10:00:00+00:00", started: "2026-11-23T10:00:00+00:00"}
 
-The program reads `approvals` (infra.release.decide_share) and `bake` (the `previous` traffic tag at 0 %,
-while `revision` is the service's stableRevision); the rollout and `python -m infra bake` own all three.
+      flagRamp:                       # the journal of a feature-flag ramp in progress (infra/flag_ramp.py)
+        flag: semantic_cache
+        services: [backend]           # whose arms the gate judges
+        revisions: {backend: netra-backend-prod-a41c9e07}   # serving while the evidence is gathered
+        from: 0                       # the percent when the ramp began
+        live: 10
+      flagApprovals:                  # per flag: the stage its ramp was approved (or rejected) at
+        semantic_cache: {stage: 10, by: gate, evidence: <sha256>, revisions: {backend: ...}, at: <iso>}
+
+The program reads `approvals` (infra.release.decide_share), `flagApprovals` with `flagRamp` (no flag
+percent above the stage after the approved one) and `bake` (the `previous` traffic tag at 0 % while
+`revision` is the service's stableRevision); the rollout driver and `python -m infra bake` own them all.
 """
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Annotated, Literal, Optional
 
 from pydantic import Field
 
-from .base import Bool, ConfigModel, Int, ResourceName, text
+from .base import Bool, ConfigModel, Float, Int, ResourceName, text
 
 
 class ApprovalRecord(ConfigModel):
@@ -67,7 +77,36 @@ class BakeRecord(ConfigModel):
     started: text(64) = Field("", description="when the release was finalized (ISO 8601, UTC)")
 
 
+FlagName = text(63, r"[a-z][a-z0-9_]*", "a flag name (lowercase letters, digits, _)")
+Percent = Annotated[Float, Field(ge=0, le=100)]
+
+
+class FlagApprovalRecord(ConfigModel):
+    stage: Percent = Field(description="the percent the flag's arms were judged at")
+    by: text(73, r"gate|operator:[A-Za-z0-9._@\-]{1,64}", "gate or operator:<who>") = Field(
+        description="gate (promote or rollback verdict on the arms) or operator:<who>")
+    evidence: text(64, r"[0-9a-f]{64}", "a SHA-256 in hex") = Field(description="SHA-256 of the verdicts / note")
+    revisions: dict[str, Optional[ResourceName]] = Field(
+        default_factory=dict, description="service key -> the revision serving when judged: the record binds to them")
+    at: text(64) = Field("", description="when (ISO 8601, UTC)")
+    rejected: Bool = Field(False, description="a rollback verdict: no percent above 0 on these revisions")
+
+
+class FlagRampJournal(ConfigModel):
+    flag: FlagName = Field(description="the flag ramping")
+    services: tuple[str, ...] = Field((), description="the service keys whose arms the gate judges")
+    revisions: dict[str, Optional[ResourceName]] = Field(default_factory=dict, description="service key -> revision serving")
+    from_: Percent = Field(0, alias="from", description="the percent when the ramp began")
+    live: Annotated[Float, Field(ge=-1, le=100)] = Field(
+        -1, description="the last percent whose pulumi up succeeded (-1: none yet)")
+    rejected: Optional[str] = Field(None, description="why the flag is being rolled back to 0 %")
+    failed: Bool = Field(False, description="the rollback was caused by a failure, not a verdict (exit 4)")
+    started: text(64) = Field("", description="when (ISO 8601, UTC)")
+
+
 class ReleaseConfig(ConfigModel):
     approvals: dict[str, ApprovalRecord] = Field(default_factory=dict)
     rollout: Optional[RolloutJournal] = None
+    flag_ramp: Optional[FlagRampJournal] = None
+    flag_approvals: dict[FlagName, FlagApprovalRecord] = Field(default_factory=dict)
     bake: dict[str, BakeRecord] = Field(default_factory=dict, description="service key -> its bake window")

@@ -1,0 +1,406 @@
+"""`python -m infra rollout --stack S --flag NAME`: ramp a feature flag along the ladder, crash-safe.
+
+The same Driver, State and Step machinery as the revision rollout (infra/rollout.py), over a different
+thing being released: `FlagRelease`. Its stage key is `netra:platform.featureFlags.<flag>.percent` (a
+change is a new version of the `<env>-feature-flags` secret, which the services read from a mounted file,
+so nothing restarts); its "candidate" and "stable" are the flag's two arms (`<flag>=on` / `<flag>=off`,
+infra/flag_gate.py) in each service that reads the flags secret; its journal is
+`netra:release.flagRamp`; its approvals are `netra:release.flagApprovals.<flag>`, bound to the flag, the
+stage, the evidence digest and the revisions that served the evidence (the services' stable revisions):
+
+    finished  no journal and the flag at 100 %: nothing to ramp, exit 0
+    refuse    no journal and a rejection of this flag on these revisions: exit 1 until an operator approves
+              (`approve --flag`) or the code changes (new stable revisions)
+    begin     no journal: journal the ramp, forget older approvals, percent := the start stage
+    retreat   rejected and a percent above 0 configured: percent := 0
+    apply     the configured percent is not the live one: `pulumi up`, then live := percent
+    rolled    rejected and live at 0 %: close the journal; exit 1 (4 when a failure caused it)
+    done      live at 100 %: close the journal; exit 0
+    check     live stage not approved: the gate on arms per service -> approval, rejection or hold (exit 3)
+    climb     approved at the live stage: percent := the next stage
+
+Stage 0 needs no evidence (the flag is off for everyone, as before the ramp); the first stage above 0
+is what the operator asked for by starting the ramp; every higher stage needs the gate's promote at the
+stage below. A flag ramp and a revision rollout never run at once (each refuses while the other's
+journal is open, under the same stack lock): the gate could not tell a flag's effect from a revision's.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Optional
+
+from infra import flags
+from infra import release as rel
+from infra import rollout as ro
+from infra.flag_gate import FLAG, arms
+
+FLAG_RAMP_KEY = "flagRamp"  # netra:release.flagRamp: the journal of the flag ramp in progress
+FLAG_APPROVALS_KEY = "flagApprovals"  # netra:release.flagApprovals.<flag>
+FLAGS_SECRET = "feature-flags"
+
+
+def flag_key(flag: str, leaf: str = "") -> str:
+    return f"netra:platform.featureFlags.{flag}" + (f".{leaf}" if leaf else "")
+
+
+def feature_flags(config: dict) -> dict:
+    """netra:platform.featureFlags of a raw (decoded) stack config."""
+    platform = ro._decode(config.get("netra:platform")) or {}
+    return (platform.get("featureFlags") or {}) if isinstance(platform, dict) else {}
+
+
+def _percent(value: Any) -> float:
+    p = float(value.get("percent", 0)) if flags.is_ramp(value) else 0.0
+    return int(p) if p.is_integer() else p
+
+
+@dataclass(frozen=True)
+class FlagRelease:
+    """A flag ramp as the rollout Driver sees it (the same interface as rollout.Release)."""
+
+    stack: str
+    flag: str
+    targets: tuple[ro.Target, ...]  # the services whose arms carry evidence; candidate/stable = on/off arm
+    stages: tuple[int, ...]
+    revisions: dict[str, Optional[str]] = field(default_factory=dict)  # key -> the revision serving the evidence
+    project: str = ""
+
+    journal_key: ClassVar[str] = FLAG_RAMP_KEY
+    first_deploy: ClassVar[bool] = False
+
+    @property
+    def steps(self) -> tuple[ro.Step, ...]:
+        return FLAG_STEPS
+
+    @property
+    def keys(self) -> list[str]:
+        return [t.key for t in self.targets]
+
+    @property
+    def ladder(self) -> tuple[int, ...]:
+        return self.stages
+
+    @property
+    def candidates(self) -> dict[str, str]:
+        return {t.key: t.candidate for t in self.targets}
+
+    @property
+    def checked_stages(self) -> list[int]:
+        return [s for s in self.ladder if 0 < s < self.ladder[-1]]
+
+    @property
+    def describe(self) -> str:
+        return (f"flag {self.flag} ({flag_key(self.flag, 'percent')}) along {list(self.ladder)}, judged on the arms "
+                f"of {', '.join(self.keys)}")
+
+    def stage_keys(self) -> list[str]:
+        return [flag_key(self.flag, "percent")]
+
+    def desired(self, config: dict) -> float:
+        return _percent(feature_flags(config).get(self.flag))
+
+    def approval(self, doc: dict) -> Optional[dict]:
+        """This flag's approval record if it was made on the revisions serving now (else None)."""
+        a = (doc.get(FLAG_APPROVALS_KEY) or {}).get(self.flag)
+        return a if a and (a.get("revisions") or {}) == self.revisions else None
+
+    def approved(self, doc: dict, stage: float) -> bool:
+        if stage <= 0:
+            return True  # off for everyone: nothing to judge, the state before the ramp
+        a = self.approval(doc)
+        return bool(a) and not a.get("rejected") and float(a.get("stage", -1)) >= stage
+
+    def rejected_before(self, doc: dict) -> Optional[dict]:
+        a = self.approval(doc)
+        return a if a and a.get("rejected") else None
+
+    def record_check(self, doc: dict, verdicts: dict[str, rel.Verdict], rejected: Optional[str]) -> None:
+        chosen = {rejected: verdicts[rejected]} if rejected else verdicts
+        stage = next(iter(chosen.values())).stage
+        bys = {v.by for v in chosen.values()}
+        evidence = rel.evidence_digest({"flag": self.flag, "stage": stage,
+                                        "verdicts": {k: v.evidence for k, v in sorted(chosen.items())}})
+        record = {"stage": stage, "by": bys.pop() if len(bys) == 1 else "gate", "evidence": evidence,
+                  "at": ro._now(), "rejected": bool(rejected), "revisions": dict(self.revisions)}
+        doc[FLAG_APPROVALS_KEY] = {**(doc.get(FLAG_APPROVALS_KEY) or {}), self.flag: record}
+
+    def forget_approvals(self, doc: dict) -> None:
+        doc[FLAG_APPROVALS_KEY] = {k: a for k, a in (doc.get(FLAG_APPROVALS_KEY) or {}).items() if k != self.flag}
+
+    def closing_removals(self) -> tuple[str, ...]:
+        return ()
+
+    def up_message(self, why: str) -> str:
+        return f"netra rollout: flag {self.flag} {why}"
+
+    def stage_fields(self) -> dict:
+        return {"flag": self.flag}
+
+    @property
+    def nothing_live(self) -> str:
+        return f"{self.flag} was on for nobody before this update"
+
+    @property
+    def rolled_back_state(self) -> str:
+        return f"{self.flag} is off for everyone (0 %)"
+
+    def start_stage(self, current: float) -> int:
+        """Where a new ramp starts: the highest stage at or below the current percent, at most the first
+        stage above 0 (what starting a ramp authorizes without evidence)."""
+        below = [s for s in self.ladder if s <= current]
+        return min(below[-1] if below else 0, self.ladder[1] if len(self.ladder) > 1 else 0)
+
+
+# ---------------------------------------------------------------------------------------------------
+# the steps that differ from the revision rollout's (the others are rollout's own functions)
+
+
+def step_finished(d: ro.Driver, s: ro.State) -> ro.Outcome:
+    return ro.Outcome(ro.EXIT_RELEASED, f"nothing to ramp: {s.release.flag} is on for {s.desired} % of requests")
+
+
+def step_refuse(d: ro.Driver, s: ro.State) -> ro.Outcome:
+    a = s.release.rejected_before(s.doc)
+    return ro.Outcome(ro.EXIT_ROLLED_BACK, (
+        f"{s.release.flag} was rejected (rolled back) at {a.get('stage')} % on these revisions ({a.get('at')}): nothing "
+        f"done; approve it explicitly (`python -m infra approve --stack {s.release.stack} --flag {s.release.flag} "
+        f"--stage N --note WHY`) or ship new code (new stable revisions) first"))
+
+
+def step_begin(d: ro.Driver, s: ro.State) -> None:
+    r: FlagRelease = s.release
+    start = r.start_stage(float(s.desired))
+    doc = dict(s.doc)
+    r.forget_approvals(doc)  # evidence of an earlier ramp is not evidence for this one
+    doc[FLAG_RAMP_KEY] = {"flag": r.flag, "services": r.keys, "revisions": dict(r.revisions), "from": s.desired,
+                          "live": -1, "started": ro._now()}
+    d.write({r.stage_keys()[0]: start, ro.RELEASE_KEY: doc},
+            what=f"begin: journal the ramp of {r.flag} from {s.desired} %, start at {start} %")
+    d.notify("start", f"flag {r.flag} along {list(r.ladder)} (from {s.desired} %), judged on {', '.join(r.keys)}",
+             flag=r.flag, services=r.keys, ladder=list(r.ladder))
+
+
+def step_done(d: ro.Driver, s: ro.State) -> ro.Outcome:
+    d.close_journal(s)
+    d.notify("released", f"flag {s.release.flag} is on for {s.live} % of requests", flag=s.release.flag)
+    return ro.Outcome(ro.EXIT_RELEASED, f"ramped: {s.release.flag} is on for {s.live} % of requests")
+
+
+def _rejected(s: ro.State) -> bool:
+    return bool(ro._journal(s).get("rejected"))
+
+
+FLAG_STEPS: tuple[ro.Step, ...] = (
+    ro.Step("finished", lambda s: s.journal is None and s.desired >= s.release.ladder[-1], step_finished),
+    ro.Step("refuse", lambda s: s.journal is None and bool(s.release.rejected_before(s.doc)), step_refuse),
+    ro.Step("begin", lambda s: s.journal is None, step_begin),
+    ro.Step("retreat", lambda s: _rejected(s) and s.desired != 0, ro.step_retreat),
+    ro.Step("apply", lambda s: s.desired != s.live, ro.step_apply),
+    ro.Step("rolled-back", _rejected, ro.step_rolled_back),
+    ro.Step("done", lambda s: s.live >= s.release.ladder[-1], step_done),
+    ro.Step("check", lambda s: not s.approved_at(s.live), ro.step_check),
+    ro.Step("climb", lambda s: s.approved_at(s.live), ro.step_climb),
+)
+
+
+# ---------------------------------------------------------------------------------------------------
+# refusals (exit 2): what makes a ramp of this flag unsafe or meaningless now
+
+
+def refusals(config: dict, flag: str) -> list[str]:
+    """One line per problem, each naming its key; [] when the ramp may run (or resume)."""
+    doc = ro.read_release_doc(config)
+    out = []
+    if doc.get("rollout"):
+        out.append(f"{ro.RELEASE_KEY}.rollout: a revision rollout is in progress "
+                   f"({', '.join(f'{k} {c}' for k, c in (doc['rollout'].get('candidates') or {}).items())}); finish it "
+                   f"(python -m infra rollout) or roll it back before ramping a flag")
+    journal = doc.get(FLAG_RAMP_KEY) or {}
+    if journal and journal.get("flag") != flag:
+        out.append(f"{ro.RELEASE_KEY}.{FLAG_RAMP_KEY}: flag {journal.get('flag')} is ramping; finish it first "
+                   f"(python -m infra rollout --flag {journal.get('flag')})")
+    ff = feature_flags(config)
+    value = ff.get(flag)
+    if flag not in ff:
+        out.append(f"{flag_key(flag)}: no such flag (flags: {', '.join(sorted(ff)) or 'none'})")
+    elif not flags.is_ramp(value):
+        out.append(f"{flag_key(flag)} is {json.dumps(value)}, not a ramp; make it one first: "
+                   f"{{\"percent\": 0, \"killSwitch\": false}}")
+    elif value.get("killSwitch"):
+        out.append(f"{flag_key(flag, 'killSwitch')} is true: {flag} is off for everyone; a ramp would judge nothing. "
+                   f"Turn the kill switch off (and set the percent to 0) to ramp it again")
+    others = [k for k, v in ff.items() if k != flag and flags.is_ramp(v) and not v.get("killSwitch")
+              and 0 < float(v.get("percent", 0)) < 100]
+    out += [f"{flag_key(k, 'percent')} is {ff[k]['percent']}: flag {k} is ramping; one flag ramps at a time "
+            f"(set it to 0 or 100 first)" for k in others]
+    return out
+
+
+def revision_refusal(config: dict) -> Optional[str]:
+    """Why a revision rollout must not start now (a flag ramp is in progress), or None."""
+    journal = ro.read_release_doc(config).get(FLAG_RAMP_KEY)
+    if not journal:
+        return None
+    return (f"{ro.RELEASE_KEY}.{FLAG_RAMP_KEY}: flag {journal.get('flag')} is ramping (live {journal.get('live')} %); "
+            f"finish it first (python -m infra rollout --stack <stack> --flag {journal.get('flag')}): the gate could "
+            f"not tell a new revision's effect from the flag's")
+
+
+# ---------------------------------------------------------------------------------------------------
+# the release from the stack, the live gate, the command
+
+
+def flag_readers(cfg) -> list[str]:
+    """Service keys that read the feature-flags secret: their request logs carry the flag arm."""
+    return sorted(k for k, s in cfg.services.items() if FLAGS_SECRET in s.secrets.values())
+
+
+def plan_flag_release(stack: str, flag: str, service: Optional[str], config: dict) -> FlagRelease:
+    """The flag ramp for the stack (raises StackError / UsageError for a bad --stack, --flag or --service)."""
+    from infra.canary.api import UsageError, _typed_stack
+    from infra.canary.stack import plan_outputs
+
+    if not FLAG.match(flag):
+        raise UsageError(f"--flag must be a netra:platform.featureFlags key (lowercase letters, digits, _), got {flag!r}")
+    cfg = _typed_stack(stack)
+    outputs = plan_outputs(stack)
+    readers = flag_readers(cfg)
+    if service is not None and service not in readers:
+        raise UsageError(f"--service {service}: not a service that reads the {FLAGS_SECRET} secret (those: "
+                         f"{', '.join(readers) or 'none'})")
+    keys = [service] if service else readers
+    if not keys:
+        raise UsageError(f"--flag {flag}: no service reads the {FLAGS_SECRET} secret (netra:services.<name>.secrets), "
+                         f"so no request log carries the flag's arms")
+    services = outputs.get("services") or {}
+    off, on = arms(flag)
+    raw = ro._decode(config.get("netra:services")) or {}
+    targets = tuple(ro.Target(k, services[k]["serviceName"], on, off) for k in keys)
+    revisions = {k: (raw.get(k) or {}).get("stableRevision") or None for k in keys}
+    return FlagRelease(stack, flag, targets, tuple(cfg.stages), revisions, outputs.get("gcpProject", ""))
+
+
+def make_flag_gate(settings, release: FlagRelease, log, client=None, **judge_kwargs):
+    """The gate on arms (infra.flag_gate.judge_flag_ramp) for one service at one stage; writes
+    verdict-STACK-flag-FLAG-KEY-STAGE.json. A gate ERROR raises: the ramp rolls back and exits 4.
+    `client` / `judge_kwargs` (clock, sleep, retry): tests and emulators."""
+    from infra.flag_gate import judge_flag_ramp
+
+    def gate(t: ro.Target, stage: int) -> rel.Verdict:
+        verdict = judge_flag_ramp(release.project, t.service_name, release.flag, stage, settings, client=client,
+                                  stack=release.stack, progress=log, **judge_kwargs)
+        return ro.rollout_verdict(verdict, f"verdict-{release.stack}-flag-{release.flag}-{t.key}-{stage}.json",
+                                  t.candidate, stage, f"the gate on {release.flag}'s arms in {t.key}")
+
+    return gate
+
+
+def print_flag_dry_run(release: FlagRelease, config: dict) -> int:
+    problems = refusals(config, release.flag)
+    if problems:
+        for p in problems:
+            print(f"infra rollout: error: {p}", file=sys.stderr)
+        return ro.EXIT_USAGE
+    return ro.print_dry_run(release, config, False)
+
+
+def run_flag_ramp(args, *, backend=None, gate=None, notifier=None, log=None, lock_dir: Optional[Path] = None) -> int:
+    """`rollout --flag`. The keyword hooks let tests inject a backend, the gate and the notifier."""
+    from infra.canary.api import UsageError, gate_settings, quiet_google_warnings
+    from infra.canary.stack import PROJECT_ROOT, StackError
+    from infra.notify import Notifier
+
+    quiet_google_warnings()
+    log = log or (lambda line: print(line, file=sys.stderr, flush=True))
+    for name in ("tag", "verify_url", "smoke_path"):
+        if getattr(args, name, None):
+            return ro._err("rollout", f"--{name.replace('_', '-')} belongs to a revision rollout, not to --flag "
+                                      f"(a flag ramp is judged by the gate on the flag's arms)")
+    try:
+        settings = gate_settings(args)
+        if args.dry_run:
+            config = ro._stack_raw_config(args.stack)
+            return print_flag_dry_run(plan_flag_release(args.stack, args.flag, args.service, config), config)
+        if backend is None:
+            backend = ro.open_backend("rollout", args.stack, log)
+            if backend is None:
+                return ro.EXIT_FAILED
+        release = plan_flag_release(args.stack, args.flag, args.service, backend.read())
+    except (UsageError, StackError, ValueError) as exc:
+        return ro._err("rollout", str(exc))
+    gate = gate or make_flag_gate(settings, release, log)
+    driver = ro.Driver(release, backend, gate=gate, verify=gate, notifier=notifier or Notifier.from_env(args.stack),
+                       log=log)
+    try:
+        with ro.StackLock(args.stack, lock_dir or PROJECT_ROOT / ".netra"):
+            problems = refusals(backend.read(), release.flag)  # under the lock: what the ramp will really see
+            if problems:
+                for p in problems:
+                    print(f"infra rollout: error: {p}", file=sys.stderr)
+                return ro.EXIT_USAGE
+            outcome = driver.run()
+    except ro.LockBusy as exc:
+        print(f"infra rollout: error: {exc}", file=sys.stderr)
+        return ro.EXIT_FAILED
+    print(f"rollout {args.stack} --flag {release.flag}: {outcome.reason} (exit {outcome.exit_code})", file=sys.stderr)
+    return outcome.exit_code
+
+
+def flag_status(doc: dict, stack: str) -> list[str]:
+    """`status` lines: the flag ramp in progress and the last verdict per flag."""
+    j = doc.get(FLAG_RAMP_KEY)
+    out = []
+    if j:
+        state = f"rejected: {j['rejected']}" if j.get("rejected") else "not rejected"
+        out.append(f"  flag ramp in progress: {j.get('flag')} live {j.get('live')} % (from {j.get('from')} %, judged on "
+                   f"{', '.join(j.get('services') or [])}; {state})")
+        out.append(f"            next: python -m infra rollout --stack {stack} --flag {j.get('flag')}")
+    for name, a in sorted((doc.get(FLAG_APPROVALS_KEY) or {}).items()):
+        out.append(f"  flag {name}: {'rejected' if a.get('rejected') else 'approved'} at {a.get('stage')} % by "
+                   f"{a.get('by')}" + (f" ({a.get('at')})" if a.get("at") else ""))
+    return out
+
+
+def run_approve_flag(args, *, backend=None) -> int:
+    """`approve --flag NAME --stage S --note WHY`: an operator approval of the flag at stage S (it may then get
+    the next stage), bound like the gate's to the revisions serving now; it also lifts a rejection."""
+    import getpass
+    import re
+
+    from infra.canary.api import UsageError
+    from infra.canary.stack import StackError
+
+    for name in ("stack", "stage", "note"):
+        if not getattr(args, name):
+            return ro._err("approve", f"--{name} is required")
+    if args.service or args.revision:
+        return ro._err("approve", "--flag approves a flag ramp: leave out --service and --revision")
+    who = args.by or getpass.getuser()
+    if not re.fullmatch(r"[A-Za-z0-9._@\-]{1,64}", who):
+        return ro._err("approve", f"--by must be 1-64 letters, digits, '.', '_', '@' or '-' (a login or an email), got {who!r}")
+    try:
+        config = ro._stack_raw_config(args.stack) if backend is None else backend.read()
+        release = plan_flag_release(args.stack, args.flag, None, config)
+    except (UsageError, StackError) as exc:
+        return ro._err("approve", str(exc))
+    checked = release.checked_stages
+    if str(args.stage) not in {str(s) for s in checked}:
+        return ro._err("approve", f"--stage must be one of {checked} (the stage the flag was checked at), got {args.stage!r}")
+    stage = int(args.stage)
+    if backend is None:
+        backend = ro.open_backend("approve", args.stack)
+        if backend is None:
+            return ro.EXIT_FAILED
+        release = plan_flag_release(args.stack, args.flag, None, backend.read())
+    note = {"flag": args.flag, "stage": stage, "by": who, "note": args.note}
+    doc = ro.read_release_doc(backend.read())
+    record = {"stage": stage, "by": f"operator:{who}", "evidence": rel.evidence_digest(note), "at": ro._now(),
+              "rejected": False, "revisions": dict(release.revisions)}
+    doc[FLAG_APPROVALS_KEY] = {**(doc.get(FLAG_APPROVALS_KEY) or {}), args.flag: record}
+    backend.write({ro.RELEASE_KEY: doc})
+    print(f"approved flag {args.flag} at {stage} % by operator:{who} (evidence {record['evidence'][:12]}…): it may now "
+          f"get {rel.next_stage(release.ladder, stage)} %")
+    return ro.EXIT_RELEASED
