@@ -20,7 +20,6 @@
       bake:                           # per service key: the bake window after a release (finalize)
         backend: {revision: netra-backend-prod-1a2b3c4d, previous: netra-backend-prod-a41c9e07,
                   until: "2026-11-25T10:00:00+00:00", started: "2026-11-23T10:00:00+00:00"}
-
       flagRamp:                       # the journal of a feature-flag ramp in progress (infra/flag_ramp.py)
         flag: semantic_cache
         services: [backend]           # whose arms the gate judges
