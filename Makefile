@@ -10,7 +10,7 @@ STACK ?= prod
 CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.requirements-installed
 
-.PHONY: plan test venv system-packages bench bench-canary scan clean fuzz
+.PHONY: plan test venv system-packages bench bench-canary bench-bake scan clean fuzz
 
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,10 @@ bench: $(STAMP)
 # The canary judges on every scenario (about 5 minutes on 2 busy cores; the README's table).
 bench-canary: $(STAMP)
 	$(PY) -m benchmarks.canary --scenarios benchmarks/scenarios/canary.json
+
+# The bake watch on simulated 48 h windows (about 5 minutes; the README's bake table).
+bench-bake: $(STAMP)
+	$(PY) -m benchmarks.bake_watch --windows 200
 
 clean:
 	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache

@@ -1,4 +1,4 @@
-"""`python -m infra plan | gate | rollout | rollback`: the operator's command line.
+"""`python -m infra plan | gate | rollout | rollback | bake | …`: the operator's command line.
 
 Each command module registers its own sub-command and keeps heavy imports inside its `run`, so
 `plan` starts fast.
@@ -10,7 +10,7 @@ import importlib
 import sys
 
 # modules that define `register(subparsers)`; a command whose module is not present is not offered
-COMMAND_MODULES = ("infra.plan.cli", "infra.canary.cli", "infra.rollout", "infra.scan", "infra.backup")
+COMMAND_MODULES = ("infra.plan.cli", "infra.canary.cli", "infra.rollout", "infra.scan", "infra.backup", "infra.bake")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -6,6 +6,8 @@ to fix -- does not stop it). It says, per service, what it did and what it did n
 
 - default: `netra:canaryPercent` := 0, every per-service canaryPercent override removed, a rollout in
   progress marked rejected (a restarted rollout finishes the rollback instead of climbing), one `pulumi up`.
+- during a bake window (`netra:release.bake`, opened at finalize) a baking service goes back to its
+  `previous` revision in the same step: stableRevision := previous, the released revision rejected.
 - `--direct`: when `pulumi up` itself is what is broken, PATCH each service's traffic through the Cloud
   Run Admin API v2 (`services.patch?updateMask=traffic`, stable revision 100 %), wait for each operation,
   then reconcile the stack config the same way (so the next `pulumi up` keeps the stable revisions).
@@ -28,11 +30,31 @@ REVISION_TRAFFIC = "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION"
 class Stable:
     key: str
     service_name: str
-    stable: Optional[str]
+    stable: Optional[str]  # the revision the rollback gives 100 %
+    baked: Optional[str] = None  # during a bake window: the released revision it leaves (stable is `previous`)
+
+
+def baking(config: dict) -> dict[str, dict]:
+    """Service key -> its bake record (netra:release.bake), for the services whose stableRevision is still
+    the baked revision, from the raw config (a rollback must work when the rest of it is broken)."""
+    from infra.rollout import _decode, read_release_doc
+
+    services = _decode(config.get("netra:services"))
+    records = read_release_doc(config).get("bake")
+    if not isinstance(services, dict) or not isinstance(records, dict):
+        return {}
+    out = {}
+    for key, record in records.items():
+        svc = services.get(key)
+        if (isinstance(record, dict) and isinstance(svc, dict) and isinstance(record.get("previous"), str)
+                and record.get("previous") and record.get("revision") == svc.get("stableRevision")):
+            out[key] = record
+    return out
 
 
 def stable_revisions(config: dict, stack: str) -> tuple[list[Stable], str, str, list[str]]:
-    """(services, project, region, problems) from the raw config: only what a rollback needs."""
+    """(services, project, region, problems) from the raw config: only what a rollback needs. During a
+    bake window the rollback target is the `previous` revision."""
     from infra.rollout import _decode
 
     problems = []
@@ -40,17 +62,44 @@ def stable_revisions(config: dict, stack: str) -> tuple[list[Stable], str, str, 
     if not isinstance(services, dict) or not services:
         return [], "", "", ["netra:services: no services in the stack config, nothing to roll back"]
     env = _decode(config.get("netra:environment")) or stack
+    bakes = baking(config)
     out = []
     for key in sorted(services):
         svc = services.get(key)
         stable = svc.get("stableRevision") if isinstance(svc, dict) else None
-        out.append(Stable(key, f"netra-{key}-{env}", stable if isinstance(stable, str) and stable else None))
+        stable = stable if isinstance(stable, str) and stable else None
+        if key in bakes:
+            out.append(Stable(key, f"netra-{key}-{env}", bakes[key]["previous"], baked=stable))
+        else:
+            out.append(Stable(key, f"netra-{key}-{env}", stable))
     return out, str(_decode(config.get("gcp:project")) or ""), str(_decode(config.get("gcp:region")) or "us-central1"), problems
 
 
-def reconcile_values(config: dict, services: list[Stable]) -> tuple[dict, tuple[str, ...]]:
+def bake_rollback_values(doc: dict, services: list[Stable], by: str, evidence: str) -> dict:
+    """Config writes that return baking services to `previous` in one step: stableRevision := previous,
+    the bake record closed, and the released revision rejected (it never climbs back by itself; the
+    program deploys it at 0 % beside the restored stable until a new approval or a new candidate).
+    `doc` (netra:release) is updated in place."""
+    from infra.rollout import RELEASE_KEY, _now
+
+    values: dict[str, Any] = {}
+    for s in services:
+        if s.baked is None:
+            continue
+        values[f"netra:services.{s.key}.stableRevision"] = s.stable
+        (doc.get("bake") or {}).pop(s.key, None)
+        doc["approvals"] = {**doc.get("approvals", {}), s.key: {
+            "revision": s.baked, "stage": 100, "by": by, "evidence": evidence, "at": _now(), "rejected": True}}
+    if values:
+        values[RELEASE_KEY] = doc
+    return values
+
+
+def reconcile_values(config: dict, services: list[Stable], by: str = "operator:unknown",
+                     evidence: str = "") -> tuple[dict, tuple[str, ...]]:
     """Config writes that make the stack ask for what the rollback did: stage 0, no overrides, a running
-    rollout rejected."""
+    rollout rejected, baking services back on `previous`."""
+    from infra import release as rel
     from infra.rollout import RELEASE_KEY, _decode, read_release_doc
 
     values: dict[str, Any] = {"netra:canaryPercent": 0}
@@ -61,6 +110,8 @@ def reconcile_values(config: dict, services: list[Stable]) -> tuple[dict, tuple[
     if doc.get("rollout") and not doc["rollout"].get("rejected"):
         doc["rollout"] = {**doc["rollout"], "rejected": "emergency rollback by an operator"}
         values[RELEASE_KEY] = doc
+    values.update(bake_rollback_values(doc, services, by, evidence or rel.evidence_digest(
+        {"emergency rollback": {s.key: s.stable for s in services}, "by": by})))
     return values, remove
 
 
@@ -76,6 +127,25 @@ def patch_traffic(session, endpoint: str, project: str, region: str, svc: Stable
         raise OperationFailed(f"PATCH {name} returned HTTP {r.status_code}: {r.text[:200]}")
     wait_run_operation(session, f"{endpoint}/v2/", r.json(), f"traffic update of {name}",
                        timeout_s=timeout_s, poll_s=poll_s, sleep=sleep)
+
+
+def _bake_note(s: Stable) -> str:
+    return f" (bake window: back to the previous revision; {s.baked} rejected)" if s.baked else ""
+
+
+def _release_note(config: dict, services: list[Stable]) -> str:
+    from infra.rollout import read_release_doc
+
+    notes = ["the rollout in progress marked rejected"] if (read_release_doc(config).get("rollout") or {}) else []
+    notes += [f"{s.key}.stableRevision := {s.stable}, its bake closed" for s in services if s.baked]
+    return ", ".join(notes)
+
+
+def _login(name: str) -> str:
+    """A login usable in an approval record's `operator:<who>` (letters, digits, . _ @ -)."""
+    import re
+
+    return re.sub(r"[^A-Za-z0-9._@\-]", "-", name)[:64] or "unknown"
 
 
 def register(subparsers) -> None:
@@ -94,7 +164,7 @@ def register(subparsers) -> None:
     r.set_defaults(func=run_rollback)
 
 
-def _open_backend(stack: str, log):
+def open_backend(stack: str, log):
     from infra.canary.stack import PROJECT_ROOT
     from infra.plan import POLICY_DIR, policy_config_file
     from infra.rollout import AutomationBackend, select_stack
@@ -122,7 +192,7 @@ def run_rollback(args, *, backend=None, session=None, sleep=time.sleep, log=None
     opened_error = None
     if backend is None and not args.dry_run:
         try:
-            backend = _open_backend(args.stack, log)
+            backend = open_backend(args.stack, log)
         except Exception as exc:  # Pulumi CLI missing or broken: --direct can still act
             text = str(exc).strip()
             opened_error = text.splitlines()[-1] if text else type(exc).__name__
@@ -141,13 +211,15 @@ def run_rollback(args, *, backend=None, session=None, sleep=time.sleep, log=None
     for s in services:
         if not s.stable:
             not_done.append(f"{s.key}: NOT rolled back: no stableRevision (first deploy: there is nothing to go back to)")
-    values, remove = reconcile_values(config, services)
+    import getpass
+
+    values, remove = reconcile_values(config, services, by=f"operator:{_login(getpass.getuser())}")
     if args.dry_run:
         for s in movable:
-            say(f"would set {s.service_name} traffic: {s.stable} 100 %"
+            say(f"would set {s.service_name} traffic: {s.stable} 100 %" + _bake_note(s)
                 + (" (Cloud Run Admin API PATCH)" if args.direct else ""))
         for k, v in values.items():
-            say(f"would set config {k} = {v if k != 'netra:release' else '(rollout marked rejected)'}")
+            say(f"would set config {k} = {v if k != 'netra:release' else '(' + _release_note(config, services) + ')'}")
         for k in remove:
             say(f"would remove config {k}")
         if not args.direct:
@@ -168,7 +240,7 @@ def run_rollback(args, *, backend=None, session=None, sleep=time.sleep, log=None
         for s in movable:
             try:
                 patch_traffic(session, args.api_endpoint.rstrip("/"), project, region, s, sleep=sleep)
-                did.append(f"{s.key}: {s.service_name} traffic set to {s.stable} 100 % (Cloud Run Admin API)")
+                did.append(f"{s.key}: {s.service_name} traffic set to {s.stable} 100 % (Cloud Run Admin API){_bake_note(s)}")
             except (OperationFailed, OSError) as exc:
                 not_done.append(f"{s.key}: traffic NOT changed: {exc}")
             except Exception as exc:  # requests' errors: connection refused, timeouts
@@ -182,14 +254,14 @@ def run_rollback(args, *, backend=None, session=None, sleep=time.sleep, log=None
         try:
             backend.write(values, remove)
             did.append("stack config: netra:canaryPercent 0" + (f", removed {', '.join(remove)}" if remove else "")
-                       + (", the rollout in progress marked rejected" if "netra:release" in values else ""))
+                       + (f", {_release_note(config, services)}" if "netra:release" in values else ""))
         except Exception as exc:
             not_done.append(f"stack config NOT reconciled: {type(exc).__name__}: {exc}")
             backend = None
         if backend is not None and not args.direct:
             try:
                 backend.up("netra emergency rollback: the stable revisions take 100 %")
-                did += [f"{s.key}: {s.service_name} serves {s.stable} 100 % (pulumi up)" for s in movable]
+                did += [f"{s.key}: {s.service_name} serves {s.stable} 100 % (pulumi up){_bake_note(s)}" for s in movable]
             except OperationFailed as exc:
                 not_done.append(f"pulumi up FAILED ({exc}): traffic NOT changed; retry with --direct")
     for line in did:

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, is_dataclass
+from dataclasses import asdict, dataclass, is_dataclass, replace
 from typing import Any, Optional, Sequence
 
 STABLE_TAG = "stable"
 CANARY_TAG = "canary"
+PREVIOUS_TAG = "previous"  # the stable revision before the last release, at 0 % during its bake window
 
 
 def template_hash(spec: Any) -> str:
@@ -45,13 +46,23 @@ class TrafficPlan:
         return sum(t.percent for t in self.targets if t.tag == CANARY_TAG)
 
 
-def traffic_plan(service_name: str, candidate: str, stable: Optional[str], canary_percent: int) -> TrafficPlan:
+def traffic_plan(service_name: str, candidate: str, stable: Optional[str], canary_percent: int,
+                 previous: Optional[str] = None) -> TrafficPlan:
     """The traffic block for one service at one stage.
 
     - no stable revision yet (first deploy): the candidate takes 100 %, with a warning;
     - stable == candidate (finalized): that revision takes 100 % under the `stable` tag;
-    - otherwise stable keeps 100 - p %, the candidate p %; p = 0 is the rollback.
+    - otherwise stable keeps 100 - p %, the candidate p %; p = 0 is the rollback;
+    - during a bake window, `previous` (the stable revision before the release) is kept at 0 % under
+      the `previous` tag: Cloud Run keeps serving it the moment `rollback` gives it 100 % again.
     """
+    plan = _traffic_plan(service_name, candidate, stable, canary_percent)
+    if previous is None or stable is None or previous in (stable, candidate):
+        return plan
+    return replace(plan, targets=plan.targets + (TrafficTarget(previous, 0, PREVIOUS_TAG),))
+
+
+def _traffic_plan(service_name: str, candidate: str, stable: Optional[str], canary_percent: int) -> TrafficPlan:
     if not 0 <= canary_percent <= 100:
         raise ValueError(f"canary_percent must be within 0..100, got {canary_percent}")
     if stable is None:

@@ -75,6 +75,7 @@ class Release:
     region: str = ""
     backup_before_migrate: bool = False  # a Cloud SQL backup precedes the migration job
     load_test_service: Optional[str] = None  # the key whose candidate the load test loads at 0 %
+    bake_hours: float = 0.0  # netra:verification.bake.hours: the previous revision stays one step away
 
     @property
     def keys(self) -> list[str]:
@@ -379,6 +380,11 @@ def step_begin(d: "Driver", s: State) -> None:
     doc["rollout"] = {"services": s.release.keys, "candidates": s.release.candidates, "scope": s.release.scope,
                       "stables": {t.key: t.stable for t in s.release.targets}, "live": -1, "migrated": False,
                       "started": _now()}
+    # a new release of a baking service ends that bake: its canary gate is the safety net now
+    ended = sorted(k for k in (doc.get("bake") or {}) if k in s.release.candidates)
+    if ended:
+        doc["bake"] = {k: b for k, b in doc["bake"].items() if k not in ended}
+        d.log(f"a new release ends the bake window of {', '.join(ended)} (the `previous` tag is dropped)")
     values = {k: 0 for k in s.release.stage_keys()}
     values[RELEASE_KEY] = doc
     # one source of stage truth: a stack-scope rollout leaves no per-service override on its services
@@ -499,8 +505,12 @@ def step_tag(d: "Driver", s: State) -> Optional[Outcome]:
 def step_done(d: "Driver", s: State) -> Outcome:
     d.close_journal(s)
     d.notify("released", f"released: {', '.join(s.release.candidates.values())}", revisions=s.release.candidates)
+    bakes = {k: b for k, b in (s.doc.get("bake") or {}).items() if b.get("revision") == s.release.candidates.get(k)}
+    bake = (f"; baking until {min(b['until'] for b in bakes.values())}: `rollback` returns "
+            f"{', '.join(sorted(bakes))} to the previous revision in one step, `python -m infra bake` watches"
+            if bakes else "")
     return Outcome(EXIT_RELEASED, "released: the candidates are the new stable revisions"
-                   + (" (tagged)" if d.tag_requested else ""))
+                   + (" (tagged)" if d.tag_requested else "") + bake)
 
 
 def step_check(d: "Driver", s: State) -> Optional[Outcome]:
@@ -556,8 +566,21 @@ def step_finalize(d: "Driver", s: State) -> None:
         remove = tuple(s.release.stage_keys())
     doc = dict(s.doc)
     doc["rollout"] = {**_journal(s), "finalizing": True}
+    doc["bake"] = {**(doc.get("bake") or {}), **bake_records(s.release, dt.datetime.now(dt.timezone.utc))}
     values[RELEASE_KEY] = doc
-    d.write(values, remove=remove, what="finalize: stableRevision := candidate, stage 0")
+    d.write(values, remove=remove, what="finalize: stableRevision := candidate, stage 0"
+            + (f", bake until {next(iter(doc['bake'].values()))['until']}" if doc["bake"] else ""))
+
+
+def bake_records(release: Release, now: dt.datetime) -> dict[str, dict]:
+    """The bake window each released service opens at finalize (seed 000: 48-hour validation): its
+    previous stable revision stays tagged `previous` at 0 %. None on a first deploy (nothing before)."""
+    if release.bake_hours <= 0:
+        return {}
+    until = (now + dt.timedelta(hours=release.bake_hours)).isoformat(timespec="seconds")
+    return {t.key: {"revision": t.candidate, "previous": t.stable, "until": until,
+                    "started": now.isoformat(timespec="seconds")}
+            for t in release.targets if t.stable is not None and t.stable != t.candidate}
 
 
 def step_climb(d: "Driver", s: State) -> None:
@@ -732,6 +755,7 @@ def run_migration_job(job: dict, project: str, session=None, timeout_s: float = 
     op = r.json()
     log(f"migration job {name}: started ({op.get('name', '?')})")
     wait_run_operation(session, base, op, f"migration job {name}", timeout_s=timeout_s, poll_s=poll_s, sleep=sleep)
+    log(f"migration job {name}: succeeded")
 
 
 def wait_run_operation(session, base: str, op: dict, what: str, *, timeout_s: float, poll_s: float,
@@ -751,7 +775,6 @@ def wait_run_operation(session, base: str, op: dict, what: str, *, timeout_s: fl
     if op.get("error"):
         raise OperationFailed(f"{what} failed: {op['error'].get('message', op['error'])}")
     return op
-    log(f"migration job {name}: succeeded")
 
 
 def authorized_session():
@@ -912,7 +935,7 @@ def plan_release(stack: str, service: Optional[str]) -> tuple[Release, dict, Any
     release = Release(stack, tuple(targets), tuple(cfg.stages), "service" if service else "stack",
                       bool(outputs.get("migrationJob")), outputs.get("gcpProject", ""), outputs.get("region", ""),
                       backup_before_migrate=bool(outputs.get("migrationJob")),
-                      load_test_service=lt_key if lt_key in keys else None)
+                      load_test_service=lt_key if lt_key in keys else None, bake_hours=cfg.verification.bake.hours)
     return release, outputs, cfg, every
 
 
@@ -1151,8 +1174,10 @@ def service_status(outputs: dict, doc: dict, stages) -> list[dict]:
             nxt = "verify at 0 %: python -m infra rollout" + (" --service " + key)
         else:
             nxt = f"judge the live {live} %: python -m infra rollout"
+        bake = (doc.get("bake") or {}).get(key)
+        bake = {"previous": bake.get("previous"), "until": bake.get("until")} if bake and bake.get("revision") == stable else None
         rows.append({"service": key, "stable": stable, "candidate": cand, "live": live, "lastVerdict": verdict,
-                     "inRollout": in_rollout, "next": nxt})
+                     "inRollout": in_rollout, "next": nxt, "bake": bake})
     return rows
 
 
@@ -1184,5 +1209,7 @@ def run_status(args) -> int:
         print(f"  {r['service']:<9} stable {r['stable'] or '(none: first deploy)'}  candidate {r['candidate']}  "
               f"live {r['live']} %")
         print(f"            last verdict: {r['lastVerdict'] or 'none'}")
+        if r["bake"]:
+            print(f"            baking until {r['bake']['until']}: `rollback` returns to {r['bake']['previous']}")
         print(f"            next: {r['next']}")
     return EXIT_RELEASED

@@ -288,6 +288,15 @@ def release_approval(cfg: StackConfig, key: str) -> Optional[release.Approval]:
     return release.Approval(record.revision, record.stage, record.by, record.evidence, record.rejected)
 
 
+def bake_previous(cfg: StackConfig, key: str) -> Optional[str]:
+    """The revision tagged `previous` while `key` bakes: only while the baked revision is still the
+    service's stableRevision (a rollback or a new finalize makes the record stale)."""
+    record = cfg.release.bake.get(key)
+    if record is None or record.revision != cfg.services[key].stable_revision:
+        return None
+    return record.previous
+
+
 def canary_percent_key(cfg: StackConfig, key: str) -> str:
     """The config key that set this service's stage (for error messages)."""
     return f"netra:services.{key}.canaryPercent" if cfg.services[key].canary_percent is not None else "netra:canaryPercent"
@@ -297,7 +306,7 @@ def service_args(cfg: StackConfig, key: str, wiring: ServiceWiring) -> CloudRunS
     return CloudRunServiceArgs(site=site_of(cfg), config=cfg.services[key], canary_percent=cfg.canary_percent_for(key),
                                app_env=tuple(cfg.app.environment().items()), wiring=wiring,
                                approval=release_approval(cfg, key), stages=tuple(cfg.stages),
-                               canary_percent_key=canary_percent_key(cfg, key))
+                               canary_percent_key=canary_percent_key(cfg, key), previous_revision=bake_previous(cfg, key))
 
 
 def edge_args(cfg: StackConfig, services: dict[str, CloudRunService], static_bucket: pulumi.Input[str],

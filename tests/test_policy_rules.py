@@ -217,6 +217,10 @@ CASES = [
     ("cloudrun-probes", SERVICE, lambda i: c0(i).pop("startupProbe")),
     ("cloudrun-traffic-ladder", SERVICE, set_traffic(80, 20)),
     ("cloudrun-traffic-ladder", SERVICE, set_traffic(100, 10)),
+    # a bake's `previous` revision given a share (90 + 0 + 10 sums to 100; the candidate's 0 is a stage)
+    ("cloudrun-traffic-ladder", SERVICE, lambda i: i.update(traffics=[
+        {**i["traffics"][0], "percent": 90}, {**i["traffics"][1], "percent": 0},
+        {**i["traffics"][0], "revision": i["traffics"][0]["revision"][:-8] + "0badc0de", "percent": 10, "tag": "previous"}])),
     ("cloudrun-revision-name-prefix", SERVICE, lambda i: i["traffics"][0].update(revision="backend-a41c9e07")),
     ("cloudrun-no-latest-traffic", SERVICE,
      lambda i: i["traffics"][1].update(type="TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST", revision=None)),

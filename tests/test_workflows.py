@@ -34,7 +34,7 @@ def load(name: str) -> dict:
 
 def test_workflows_pass_actionlint():
     files = sorted(WORKFLOWS.glob("*.yml"))
-    assert {f.name for f in files} == {"pull-request.yml", "deploy.yml"}
+    assert {f.name for f in files} == {"pull-request.yml", "deploy.yml", "bake.yml"}
     proc = lint(*files)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
@@ -91,6 +91,18 @@ def test_deploy_runs_the_crash_safe_rollout_per_stack_with_approval():
     assert wf["concurrency"]["cancel-in-progress"] is False
     plan_runs = "\n".join(s.get("run", "") for s in steps(wf["jobs"]["plan"]))
     assert 'python -m infra plan --stack "$STACK"' in plan_runs
+
+
+def test_bake_runs_hourly_per_stack_and_never_beside_a_rollout():
+    wf, deploy = load("bake.yml"), load("deploy.yml")
+    assert wf["on"]["schedule"][0]["cron"].split()[1:] == ["*", "*", "*", "*"]  # hourly
+    job = wf["jobs"]["bake"]
+    assert job["strategy"]["matrix"]["stack"] == ["staging", "prod"]
+    # the same per-stack group as deploy.yml: a bake run waits for a rollout of its stack and vice versa
+    assert job["concurrency"]["group"] == deploy["concurrency"]["group"].replace("inputs.stack", "matrix.stack")
+    runs = "\n".join(s.get("run", "") for s in steps(job))
+    assert 'python -m infra bake --stack "$STACK" --max-duration 3300' in runs
+    assert "pulumi config refresh --force" in runs and job["timeout-minutes"] * 60 > 3300 + 180
 
 
 @pytest.mark.parametrize("stack", ["staging", "prod"])

@@ -130,7 +130,7 @@ class FakeMetricService:
             return []
         arms = _arms(request)
         one_of = arms or _match(r"revision_name\s*=\s*one_of\(([^)]*)\)", request.filter)
-        wanted = re.findall(r'"([^"]+)"', one_of) if one_of else list(self.revisions)
+        wanted = list(dict.fromkeys(re.findall(r'"([^"]+)"', one_of))) if one_of else list(self.revisions)
         start = request.interval.start_time.timestamp()
         end = request.interval.end_time.timestamp()
         period = request.aggregation.alignment_period.total_seconds()

@@ -113,10 +113,11 @@ class MonitoringSource:
     # ---- requests ------------------------------------------------------------------------------
     def filter_for(self, metric_type: str) -> str:
         t = self.target
+        revisions = ", ".join(f'"{r}"' for r in dict.fromkeys((t.stable, t.candidate)))  # one revision when watching
         return (
             f'metric.type = "{metric_type}" AND resource.type = "{RESOURCE_TYPE}" '
             f'AND resource.labels.service_name = "{t.service_name}" '
-            f'AND resource.labels.revision_name = one_of("{t.stable}", "{t.candidate}")'
+            f'AND resource.labels.revision_name = one_of({revisions})'
         )
 
     def request_for(self, metric_type: str, start: float, end: float, split_label: str | None,

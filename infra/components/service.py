@@ -116,6 +116,7 @@ class CloudRunServiceArgs:
     approval: Optional[release.Approval] = None  # netra:release.approvals.<key>
     stages: tuple[int, ...] = DEFAULT_STAGES
     canary_percent_key: str = "netra:canaryPercent"  # the config key that set the stage, for errors
+    previous_revision: Optional[str] = None  # netra:release.bake.<key>.previous: tagged `previous` at 0 %
 
 
 def revision_spec(key: str, args: CloudRunServiceArgs) -> RevisionSpec:
@@ -251,7 +252,8 @@ class CloudRunService(pulumi.ComponentResource):
         if share.problem:
             raise ConfigError([Problem(args.canary_percent_key, share.problem)])
         self.canary_percent = share.percent
-        self.traffic = release.traffic_plan(service, self.candidate_revision, self.stable_revision, self.canary_percent)
+        self.traffic = release.traffic_plan(service, self.candidate_revision, self.stable_revision, self.canary_percent,
+                                            args.previous_revision)
         for warning in (*share.warnings, *self.traffic.warnings):
             pulumi.log.warn(warning, resource=self)
 

@@ -17,7 +17,9 @@
         finalizing: true              # set with stableRevision := candidate
         released: true                # the finalize update succeeded
         tagged: false
-
+      bake:                           # per service key: the bake window after a release (finalize)
+        backend: {revision: netra-backend-prod-1a2b3c4d, previous: netra-backend-prod-a41c9e07,
+                  until: "2026-11-25T10:00:00+00:00", started: "2026-11-23T10:00:00+00:00"}
       flagRamp:                       # the journal of a feature-flag ramp in progress (infra/flag_ramp.py)
         flag: semantic_cache
         services: [backend]           # whose arms the gate judges
@@ -27,8 +29,9 @@
       flagApprovals:                  # per flag: the stage its ramp was approved (or rejected) at
         semantic_cache: {stage: 10, by: gate, evidence: <sha256>, revisions: {backend: ...}, at: <iso>}
 
-The program reads `approvals` (infra.release.decide_share) and `flagApprovals` with `flagRamp` (no flag
-percent above the stage after the approved one); the rollout driver owns them all.
+The program reads `approvals` (infra.release.decide_share), `flagApprovals` with `flagRamp` (no flag
+percent above the stage after the approved one) and `bake` (the `previous` traffic tag at 0 % while
+`revision` is the service's stableRevision); the rollout driver and `python -m infra bake` own them all.
 """
 from __future__ import annotations
 
@@ -66,6 +69,13 @@ class RolloutJournal(ConfigModel):
     started: text(64) = Field("", description="when (ISO 8601, UTC)")
 
 
+class BakeRecord(ConfigModel):
+    revision: ResourceName = Field(description="the released revision under watch (the stableRevision it was released as)")
+    previous: ResourceName = Field(description="the stable revision before the release: tagged `previous` at 0 %")
+    until: text(64) = Field(description="when the bake window ends (ISO 8601, UTC)")
+    started: text(64) = Field("", description="when the release was finalized (ISO 8601, UTC)")
+
+
 FlagName = text(63, r"[a-z][a-z0-9_]*", "a flag name (lowercase letters, digits, _)")
 Percent = Annotated[Float, Field(ge=0, le=100)]
 
@@ -98,3 +108,4 @@ class ReleaseConfig(ConfigModel):
     rollout: Optional[RolloutJournal] = None
     flag_ramp: Optional[FlagRampJournal] = None
     flag_approvals: dict[FlagName, FlagApprovalRecord] = Field(default_factory=dict)
+    bake: dict[str, BakeRecord] = Field(default_factory=dict, description="service key -> its bake window")

@@ -9,7 +9,7 @@ from .app import AppSettings
 from .base import ConfigModel, Int, problems, text
 from .observability import ObservabilityConfig, environment_problems as observability_problems, service_problems
 from .platform import SECRET_KEYS, PlatformConfig, check_platform
-from .services import ServiceConfig, liveness_problems, routing_problems
+from .services import ServiceConfig, liveness_problems, routing_problems, service_name
 from .release import ReleaseConfig
 from .verification import VerificationConfig, verification_problems
 
@@ -93,6 +93,27 @@ class StackConfig(ConfigModel):
         if found:
             raise problems(*found)
         return v
+
+    @field_validator("release")
+    @classmethod
+    def _bake_names_services(cls, r: ReleaseConfig, info: ValidationInfo) -> ReleaseConfig:
+        services, env = info.data.get("services"), info.data.get("environment")
+        if services is None or env is None:
+            return r
+        found = []
+        for key, b in r.bake.items():
+            if key not in services:
+                found.append((f"bake.{key}", f"unknown service {key!r}; allowed: {', '.join(sorted(services))}"))
+                continue
+            name = service_name(key, env)
+            found += [(f"bake.{key}.{field}", f"must start with the service name '{name}-', got {rev!r}")
+                      for field, rev in (("revision", b.revision), ("previous", b.previous))
+                      if not rev.startswith(name + "-")]
+            if b.previous == b.revision:
+                found.append((f"bake.{key}.previous", f"is the baked revision itself ({b.revision})"))
+        if found:
+            raise problems(*found)
+        return r
 
     @field_validator("platform", mode="wrap")
     @classmethod

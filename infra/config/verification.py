@@ -3,6 +3,8 @@
 * `loadTest`: the release load test (seed 001 phase 1: 150 concurrent users for 1 hour, WebSocket
   events < 100 ms, no memory leaks), a Cloud Run job the rollout runs against the candidate's tagged
   URL at stage 0, before any traffic;
+* `bake`: the window after finalize in which the previous revision stays one step away (seed 000,
+  "48-hour validation period");
 * `emergencyBudget`: the function that turns on the application's emergency limits when the billing
   budget reports a cost spike (seed 000, severity 3).
 """
@@ -100,8 +102,18 @@ class EmergencyBudgetConfig(ConfigModel):
         return self.trigger_hourly_cost_usd or self.max_hourly_cost_usd
 
 
+class BakeConfig(ConfigModel):
+    """Seed 000 "48-hour validation period": after finalize the previous stable revision stays tagged
+    `previous` (0 %) so `rollback` returns to it in one step, and `python -m infra bake` watches the
+    released revision with the gate's absolute triggers."""
+
+    hours: Float = Field(48, ge=0, le=720, description="the bake window after finalize; 0: no bake")
+    auto_rollback: Bool = Field(True, description="a trigger of the watch rolls back to `previous`; false: it only pages")
+
+
 class VerificationConfig(ConfigModel):
     load_test: Optional[LoadTestConfig] = None
+    bake: BakeConfig = BakeConfig()
     emergency_budget: Optional[EmergencyBudgetConfig] = None
 
 

@@ -12,6 +12,7 @@ from ._util import get, items, of_type, resource_policy, stack_policy
 
 SERVICE = "gcp:cloudrunv2/service:Service"
 REVISION = "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION"
+PREVIOUS = "previous"  # the traffic tag of the revision a bake window keeps one step away (0 %)
 LATEST = "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST"
 DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
 DEFAULT_LADDER = [0, 10, 50, 100]
@@ -125,6 +126,10 @@ def _traffic(props, config, args):
                 if get(t, "type") == REVISION and get(t, "revision") == candidate)
     if traffics and share not in ladder:
         yield f"the candidate revision {candidate}'s share is {share} %, not on the ladder {ladder}"
+    for i, t in enumerate(traffics):
+        if get(t, "tag") == PREVIOUS and int(get(t, "percent", 0)) != 0:
+            yield (f"traffics[{i}] gives the `previous` revision {get(t, 'revision')} {get(t, 'percent')} %: it is "
+                   f"kept at 0 % during the bake; a rollback makes it the stableRevision instead")
 
 
 def _revision_prefix(props, config, args):
@@ -199,8 +204,9 @@ def _approved_share(r) -> tuple[str, int, str | None]:
     if first == "true":  # the only revision carries 100 %; the `stable` tag marks stage 100
         share = 100 if any(get(t, "tag") == "stable" for t in traffics) else 0
         ladder = [0, 100]
-    elif len(all_traffic) == 1 and traffics:
-        return candidate, share, None  # finalized: stableRevision is the candidate
+    elif share == 100 and all(get(t, "tag") == PREVIOUS and int(get(t, "percent", 0)) == 0
+                              for t in all_traffic if get(t, "revision") != candidate):
+        return candidate, share, None  # finalized: stableRevision is the candidate (and `previous` bakes at 0 %)
     else:
         ladder = [int(x) for x in str(notes.get(ANNOTATION + "stages", "0,10,50,100")).split(",") if x.strip()]
     if share == 0:
@@ -251,7 +257,8 @@ POLICIES = [
         "Set netra:services.<svc>.healthCheckPath to an endpoint that answers 200 when the service is ready.",
         T, _probes, severity=Severity.MEDIUM),
     resource_policy(
-        "cloudrun-traffic-ladder", "Traffic sums to 100 % and the candidate's share is a stage of the ladder.",
+        "cloudrun-traffic-ladder", "Traffic sums to 100 %, the candidate's share is a stage of the ladder, and a "
+        "`previous` revision (bake window) has 0 %.",
         "Set netra:canaryPercent (or netra:services.<svc>.canaryPercent) to a stage: 0, 10, 50 or 100.",
         T, _traffic,
         schema={"stages": {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 100},
