@@ -458,3 +458,12 @@ def test_the_kill_switch_during_a_ramp_stops_it_as_a_rollback(release, tmp_path,
     assert percent_of(world.backend.config) == 0 and "flagRamp" not in ro.read_release_doc(world.backend.config)
     assert {k for k, *_ in world.checks} == {"backend"}
     assert run(rollout_args(flag=FLAG), world, tmp_path) == 2  # and now the kill switch refuses a new ramp
+
+
+def test_the_deploy_workflow_can_ramp_a_flag():
+    from .test_workflows import load, steps
+
+    wf = load("deploy.yml")
+    assert "flag" in wf["on"]["workflow_dispatch"]["inputs"] and wf["env"]["FLAG"] == "${{ inputs.flag }}"
+    runs = "\n".join(s.get("run", "") for s in steps(wf["jobs"]["release"]))
+    assert '${FLAG:+--flag "$FLAG"}' in runs  # same job, same per-stack concurrency group as a release
