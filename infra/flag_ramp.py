@@ -40,7 +40,6 @@ from infra.flag_gate import FLAG, arms
 
 FLAG_RAMP_KEY = "flagRamp"  # netra:release.flagRamp: the journal of the flag ramp in progress
 FLAG_APPROVALS_KEY = "flagApprovals"  # netra:release.flagApprovals.<flag>
-FLAGS_SECRET = "feature-flags"
 
 
 def flag_key(flag: str, leaf: str = "") -> str:
@@ -274,7 +273,7 @@ def plan_flag_release(stack: str, flag: str, service: Optional[str], config: dic
     from infra.canary.api import UsageError, _typed_stack
     from infra.canary.stack import plan_outputs
     from infra.config.platform import secret_id
-    from infra.wiring import flag_readers
+    from infra.wiring import FLAGS_SECRET, flag_readers
 
     if not FLAG.match(flag):
         raise UsageError(f"--flag must be a netra:platform.featureFlags key (lowercase letters, digits, _), got {flag!r}")
