@@ -12,6 +12,7 @@ stage, the evidence digest and the revisions that served the evidence (the servi
     refuse    no journal and a rejection of this flag on these revisions: exit 1 until an operator approves
               (`approve --flag`) or the code changes (new stable revisions)
     begin     no journal: journal the ramp, forget older approvals, percent := the start stage
+    stop      the kill switch turned on during the ramp: rejected (then retreat, apply, rolled -> exit 1)
     retreat   rejected and a percent above 0 configured: percent := 0
     apply     the configured percent is not the live one: `pulumi up`, then live := percent
     rolled    rejected and live at 0 %: close the journal; exit 1 (4 when a failure caused it)
@@ -65,7 +66,7 @@ class FlagRelease:
     flag: str
     targets: tuple[ro.Target, ...]  # the services whose arms carry evidence; candidate/stable = on/off arm
     stages: tuple[int, ...]
-    revisions: dict[str, Optional[str]] = field(default_factory=dict)  # key -> the revision serving the evidence
+    revisions: dict[str, Optional[str]] = field(default_factory=dict)  # reader key -> its stable revision
     project: str = ""
 
     journal_key: ClassVar[str] = FLAG_RAMP_KEY
@@ -193,10 +194,24 @@ def _rejected(s: ro.State) -> bool:
     return bool(ro._journal(s).get("rejected"))
 
 
+def _kill_switch(s: ro.State) -> bool:
+    return bool((feature_flags(s.config).get(s.release.flag) or {}).get("killSwitch"))
+
+
+def step_stop(d: ro.Driver, s: ro.State) -> None:
+    """The operator turned the kill switch on during the ramp (the seed's emergency off): the ramp ends as
+    a rollback to 0 %, so its journal closes and nothing climbs when the kill switch goes off again."""
+    why = f"{flag_key(s.release.flag, 'killSwitch')} was turned on during the ramp"
+    doc = dict(s.doc)
+    doc[FLAG_RAMP_KEY] = {**ro._journal(s), "rejected": why}
+    d.write({ro.RELEASE_KEY: doc}, what=f"record the stop: {why}")
+
+
 FLAG_STEPS: tuple[ro.Step, ...] = (
     ro.Step("finished", lambda s: s.journal is None and s.desired >= s.release.ladder[-1], step_finished),
     ro.Step("refuse", lambda s: s.journal is None and bool(s.release.rejected_before(s.doc)), step_refuse),
     ro.Step("begin", lambda s: s.journal is None, step_begin),
+    ro.Step("stop", lambda s: _kill_switch(s) and not _rejected(s), step_stop),
     ro.Step("retreat", lambda s: _rejected(s) and s.desired != 0, ro.step_retreat),
     ro.Step("apply", lambda s: s.desired != s.live, ro.step_apply),
     ro.Step("rolled-back", _rejected, ro.step_rolled_back),
@@ -229,7 +244,7 @@ def refusals(config: dict, flag: str) -> list[str]:
     elif not flags.is_ramp(value):
         out.append(f"{flag_key(flag)} is {json.dumps(value)}, not a ramp; make it one first: "
                    f"{{\"percent\": 0, \"killSwitch\": false}}")
-    elif value.get("killSwitch"):
+    elif value.get("killSwitch") and journal.get("flag") != flag:  # during its ramp: the ramp stops (step_stop)
         out.append(f"{flag_key(flag, 'killSwitch')} is true: {flag} is off for everyone; a ramp would judge nothing. "
                    f"Turn the kill switch off (and set the percent to 0) to ramp it again")
     others = [k for k, v in ff.items() if k != flag and flags.is_ramp(v) and not v.get("killSwitch")
@@ -253,15 +268,11 @@ def revision_refusal(config: dict) -> Optional[str]:
 # the release from the stack, the live gate, the command
 
 
-def flag_readers(cfg) -> list[str]:
-    """Service keys that read the feature-flags secret: their request logs carry the flag arm."""
-    return sorted(k for k, s in cfg.services.items() if FLAGS_SECRET in s.secrets.values())
-
-
 def plan_flag_release(stack: str, flag: str, service: Optional[str], config: dict) -> FlagRelease:
     """The flag ramp for the stack (raises StackError / UsageError for a bad --stack, --flag or --service)."""
     from infra.canary.api import UsageError, _typed_stack
     from infra.canary.stack import plan_outputs
+    from infra.wiring import flag_readers
 
     if not FLAG.match(flag):
         raise UsageError(f"--flag must be a netra:platform.featureFlags key (lowercase letters, digits, _), got {flag!r}")
@@ -271,7 +282,10 @@ def plan_flag_release(stack: str, flag: str, service: Optional[str], config: dic
     if service is not None and service not in readers:
         raise UsageError(f"--service {service}: not a service that reads the {FLAGS_SECRET} secret (those: "
                          f"{', '.join(readers) or 'none'})")
-    keys = [service] if service else readers
+    journal = ro.read_release_doc(config).get(FLAG_RAMP_KEY) or {}
+    resumed = journal.get("services") if journal.get("flag") == flag else None
+    # a ramp in progress resumes on the services it began with, whatever --service says now
+    keys = list(resumed) if resumed and set(resumed) <= set(readers) else [service] if service else readers
     if not keys:
         raise UsageError(f"--flag {flag}: no service reads the {FLAGS_SECRET} secret (netra:services.<name>.secrets), "
                          f"so no request log carries the flag's arms")
@@ -279,7 +293,8 @@ def plan_flag_release(stack: str, flag: str, service: Optional[str], config: dic
     off, on = arms(flag)
     raw = ro._decode(config.get("netra:services")) or {}
     targets = tuple(ro.Target(k, services[k]["serviceName"], on, off) for k in keys)
-    revisions = {k: (raw.get(k) or {}).get("stableRevision") or None for k in keys}
+    # bound to the code every reader serves (not only the judged ones): the program checks the same binding
+    revisions = {k: (raw.get(k) or {}).get("stableRevision") or None for k in readers}
     return FlagRelease(stack, flag, targets, tuple(cfg.stages), revisions, outputs.get("gcpProject", ""))
 
 

@@ -30,7 +30,7 @@ def pulumi_config() -> dict[str, str]:
 def check_before_build(cfg: StackConfig) -> None:
     """The checks that need more than one key's value and the candidate revision names (computed from the
     config alone), so that every refusal happens before the first resource registers; raise ConfigError."""
-    found = wiring.share_problems(cfg)
+    found = wiring.share_problems(cfg) + wiring.flag_problems(cfg)
     if found:
         raise ConfigError([Problem(key, message) for key, message in found])
 

@@ -131,6 +131,20 @@ def next_stage(ladder: Sequence[int], stage: int) -> int:
     return higher[0] if higher else ladder[-1]
 
 
+def allowed_flag_percent(stages: Sequence[int], approved_stage: Optional[float], rejected: bool, ramping: bool) -> float:
+    """The highest percent a ramp flag may be configured at. `approved_stage`: the stage of the flag's
+    record in netra:release.flagApprovals made on the revisions serving now (None: no such record);
+    `ramping`: `rollout --flag` has this flag's journal open.
+
+    - rejected (a rollback verdict on these revisions): 0, until an operator approves or the code changes;
+    - approved at a stage: up to the next stage (asking for more skips a stage);
+    - no record during a ramp: up to the first stage above 0 (what starting the ramp authorizes);
+    - no record, no ramp: a flag set by hand, unconstrained (the documented manual ramp)."""
+    if approved_stage is None:
+        return (stages[1] if len(stages) > 1 else stages[-1]) if ramping else 100
+    return 0 if rejected else next_stage(stages, approved_stage)
+
+
 def allowed_share(candidate: str, stable: Optional[str], approval: Optional[Approval], stages: Sequence[int]) -> int:
     """The highest share `candidate` may get: the stage above the one it was approved at, else 0."""
     if approval is None or approval.revision != candidate or approval.rejected:

@@ -271,6 +271,43 @@ def share_problems(cfg: StackConfig) -> list[tuple[str, str]]:
     return found
 
 
+def flag_readers(cfg: StackConfig) -> list[str]:
+    """Service keys that read the feature-flags secret: their request logs carry a ramping flag's arm."""
+    return sorted(k for k, s in cfg.services.items() if FLAGS_SECRET in s.secrets.values())
+
+
+def flag_problems(cfg: StackConfig) -> list[tuple[str, str]]:
+    """(config key, message) for each ramp flag whose percent skips a stage of its recorded approval, or is
+    above 0 after a rollback verdict (`rollout --flag`, infra/flag_ramp.py). The policy pack cannot see the
+    flags secret's payload, so the program is where this is enforced."""
+    from infra.config.platform import FlagRamp
+
+    found = []
+    revisions = {k: cfg.services[k].stable_revision for k in flag_readers(cfg)}
+    journal = cfg.release.flag_ramp
+    for name, value in cfg.platform.feature_flags.items():
+        if not isinstance(value, FlagRamp) or value.kill_switch or value.percent <= 0:
+            continue
+        record = cfg.release.flag_approvals.get(name)
+        bound = record is not None and dict(record.revisions) == revisions  # made on the code serving now
+        ramping = journal is not None and journal.flag == name
+        allowed = release.allowed_flag_percent(tuple(cfg.stages), record.stage if bound else None,
+                                               bound and record.rejected, ramping)
+        if value.percent <= allowed:
+            continue
+        how = (f"run `python -m infra rollout --stack <stack> --flag {name}`, or approve a stage explicitly with "
+               f"`python -m infra approve --stack <stack> --flag {name} --stage <stage> --note <why>`")
+        if bound and record.rejected:
+            why = f"{name} was rolled back (rejected at {record.stage:g} % by {record.by}) on the revisions serving now"
+        elif bound:
+            why = f"{name} is approved at {record.stage:g} % (by {record.by}), so the highest percent it may get is {allowed:g}"
+        else:
+            why = f"{name} is ramping (netra:release.flagRamp) with no approval yet, so the highest percent it may get is {allowed:g}"
+        found.append((f"netra:platform.featureFlags.{name}.percent",
+                      f"percent {value.percent:g} skips a stage: {why}; set {allowed:g} (or lower), or {how}"))
+    return found
+
+
 def release_approval(cfg: StackConfig, key: str) -> Optional[release.Approval]:
     record = cfg.release.approvals.get(key)
     if record is None:

@@ -385,3 +385,76 @@ def test_status_shows_the_flag_ramp_in_progress(monkeypatch, capsys, tmp_path):
     assert ro.run_status(argparse.Namespace(stack="prod", json=True)) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["flagRamp"]["flag"] == FLAG and doc["flagRamp"]["live"] == 10
+
+
+# ---- the program refuses a percent that skips an approved stage (the pack cannot see the payload) --------
+
+def _problems(cfg: dict) -> list:
+    from infra import wiring
+
+    return wiring.flag_problems(load_stack_config(flat(cfg), "prod"))
+
+
+def test_the_program_accepts_every_percent_the_ramp_applies(release):
+    for kwargs in ({}, {"decisions": {50: "rollback"}}, {"decisions": {10: "hold"}}, {"up_fails_at": 50}):
+        world = FWorld(ramp_config(), **kwargs)
+        world.driver(release).run()
+        assert all(_problems(snap) == [] for _, snap in world.backend.ups), kwargs
+
+
+def approved_config(stage, rejected=False, percent=50, revisions=None, journal=False) -> dict:
+    cfg = ramp_config(percent=percent)
+    services = cfg["netra:services"]
+    revisions = revisions or {k: services[k]["stableRevision"] for k in ("auth", "backend", "frontend")}
+    cfg["netra:release"] = {"flagApprovals": {FLAG: {"stage": stage, "by": "gate", "evidence": "e" * 64,
+                                                     "revisions": revisions, "rejected": rejected}}}
+    if journal:
+        cfg["netra:release"]["flagRamp"] = {"flag": FLAG, "services": ["backend"], "live": 10}
+    return cfg
+
+
+def test_the_program_refuses_a_percent_that_skips_an_approved_stage():
+    assert _problems(approved_config(10, percent=50)) == []
+    [(key, message)] = _problems(approved_config(10, percent=100))
+    assert key == PERCENT and message.startswith(
+        f"percent 100 skips a stage: {FLAG} is approved at 10 % (by gate), so the highest percent it may get is 50; "
+        f"set 50 (or lower), or run `python -m infra rollout --stack <stack> --flag {FLAG}`")
+    # rejected on the code serving now: nothing above 0 until approved again (or new code)
+    [(_, message)] = _problems(approved_config(10, rejected=True, percent=10))
+    assert f"{FLAG} was rolled back (rejected at 10 % by gate)" in message and "set 0" in message
+    assert _problems(approved_config(10, rejected=True, percent=0)) == []
+    other = {"auth": "netra-auth-prod-17d2f3b8", "backend": "netra-backend-prod-0badc0de", "frontend": "netra-frontend-prod-5e0b7c21"}
+    assert _problems(approved_config(10, rejected=True, percent=10, revisions=other)) == []  # another implementation
+    # during a ramp without an approval yet: the first stage above 0 at most
+    cfg = approved_config(10, percent=50, journal=True)
+    cfg["netra:release"].pop("flagApprovals")
+    [(_, message)] = _problems(cfg)
+    assert "is ramping (netra:release.flagRamp) with no approval yet, so the highest percent it may get is 10" in message
+    # a hand-set flag without any record is the documented manual ramp; the kill switch always wins
+    assert _problems(ramp_config(percent=50)) == []
+    killed = approved_config(10, rejected=True, percent=50)
+    killed["netra:platform"]["featureFlags"][FLAG]["killSwitch"] = True
+    assert _problems(killed) == []
+
+
+def test_plan_exits_2_naming_the_flag_percent():
+    from .conftest import cli
+
+    cfg = approved_config(10, percent=100)
+    r = cli("plan", "--stack", "prod", "--set", f"{fr.flag_key(FLAG)}={json.dumps(cfg['netra:platform']['featureFlags'][FLAG])}",
+            "--set", f"netra:release={json.dumps(cfg['netra:release'])}")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert f"{PERCENT}: percent 100 skips a stage" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_the_kill_switch_during_a_ramp_stops_it_as_a_rollback(release, tmp_path, capsys):
+    world = FWorld(ramp_config(), decisions={10: "hold"})
+    assert run(rollout_args(flag=FLAG, service="backend"), world, tmp_path) == 3
+    world.backend.config["netra:platform"]["featureFlags"][FLAG]["killSwitch"] = True  # the emergency off
+    capsys.readouterr()
+    assert run(rollout_args(flag=FLAG), world, tmp_path) == 1  # resumes on the journal's services
+    assert f"{PERCENT.replace('percent', 'killSwitch')} was turned on during the ramp" in capsys.readouterr().err
+    assert world.backend.ups[-1][0].startswith(f"netra rollout: flag {FLAG} rollback to 0 %")
+    assert percent_of(world.backend.config) == 0 and "flagRamp" not in ro.read_release_doc(world.backend.config)
+    assert {k for k, *_ in world.checks} == {"backend"}
+    assert run(rollout_args(flag=FLAG), world, tmp_path) == 2  # and now the kill switch refuses a new ramp

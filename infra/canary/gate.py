@@ -47,6 +47,19 @@ def calibrate_from(source, t0: float, options: GateOptions):
     return calibrate(requests[None, :], errors[None, :]), f"{len(requests)} stable intervals before the canary"
 
 
+def windows(t0: float, options: GateOptions, clock: Callable[[], float], sleep: Callable[[float], None]):
+    """Yield the windows [start, end) of `options.interval_s` from t0 until `max_duration_s`, each once
+    it can be read: `lag_s` after its end (Cloud Run's metrics arrive up to 180 s late)."""
+    start = t0
+    while start + options.interval_s - t0 <= options.max_duration_s + 1e-9:
+        end = start + options.interval_s
+        wait = end + options.lag_s - clock()
+        if wait > 0:
+            sleep(wait)
+        yield start, end
+        start = end
+
+
 def run_gate(
     source,
     config: JudgeConfig,
@@ -67,24 +80,16 @@ def run_gate(
     config = replace(config, horizon_intervals=horizon)
     calibration, note = calibrate_from(source, t0, options)
     judge = Judge(config, configured_share=configured_share, calibration=calibration)
-    window_start = t0
-    decision = "continue"
-    while True:
-        window_end = window_start + options.interval_s
-        if window_end - t0 > options.max_duration_s + 1e-9:
-            break
-        wait = window_end + options.lag_s - clock()
-        if wait > 0:
-            sleep(wait)
+    decision, window_end = "continue", t0
+    for window_start, window_end in windows(t0, options, clock, sleep):
         iv = source.fetch(window_start, window_end)
         decision = judge.observe(iv)
         if progress:
             progress(progress_line(label, window_end - t0, iv, judge.batch, decision, judge.last_fault))
-        window_start = window_end
         if decision != "continue":
             break
     final = {"promote": Decision.PROMOTE, "rollback": Decision.ROLLBACK}.get(decision, Decision.HOLD)
-    v = verdict(judge, final, t0, window_start)
+    v = verdict(judge, final, t0, window_end)
     v.details["calibration"] = {**v.details.get("calibration", {}), "note": note}
     return v
 

@@ -27,7 +27,7 @@ import numpy as np
 from infra.canary.buckets import CLOUD_RUN_LATENCY, BucketLayout
 from infra.canary.calibration import Calibration
 from infra.canary.counts import Batch, Interval, batch_of_one
-from infra.canary.gate import GateOptions, _iso, calibrate_from
+from infra.canary.gate import GateOptions, _iso, calibrate_from, windows
 from infra.canary.judge import TESTS, JudgeConfig
 from infra.canary.report import SIGNAL_WORDS
 from infra.canary.sanity import DataChecks, describe
@@ -160,14 +160,8 @@ def run_watch(sources: dict[str, object], config: JudgeConfig, options: GateOpti
     for key, source in sources.items():
         calibration, note = calibrate_from(source, t0, options)
         watches[key] = Watch(config, alpha, horizon, calibration, note)
-    window_start = t0
-    while len(verdicts) < len(watches):
-        window_end = window_start + options.interval_s
-        if window_end - t0 > options.max_duration_s + 1e-9:
-            break
-        wait = window_end + options.lag_s - clock()
-        if wait > 0:
-            sleep(wait)
+    window_end = t0
+    for window_start, window_end in windows(t0, options, clock, sleep):
         for key, w in watches.items():
             if key in verdicts:
                 continue
@@ -181,12 +175,13 @@ def run_watch(sources: dict[str, object], config: JudgeConfig, options: GateOpti
                 progress(f"{key} {window_end - t0:.0f}s: {w.reason()}")
             if decision == ROLLBACK:
                 verdicts[key] = WatchVerdict(ROLLBACK, w.reason(), _details(w, t0, window_end))
-        window_start = window_end
+        if len(verdicts) == len(watches):
+            break
     for key, w in watches.items():
         if key not in verdicts and w.intervals == int(w.faulted[0]):  # nothing judged is no verdict, never "clean"
             verdicts[key] = WatchVerdict(ERROR, f"error: no usable interval in {w.intervals}: "
-                                                f"{w.faults[-1] if w.faults else 'no data'}", _details(w, t0, window_start))
-        verdicts.setdefault(key, WatchVerdict(CLEAN, w.reason(), _details(w, t0, window_start)))
+                                                f"{w.faults[-1] if w.faults else 'no data'}", _details(w, t0, window_end))
+        verdicts.setdefault(key, WatchVerdict(CLEAN, w.reason(), _details(w, t0, window_end)))
     return verdicts
 
 
