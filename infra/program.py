@@ -2,6 +2,8 @@
 only calls `main()`."""
 from __future__ import annotations
 
+from typing import Sequence
+
 import pulumi
 
 from infra import release, wiring
@@ -33,11 +35,13 @@ def check_before_build(cfg: StackConfig) -> None:
         raise ConfigError([Problem(key, message) for key, message in found])
 
 
-def load() -> StackConfig:
+def load(secret_paths: Sequence[str] | None = None) -> StackConfig:
+    """`secret_paths`: the dotted keys that were `secure:`; by default read from Pulumi.<stack>.yaml (the
+    engine only names top-level keys). The offline plan passes its own (stack file plus overrides)."""
+    if secret_paths is None:
+        secret_paths = stack_file_secure_paths(pulumi.get_stack())
     try:
-        # which values were `secure:` comes from the stack file (the engine only names top-level keys)
-        cfg = load_stack_config(pulumi_config(), pulumi.get_stack(),
-                                secret_paths=stack_file_secure_paths(pulumi.get_stack()))
+        cfg = load_stack_config(pulumi_config(), pulumi.get_stack(), secret_paths=secret_paths)
         check_before_build(cfg)
         return cfg
     except ConfigError as e:
@@ -50,8 +54,8 @@ def build(cfg: StackConfig) -> dict:
     return wiring.build(cfg).outputs()
 
 
-def main() -> None:
-    cfg = load()
+def main(secret_paths: Sequence[str] | None = None) -> None:
+    cfg = load(secret_paths)
     try:
         outputs = build(cfg)
     except ConfigError as e:  # a component's own check (check_before_build runs the same ones first)

@@ -41,7 +41,7 @@ from infra.components.observability import (
     Budget, BudgetArgs, ClickHouseAlerts, ClickHouseAlertsArgs, Dashboards, DashboardsArgs, LogMetrics, LogMetricsArgs, LogRetention, LogRetentionArgs, MetricReady,
     NotificationChannels, NotificationChannelsArgs, Observability, SeedAlerts, SeedAlertsArgs, Slos, SlosArgs,
     UptimeChecks, UptimeChecksArgs, UptimeTarget)
-from infra.components.secrets import Secrets, SecretsArgs, config_payloads
+from infra.components.secrets import AppSecret, Secrets, SecretsArgs, config_payloads
 from infra.components.service import (
     CloudRunService, CloudRunServiceArgs, SecretEnv, SecretVolume, ServiceWiring, revision_spec)
 from infra.components.site import Site
@@ -160,7 +160,7 @@ def build_platform(cfg: StackConfig, site: Site) -> Platform:
             cfg, a_net.subnet.id, storage.backups.name))
         payloads.update(credentials.secret_payloads())
         analytics = Analytics(a_net, credentials)
-    secrets = Secrets("secrets", SecretsArgs(site, payloads))
+    secrets = Secrets("secrets", SecretsArgs(site, payloads, app_secrets(cfg)))
     if analytics is not None:
         analytics.cluster = ClickHouseCluster(
             "clickhouse", clickhouse_args(cfg, analytics.network.subnet.id, analytics.credentials.address.address),
@@ -171,6 +171,33 @@ def build_platform(cfg: StackConfig, site: Site) -> Platform:
         subnetwork=network.subnet_name, bucket=storage.migrations.name,
         waits_for=(*secrets.resources(SECRETS_READ), network.subnet)))
     return Platform(network, storage, database, cache, secrets, migrations, analytics)
+
+
+def app_secrets(cfg: StackConfig) -> dict[str, AppSecret]:
+    """netra:platform.appSecrets as the Secrets component takes them: each value a Pulumi secret."""
+    return {key: AppSecret(s.description, None if s.value is None else pulumi.Output.secret(s.value.get_secret_value()))
+            for key, s in cfg.platform.app_secrets.items()}
+
+
+def unversioned_secret_warnings(cfg: StackConfig) -> dict[str, list[str]]:
+    """Service key -> a warning per app secret it reads that has no version managed by Pulumi. Cloud Run
+    refuses to deploy a revision whose secret has no enabled version, and only the user can tell whether
+    one was added outside Pulumi, so this is a warning on every plan, not a refusal."""
+    unversioned = {k for k, s in cfg.platform.app_secrets.items() if s.value is None}
+    out: dict[str, list[str]] = {}
+    for key, svc in cfg.services.items():
+        for var, secret in sorted(svc.secrets.items()):
+            if secret not in unversioned:
+                continue
+            sid = secret_id(cfg.environment, secret)
+            out.setdefault(key, []).append(
+                f"{service_name(key, cfg.environment)} reads {var} from Secret Manager secret {sid} "
+                f"(netra:platform.appSecrets.{secret}), which has no value in config, so Pulumi manages no version "
+                f"of it. Cloud Run refuses to deploy a revision whose secret has no version: unless you already "
+                f"added one, add it (the secret exists once this stack has created it) with "
+                f"`gcloud secrets versions add {sid} --data-file=- --project {cfg.project}` (the value on stdin), "
+                f"then run `pulumi up` (again)")
+    return out
 
 
 def service_wiring(cfg: StackConfig, key: str, depends_on: tuple[pulumi.Resource, ...] = ()) -> ServiceWiring:
@@ -487,6 +514,9 @@ def build(cfg: StackConfig) -> Stack:
     waits = {key: (*platform.secrets.resources(secrets_read(cfg, key)), platform.network.subnet) for key in cfg.services}
     services = {key: CloudRunService(key, service_args(cfg, key, service_wiring(cfg, key, waits[key])))
                 for key in cfg.services}
+    for key, warnings in unversioned_secret_warnings(cfg).items():
+        for warning in warnings:
+            pulumi.log.warn(warning, resource=services[key])
     grafana = None
     if cfg.observability.grafana is not None:
         grafana = Grafana("grafana", grafana_args(cfg, {k: s.candidate_revision for k, s in services.items()},

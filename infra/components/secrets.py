@@ -4,7 +4,7 @@ feature-flag flip is a new secret version and nothing else."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Mapping, Optional
 
 import pulumi
@@ -41,34 +41,54 @@ def config_payloads(app: AppSettings, feature_flags: Mapping[str, FlagValue]) ->
 
 
 @dataclass(frozen=True)
+class AppSecret:
+    """A user-defined secret (netra:platform.appSecrets): `value` None means its versions are added outside
+    Pulumi (`gcloud secrets versions add`), so none is managed here."""
+
+    description: Optional[str] = None
+    value: Optional[pulumi.Input[str]] = None
+
+
+@dataclass(frozen=True)
 class SecretsArgs:
-    """Platform secret key -> payload (plain or an Output; stored as a Pulumi secret either way)."""
+    """Platform secret key -> payload (plain or an Output; stored as a Pulumi secret either way), and the
+    user's app secrets by key (keys never collide with the platform's: the config refuses that)."""
 
     site: Site
     payloads: Mapping[str, pulumi.Input[str]]
+    app_secrets: Mapping[str, AppSecret] = field(default_factory=dict)
 
 
 class Secrets(pulumi.ComponentResource):
-    """One Secret and its current version per platform secret key.
+    """One Secret per platform secret key and app secret, and its current version when Pulumi manages one.
 
-    Outputs: `ids` (key -> secret id), `secrets`, `versions`, and `resources(keys)` for readers to wait on."""
+    Outputs: `ids` (key -> secret id), `secrets`, `versions` (no entry for an app secret without a value),
+    and `resources(keys)` for readers to wait on."""
 
     def __init__(self, name: str, args: SecretsArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__(COMPONENT_TYPE, name, None, opts)
-        site = args.site
+        self._site = args.site
         self.ids: dict[str, str] = {}
         self.secrets: dict[str, gcp.secretmanager.Secret] = {}
         self.versions: dict[str, gcp.secretmanager.SecretVersion] = {}
         for key, payload in args.payloads.items():
-            sid = secret_id(site.environment, key)
-            secret = gcp.secretmanager.Secret(
-                key,
-                gcp.secretmanager.SecretArgs(
-                    secret_id=sid, project=site.project,
-                    replication=gcp.secretmanager.SecretReplicationArgs(auto=gcp.secretmanager.SecretReplicationAutoArgs()),
-                    labels=site.labels()),
-                opts=pulumi.ResourceOptions(parent=self),
-            )
+            self._declare(key, payload)
+        for key, app in args.app_secrets.items():
+            self._declare(key, app.value, {"description": app.description} if app.description else None)
+        self.register_outputs({"secrets": dict(self.ids)})
+
+    def _declare(self, key: str, payload: Optional[pulumi.Input[str]],
+                 annotations: Optional[dict[str, str]] = None) -> None:
+        site, sid = self._site, secret_id(self._site.environment, key)
+        secret = gcp.secretmanager.Secret(
+            key,
+            gcp.secretmanager.SecretArgs(
+                secret_id=sid, project=site.project,
+                replication=gcp.secretmanager.SecretReplicationArgs(auto=gcp.secretmanager.SecretReplicationAutoArgs()),
+                labels=site.labels(), annotations=annotations),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        if payload is not None:
             self.versions[key] = gcp.secretmanager.SecretVersion(
                 key,
                 gcp.secretmanager.SecretVersionArgs(
@@ -78,9 +98,8 @@ class Secrets(pulumi.ComponentResource):
                     deletion_policy="DISABLE"),
                 opts=pulumi.ResourceOptions(parent=self),
             )
-            self.ids[key], self.secrets[key] = sid, secret
-        self.register_outputs({"secrets": dict(self.ids)})
+        self.ids[key], self.secrets[key] = sid, secret
 
     def resources(self, keys) -> list[pulumi.Resource]:
-        """What a reader of `keys` must wait for: the secrets and their versions."""
-        return [r for k in sorted(set(keys)) for r in (self.secrets[k], self.versions[k])]
+        """What a reader of `keys` must wait for: the secrets and their versions (where Pulumi manages one)."""
+        return [r for k in sorted(set(keys)) for r in (self.secrets[k], self.versions.get(k)) if r is not None]

@@ -12,6 +12,7 @@ from typing import Any, Callable, Iterable, Mapping
 from pydantic import BaseModel, ValidationError
 
 from .base import PROBLEMS_ERROR, model_alias_fields, type_at, unwrap_type
+from .platform import app_secret_keys, plaintext_secret_problems
 from .secure import secret_problems
 from .services import environment_problems
 from .source import PROVIDER_KEYS, EngineValueError, decode_engine_value, full_key, key_problem
@@ -47,13 +48,16 @@ def decode_pulumi_value(value: Any) -> Any:
 
 
 def load_stack_config(flat: Mapping[str, Any], stack: str, origin_of: Callable[[str], str] | None = None,
-                      secret_paths: Iterable[str] = ()) -> StackConfig:
+                      secret_paths: Iterable[str] | None = None) -> StackConfig:
     """Validate `flat` (the engine's config: every key of the stack, values as strings) for `stack`;
     raise ConfigError listing every problem. `origin_of(key)` names where a key's value came from.
-    `secret_paths`: keys whose value was `secure:` (infra/config/secure.py); each must be a secret field."""
-    found = [Problem(k, m) for k, m in secret_problems(secret_paths, StackConfig)]
+    `secret_paths`: keys whose value was `secure:` (infra/config/secure.py); each must be a secret field,
+    and a value that must be secret (an app secret's) must be among them. None: not known (a reader of an
+    already deployed stack, such as the gate), so only the first check cannot fail."""
+    paths = None if secret_paths is None else tuple(secret_paths)
+    found = [Problem(k, m) for k, m in secret_problems(paths or (), StackConfig)]
     try:
-        config = _load(flat, stack)
+        config = _load(flat, stack, paths)
     except ConfigError as e:
         found = sorted([*e.problems, *found], key=lambda p: p.key)
     else:
@@ -64,7 +68,7 @@ def load_stack_config(flat: Mapping[str, Any], stack: str, origin_of: Callable[[
     raise ConfigError(found) from None
 
 
-def _load(flat: Mapping[str, Any], stack: str) -> StackConfig:
+def _load(flat: Mapping[str, Any], stack: str, secret_paths: tuple[str, ...] | None = None) -> StackConfig:
     raw: dict[str, Any] = {}
     found: list[Problem] = []
     broken: list[str] = []  # keys whose value could not be read: no "missing" noise about them
@@ -89,7 +93,11 @@ def _load(flat: Mapping[str, Any], stack: str) -> StackConfig:
         raw.setdefault("environment", stack)
     if raw.get("environment") in ENVIRONMENTS:
         found += [Problem(f"{NAMESPACE}:services.{k}", m) for k, m in environment_problems(raw.get("services"), raw["environment"])]
-    context = {"known_secrets": PLATFORM_SECRETS}
+    if secret_paths is not None:
+        found += [Problem(k, m) for k, m in plaintext_secret_problems(raw.get("platform"), secret_paths)]
+    # a service may read the platform's secrets and the app secrets declared beside them (platform is
+    # validated after services, so the declared keys are taken from the raw map; a bad one is reported there)
+    context = {"known_secrets": PLATFORM_SECRETS | app_secret_keys(raw.get("platform"))}
     try:
         config = StackConfig.model_validate(raw, context=context)
     except ValidationError as e:

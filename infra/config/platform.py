@@ -10,9 +10,9 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
-from typing import Annotated, Any, Literal, Optional, Union, get_args
+from typing import Annotated, Any, Iterable, Literal, Optional, Union, get_args
 
-from pydantic import AllowInfNan, Field, Strict, StrictBool, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import AllowInfNan, Field, SecretStr, Strict, StrictBool, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 from pydantic_core.core_schema import ErrorType as ErrorTypeLiteral
 
@@ -31,6 +31,19 @@ CACHE_SECRETS = ("redis-auth", "redis-host", "redis-ca")
 # balancer's address), the app user's password and the CA that signed the nodes' TLS certificate.
 CLICKHOUSE_SECRETS = ("clickhouse-host", "clickhouse-password", "clickhouse-ca")
 SECRET_KEYS: frozenset[str] = frozenset(CONFIG_SECRETS + DB_SECRETS + CACHE_SECRETS + CLICKHOUSE_SECRETS)
+# Every other Secret Manager secret the stack itself creates as `<environment>-<key>`: the migration
+# password, the Managed Prometheus config, ClickHouse's node and TLS secrets, Grafana's admin password and
+# the emergency budget's PagerDuty key. An app secret (netra:platform.appSecrets) may take none of these.
+STACK_SECRETS = ("prometheus-config", "clickhouse-interserver-password", "clickhouse-admin-password",
+                 "clickhouse-grafana-password", "clickhouse-backup-hmac-id", "clickhouse-backup-hmac-secret",
+                 "clickhouse-tls-cert", "clickhouse-tls-key", "grafana-admin-password", "pagerduty-key")
+RESERVED_SECRET_KEYS: frozenset[str] = SECRET_KEYS | frozenset(MIGRATION_SECRETS + STACK_SECRETS)
+# Secret Manager keys a user declares (an LLM provider's API key, ...): the same naming rule as the
+# platform keys, and short enough that `<environment>-<key>` and the grant names stay readable.
+SECRET_KEY_PATTERN = r"[a-z](?:[a-z0-9-]*[a-z0-9])?"
+APP_SECRETS_KEY = "netra:platform.appSecrets"
+# Secret Manager's payload limit
+SECRET_PAYLOAD_MAX_BYTES = 65536
 # A service that reads this secret is a database client: it gets a pool and counts against max_connections.
 DB_CLIENT_SECRET = "db-password"
 
@@ -313,6 +326,65 @@ FlagValue = Union[StrictBool, Annotated[int, Strict(), Field(ge=-MAX_INT, le=MAX
                   FlagRamp]
 
 
+AppSecretKey = text(63, SECRET_KEY_PATTERN, "a secret key (lowercase letters, digits and -, starting with a letter, "
+                                            "not ending with -), like anthropic-api-key")
+
+
+class AppSecret(ConfigModel):
+    """A user-defined secret: Secret Manager secret `<environment>-<key>`, readable only by the services
+    that list it in their `secrets`. Its value is a Pulumi secret (`secure:`) or is added outside Pulumi."""
+
+    description: Optional[text(256)] = Field(None, description="what it is (Secret Manager annotation `description`)")
+    # SecretStr: never in a repr, a log line or an error message; the loader refuses it unless `secure:`
+    value: Optional[SecretStr] = Field(
+        None, description="the payload, only as a secret (`pulumi config set --secret --path`); "
+                          "absent: versions are added with `gcloud secrets versions add`")
+
+    @field_validator("value", mode="before")
+    @classmethod
+    def _string(cls, v: object) -> object:
+        # Never echo the value back: pydantic's own type errors would print it.
+        if not isinstance(v, (str, SecretStr)):
+            raise ValueError("must be a string (set it with `pulumi config set --secret --path ...`; the value is not shown)")
+        plain = v.get_secret_value() if isinstance(v, SecretStr) else v
+        if not plain:
+            raise ValueError("must not be empty (Secret Manager refuses an empty version); leave `value` out to add "
+                             "versions with gcloud")
+        if len(plain.encode()) > SECRET_PAYLOAD_MAX_BYTES:
+            raise ValueError(f"must be at most {SECRET_PAYLOAD_MAX_BYTES} bytes (Secret Manager's limit; the value is "
+                             "not shown)")
+        return v
+
+
+def app_secret_problems(app_secrets: Any) -> list[tuple[str, str]]:
+    """App secret keys that would take a Secret Manager secret the stack itself creates."""
+    return [(key, f"collides with the platform secret key {key!r} (both would be the Secret Manager secret "
+                  f"<env>-{key}); choose another key, like app-{key}")
+            for key in app_secrets if key in RESERVED_SECRET_KEYS]
+
+
+def app_secret_keys(raw_platform: Any) -> frozenset[str]:
+    """The keys declared under netra:platform.appSecrets in the raw (not yet validated) platform config."""
+    apps = raw_platform.get("appSecrets") if isinstance(raw_platform, dict) else None
+    return frozenset(k for k in apps if isinstance(k, str)) if isinstance(apps, dict) else frozenset()
+
+
+def plaintext_secret_problems(raw_platform: Any, secret_paths: Iterable[str]) -> list[tuple[str, str]]:
+    """(full key, message) for every app secret `value` that was not a `secure:` value in the stack file:
+    a plaintext credential in Pulumi.<stack>.yaml is readable by anyone who can read the repository."""
+    apps = raw_platform.get("appSecrets") if isinstance(raw_platform, dict) else None
+    if not isinstance(apps, dict):
+        return []
+    secure = set(secret_paths)
+    found = []
+    for key, secret in apps.items():
+        path = f"{APP_SECRETS_KEY}.{key}.value"
+        if isinstance(secret, dict) and secret.get("value") is not None and path not in secure:
+            found.append((path, f"must be a secret, never plain text in the stack file: pulumi config set --secret "
+                                f"--path '{path}' (reads the value from stdin; it is not shown here)"))
+    return found
+
+
 class PlatformConfig(ConfigModel):
     network: NetworkConfig = NetworkConfig()
     database: DatabaseConfig = DatabaseConfig()
@@ -355,6 +427,18 @@ class PlatformConfig(ConfigModel):
         return flags
     clickhouse: Optional[ClickHouseConfig] = Field(
         None, description="ClickHouse cluster on Compute Engine with ClickHouse Keeper (token-usage analytics)")
+    app_secrets: dict[AppSecretKey, AppSecret] = Field(
+        default_factory=dict, max_length=100,
+        description="secret key -> user-defined secret (an LLM provider's API key, ...), read by the services that "
+                    "list the key in their `secrets`")
+
+    @field_validator("app_secrets")
+    @classmethod
+    def _no_platform_key(cls, apps: dict) -> dict:
+        found = app_secret_problems(apps)
+        if found:
+            raise problems(*found)
+        return apps
 
 
 def platform_problems(platform: Any, environment: Optional[str], services: Any) -> list[tuple[str, str]]:

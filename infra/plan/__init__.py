@@ -1,6 +1,7 @@
 """Offline plan: the real program under Pulumi's mocks, then the policy pack over the analyzer protocol."""
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -38,7 +39,9 @@ def _run_validated(stack: str, stack_file, on_resource=None) -> ProgramRun:
     from .engine import run_program
 
     try:
-        return run_program(program.main, stack_file.project, stack, stack_file.config, stack_file.secret_keys, on_resource)
+        # the program learns which leaves were `secure:` from what was read here (stack file and overrides)
+        return run_program(functools.partial(program.main, stack_file.secret_paths), stack_file.project, stack,
+                           stack_file.config, stack_file.secret_keys, on_resource)
     except program.InvalidStackConfig as e:  # found while building (a skipped traffic stage)
         raise e.error from None
 
