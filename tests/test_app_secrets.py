@@ -162,6 +162,16 @@ def test_a_secret_without_value_warns_for_every_service_that_reads_it(plan):
     assert not [w for w in plan["warnings"] if "prod-anthropic-api-key" in w]  # Pulumi manages its version
 
 
+def test_the_plan_command_shows_the_warning_and_exits_0(reuse_plans):
+    result = cli("plan", "--stack", "staging",
+                 "--set", "netra:platform.appSecrets.openai-api-key.description=OpenAI API key",
+                 "--set", "netra:services.backend.secrets.OPENAI_API_KEY=openai-api-key")
+    assert result.returncode == 0, result.stderr
+    assert ("! netra-backend-staging reads OPENAI_API_KEY from Secret Manager secret staging-openai-api-key"
+            in result.stdout)
+    assert "gcloud secrets versions add staging-openai-api-key --data-file=- --project " in result.stdout
+
+
 def test_the_plaintext_never_reaches_the_plan_outputs_logs_or_tfplan():
     """As under `pulumi up`: the CLI decrypts the `secure:` value and hands the program the plaintext,
     marking `netra:platform` as a secret key. It must leave the program only as a Pulumi secret."""
@@ -175,8 +185,13 @@ def test_the_plaintext_never_reaches_the_plan_outputs_logs_or_tfplan():
                       (*stack_file.secret_keys, "netra:platform"))
     version = next(r for r in run.resources if r.type == VERSION and r.name == "anthropic-api-key")
     assert plaintext in json.dumps(version.inputs)  # the engine gets it (wrapped), to store it encrypted
-    everything = json.dumps([plan_document(run, []), tfplan.export(run.resources)])
+    exported = tfplan.export(run.resources)
+    everything = json.dumps([plan_document(run, []), exported])
     assert "anthropic-api-key" in everything and plaintext not in everything
+    # Terraform's own form of a secret: the value null, marked sensitive (what Checkov and friends see)
+    (tf_version,) = [r for r in exported["planned_values"]["root_module"]["resources"]
+                     if r["type"] == "google_secret_manager_secret_version" and r["name"] == "anthropic-api-key"]
+    assert tf_version["values"]["secret_data"] is None and tf_version["sensitive_values"]["secret_data"] is True
 
 
 # ---------------------------------------------------------------- no cascade

@@ -79,12 +79,14 @@ def test_a_stale_bake_record_tags_nothing(candidate, prod_plan):
 
 
 @pytest.mark.parametrize("bake, key, words", [
-    ({"payments": {"revision": "netra-payments-prod-1", "previous": "netra-payments-prod-0", "until": "x"}},
+    ({"payments": {"revision": "netra-payments-prod-1", "previous": "netra-payments-prod-0", "until": "2026-11-25"}},
      "netra:release.bake.payments", "unknown service 'payments'; allowed: auth, backend, frontend"),
-    ({"backend": {"revision": "netra-auth-prod-1", "previous": OLD, "until": "x"}},
+    ({"backend": {"revision": "netra-auth-prod-1", "previous": OLD, "until": "2026-11-25"}},
      "netra:release.bake.backend.revision", "must start with the service name 'netra-backend-prod-'"),
-    ({"backend": {"revision": OLD, "previous": OLD, "until": "x"}},
+    ({"backend": {"revision": OLD, "previous": OLD, "until": "2026-11-25T10:00:00+00:00"}},
      "netra:release.bake.backend.previous", "is the baked revision itself"),
+    ({"backend": {"revision": OLD, "previous": "netra-backend-prod-0", "until": "in two days"}},
+     "netra:release.bake.backend.until", "must be an ISO 8601 time"),
 ])
 def test_bad_bake_records_name_the_key(bake, key, words):
     cfg = stack_config("prod")

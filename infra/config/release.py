@@ -35,9 +35,11 @@ percent above the stage after the approved one) and `bake` (the `previous` traff
 """
 from __future__ import annotations
 
+import datetime as dt
+
 from typing import Annotated, Literal, Optional
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from .base import Bool, ConfigModel, Float, Int, ResourceName, text
 
@@ -74,6 +76,17 @@ class BakeRecord(ConfigModel):
     previous: ResourceName = Field(description="the stable revision before the release: tagged `previous` at 0 %")
     until: text(64) = Field(description="when the bake window ends (ISO 8601, UTC)")
     started: text(64) = Field("", description="when the release was finalized (ISO 8601, UTC)")
+
+    @field_validator("until", "started")
+    @classmethod
+    def _iso(cls, v: str, info) -> str:
+        # `bake` closes a window whose end has passed: an unreadable end must not close it silently
+        if v or info.field_name == "until":
+            try:
+                dt.datetime.fromisoformat(v)
+            except ValueError:
+                raise ValueError(f"must be an ISO 8601 time like 2026-11-25T10:00:00+00:00, got {v!r}") from None
+        return v
 
 
 FlagName = text(63, r"[a-z][a-z0-9_]*", "a flag name (lowercase letters, digits, _)")
