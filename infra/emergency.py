@@ -110,6 +110,12 @@ def reconcile_values(config: dict, services: list[Stable], by: str = "operator:u
     if doc.get("rollout") and not doc["rollout"].get("rejected"):
         doc["rollout"] = {**doc["rollout"], "rejected": "emergency rollback by an operator"}
         values[RELEASE_KEY] = doc
+    ramp = doc.get("flagRamp")
+    if ramp and ramp.get("flag") and not ramp.get("rejected"):
+        # a flag ramping is the newest change: it goes back to 0 % too (`rollout --flag` then closes its journal)
+        doc["flagRamp"] = {**ramp, "rejected": "emergency rollback by an operator"}
+        values[f"netra:platform.featureFlags.{ramp['flag']}.percent"] = 0
+        values[RELEASE_KEY] = doc
     values.update(bake_rollback_values(doc, services, by, evidence or rel.evidence_digest(
         {"emergency rollback": {s.key: s.stable for s in services}, "by": by})))
     return values, remove
@@ -136,7 +142,10 @@ def _bake_note(s: Stable) -> str:
 def _release_note(config: dict, services: list[Stable]) -> str:
     from infra.rollout import read_release_doc
 
-    notes = ["the rollout in progress marked rejected"] if (read_release_doc(config).get("rollout") or {}) else []
+    doc = read_release_doc(config)
+    notes = ["the rollout in progress marked rejected"] if (doc.get("rollout") or {}) else []
+    if (doc.get("flagRamp") or {}).get("flag"):
+        notes.append(f"the ramp of flag {doc['flagRamp']['flag']} marked rejected (its percent 0)")
     notes += [f"{s.key}.stableRevision := {s.stable}, its bake closed" for s in services if s.baked]
     return ", ".join(notes)
 

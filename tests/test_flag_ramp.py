@@ -510,3 +510,22 @@ def test_the_gate_first_checks_the_percent_the_services_read(release, tmp_path, 
     with pytest.raises(ro.OperationFailed) as e:
         fr.deployed_flags("netra-production", release.flags_secret, garbled)
     assert "not a JSON flags document" in str(e.value) and "secret-value" not in str(e.value)  # never the payload
+
+
+def test_an_emergency_rollback_takes_the_ramping_flag_back_to_0(release):
+    import argparse
+
+    from infra import emergency
+
+    world = FWorld(ramp_config(), decisions={10: "hold"})
+    assert world.driver(release).run().exit_code == 3
+    out = io.StringIO()
+    assert emergency.run_rollback(argparse.Namespace(stack="prod", dry_run=False, direct=False,
+                                                     api_endpoint=emergency.ADMIN_API),
+                                  backend=world.backend, out=out, log=lambda line: None) == 0
+    message, snap = world.backend.ups[-1]
+    assert percent_of(snap) == 0 and snap["netra:canaryPercent"] == 0
+    assert ro.read_release_doc(snap)["flagRamp"]["rejected"] == "emergency rollback by an operator"
+    outcome = world.driver(release).run()  # the ramp's next run closes its journal: rolled back
+    assert outcome.exit_code == 1 and outcome.reason.startswith("emergency rollback by an operator; rolled back")
+    assert "flagRamp" not in ro.read_release_doc(world.backend.config) and percent_of(world.backend.config) == 0
