@@ -40,7 +40,6 @@ from infra.flag_gate import FLAG, arms
 
 FLAG_RAMP_KEY = "flagRamp"  # netra:release.flagRamp: the journal of the flag ramp in progress
 FLAG_APPROVALS_KEY = "flagApprovals"  # netra:release.flagApprovals.<flag>
-FLAGS_SECRET = "feature-flags"
 
 
 def flag_key(flag: str, leaf: str = "") -> str:
@@ -68,6 +67,7 @@ class FlagRelease:
     stages: tuple[int, ...]
     revisions: dict[str, Optional[str]] = field(default_factory=dict)  # reader key -> its stable revision
     project: str = ""
+    flags_secret: str = ""  # the Secret Manager secret id the services read the flags from, <env>-feature-flags
 
     journal_key: ClassVar[str] = FLAG_RAMP_KEY
     first_deploy: ClassVar[bool] = False
@@ -272,7 +272,8 @@ def plan_flag_release(stack: str, flag: str, service: Optional[str], config: dic
     """The flag ramp for the stack (raises StackError / UsageError for a bad --stack, --flag or --service)."""
     from infra.canary.api import UsageError, _typed_stack
     from infra.canary.stack import plan_outputs
-    from infra.wiring import flag_readers
+    from infra.config.platform import secret_id
+    from infra.wiring import FLAGS_SECRET, flag_readers
 
     if not FLAG.match(flag):
         raise UsageError(f"--flag must be a netra:platform.featureFlags key (lowercase letters, digits, _), got {flag!r}")
@@ -295,16 +296,45 @@ def plan_flag_release(stack: str, flag: str, service: Optional[str], config: dic
     targets = tuple(ro.Target(k, services[k]["serviceName"], on, off) for k in keys)
     # bound to the code every reader serves (not only the judged ones): the program checks the same binding
     revisions = {k: (raw.get(k) or {}).get("stableRevision") or None for k in readers}
-    return FlagRelease(stack, flag, targets, tuple(cfg.stages), revisions, outputs.get("gcpProject", ""))
+    return FlagRelease(stack, flag, targets, tuple(cfg.stages), revisions, outputs.get("gcpProject", ""),
+                       secret_id(cfg.environment, FLAGS_SECRET))
 
 
-def make_flag_gate(settings, release: FlagRelease, log, client=None, **judge_kwargs):
+SECRET_MANAGER = "https://secretmanager.googleapis.com/v1/"
+
+
+def deployed_flags(project: str, secret: str, session=None) -> dict:
+    """The flags document the services read now: the latest version of `secret` (Secret Manager v1
+    `versions.access`). The payload is never logged or put in an error (it is a Pulumi secret)."""
+    import base64
+
+    session = session or ro.authorized_session()
+    r = session.get(f"{SECRET_MANAGER}projects/{project}/secrets/{secret}/versions/latest:access", timeout=30)
+    if r.status_code >= 300:
+        raise ro.OperationFailed(f"cannot read the latest version of secret {secret}: HTTP {r.status_code}")
+    try:
+        return json.loads(base64.b64decode(r.json()["payload"]["data"]))
+    except (KeyError, TypeError, ValueError):
+        raise ro.OperationFailed(f"the latest version of secret {secret} is not a JSON flags document") from None
+
+
+def make_flag_gate(settings, release: FlagRelease, log, client=None, read_flags=None, **judge_kwargs):
     """The gate on arms (infra.flag_gate.judge_flag_ramp) for one service at one stage; writes
-    verdict-STACK-flag-FLAG-KEY-STAGE.json. A gate ERROR raises: the ramp rolls back and exits 4.
-    `client` / `judge_kwargs` (clock, sleep, retry): tests and emulators."""
+    verdict-STACK-flag-FLAG-KEY-STAGE.json. It first checks that the services really read the percent the
+    ramp applied (the flags secret's latest version; `read_flags` -> that document); a mismatch, an
+    unreadable secret or a gate ERROR raises: the ramp rolls back and exits 4.
+    `client` / `read_flags` / `judge_kwargs` (clock, sleep, retry): tests and emulators."""
     from infra.flag_gate import judge_flag_ramp
 
+    read_flags = read_flags or (lambda: deployed_flags(release.project, release.flags_secret))
+
     def gate(t: ro.Target, stage: int) -> rel.Verdict:
+        value = read_flags().get(release.flag)
+        if not flags.is_ramp(value) or value.get("killSwitch") or _percent(value) != stage:
+            seen = (f"{_percent(value)} %" + (" with the kill switch on" if value.get("killSwitch") else "")
+                    if flags.is_ramp(value) else "not a ramp")
+            raise ro.OperationFailed(f"the services read {release.flag} at {seen} from secret {release.flags_secret} "
+                                     f"(version latest), not {stage} % as applied")
         verdict = judge_flag_ramp(release.project, t.service_name, release.flag, stage, settings, client=client,
                                   stack=release.stack, progress=log, **judge_kwargs)
         return ro.rollout_verdict(verdict, f"verdict-{release.stack}-flag-{release.flag}-{t.key}-{stage}.json",

@@ -20,6 +20,10 @@ after it achieved it. A rollout killed anywhere and started again therefore re-d
 New steps (a load test, a backup before migrate, a bake window) are rows of `STEPS` with their own
 `when` over the recorded state and their own journal field. Exit codes: 0 released, 1 rolled back,
 2 usage, 3 held, 4 failed.
+
+`rollout --flag NAME` ramps a feature flag on the same Driver and most of the same steps: what is
+released is a `Release` here and an `infra.flag_ramp.FlagRelease` there (journal key, stage key,
+approvals, messages are theirs); see infra/flag_ramp.py.
 """
 from __future__ import annotations
 

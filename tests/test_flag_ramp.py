@@ -331,7 +331,11 @@ def test_the_ramp_runs_the_real_gate_on_arms_against_the_monitoring_emulator(pro
         world = EmulatedWorld(ramp_config(), fake, on_error_rate)
         now = [1_700_000_000.0]
         settings = GateSettings(GateOptions(interval_s=60.0, max_duration_s=3600.0, lag_s=0.0), JudgeConfig(), None)
-        gate = fr.make_flag_gate(settings, release, lambda line: None, client=client, clock=lambda: now[0],
+        def read_flags():  # what the services read: the flags secret as the last `pulumi up` left it
+            return fr.feature_flags(world.backend.ups[-1][1])
+
+        gate = fr.make_flag_gate(settings, release, lambda line: None, client=client, read_flags=read_flags,
+                                 clock=lambda: now[0],
                                  sleep=lambda s: now.__setitem__(0, now[0] + s), retry=default_retry(timeout_s=0.3))
         outcome = ro.Driver(release, world, gate=gate, verify=gate, log=lambda line: None).run()
     finally:
@@ -458,3 +462,51 @@ def test_the_kill_switch_during_a_ramp_stops_it_as_a_rollback(release, tmp_path,
     assert percent_of(world.backend.config) == 0 and "flagRamp" not in ro.read_release_doc(world.backend.config)
     assert {k for k, *_ in world.checks} == {"backend"}
     assert run(rollout_args(flag=FLAG), world, tmp_path) == 2  # and now the kill switch refuses a new ramp
+
+
+def test_the_deploy_workflow_can_ramp_a_flag():
+    from .test_workflows import load, steps
+
+    wf = load("deploy.yml")
+    assert "flag" in wf["on"]["workflow_dispatch"]["inputs"] and wf["env"]["FLAG"] == "${{ inputs.flag }}"
+    runs = "\n".join(s.get("run", "") for s in steps(wf["jobs"]["release"]))
+    assert '${FLAG:+--flag "$FLAG"}' in runs  # same job, same per-stack concurrency group as a release
+
+
+class _Secret:
+    def __init__(self, code, doc):
+        import base64
+
+        self.status_code, self.calls = code, []
+        self.body = {"name": "projects/1/secrets/prod-feature-flags/versions/7",
+                     "payload": {"data": base64.b64encode(json.dumps(doc).encode()).decode()}}
+
+    def get(self, url, timeout=None):
+        self.calls.append(url)
+        return self
+
+    def json(self):
+        return self.body
+
+
+def test_the_gate_first_checks_the_percent_the_services_read(release, tmp_path, monkeypatch):
+    assert release.flags_secret == "prod-feature-flags"
+    session = _Secret(200, {FLAG: {"percent": 10, "killSwitch": False}, "prompt_caching": True})
+    assert fr.deployed_flags("netra-production", release.flags_secret, session)[FLAG]["percent"] == 10
+    assert session.calls == ["https://secretmanager.googleapis.com/v1/projects/netra-production/secrets/"
+                             "prod-feature-flags/versions/latest:access"]
+    with pytest.raises(ro.OperationFailed, match="HTTP 403"):
+        fr.deployed_flags("netra-production", release.flags_secret, _Secret(403, {}))
+    # the services still read 0 % although the ramp applied 10 %: no verdict, a rollback and exit 4
+    monkeypatch.chdir(tmp_path)
+    world = FWorld(ramp_config())
+    gate = fr.make_flag_gate(None, release, lambda line: None, read_flags=lambda: {FLAG: {"percent": 0, "killSwitch": False}})
+    outcome = ro.Driver(release, world, gate=gate, verify=gate, log=lambda line: None).run()
+    assert outcome.exit_code == 4 and percent_of(world.backend.config) == 0
+    assert (f"the services read {FLAG} at 0 % from secret prod-feature-flags (version latest), not 10 % as applied"
+            in outcome.reason)
+    garbled = _Secret(200, {})
+    garbled.body["payload"]["data"] = "c2VjcmV0LXZhbHVl"  # base64 of a non-JSON payload
+    with pytest.raises(ro.OperationFailed) as e:
+        fr.deployed_flags("netra-production", release.flags_secret, garbled)
+    assert "not a JSON flags document" in str(e.value) and "secret-value" not in str(e.value)  # never the payload
