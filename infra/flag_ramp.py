@@ -239,11 +239,9 @@ def refusals(config: dict, flag: str) -> list[str]:
                    f"(python -m infra rollout --flag {journal.get('flag')})")
     ff = feature_flags(config)
     value = ff.get(flag)
-    if flag not in ff:
-        out.append(f"{flag_key(flag)}: no such flag (flags: {', '.join(sorted(ff)) or 'none'})")
-    elif not flags.is_ramp(value):
-        out.append(f"{flag_key(flag)} is {json.dumps(value)}, not a ramp; make it one first: "
-                   f"{{\"percent\": 0, \"killSwitch\": false}}")
+    shape = shape_problem(ff, flag)
+    if shape:
+        out.append(shape)
     elif value.get("killSwitch") and journal.get("flag") != flag:  # during its ramp: the ramp stops (step_stop)
         out.append(f"{flag_key(flag, 'killSwitch')} is true: {flag} is off for everyone; a ramp would judge nothing. "
                    f"Turn the kill switch off (and set the percent to 0) to ramp it again")
@@ -252,6 +250,16 @@ def refusals(config: dict, flag: str) -> list[str]:
     out += [f"{flag_key(k, 'percent')} is {ff[k]['percent']}: flag {k} is ramping; one flag ramps at a time "
             f"(set it to 0 or 100 first)" for k in others]
     return out
+
+
+def shape_problem(ff: dict, flag: str) -> Optional[str]:
+    """Why `flag` of netra:platform.featureFlags cannot be ramped (missing, not a ramp object), or None."""
+    if flag not in ff:
+        return f"{flag_key(flag)}: no such flag (flags: {', '.join(sorted(ff)) or 'none'})"
+    if not flags.is_ramp(ff[flag]):
+        return (f"{flag_key(flag)} is {json.dumps(ff[flag])}, not a ramp; make it one first: "
+                f"{{\"percent\": 0, \"killSwitch\": false}}")
+    return None
 
 
 def revision_refusal(config: dict) -> Optional[str]:
@@ -439,9 +447,13 @@ def run_approve_flag(args, *, backend=None) -> int:
         backend = ro.open_backend("approve", args.stack)
         if backend is None:
             return ro.EXIT_FAILED
-        release = plan_flag_release(args.stack, args.flag, None, backend.read())
+        config = backend.read()
+        release = plan_flag_release(args.stack, args.flag, None, config)
+    shape = shape_problem(feature_flags(config), args.flag)  # what the stack holds, not only the stack file
+    if shape:
+        return ro._err("approve", shape)
     note = {"flag": args.flag, "stage": stage, "by": who, "note": args.note}
-    doc = ro.read_release_doc(backend.read())
+    doc = ro.read_release_doc(config)
     record = {"stage": stage, "by": f"operator:{who}", "evidence": rel.evidence_digest(note), "at": ro._now(),
               "rejected": False, "revisions": dict(release.revisions)}
     doc[FLAG_APPROVALS_KEY] = {**(doc.get(FLAG_APPROVALS_KEY) or {}), args.flag: record}

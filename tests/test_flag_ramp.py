@@ -277,18 +277,17 @@ def test_a_revision_rollout_refuses_while_a_flag_ramps(tmp_path, capsys, prod_pl
 def test_journal_and_approvals_are_in_the_release_model(release):
     from infra.config.release import ReleaseConfig
 
-    for kwargs in ({}, {"decisions": {50: "rollback"}}, {"decisions": {10: "hold"}}):
-        world = FWorld(ramp_config(), **kwargs)
-        seen = []
-        real_write = world.backend.write
+    seen = []
 
-        def spy(values, remove=()):
-            if ro.RELEASE_KEY in values:
+    class Recording(FWorld):
+        def write(self, values, remove=()):
+            if ro.RELEASE_KEY in values:  # as the stack config will hold it: plain JSON
                 seen.append(json.loads(json.dumps(values[ro.RELEASE_KEY])))
-            real_write(values, remove)
+            return super().write(values, remove)
 
-        world.backend.write = spy
-        world.driver(release).run()
+    for kwargs in ({}, {"decisions": {50: "rollback"}}, {"decisions": {10: "hold"}}):
+        seen.clear()
+        Recording(ramp_config(), **kwargs).driver(release).run()
         assert any(d.get("flagRamp") for d in seen)
         assert any(d.get("flagApprovals") for d in seen) == (kwargs != {"decisions": {10: "hold"}})
         for d in seen:
@@ -529,3 +528,23 @@ def test_an_emergency_rollback_takes_the_ramping_flag_back_to_0(release):
     outcome = world.driver(release).run()  # the ramp's next run closes its journal: rolled back
     assert outcome.exit_code == 1 and outcome.reason.startswith("emergency rollback by an operator; rolled back")
     assert "flagRamp" not in ro.read_release_doc(world.backend.config) and percent_of(world.backend.config) == 0
+
+
+@pytest.mark.parametrize("kw,message", [
+    (dict(stage="100"), "--stage must be one of [10, 50] (the stage the flag was checked at), got '100'"),
+    (dict(stage="0"), "--stage must be one of [10, 50]"),
+    (dict(service="backend"), "--flag approves a flag ramp: leave out --service and --revision"),
+    (dict(note=None), "--note is required"),
+    (dict(flag="nope"), "no such flag"),
+])
+def test_approve_flag_usage_errors_exit_2_and_record_nothing(capsys, kw, message):
+    world = FWorld(ramp_config())
+    base = dict(stack="prod", flag=FLAG, stage="10", note="why", by="alice", service=None, revision=None)
+    assert ro.run_approve(argparse_ns(**{**base, **kw}), backend=world) == 2
+    assert world.count == 0 and message in capsys.readouterr().err
+
+
+def argparse_ns(**kw):
+    import argparse
+
+    return argparse.Namespace(**kw)
