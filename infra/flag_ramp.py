@@ -52,6 +52,11 @@ def feature_flags(config: dict) -> dict:
     return (platform.get("featureFlags") or {}) if isinstance(platform, dict) else {}
 
 
+def killed(value: Any) -> bool:
+    """A ramp's kill switch is on (raw config: `pulumi config set --path` may have stored "true")."""
+    return flags.is_ramp(value) and value.get("killSwitch") in (True, "true")
+
+
 def _percent(value: Any) -> float:
     p = float(value.get("percent", 0)) if flags.is_ramp(value) else 0.0
     return int(p) if p.is_integer() else p
@@ -195,7 +200,7 @@ def _rejected(s: ro.State) -> bool:
 
 
 def _kill_switch(s: ro.State) -> bool:
-    return bool((feature_flags(s.config).get(s.release.flag) or {}).get("killSwitch"))
+    return killed(feature_flags(s.config).get(s.release.flag))
 
 
 def step_stop(d: ro.Driver, s: ro.State) -> None:
@@ -242,11 +247,11 @@ def refusals(config: dict, flag: str) -> list[str]:
     shape = shape_problem(ff, flag)
     if shape:
         out.append(shape)
-    elif value.get("killSwitch") and journal.get("flag") != flag:  # during its ramp: the ramp stops (step_stop)
+    elif killed(value) and journal.get("flag") != flag:  # during its ramp: the ramp stops (step_stop)
         out.append(f"{flag_key(flag, 'killSwitch')} is true: {flag} is off for everyone; a ramp would judge nothing. "
                    f"Turn the kill switch off (and set the percent to 0) to ramp it again")
-    others = [k for k, v in ff.items() if k != flag and flags.is_ramp(v) and not v.get("killSwitch")
-              and 0 < float(v.get("percent", 0)) < 100]
+    others = [k for k, v in ff.items() if k != flag and flags.is_ramp(v) and not killed(v)
+              and not shape_problem(ff, k) and 0 < float(v["percent"]) < 100]
     out += [f"{flag_key(k, 'percent')} is {ff[k]['percent']}: flag {k} is ramping; one flag ramps at a time "
             f"(set it to 0 or 100 first)" for k in others]
     return out
@@ -259,6 +264,12 @@ def shape_problem(ff: dict, flag: str) -> Optional[str]:
     if not flags.is_ramp(ff[flag]):
         return (f"{flag_key(flag)} is {json.dumps(ff[flag])}, not a ramp; make it one first: "
                 f"{{\"percent\": 0, \"killSwitch\": false}}")
+    try:
+        ok = 0 <= float(ff[flag]["percent"]) <= 100
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        return f"{flag_key(flag, 'percent')} must be a number from 0 to 100, got {json.dumps(ff[flag]['percent'])}"
     return None
 
 
@@ -338,8 +349,8 @@ def make_flag_gate(settings, release: FlagRelease, log, client=None, read_flags=
 
     def gate(t: ro.Target, stage: int) -> rel.Verdict:
         value = read_flags().get(release.flag)
-        if not flags.is_ramp(value) or value.get("killSwitch") or _percent(value) != stage:
-            seen = (f"{_percent(value)} %" + (" with the kill switch on" if value.get("killSwitch") else "")
+        if not flags.is_ramp(value) or killed(value) or _percent(value) != stage:
+            seen = (f"{_percent(value)} %" + (" with the kill switch on" if killed(value) else "")
                     if flags.is_ramp(value) else "not a ramp")
             raise ro.OperationFailed(f"the services read {release.flag} at {seen} from secret {release.flags_secret} "
                                      f"(version latest), not {stage} % as applied")

@@ -548,3 +548,15 @@ def argparse_ns(**kw):
     import argparse
 
     return argparse.Namespace(**kw)
+
+
+def test_values_set_with_config_set_path_read_as_the_program_reads_them(release):
+    # `pulumi config set --path …percent 10` / `…killSwitch false` may store strings; the program accepts them
+    cfg = ramp_config()
+    cfg["netra:platform"]["featureFlags"][FLAG] = {"percent": "10", "killSwitch": "false"}
+    assert fr.refusals(cfg, FLAG) == [] and release.desired(cfg) == 10
+    cfg["netra:platform"]["featureFlags"][FLAG]["killSwitch"] = "true"
+    [problem] = fr.refusals(cfg, FLAG)
+    assert problem.startswith(f"{fr.flag_key(FLAG, 'killSwitch')} is true")
+    cfg["netra:platform"]["featureFlags"][FLAG] = {"percent": "ten", "killSwitch": False}
+    assert fr.refusals(cfg, FLAG) == [f'{PERCENT} must be a number from 0 to 100, got "ten"']
