@@ -131,17 +131,22 @@ def next_stage(ladder: Sequence[int], stage: int) -> int:
     return higher[0] if higher else ladder[-1]
 
 
-def allowed_flag_percent(stages: Sequence[int], approved_stage: Optional[float], rejected: bool, ramping: bool) -> float:
+def allowed_flag_percent(stages: Sequence[int], approved_stage: Optional[float], rejected: bool,
+                         ramp_live: Optional[float]) -> float:
     """The highest percent a ramp flag may be configured at. `approved_stage`: the stage of the flag's
     record in netra:release.flagApprovals made on the revisions serving now (None: no such record);
-    `ramping`: `rollout --flag` has this flag's journal open.
+    `ramp_live`: `rollout --flag` has this flag's journal open, at this live percent (None: no ramp).
 
     - rejected (a rollback verdict on these revisions): 0, until an operator approves or the code changes;
     - approved at a stage: up to the next stage (asking for more skips a stage);
-    - no record during a ramp: up to the first stage above 0 (what starting the ramp authorizes);
+    - no record during a ramp: up to the first stage above 0 (what starting the ramp authorizes), or the
+      live percent if higher (the readers' code changed under the ramp, e.g. a bake rollback: the flag
+      keeps its percent until the ramp judges it again; it never climbs without evidence);
     - no record, no ramp: a flag set by hand, unconstrained (the documented manual ramp)."""
     if approved_stage is None:
-        return (stages[1] if len(stages) > 1 else stages[-1]) if ramping else 100
+        if ramp_live is None:
+            return 100
+        return max(stages[1] if len(stages) > 1 else stages[-1], ramp_live)
     return 0 if rejected else next_stage(stages, approved_stage)
 
 

@@ -290,9 +290,9 @@ def flag_problems(cfg: StackConfig) -> list[tuple[str, str]]:
             continue
         record = cfg.release.flag_approvals.get(name)
         bound = record is not None and dict(record.revisions) == revisions  # made on the code serving now
-        ramping = journal is not None and journal.flag == name
+        ramp_live = journal.live if journal is not None and journal.flag == name else None
         allowed = release.allowed_flag_percent(tuple(cfg.stages), record.stage if bound else None,
-                                               bound and record.rejected, ramping)
+                                               bound and record.rejected, ramp_live)
         if value.percent <= allowed:
             continue
         how = (f"run `python -m infra rollout --stack <stack> --flag {name}`, or approve a stage explicitly with "

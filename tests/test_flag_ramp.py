@@ -433,6 +433,15 @@ def test_the_program_refuses_a_percent_that_skips_an_approved_stage():
     cfg["netra:release"].pop("flagApprovals")
     [(_, message)] = _problems(cfg)
     assert "is ramping (netra:release.flagRamp) with no approval yet, so the highest percent it may get is 10" in message
+    # the readers' code changed under a live ramp (e.g. a bake rollback): the live percent stays acceptable
+    # until the ramp judges it again, a climb is not
+    cfg = approved_config(10, percent=50, journal=True)
+    cfg["netra:release"]["flagRamp"]["live"] = 50
+    cfg["netra:services"]["backend"]["stableRevision"] = "netra-backend-prod-0badc0de"
+    assert _problems(cfg) == []
+    cfg["netra:platform"]["featureFlags"][FLAG]["percent"] = 100
+    [(_, message)] = _problems(cfg)
+    assert "with no approval yet, so the highest percent it may get is 50" in message
     # a hand-set flag without any record is the documented manual ramp; the kill switch always wins
     assert _problems(ramp_config(percent=50)) == []
     killed = approved_config(10, rejected=True, percent=50)
