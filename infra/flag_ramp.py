@@ -450,6 +450,9 @@ def run_approve_flag(args, *, backend=None) -> int:
         release = plan_flag_release(args.stack, args.flag, None, config)
     except (UsageError, StackError) as exc:
         return ro._err("approve", str(exc))
+    shape = shape_problem(feature_flags(config), args.flag)
+    if shape:
+        return ro._err("approve", shape)
     checked = release.checked_stages
     if str(args.stage) not in {str(s) for s in checked}:
         return ro._err("approve", f"--stage must be one of {checked} (the stage the flag was checked at), got {args.stage!r}")
@@ -460,9 +463,9 @@ def run_approve_flag(args, *, backend=None) -> int:
             return ro.EXIT_FAILED
         config = backend.read()
         release = plan_flag_release(args.stack, args.flag, None, config)
-    shape = shape_problem(feature_flags(config), args.flag)  # what the stack holds, not only the stack file
-    if shape:
-        return ro._err("approve", shape)
+        shape = shape_problem(feature_flags(config), args.flag)  # what the stack holds, not the stack file
+        if shape:
+            return ro._err("approve", shape)
     note = {"flag": args.flag, "stage": stage, "by": who, "note": args.note}
     doc = ro.read_release_doc(config)
     record = {"stage": stage, "by": f"operator:{who}", "evidence": rel.evidence_digest(note), "at": ro._now(),
