@@ -27,6 +27,7 @@ from pathlib import Path
 import gevent
 import websocket  # websocket-client; sockets are gevent-patched by Locust, so blocking calls cooperate
 from locust import HttpUser, User, between, events, task
+from locust.exception import StopUser
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from loadtest.summary import WS_CONNECT, WS_EVENT, Summary  # noqa: E402
@@ -61,6 +62,13 @@ def _count(request_type, name, response_time, response_length, exception=None, *
 _ENV = None
 
 
+def _stop_if_spent() -> None:
+    """Start no request once MAX_REQUESTS have completed: the quit spawned at the cap may be scheduled
+    late on a loaded machine, and users must not keep issuing requests until it runs."""
+    if MAX_REQUESTS and SUMMARY.total_requests >= MAX_REQUESTS:
+        raise StopUser()
+
+
 @events.init.add_listener
 def _init(environment, **_):
     global _ENV
@@ -82,6 +90,7 @@ class HttpScenarioUser(HttpUser):
 
     @task
     def request(self):
+        _stop_if_spent()
         s = random.choices(HTTP_SCENARIOS, weights=[int(x.get("weight", 1)) for x in HTTP_SCENARIOS])[0]
         body = s.get("body")
         self.client.request(s.get("method", "GET"), s["path"], name=s.get("name", s["path"]),
@@ -125,6 +134,7 @@ class WebSocketUser(User):
 
     @task
     def round_trip(self):
+        _stop_if_spent()
         if self.ws is None:
             self.connect()
             if self.ws is None:
