@@ -431,9 +431,6 @@ def flag_status(doc: dict, stack: str) -> list[str]:
 def run_approve_flag(args, *, backend=None) -> int:
     """`approve --flag NAME --stage S --note WHY`: an operator approval of the flag at stage S (it may then get
     the next stage), bound like the gate's to the revisions serving now; it also lifts a rejection."""
-    import getpass
-    import re
-
     from infra.canary.api import UsageError
     from infra.canary.stack import StackError
 
@@ -442,9 +439,9 @@ def run_approve_flag(args, *, backend=None) -> int:
             return ro._err("approve", f"--{name} is required")
     if args.service or args.revision:
         return ro._err("approve", "--flag approves a flag ramp: leave out --service and --revision")
-    who = args.by or getpass.getuser()
-    if not re.fullmatch(r"[A-Za-z0-9._@\-]{1,64}", who):
-        return ro._err("approve", f"--by must be 1-64 letters, digits, '.', '_', '@' or '-' (a login or an email), got {who!r}")
+    who, problem = ro.operator_login(args.by)
+    if problem:
+        return ro._err("approve", problem)
     try:
         config = ro._stack_raw_config(args.stack) if backend is None else backend.read()
         release = plan_flag_release(args.stack, args.flag, None, config)

@@ -1105,6 +1105,15 @@ def open_backend(cmd: str, stack: str, log=print):
 # approve and status
 
 
+def operator_login(by: Optional[str]) -> tuple[str, Optional[str]]:
+    """(who, problem): `--by` or the login name, and why it cannot be the <who> of `operator:<who>` in an
+    approval record (netra:release), or None."""
+    who = by or getpass.getuser()
+    if re.fullmatch(r"[A-Za-z0-9._@\-]{1,64}", who):
+        return who, None
+    return who, f"--by must be 1-64 letters, digits, '.', '_', '@' or '-' (a login or an email), got {who!r}"
+
+
 def run_approve(args, *, backend=None) -> int:
     from infra.canary.stack import StackError, plan_outputs, service_info
 
@@ -1129,9 +1138,9 @@ def run_approve(args, *, backend=None) -> int:
     if args.revision != info.candidate:
         return _err("approve", f"--revision {args.revision} is not {info.key}'s candidate {info.candidate}: "
                                f"an approval is bound to the exact revision")
-    who = args.by or getpass.getuser()
-    if not re.fullmatch(r"[A-Za-z0-9._@\-]{1,64}", who):
-        return _err("approve", f"--by must be 1-64 letters, digits, '.', '_', '@' or '-' (a login or an email), got {who!r}")
+    who, problem = operator_login(args.by)
+    if problem:
+        return _err("approve", problem)
     note = {"service": info.key, "revision": info.candidate, "stage": stage, "by": who, "note": args.note}
     record = {"revision": info.candidate, "stage": stage, "by": f"operator:{who}",
               "evidence": rel.evidence_digest(note), "at": _now(), "rejected": False}
