@@ -118,7 +118,12 @@ def run_bake(args, *, backend=None, client=None, clock=time.time, sleep=time.sle
     notifier = notifier or Notifier.from_env(args.stack)
     try:
         with StackLock(args.stack, lock_dir or PROJECT_ROOT / ".netra"):
-            config = backend.read() if backend is not None else _stack_raw_config(args.stack)
+            try:
+                config = backend.read() if backend is not None else _stack_raw_config(args.stack)
+            except Exception as exc:  # noqa: BLE001 - the stack's config cannot be read: nothing judged
+                print(f"infra bake: error: cannot read the config of stack {args.stack!r}: {type(exc).__name__}: {exc}",
+                      file=sys.stderr)
+                return EXIT_FAILED
             bakes = emergency.baking(config)
             if args.service is not None:
                 bakes = {k: b for k, b in bakes.items() if k == args.service}
@@ -158,15 +163,15 @@ def run_bake(args, *, backend=None, client=None, clock=time.time, sleep=time.sle
 
 def _close(backend, config: dict, keys: list[str], notifier, say) -> int:
     """Close the windows that are over: the records go, the `pulumi up` drops the `previous` tags."""
-    from infra.rollout import RELEASE_KEY, OperationFailed, read_release_doc
+    from infra.rollout import RELEASE_KEY, read_release_doc
 
     doc = read_release_doc(config)
     doc["bake"] = {k: b for k, b in (doc.get("bake") or {}).items() if k not in keys}
     try:
         backend.write({RELEASE_KEY: doc})
         backend.up(f"netra bake: window over for {', '.join(keys)}; the previous tag is dropped")
-    except (OperationFailed, OSError) as exc:
-        say(f"not done: closing the bake window of {', '.join(keys)}: {exc}")
+    except Exception as exc:  # noqa: BLE001 - a failed config write (CLI error) or up: said, exit 4
+        say(f"not done: closing the bake window of {', '.join(keys)}: {type(exc).__name__}: {exc}")
         return EXIT_FAILED
     notifier.emit("bake", f"bake window over for {', '.join(keys)}: the previous tag is dropped", services=keys)
     say(f"done: the bake window of {', '.join(keys)} is over; the previous tag is dropped")
@@ -198,7 +203,7 @@ def _watch(cfg, watching: dict, limits: dict, options, duration: float, alpha: f
 def _act(stack: str, backend, watching: dict, verdicts: dict, auto_rollback: bool, notifier, say) -> int:
     """Report each service's verdict; roll the triggered ones back to `previous` (one write, one up)."""
     from infra import emergency
-    from infra.rollout import OperationFailed, read_release_doc
+    from infra.rollout import read_release_doc
 
     doc = {k: v.as_dict() for k, v in verdicts.items()}
     with open(f"bake-verdict-{stack}.json", "w") as f:
@@ -222,7 +227,7 @@ def _act(stack: str, backend, watching: dict, verdicts: dict, auto_rollback: boo
         try:
             backend.write(values)
             backend.up(f"netra bake: rollback of {', '.join(fired)} to the previous revision")
-        except (OperationFailed, OSError) as exc:
+        except Exception as exc:  # noqa: BLE001 - a failed config write (CLI error) or up: said, exit 4
             notifier.emit("failure", f"bake rollback of {', '.join(fired)} FAILED: {exc}", services=fired)
             say(f"not done: rollback to the previous revision FAILED ({exc}): run `python -m infra rollback --stack "
                 f"{stack} --direct`")

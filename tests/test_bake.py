@@ -370,3 +370,23 @@ def test_status_shows_the_bake_window(prod_plan):
     assert rows["auth"]["bake"] is None
     stale = {"bake": {"backend": {"revision": "netra-backend-prod-77777777", "previous": OLD, "until": "x"}}}
     assert {r["service"]: r for r in ro.service_status(outputs, stale, (0, 10, 50, 100))}["backend"]["bake"] is None
+
+
+def test_a_failed_rollback_update_is_exit_4_and_names_the_direct_path(candidate, tmp_path, monkeypatch):
+    class BrokenUp(ro.MemoryBackend):
+        def up(self, message):
+            raise ro.OperationFailed("pulumi up failed: error: 429 quota exceeded")
+
+    monkeypatch.chdir(tmp_path)
+    backend = BrokenUp(baked_config(candidate))
+    fake = FakeMetricService(SERVICE, {candidate: Profile(rps=20.0, error_rate=0.05)})
+    server, endpoint = serve(fake)
+    clock, out, notes = Clock((NOW + dt.timedelta(hours=1)).timestamp()), io.StringIO(), io.StringIO()
+    try:
+        code = bake.run_bake(bake_args(monitoring_endpoint=endpoint), backend=backend, clock=clock, sleep=clock.sleep,
+                             notifier=Notifier("prod", out=notes), log=lambda line: None, lock_dir=tmp_path, out=out)
+    finally:
+        server.stop(0)
+    assert code == bake.EXIT_FAILED
+    assert "rollback to the previous revision FAILED" in out.getvalue() and "--direct" in out.getvalue()
+    assert '"event": "failure"' in notes.getvalue()
