@@ -69,24 +69,10 @@ def register(subparsers) -> None:
     p.set_defaults(func=run_bake)
 
 
-def _settings(args):
-    from infra.canary.api import _number, parse_endpoint
-    from infra.canary.gate import GateOptions
-
-    interval = _number(args.interval, "--interval", 1, 3600, "a number of seconds between 1 and 3600")
-    duration = _number(args.max_duration, "--max-duration", interval, 86400,
-                       f"a number of seconds between --interval ({interval:g}) and 86400")
-    lag = _number(args.lag, "--lag", 0, 3600, "a number of seconds between 0 and 3600")
-    alpha = _number(args.alpha, "--alpha", 1e-9, 0.5, "a probability in (0, 0.5]")
-    history = _number(args.history, "--history", 0, 86400, "a number of seconds between 0 and 86400")
-    endpoint = parse_endpoint(args.monitoring_endpoint) if args.monitoring_endpoint is not None else None
-    return GateOptions(interval_s=interval, max_duration_s=duration, lag_s=lag, history_s=history), alpha, endpoint
-
-
 def run_bake(args, *, backend=None, client=None, clock=time.time, sleep=time.sleep, notifier=None, log=None,
              lock_dir: Optional[Path] = None, out=None) -> int:
     from infra import emergency
-    from infra.canary.api import UsageError, _typed_stack, quiet_google_warnings, stack_limits
+    from infra.canary.api import UsageError, _typed_stack, observation_options, quiet_google_warnings, trigger_limits
     from infra.canary.stack import PROJECT_ROOT
     from infra.notify import Notifier
     from infra.rollout import LockBusy, StackLock, _stack_raw_config
@@ -99,9 +85,9 @@ def run_bake(args, *, backend=None, client=None, clock=time.time, sleep=time.sle
         print("infra bake: error: --stack is required (a stack name such as prod or staging)", file=sys.stderr)
         return EXIT_USAGE
     try:
-        options, alpha, endpoint = _settings(args)
+        options, alpha, endpoint = observation_options(args, max_duration_limit=86400)
         cfg = _typed_stack(args.stack)
-        limits = stack_limits(args.stack)
+        limits = trigger_limits(cfg)
         if args.service is not None and args.service not in cfg.services:
             raise UsageError(f"--service: unknown service {args.service!r}; allowed: {', '.join(sorted(cfg.services))}")
     except UsageError as exc:

@@ -113,7 +113,11 @@ def _typed_stack(stack: str):
 def stack_limits(stack: str) -> dict[str, float]:
     """The seed's rollback triggers as the stack configures them (`netra:observability.thresholds.*`,
     the same values the alerts use), as JudgeConfig fields. Raises UsageError naming the key."""
-    cfg = _typed_stack(stack)
+    return trigger_limits(_typed_stack(stack))
+
+
+def trigger_limits(cfg) -> dict[str, float]:
+    """`stack_limits` of an already validated StackConfig."""
     t = cfg.observability.thresholds
     return {
         "max_error_rate": t.error_rate_percent / 100.0,
@@ -125,23 +129,16 @@ def stack_limits(stack: str) -> dict[str, float]:
 
 def gate_settings(args) -> GateSettings:
     """Validate the shared gate flags and read the stack's rollback triggers (raises UsageError)."""
-    from infra.canary.gate import GateOptions
     from infra.canary.judge import JudgeConfig
 
-    interval = _number(args.interval, "--interval", 1, 3600, "a number of seconds between 1 and 3600")
-    max_duration = _number(args.max_duration, "--max-duration", interval, 7 * 86400,
-                           f"a number of seconds between --interval ({interval:g}) and 604800")
-    lag = _number(args.lag, "--lag", 0, 3600, "a number of seconds between 0 and 3600")
+    options, alpha, endpoint = observation_options(args)
     min_soak = _number(args.min_soak, "--min-soak", 0, 86400, "a number of seconds between 0 and 86400")
     min_requests = int(_number(args.min_requests, "--min-requests", 0, 10**9, "a whole number >= 0", integer=True))
-    alpha = _number(args.alpha, "--alpha", 1e-9, 0.5, "a probability in (0, 0.5]")
     err_tol = _number(args.error_tolerance, "--error-tolerance", 1, 1.8, "a ratio between 1 and 1.8")
     lat_tol = _number(args.latency_tolerance, "--latency-tolerance", 1, 1.8, "a ratio between 1 and 1.8")
     warmup = _number(getattr(args, "warmup", "120"), "--warmup", 0, 3600, "a number of seconds between 0 and 3600")
     incident_max = _number(getattr(args, "incident_max", "600"), "--incident-max", 0, 86400,
                            "a number of seconds between 0 and 86400")
-    history = _number(getattr(args, "history", "1800"), "--history", 0, 86400, "a number of seconds between 0 and 86400")
-    endpoint = parse_endpoint(args.monitoring_endpoint) if args.monitoring_endpoint is not None else None
     limits = stack_limits(args.stack) if getattr(args, "stack", None) else {}
     judge = JudgeConfig(alpha=alpha, error_tolerance=err_tol, latency_tolerance=lat_tol, min_soak_s=min_soak,
                         min_canary_requests=min_requests, min_stable_requests=min_requests, warmup_s=warmup,
@@ -150,8 +147,24 @@ def gate_settings(args) -> GateSettings:
         judge.validate()
     except ValueError as exc:
         raise UsageError(f"--stack {args.stack}: netra:observability.thresholds: {exc}") from None
-    options = GateOptions(interval_s=interval, max_duration_s=max_duration, lag_s=lag, history_s=history)
     return GateSettings(options, judge, endpoint)
+
+
+def observation_options(args, max_duration_limit: int = 7 * 86400):
+    """(GateOptions, alpha, endpoint) from the flags of how a gate or the bake watch observes: --interval,
+    --max-duration (up to `max_duration_limit` s), --lag, --history, --alpha, --monitoring-endpoint.
+    Raises UsageError naming the flag."""
+    from infra.canary.gate import GateOptions
+
+    interval = _number(args.interval, "--interval", 1, 3600, "a number of seconds between 1 and 3600")
+    max_duration = _number(args.max_duration, "--max-duration", interval, max_duration_limit,
+                           f"a number of seconds between --interval ({interval:g}) and {max_duration_limit}")
+    lag = _number(args.lag, "--lag", 0, 3600, "a number of seconds between 0 and 3600")
+    history = _number(getattr(args, "history", "1800"), "--history", 0, 86400, "a number of seconds between 0 and 86400")
+    alpha = _number(args.alpha, "--alpha", 1e-9, 0.5, "a probability in (0, 0.5]")
+    endpoint = parse_endpoint(args.monitoring_endpoint) if args.monitoring_endpoint is not None else None
+    options = GateOptions(interval_s=interval, max_duration_s=max_duration, lag_s=lag, history_s=history)
+    return options, alpha, endpoint
 
 
 def quiet_google_warnings() -> None:
