@@ -67,11 +67,13 @@ class Watch:
         if code[0]:
             self.faults.append("; ".join(describe(int(code[0]))))
         self.requests += np.where(valid, np.nan_to_num(b.n_c), 0.0)
+        zero = np.zeros(self.runs)  # no stable side: the absolute tests read the watched revision only
         for test in self.tests:
-            obs = self._observation(test.signal, b)
-            if obs is None:
+            counts = self._counts(test.signal, b)
+            if counts is None:
                 continue
-            obs = Observation(*(np.where(valid, np.nan_to_num(a), 0.0) for a in (obs.x_c, obs.n_c, obs.x_s, obs.n_s)))
+            events, trials = (np.where(valid, np.nan_to_num(a), 0.0) for a in counts)
+            obs = Observation(events, trials, zero, zero)
             # the revision's dispersion at the null's boundary (rate = limit), not at the observed count:
             # valid under H0 without discounting the large counts a real breach produces
             temper = self.calibration.temper(test.limit * obs.n_c) if test.signal == "errors" else 1.0
@@ -99,21 +101,20 @@ class Watch:
     def fired(self) -> list[str]:
         return [t.name for t, hit in zip(self.tests, self.over[0]) if hit]
 
-    def _observation(self, signal: str, b) -> Observation | None:
-        zero = np.zeros(1)
+    def _counts(self, signal: str, b: Batch) -> tuple[np.ndarray, np.ndarray] | None:
+        """(events, trials) of a signal in the watched revision, or None when the interval has no such data."""
         if signal == "errors":
-            return Observation(b.e_c, b.n_c, zero, zero)
+            return b.e_c, b.n_c
         if signal == "latency":
             if b.h_c is None:
                 return None
             index = self.layout.first_bucket_at_or_above(self.config.max_p95_ms)
-            over = b.h_c[:, index:].sum(axis=1) if index < self.layout.num_buckets else zero
-            return Observation(over, b.h_c.sum(axis=1), zero, zero)
+            return b.h_c[:, index:].sum(axis=1), b.h_c.sum(axis=1)
         pair = b.token_c if signal == "token" else b.websocket_c
         if pair is None:
             return None
         attempts, failures = pair
-        return Observation(failures, attempts, zero, zero)
+        return failures, attempts
 
     def reason(self) -> str:
         if self.fired:
