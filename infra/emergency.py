@@ -154,7 +154,9 @@ def _login(name: str) -> str:
     """A login usable in an approval record's `operator:<who>` (letters, digits, . _ @ -)."""
     import re
 
-    return re.sub(r"[^A-Za-z0-9._@\-]", "-", name)[:64] or "unknown"
+    from infra.config.release import LOGIN_CHARS
+
+    return re.sub(rf"[^{LOGIN_CHARS}]", "-", name)[:64] or "unknown"
 
 
 def register(subparsers) -> None:

@@ -570,10 +570,11 @@ def step_finalize(d: "Driver", s: State) -> None:
         remove = tuple(s.release.stage_keys())
     doc = dict(s.doc)
     doc["rollout"] = {**_journal(s), "finalizing": True}
-    doc["bake"] = {**(doc.get("bake") or {}), **bake_records(s.release, dt.datetime.now(dt.timezone.utc))}
+    bakes = bake_records(s.release, dt.datetime.now(dt.timezone.utc))
+    doc["bake"] = {**(doc.get("bake") or {}), **bakes}
     values[RELEASE_KEY] = doc
     d.write(values, remove=remove, what="finalize: stableRevision := candidate, stage 0"
-            + (f", bake until {next(iter(doc['bake'].values()))['until']}" if doc["bake"] else ""))
+            + (f", bake until {next(iter(bakes.values()))['until']}" if bakes else ""))
 
 
 def bake_records(release: Release, now: dt.datetime) -> dict[str, dict]:
@@ -1108,8 +1109,10 @@ def open_backend(cmd: str, stack: str, log=print):
 def operator_login(by: Optional[str]) -> tuple[str, Optional[str]]:
     """(who, problem): `--by` or the login name, and why it cannot be the <who> of `operator:<who>` in an
     approval record (netra:release), or None."""
+    from infra.config.release import OPERATOR_LOGIN
+
     who = by or getpass.getuser()
-    if re.fullmatch(r"[A-Za-z0-9._@\-]{1,64}", who):
+    if re.fullmatch(OPERATOR_LOGIN, who):
         return who, None
     return who, f"--by must be 1-64 letters, digits, '.', '_', '@' or '-' (a login or an email), got {who!r}"
 

@@ -43,11 +43,14 @@ from pydantic import Field, field_validator
 
 from .base import Bool, ConfigModel, Float, Int, ResourceName, text
 
+# <who> of `operator:<who>` in an approval record: a login or an email (`approve --by`, `rollback`)
+LOGIN_CHARS = r"A-Za-z0-9._@\-"
+OPERATOR_LOGIN = rf"[{LOGIN_CHARS}]{{1,64}}"
 
 class ApprovalRecord(ConfigModel):
     revision: ResourceName = Field(description="the exact candidate revision approved")
     stage: Int = Field(ge=0, le=100, description="the stage (percent) it was approved at")
-    by: text(73, r"gate|verify|operator:[A-Za-z0-9._@\-]{1,64}", "gate, verify or operator:<who>") = Field(
+    by: text(73, rf"gate|verify|operator:{OPERATOR_LOGIN}", "gate, verify or operator:<who>") = Field(
                     description="gate (promote verdict), verify (0 % checks) or operator:<who>")
     evidence: text(64, r"[0-9a-f]{64}", "a SHA-256 in hex") = Field(description="SHA-256 of the verdict / verification / note")
     at: text(64) = Field("", description="when (ISO 8601, UTC)")
@@ -95,7 +98,7 @@ Percent = Annotated[Float, Field(ge=0, le=100)]
 
 class FlagApprovalRecord(ConfigModel):
     stage: Percent = Field(description="the percent the flag's arms were judged at")
-    by: text(73, r"gate|operator:[A-Za-z0-9._@\-]{1,64}", "gate or operator:<who>") = Field(
+    by: text(73, rf"gate|operator:{OPERATOR_LOGIN}", "gate or operator:<who>") = Field(
         description="gate (promote or rollback verdict on the arms) or operator:<who>")
     evidence: text(64, r"[0-9a-f]{64}", "a SHA-256 in hex") = Field(description="SHA-256 of the verdicts / note")
     revisions: dict[str, Optional[ResourceName]] = Field(
