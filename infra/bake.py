@@ -74,6 +74,7 @@ def run_bake(args, *, backend=None, client=None, clock=time.time, sleep=time.sle
     from infra import emergency
     from infra.canary.api import UsageError, _typed_stack, observation_options, quiet_google_warnings, trigger_limits
     from infra.canary.stack import PROJECT_ROOT
+    from infra.config.services import unknown_service
     from infra.notify import Notifier
     from infra.rollout import LockBusy, StackLock, _stack_raw_config
 
@@ -89,7 +90,7 @@ def run_bake(args, *, backend=None, client=None, clock=time.time, sleep=time.sle
         cfg = _typed_stack(args.stack)
         limits = trigger_limits(cfg)
         if args.service is not None and args.service not in cfg.services:
-            raise UsageError(f"--service: unknown service {args.service!r}; allowed: {', '.join(sorted(cfg.services))}")
+            raise UsageError(f"--service: {unknown_service(args.service, cfg.services)}")
     except UsageError as exc:
         print(f"infra bake: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -14,6 +14,7 @@ from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_va
 
 from .analytics import GrafanaConfig, PrometheusConfig
 from .base import ConfigModel, Distinct, Email, Float, Int, UrlPath, problems, text
+from .services import unknown_service
 
 Severity = Literal["critical", "warning"]
 ChannelKind = Literal["pagerduty", "email"]
@@ -158,7 +159,7 @@ def service_problems(obs: ObservabilityConfig, services: Optional[dict]) -> list
     """Service names the observability config refers to must be services of netra:services."""
     if services is None or obs.slo.services is None:
         return []
-    return [(f"slo.services.{i}", f"unknown service {key!r}; allowed: {', '.join(sorted(services))}")
+    return [(f"slo.services.{i}", unknown_service(key, services))
             for i, key in enumerate(obs.slo.services) if key not in services]
 
 

@@ -61,6 +61,11 @@ def service_name(key: str, environment: str) -> str:
     return f"netra-{key}-{environment}"
 
 
+def unknown_service(key: str, services) -> str:
+    """The message for a reference to a service key that netra:services does not have."""
+    return f"unknown service {key!r}; allowed: {', '.join(sorted(services))}"
+
+
 def max_key_length(environment: str) -> int:
     """The longest service key whose revision names `netra-<key>-<env>-<8 hex>` fit Cloud Run's 63."""
     return REVISION_NAME_MAX - len(service_name("", environment)) - 1 - HASH_SUFFIX

@@ -9,7 +9,7 @@ from .app import AppSettings
 from .base import ConfigModel, Int, problems, text
 from .observability import ObservabilityConfig, environment_problems as observability_problems, service_problems
 from .platform import SECRET_KEYS, PlatformConfig, check_platform
-from .services import ServiceConfig, liveness_problems, routing_problems, service_name
+from .services import ServiceConfig, liveness_problems, routing_problems, service_name, unknown_service
 from .release import ReleaseConfig
 from .verification import VerificationConfig, verification_problems
 
@@ -89,7 +89,7 @@ class StackConfig(ConfigModel):
         found = verification_problems(v, info.data.get("environment", ""), bool(obs and obs.budget))
         services = info.data.get("services")
         if v.load_test is not None and services is not None and v.load_test.service not in services:
-            found.append(("loadTest.service", f"unknown service {v.load_test.service!r}; allowed: {', '.join(sorted(services))}"))
+            found.append(("loadTest.service", unknown_service(v.load_test.service, services)))
         if found:
             raise problems(*found)
         return v
@@ -103,7 +103,7 @@ class StackConfig(ConfigModel):
         found = []
         for key, b in r.bake.items():
             if key not in services:
-                found.append((f"bake.{key}", f"unknown service {key!r}; allowed: {', '.join(sorted(services))}"))
+                found.append((f"bake.{key}", unknown_service(key, services)))
                 continue
             name = service_name(key, env)
             found += [(f"bake.{key}.{field}", f"must start with the service name '{name}-', got {rev!r}")
