@@ -72,7 +72,7 @@ def test_canary_percent_off_the_ladder(value):
 
 def test_custom_ladder_is_honoured_and_validated():
     cfg = stack_config("prod")
-    cfg["netra:stages"] = [0, 5, 25, 100]
+    cfg["netra:stages"] = [0, 5, 10, 25, 50, 100]
     cfg["netra:canaryPercent"] = 25
     assert load_stack_config(flat(cfg), "prod").canary_percent == 25
     cfg["netra:stages"] = [10, 50]

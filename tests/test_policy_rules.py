@@ -221,6 +221,9 @@ CASES = [
     ("cloudrun-traffic-ladder", SERVICE, lambda i: i.update(traffics=[
         {**i["traffics"][0], "percent": 90}, {**i["traffics"][1], "percent": 0},
         {**i["traffics"][0], "revision": i["traffics"][0]["revision"][:-8] + "0badc0de", "percent": 10, "tag": "previous"}])),
+    ("cloudrun-prod-ladder-stages", SERVICE, lambda i: i["annotations"].update({"netra.dev/stages": "0,100"})),
+    ("cloudrun-prod-ladder-stages", SERVICE, lambda i: i["annotations"].update({"netra.dev/stages": "0,10,100"})),
+    ("cloudrun-prod-ladder-stages", SERVICE, lambda i: i["annotations"].pop("netra.dev/stages")),
     ("cloudrun-revision-name-prefix", SERVICE, lambda i: i["traffics"][0].update(revision="backend-a41c9e07")),
     ("cloudrun-no-latest-traffic", SERVICE,
      lambda i: i["traffics"][1].update(type="TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST", revision=None)),

@@ -15,6 +15,10 @@ from .verification import VerificationConfig, verification_problems
 
 ENVIRONMENTS = ("staging", "prod")
 DEFAULT_STAGES = (0, 10, 50, 100)
+# Seed 001's canary phases: in prod the ladder must stop (and be gated) at each of these, so no config
+# line can send a candidate from the 0 % check straight to 100 %. The policy pack keeps its own copy
+# (policies/netra_policies/cloudrun.py PROD_REQUIRED_STAGES; tests/test_prod_ladder.py pins them equal).
+PROD_REQUIRED_STAGES = (10, 50)
 # Secret keys services may read (`netra:services.<svc>.secrets`); the platform declares them.
 PLATFORM_SECRETS: frozenset[str] = SECRET_KEYS
 
@@ -48,9 +52,15 @@ class StackConfig(ConfigModel):
 
     @field_validator("stages")
     @classmethod
-    def _ladder(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+    def _ladder(cls, v: tuple[int, ...], info: ValidationInfo) -> tuple[int, ...]:
         if not v or v[0] != 0 or v[-1] != 100 or list(v) != sorted(set(v)) or any(s < 0 or s > 100 for s in v):
             raise ValueError(f"must be strictly increasing percentages from 0 to 100, like [0, 10, 50, 100], got {list(v)}")
+        missing = [s for s in PROD_REQUIRED_STAGES if s not in v]
+        if info.data.get("environment") == "prod" and missing:
+            raise ValueError(
+                f"prod must keep the seed's canary stages {', '.join(map(str, PROD_REQUIRED_STAGES))} (each one gated), "
+                f"missing {', '.join(map(str, missing))}, got {list(v)}; add stages if you like, e.g. "
+                f"{sorted(set(v) | set(PROD_REQUIRED_STAGES))}")
         return v
 
     @field_validator("canary_percent")

@@ -16,6 +16,9 @@ PREVIOUS = "previous"  # the traffic tag of the revision a bake window keeps one
 LATEST = "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST"
 DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
 DEFAULT_LADDER = [0, 10, 50, 100]
+# Seed 001's gated canary stages; a copy of infra.config.stack.PROD_REQUIRED_STAGES (the pack cannot
+# import infra; tests pin the two equal). Staging relaxes them in config.staging.json.
+PROD_REQUIRED_STAGES = [10, 50]
 DEFAULT_LABELS = ["env", "service", "cost-center", "managed-by"]
 RESTRICTED_INGRESS = ["INGRESS_TRAFFIC_INTERNAL_ONLY", "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER"]
 DEFAULT_ACCOUNT = re.compile(r"^(\d+-compute@developer\.gserviceaccount\.com|[^@]+@appspot\.gserviceaccount\.com)$")
@@ -130,6 +133,24 @@ def _traffic(props, config, args):
         if get(t, "tag") == PREVIOUS and int(get(t, "percent", 0)) != 0:
             yield (f"traffics[{i}] gives the `previous` revision {get(t, 'revision')} {get(t, 'percent')} %: it is "
                    f"kept at 0 % during the bake; a rollback makes it the stableRevision instead")
+
+
+def _ladder_stages(props, config, args):
+    """The ladder the program climbs (the `netra.dev/stages` annotation it renders from netra:stages)
+    keeps every required stage, so no config line skips the seed's gated 10 % and 50 % steps."""
+    notes = get(props, "annotations", {}) or {}
+    if ANNOTATION + "first-deploy" not in notes:
+        return  # not a service of this program: it carries no release record
+    required = [int(x) for x in config.get("requiredStages", PROD_REQUIRED_STAGES)]
+    raw = notes.get(ANNOTATION + "stages")
+    if not raw:
+        yield f"annotation {ANNOTATION}stages is missing: the ladder cannot be checked for stages {required}"
+        return
+    ladder = [int(x) for x in str(raw).split(",") if x.strip().lstrip("-").isdigit()]
+    missing = [s for s in required if s not in ladder]
+    if missing:
+        yield (f"the release ladder {ladder} (netra:stages) skips the required stages "
+               f"{', '.join(map(str, missing))}: a candidate would reach 100 % without a gate at each of {required}")
 
 
 def _revision_prefix(props, config, args):
@@ -263,6 +284,12 @@ POLICIES = [
         T, _traffic,
         schema={"stages": {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 100},
                            "default": DEFAULT_LADDER}}),
+    resource_policy(
+        "cloudrun-prod-ladder-stages", "The release ladder keeps the seed's gated canary stages (10 % and 50 %).",
+        "Set netra:stages to a ladder containing 10 and 50, e.g. [0, 10, 50, 100] (the default); the rollout "
+        "gates each stage.", T, _ladder_stages, severity=Severity.CRITICAL,
+        schema={"requiredStages": {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": 99},
+                                   "default": PROD_REQUIRED_STAGES}}),
     resource_policy(
         "cloudrun-revision-name-prefix", "Revision names start with the service name, as the Cloud Run API requires.",
         "Name revisions `<service name>-<suffix>` (infra.release does) and fix stableRevision in the stack config.",
