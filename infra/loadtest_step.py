@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from loadtest.summary import summary_from_dict
+from loadtest.summary import InconsistentSummary, summary_from_dict
 from loadtest.verdict import Criteria, judge, memory_growth
 
 MEMORY_METRIC = "run.googleapis.com/container/memory/utilizations"
@@ -110,7 +110,10 @@ class LoadTestStep:
         doc = download_json(results, http=self.session)
         if doc is None:
             raise LoadTestError(f"the load test left no verdict at {results}" + (f" ({job_error})" if job_error else ""))
-        summary = summary_from_dict(doc["summary"])
+        try:
+            summary = summary_from_dict(doc.get("summary"))
+        except InconsistentSummary as exc:  # impossible figures are an error (exit 4), never a verdict
+            raise LoadTestError(f"{results}: {exc}") from None
         growth, why = None, None
         try:
             if self.monitoring is None:

@@ -8,6 +8,11 @@ webhook (Slack incoming webhook or Google Chat space webhook: both take `{"text"
 `$GITHUB_STEP_SUMMARY` get a one-line human rendering. A sink that fails never fails the rollout: the
 failure is reported on stderr once per sink.
 
+Each event has an overall deadline for the webhook (`deadline_s`, default 10 s): a socket timeout bounds
+each read, not the request (an endpoint that trickles a byte every few seconds, or a hanging DNS lookup,
+would hold the rollout far longer), so the post runs on a daemon thread and the event moves on when the
+deadline passes; the late post is abandoned and reported like a failure.
+
 The webhook URL is a credential (anyone holding it can post): it is read from the environment
 (`NETRA_ROLLOUT_WEBHOOK`), never from stack config, and never printed.
 """
@@ -17,11 +22,14 @@ import datetime as dt
 import json
 import os
 import sys
+import threading
+import time
 import urllib.request
 from dataclasses import dataclass, field
 from typing import Callable, TextIO
 
 WEBHOOK_ENV = "NETRA_ROLLOUT_WEBHOOK"
+DEADLINE_S = 10.0  # the webhook post of one event, connect to last byte
 SUMMARY_ENV = "GITHUB_STEP_SUMMARY"
 EVENTS = ("start", "backup", "stage_up", "verdict", "rollback", "hold", "finalize", "released", "failure", "bake")
 ICONS = {"start": "▶", "backup": "💾", "stage_up": "⬆", "verdict": "⚖", "rollback": "↩", "hold": "⏸", "finalize": "✔",
@@ -54,6 +62,7 @@ class Notifier:
     summary_path: str | None = None
     post: Callable[[str, str], None] = post_webhook
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)
+    deadline_s: float = DEADLINE_S
     events: list = field(default_factory=list)
     _broken: set = field(default_factory=set)
 
@@ -70,11 +79,21 @@ class Notifier:
         self.out.write(json.dumps(doc, sort_keys=True) + "\n")
         self.out.flush()
         text = render(doc)
-        if self.webhook:
-            self._safely("webhook", lambda: self.post(self.webhook, text))
-        if self.summary_path:
+        if self.summary_path:  # a local file first: a slow webhook must not cost the job summary its line
             self._safely("job summary", lambda: self._append_summary(text))
+        if self.webhook:
+            self._within_deadline("webhook", lambda: self.post(self.webhook, text))
         return doc
+
+    def _within_deadline(self, sink: str, send: Callable[[], None]) -> None:
+        """Send on a daemon thread and move on when the event's deadline passes (the late send is abandoned)."""
+        worker = threading.Thread(target=self._safely, args=(sink, send), name=f"notify-{sink}", daemon=True)
+        start = time.monotonic()
+        worker.start()
+        worker.join(self.deadline_s)
+        if worker.is_alive():
+            self._report(sink, f"no answer within the {self.deadline_s:g} s deadline "
+                               f"(gave up after {time.monotonic() - start:.1f} s); the event went on without it")
 
     def _append_summary(self, text: str) -> None:
         with open(self.summary_path, "a", encoding="utf-8") as f:
@@ -84,7 +103,9 @@ class Notifier:
         try:
             send()
         except Exception as exc:  # a notification never fails the rollout
-            if sink not in self._broken:
-                self._broken.add(sink)
-                print(f"infra rollout: warning: could not notify the {sink}: {type(exc).__name__}: {exc}",
-                      file=sys.stderr)
+            self._report(sink, f"{type(exc).__name__}: {exc}")
+
+    def _report(self, sink: str, why: str) -> None:
+        if sink not in self._broken:
+            self._broken.add(sink)
+            print(f"infra rollout: warning: could not notify the {sink}: {why}", file=sys.stderr)

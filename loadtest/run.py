@@ -13,7 +13,7 @@ flag of the same meaning (local runs, tests):
     scenarios: the LOADTEST_* variables the locustfile reads (see loadtest/locustfile.py)
 
 The memory criterion needs Cloud Monitoring, so this run leaves it out (the rollout adds it when it
-reads the verdict). Exit 0 pass, 1 fail, 2 usage, 4 Locust did not produce a summary.
+reads the verdict). Exit 0 pass, 1 fail, 2 usage, 4 Locust did not produce a summary, or an inconsistent one.
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from loadtest.summary import summary_from_dict
+from loadtest.summary import InconsistentSummary, summary_from_dict
 from loadtest.verdict import Criteria, judge
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
@@ -89,7 +89,11 @@ def main(argv=None) -> int:
             print(f"loadtest: error: Locust exited {proc.returncode} without a summary:\n{proc.stderr[-2000:]}",
                   file=sys.stderr)
             return EXIT_NO_SUMMARY
-        summary = summary_from_dict(json.loads(summary_file.read_text()))
+        try:
+            summary = summary_from_dict(json.loads(summary_file.read_text()))
+        except (InconsistentSummary, ValueError) as exc:  # a summary no run can produce is judged by nobody
+            print(f"loadtest: error: {exc}", file=sys.stderr)
+            return EXIT_NO_SUMMARY
     ws_expected = int(os.environ.get("LOADTEST_WS_USER_PERCENT", "50")) > 0
     verdict = judge(summary, replace(args.criteria, memory_growth_percent=None), websocket_expected=ws_expected)
     verdict["target"] = args.target

@@ -17,10 +17,11 @@ Standard library only (the load-test image runs it too).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Optional, Sequence
 
-from loadtest.summary import Summary
+from loadtest.summary import InconsistentSummary, Summary
 
 EXIT_PASS, EXIT_FAIL = 0, 1
 
@@ -68,6 +69,11 @@ class MemoryGrowth:
 def memory_growth(points: Sequence[tuple[float, float]], warmup_fraction: float = 0.1) -> Optional[MemoryGrowth]:
     """(time, utilization) points of the run -> mean of the first quarter against the last quarter,
     after dropping the warm-up (instances filling caches are not a leak). None with fewer than 4 points."""
+    bad = [(t, v) for t, v in points
+           if not (math.isfinite(t) and math.isfinite(v) and 0.0 <= v <= 1.0)]
+    if bad:  # a NaN would poison both means and compare False against the limit: a leak passed as no growth
+        raise InconsistentSummary(f"memory utilization points must be finite times and fractions 0-1; "
+                                  f"{len(bad)} of {len(points)} are not, e.g. {bad[0]!r}")
     pts = sorted(points)
     pts = pts[int(len(pts) * warmup_fraction):]
     if len(pts) < 4:
@@ -80,7 +86,12 @@ def memory_growth(points: Sequence[tuple[float, float]], warmup_fraction: float 
 def judge(summary: Summary, criteria: Criteria, memory: Optional[MemoryGrowth] = None,
           memory_error: Optional[str] = None, websocket_expected: bool = True) -> dict:
     """The verdict dict. `memory` None with criteria.memory_growth_percent set is a failure (a leak
-    cannot be ruled out); `memory_error` says why it is missing."""
+    cannot be ruled out); `memory_error` says why it is missing. InconsistentSummary when the summary
+    holds figures no run can produce (negative counts, failures > requests, a histogram that does not
+    hold every success, ...)."""
+    summary.check()  # InconsistentSummary: impossible figures are an error, never a pass or a fail
+    if memory is not None and not all(math.isfinite(x) and 0.0 <= x <= 1.0 for x in (memory.first, memory.last)):
+        raise InconsistentSummary(f"memory utilization must be fractions 0-1, got {memory.first!r} -> {memory.last!r}")
     t = summary.tallies
     reasons: list[str] = []
     total = summary.total_requests
