@@ -523,7 +523,8 @@ def test_identity_least_privilege_prod(prod_plan):
     # the Managed Prometheus sidecar in every service reads its RunMonitoring config; Grafana is invoked
     # through the load balancer with IAP in front (its own grants: _observability_grants)
     expected |= {(sa(k), ACCESSOR, "secret prod-prometheus-config") for k in SERVICES}
-    expected.add(("allUsers", "roles/run.invoker", "service netra-grafana-prod"))
+    expected.add(("serviceAccount:service-366603648421@gcp-sa-iap.iam.gserviceaccount.com", "roles/run.invoker",
+                  "service netra-grafana-prod"))  # IAP's service agent (the project number is the offline stand-in)
     assert identity_table(prod_plan) - _observability_grants(prod_plan) == expected
     # one dedicated account per service, one for the migration job, one per analytics role; project-level
     # grants only where a role cannot be scoped to a resource (the Ops Agent's log and metric writers)

@@ -311,8 +311,11 @@ def test_every_policy_has_metadata_and_a_violating_case(pack):
     assert len(names) == len(set(names))
     stack_cases = {"cloudrun-dedicated-service-account", "cloudrun-traffic-approved", "tls-http-redirects-to-https",
                    "stack-seed-alerts", "stack-seed-dashboards", "stack-billing-budget", "stack-log-retention",
-                   "iam-no-public-members", "grafana-behind-auth"}
-    assert set(names) == {c[0] for c in CASES} | stack_cases
+                   "grafana-behind-auth"}
+    from .test_policy_iam import IAM_POLICIES  # cased in tests/test_policy_iam.py
+
+    stack_cases |= IAM_POLICIES - {"iam-role-deny-list"}
+    assert set(names) == {c[0] for c in CASES} | stack_cases | IAM_POLICIES
     for p in pack.policies:
         assert p.description.endswith(".") and len(p.description) > 20, p.name
         assert p.remediation and len(p.remediation) > 20, p.name

@@ -73,6 +73,16 @@ class EdgeArgs:
             raise ValueError(f"EdgeArgs.backends: exactly one backend takes the default route, got {defaults}")
 
 
+def project_number(project: str) -> pulumi.Output[str]:
+    """The project's number (looked up at preview/up time; needs resourcemanager.projects.get)."""
+    return gcp.organizations.get_project_output(project_id=project).number
+
+
+def iap_service_agent(project: str) -> pulumi.Output[str]:
+    """IAP's service agent, the identity IAP invokes a Cloud Run backend as."""
+    return pulumi.Output.concat("serviceAccount:service-", project_number(project), "@gcp-sa-iap.iam.gserviceaccount.com")
+
+
 def route_prefix(routes: tuple[str, ...]) -> str:
     """The first prefix route without its `/*` (/api/*, /ws/* -> /api), or "" for the default service."""
     return next((r[:-2] for r in routes if r.endswith("/*")), "")
@@ -208,10 +218,13 @@ class Edge(pulumi.ComponentResource):
                         project=project, web_backend_service=self.backends[h.key].name,
                         role="roles/iap.httpsResourceAccessor", member=member),
                     opts=child)
-            # IAP authenticates at the load balancer; the run.app URL stays closed (ingress internal LB only)
+            # IAP authenticates at the load balancer and calls Cloud Run as its service agent: only that agent
+            # may invoke, so a caller that reaches the run.app URL some other way (same-project VPC, Private
+            # Google Access) is refused by Cloud Run itself before Grafana sees a forged or foreign token.
             self.invokers[h.key] = gcp.cloudrunv2.ServiceIamMember(
                 f"{h.key}-invoker", gcp.cloudrunv2.ServiceIamMemberArgs(
-                    name=h.service, project=project, location=region, role="roles/run.invoker", member="allUsers"),
+                    name=h.service, project=project, location=region, role="roles/run.invoker",
+                    member=iap_service_agent(project)),
                 opts=child)
             self.iap_certificates[h.key] = compute.ManagedSslCertificate(
                 f"{h.key}-cert", compute.ManagedSslCertificateArgs(

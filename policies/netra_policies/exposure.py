@@ -1,5 +1,5 @@
 """What Checkov checks and the rest of the pack did not: VPC flow logs, bucket access logs, Cloud Armor CVE
-rules, HSTS on the load balancer, public IAM members, and backup protection that Cloud Storage accepts.
+rules, HSTS on the load balancer, and backup protection that Cloud Storage accepts.
 Checkov / CIS ids are in each policy's tags; `make scan` runs Checkov itself as the second opinion."""
 from __future__ import annotations
 
@@ -7,22 +7,18 @@ import re
 
 from pulumi_policy import Severity
 
-from ._util import CIS_GCP, get, items, of_type, resource_policy, stack_policy
+from ._util import CIS_GCP, get, items, resource_policy
 
 SUBNET = ("gcp:compute/subnetwork:Subnetwork",)
 BUCKET = ("gcp:storage/bucket:Bucket",)
 ARMOR = ("gcp:compute/securityPolicy:SecurityPolicy",)
 LB_BACKENDS = ("gcp:compute/backendService:BackendService", "gcp:compute/backendBucket:BackendBucket")
-BUCKET_TYPE = "gcp:storage/bucket:Bucket"
-RUN_SERVICE_TYPE = "gcp:cloudrunv2/service:Service"
 # Subnets that cannot carry flow logs (proxy-only subnets), as Checkov exempts them.
 NO_FLOW_LOG_PURPOSES = {"INTERNAL_HTTPS_LOAD_BALANCER", "REGIONAL_MANAGED_PROXY", "GLOBAL_MANAGED_PROXY"}
-PUBLIC_MEMBERS = {"allUsers", "allAuthenticatedUsers"}
 # The Cloud Armor rule set against Log4Shell-class CVEs (CVE-2021-44228, CVE-2021-45046).
 CVE_RULE = re.compile(r"^evaluatePreconfigured(Expr|Waf)\('cve-canary'")
 HSTS = re.compile(r"^\s*strict-transport-security\s*:\s*(.*)$", re.IGNORECASE)
 MAX_AGE = re.compile(r"max-age=(\d+)", re.IGNORECASE)
-INTERNAL_INGRESS = {"INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER", "INGRESS_TRAFFIC_INTERNAL_ONLY"}
 DAY = 86400
 
 
@@ -100,42 +96,6 @@ def _clients_verify(props, config, args):
                        f"the server's certificate; use {' or '.join(allowed)} with the server CA mounted")
 
 
-def _member_resources(resources):
-    """IAM member/binding resources of any service, with their public members."""
-    for r in resources:
-        token = r.resource_type
-        if not re.search(r"Iam(Member|Binding)$", token, re.IGNORECASE):
-            continue
-        members = [get(r.props, "member")] if get(r.props, "member") else list(get(r.props, "members", []) or [])
-        public = [m for m in members if m in PUBLIC_MEMBERS]
-        if public:
-            yield r, public
-
-
-def _public_members(resources, config):
-    label = config.get("publicByDesignLabel", "public-by-design")
-    bucket_roles = set(config.get("publicBucketRoles", ["roles/storage.legacyObjectReader"]))
-    public_buckets = {get(b.props, "name") for b in of_type(resources, BUCKET_TYPE)
-                      if (get(b.props, "labels", {}) or {}).get(label) == "true"}
-    internal_services = {get(s.props, "name") for s in of_type(resources, RUN_SERVICE_TYPE)
-                         if get(s.props, "ingress") in INTERNAL_INGRESS}
-    for r, public in _member_resources(resources):
-        role = get(r.props, "role")
-        who = ", ".join(public)
-        if r.resource_type == "gcp:storage/bucketIAMMember:BucketIAMMember":
-            if get(r.props, "bucket") not in public_buckets:
-                yield f"{who} granted {role} on bucket {get(r.props, 'bucket')}, which is not labelled {label}=true", r.urn
-            elif role not in bucket_roles:
-                yield (f"{who} granted {role} on public bucket {get(r.props, 'bucket')}; only {', '.join(sorted(bucket_roles))} "
-                       f"(read an object by name, no listing)"), r.urn
-        elif r.resource_type == "gcp:cloudrunv2/serviceIamMember:ServiceIamMember" and role == "roles/run.invoker":
-            if get(r.props, "name") not in internal_services:
-                yield (f"{who} may invoke Cloud Run service {get(r.props, 'name')}, whose ingress is not internal / "
-                       f"load balancer only: its run.app URL is open to the internet"), r.urn
-        else:
-            yield f"{who} granted {role} by {r.resource_type.split(':')[-1]} {r.name}: never public", r.urn
-
-
 POLICIES = [
     resource_policy("network-subnet-flow-logs", "Every subnet records VPC Flow Logs.",
                     "Set logConfig on the Subnetwork (aggregationInterval, flowSampling > 0, metadata).", SUBNET,
@@ -164,12 +124,4 @@ POLICIES = [
                     "Add 'Strict-Transport-Security: max-age=31536000; includeSubDomains' to customResponseHeaders of "
                     "every backend service and backend bucket.", LB_BACKENDS, _hsts,
                     schema={"minMaxAgeSeconds": {"type": "integer", "minimum": 0, "default": 31536000}}),
-    stack_policy("iam-no-public-members", "allUsers / allAuthenticatedUsers only where the design says so.",
-                 "Grant public members nothing, except roles/storage.legacyObjectReader on the bucket labelled "
-                 "public-by-design=true and roles/run.invoker on Cloud Run services with load-balancer-only ingress.",
-                 _public_members, severity=Severity.CRITICAL, framework=CIS_GCP,
-                 schema={"publicByDesignLabel": {"type": "string", "default": "public-by-design"},
-                         "publicBucketRoles": {"type": "array", "items": {"type": "string"},
-                                               "default": ["roles/storage.legacyObjectReader"]}},
-                 tags=["CIS-5.1", "CKV_GCP_28", "CKV_GCP_102"]),
 ]
