@@ -6,7 +6,8 @@ from typing import Sequence
 
 import pulumi
 
-from infra import release, wiring
+from infra import wiring
+from infra.release import model as release
 from infra.config import ConfigError, Problem, StackConfig, load_stack_config
 from infra.config.secure import stack_file_secure_paths
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Callable
 from urllib.parse import urlsplit
 
-from infra.release import CANARY_TAG, Verdict, evidence_digest
+from infra.release.model import CANARY_TAG, Verdict, evidence_digest
 
 
 @dataclass(frozen=True)

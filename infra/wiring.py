@@ -15,7 +15,8 @@ from typing import Optional, Sequence
 
 import pulumi
 
-from infra import release, signals
+from infra import signals
+from infra.release import model as release
 from infra.config import StackConfig, service_name
 from infra.config.observability import slo_services
 from infra.config.platform import CONFIG_SECRETS, DB_CLIENT_SECRET, pool_sizes, secret_id
@@ -278,7 +279,7 @@ def flag_readers(cfg: StackConfig) -> list[str]:
 
 def flag_problems(cfg: StackConfig) -> list[tuple[str, str]]:
     """(config key, message) for each ramp flag whose percent skips a stage of its recorded approval, or is
-    above 0 after a rollback verdict (`rollout --flag`, infra/flag_ramp.py). The policy pack cannot see the
+    above 0 after a rollback verdict (`rollout --flag`, infra/release/flag.py). The policy pack cannot see the
     flags secret's payload, so the program is where this is enforced."""
     from infra.config.platform import FlagRamp
 

@@ -596,7 +596,7 @@ def test_every_service_revision_carries_the_gmp_sidecar(request, plan_name):
 
 def test_sidecar_is_a_field_of_the_revision_spec():
     """Adding the sidecar changes each revision name once; its config changes it again, nothing else does."""
-    from infra import release
+    from infra.release import model as release
     from infra.wiring import candidate_revisions
 
     cfg = stack_config("prod")

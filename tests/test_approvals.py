@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from infra import release
+from infra.release import model as release
 
 from .conftest import cli, plan_of
 

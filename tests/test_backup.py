@@ -14,7 +14,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from infra import backup, migrate
+from infra import migrate
+from infra.release import backup
+from infra.release.cli import restore_drill as drill_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -76,11 +78,11 @@ def test_row_check_names_the_table_that_lost_rows(db):
 def test_restore_drill_command_local_and_usage(db, tmp_path, capsys):
     _seed(db, rows=3)
     args = argparse.Namespace(stack=None, local_dsn=db, dry_run=False)
-    assert backup.run_drill_command(args, log=lambda *_: None) == backup.EXIT_OK
+    assert drill_cli.run_drill_command(args, log=lambda *_: None) == backup.EXIT_OK
     out = json.loads(capsys.readouterr().out)
     assert out["passed"] and out["checks"]["tables"]["token_usage_tracking"] == 3
     both = argparse.Namespace(stack="prod", local_dsn=db, dry_run=False)
-    assert backup.run_drill_command(both) == backup.EXIT_USAGE
+    assert drill_cli.run_drill_command(both) == backup.EXIT_USAGE
     assert "exactly one of --stack" in capsys.readouterr().err
 
 

@@ -11,7 +11,16 @@ import io
 import numpy as np
 import pytest
 
-from infra import bake, emergency, release, rollout as ro
+from infra.release import bake
+from infra.release import emergency
+from infra.release import model as release
+from infra.release.cli import bake as bake_cli
+from infra.release import backends as be
+from infra.release import driver as drv
+from infra.release.cli import rollback as rollback_cli
+from infra.release import state as rs
+from infra.release import revision as rv
+from infra.release.cli import status as status_cli
 from infra.canary.buckets import CLOUD_RUN_LATENCY as LAYOUT
 from infra.canary.counts import Interval
 from infra.canary.emulator import Fault, FakeMetricService, Profile, serve
@@ -102,26 +111,26 @@ def test_bad_bake_records_name_the_key(bake, key, words):
 
 # ---- the rollout opens and ends windows ------------------------------------------------------------
 
-def released(candidate: str, hours: float, stable=OLD) -> tuple[ro.Outcome, dict]:
-    rel_ = ro.Release("prod", (ro.Target("backend", SERVICE, candidate, stable),), (0, 10, 50, 100), bake_hours=hours)
-    outcome, _, backend = ro.simulate(rel_, stack_config("prod"))
+def released(candidate: str, hours: float, stable=OLD) -> tuple[rs.Outcome, dict]:
+    rel_ = rv.Release("prod", (rs.Target("backend", SERVICE, candidate, stable),), (0, 10, 50, 100), bake_hours=hours)
+    outcome, _, backend = drv.simulate(rel_, stack_config("prod"))
     return outcome, backend.config
 
 
 def test_finalize_opens_the_bake_window_and_the_next_release_ends_it(candidate):
     outcome, cfg = released(candidate, 48)
-    assert outcome.exit_code == ro.EXIT_RELEASED and "baking until" in outcome.reason
+    assert outcome.exit_code == rs.EXIT_RELEASED and "baking until" in outcome.reason
     record = cfg["netra:release"]["bake"]["backend"]
     assert (record["revision"], record["previous"]) == (candidate, OLD)
     hours = (dt.datetime.fromisoformat(record["until"]) - dt.datetime.fromisoformat(record["started"])) / dt.timedelta(hours=1)
     assert hours == 48
     assert "rollout" not in cfg["netra:release"]  # the journal is closed; the bake record stays
     # the next release of backend starts from the baked revision: its begin drops the bake
-    nxt = ro.Release("prod", (ro.Target("backend", SERVICE, "netra-backend-prod-99999999", candidate),),
+    nxt = rv.Release("prod", (rs.Target("backend", SERVICE, "netra-backend-prod-99999999", candidate),),
                      (0, 10, 50, 100), bake_hours=48)
-    backend = ro.MemoryBackend(cfg)
-    driver = ro.Driver(nxt, backend, gate=ro.dry_run_gate(), verify=ro.dry_run_gate(), log=lambda line: None)
-    driver.steps = ro.STEPS[:2]  # begin only: stop before anything else happens
+    backend = be.MemoryBackend(cfg)
+    driver = drv.Driver(nxt, backend, gate=drv.dry_run_gate(), verify=drv.dry_run_gate(), log=lambda line: None)
+    driver.steps = rv.STEPS[:2]  # begin only: stop before anything else happens
     with pytest.raises(RuntimeError):
         driver.run()
     assert "backend" not in backend.config["netra:release"].get("bake", {})
@@ -130,15 +139,15 @@ def test_finalize_opens_the_bake_window_and_the_next_release_ends_it(candidate):
 def test_no_bake_on_a_first_deploy_or_with_zero_hours(candidate):
     assert "bake" not in released(candidate, 0)[1]["netra:release"] or not released(candidate, 0)[1]["netra:release"]["bake"]
     outcome, cfg = released(candidate, 48, stable=None)
-    assert outcome.exit_code == ro.EXIT_RELEASED and not cfg["netra:release"].get("bake")
+    assert outcome.exit_code == rs.EXIT_RELEASED and not cfg["netra:release"].get("bake")
 
 
 # ---- rollback during the bake: one step back to previous -----------------------------------------
 
 def test_rollback_during_the_bake_returns_to_previous_in_one_up(candidate):
-    backend = ro.MemoryBackend(baked_config(candidate))
+    backend = be.MemoryBackend(baked_config(candidate))
     out = io.StringIO()
-    assert emergency.run_rollback(rollback_args(), backend=backend, out=out) == emergency.EXIT_DONE
+    assert rollback_cli.run_rollback(rollback_args(), backend=backend, out=out) == emergency.EXIT_DONE
     assert len(backend.ups) == 1
     cfg = backend.config
     assert cfg["netra:services"]["backend"]["stableRevision"] == OLD
@@ -154,9 +163,9 @@ def test_rollback_during_the_bake_returns_to_previous_in_one_up(candidate):
 
 
 def test_direct_rollback_during_the_bake_patches_previous_in(candidate):
-    backend = ro.MemoryBackend(baked_config(candidate))
+    backend = be.MemoryBackend(baked_config(candidate))
     with Recorder(admin_api) as api:
-        code = emergency.run_rollback(rollback_args(direct=True, api_endpoint=api.url), backend=backend,
+        code = rollback_cli.run_rollback(rollback_args(direct=True, api_endpoint=api.url), backend=backend,
                                       sleep=lambda s: None, out=io.StringIO())
     assert code == emergency.EXIT_DONE
     patches = {path.split("?")[0].rsplit("/", 1)[-1]: body for cmd, path, body in api.requests if cmd == "PATCH"}
@@ -279,12 +288,12 @@ def bake_args(**kw):
 
 def run(candidate, tmp_path, monkeypatch, profile=None, fault=None, at=NOW + dt.timedelta(hours=1), config=None, **kw):
     monkeypatch.chdir(tmp_path)  # the verdict file
-    backend = ro.MemoryBackend(config or baked_config(candidate))
+    backend = be.MemoryBackend(config or baked_config(candidate))
     fake = FakeMetricService(SERVICE, {candidate: profile or Profile(rps=20.0)}, fault=fault)
     server, endpoint = serve(fake)
     clock, out, notes = Clock(at.timestamp()), io.StringIO(), io.StringIO()
     try:
-        code = bake.run_bake(bake_args(monitoring_endpoint=endpoint, **kw), backend=backend, clock=clock,
+        code = bake_cli.run_bake(bake_args(monitoring_endpoint=endpoint, **kw), backend=backend, clock=clock,
                              sleep=clock.sleep, notifier=Notifier("prod", out=notes), log=lambda line: None,
                              lock_dir=tmp_path, out=out)
     finally:
@@ -365,17 +374,17 @@ def test_bake_exits_2_naming_the_argument(candidate, tmp_path, monkeypatch):
 def test_status_shows_the_bake_window(prod_plan):
     outputs = prod_plan["outputs"]
     doc = {"bake": {"backend": {"revision": OLD, "previous": "netra-backend-prod-00000001", "until": "2026-11-25T12:00:00+00:00"}}}
-    rows = {r["service"]: r for r in ro.service_status(outputs, doc, (0, 10, 50, 100))}
+    rows = {r["service"]: r for r in status_cli.service_status(outputs, doc, (0, 10, 50, 100))}
     assert rows["backend"]["bake"] == {"previous": "netra-backend-prod-00000001", "until": "2026-11-25T12:00:00+00:00"}
     assert rows["auth"]["bake"] is None
     stale = {"bake": {"backend": {"revision": "netra-backend-prod-77777777", "previous": OLD, "until": "x"}}}
-    assert {r["service"]: r for r in ro.service_status(outputs, stale, (0, 10, 50, 100))}["backend"]["bake"] is None
+    assert {r["service"]: r for r in status_cli.service_status(outputs, stale, (0, 10, 50, 100))}["backend"]["bake"] is None
 
 
 def test_a_failed_rollback_update_is_exit_4_and_names_the_direct_path(candidate, tmp_path, monkeypatch):
-    class BrokenUp(ro.MemoryBackend):
+    class BrokenUp(be.MemoryBackend):
         def up(self, message):
-            raise ro.OperationFailed("pulumi up failed: error: 429 quota exceeded")
+            raise rs.OperationFailed("pulumi up failed: error: 429 quota exceeded")
 
     monkeypatch.chdir(tmp_path)
     backend = BrokenUp(baked_config(candidate))
@@ -383,7 +392,7 @@ def test_a_failed_rollback_update_is_exit_4_and_names_the_direct_path(candidate,
     server, endpoint = serve(fake)
     clock, out, notes = Clock((NOW + dt.timedelta(hours=1)).timestamp()), io.StringIO(), io.StringIO()
     try:
-        code = bake.run_bake(bake_args(monitoring_endpoint=endpoint), backend=backend, clock=clock, sleep=clock.sleep,
+        code = bake_cli.run_bake(bake_args(monitoring_endpoint=endpoint), backend=backend, clock=clock, sleep=clock.sleep,
                              notifier=Notifier("prod", out=notes), log=lambda line: None, lock_dir=tmp_path, out=out)
     finally:
         server.stop(0)

@@ -11,7 +11,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from infra import emergency, rollout as ro
+from infra.release import emergency
+from infra.release.cli import approve as approve_cli
+from infra.release import backends as be
+from infra.release import driver as drv
+from infra.release.cli import rollback as rollback_cli
+from infra.release import state as rs
+from infra.release import revision as rv
+from infra.release.cli import status as status_cli
 from infra.notify import Notifier
 
 from .conftest import stack_config
@@ -70,9 +77,9 @@ def args(**kw):
     return argparse.Namespace(**base)
 
 
-class BrokenUp(ro.MemoryBackend):
+class BrokenUp(be.MemoryBackend):
     def up(self, message):
-        raise ro.OperationFailed("pulumi up failed: error: the program panicked")
+        raise rs.OperationFailed("pulumi up failed: error: the program panicked")
 
 
 def broken_config() -> dict:
@@ -87,9 +94,9 @@ def broken_config() -> dict:
 
 
 def test_rollback_needs_only_names_and_stable_revisions():
-    backend = ro.MemoryBackend(broken_config())
+    backend = be.MemoryBackend(broken_config())
     out = io.StringIO()
-    assert emergency.run_rollback(args(), backend=backend, out=out, log=lambda l: None) == 0
+    assert rollback_cli.run_rollback(args(), backend=backend, out=out, log=lambda l: None) == 0
     [(message, snap)] = backend.ups
     assert snap["netra:canaryPercent"] == 0 and "canaryPercent" not in snap["netra:services"]["backend"]
     assert snap["netra:release"]["rollout"]["rejected"] == "emergency rollback by an operator"
@@ -101,21 +108,21 @@ def test_rollback_needs_only_names_and_stable_revisions():
 
 def test_a_killed_rollout_finishes_the_rollback_after_an_emergency_rollback(prod_plan):
     cfg = stack_config("prod")
-    backend = ro.MemoryBackend(cfg)
+    backend = be.MemoryBackend(cfg)
     services = prod_plan["outputs"]["services"]
-    release = ro.Release("prod", (ro.Target("backend", "netra-backend-prod", services["backend"]["candidateRevision"],
+    release = rv.Release("prod", (rs.Target("backend", "netra-backend-prod", services["backend"]["candidateRevision"],
                                             services["backend"]["stableRevision"]),), (0, 10, 50, 100), "stack", False)
-    check = ro.dry_run_gate({50: "hold"})
-    assert ro.Driver(release, backend, gate=check, verify=check, log=lambda l: None).run().exit_code == 3
-    assert emergency.run_rollback(args(), backend=backend, out=io.StringIO(), log=lambda l: None) == 0
-    outcome = ro.Driver(release, backend, gate=ro.dry_run_gate(), verify=check, log=lambda l: None).run()
+    check = drv.dry_run_gate({50: "hold"})
+    assert drv.Driver(release, backend, gate=check, verify=check, log=lambda l: None).run().exit_code == 3
+    assert rollback_cli.run_rollback(args(), backend=backend, out=io.StringIO(), log=lambda l: None) == 0
+    outcome = drv.Driver(release, backend, gate=drv.dry_run_gate(), verify=check, log=lambda l: None).run()
     assert outcome.exit_code == 1 and "emergency rollback" in outcome.reason
-    assert all(ro.desired_stage(release, snap) == 0 for _, snap in backend.ups[-2:])
+    assert all(rv.desired_stage(release, snap) == 0 for _, snap in backend.ups[-2:])
 
 
 def test_a_broken_pulumi_up_is_reported_and_points_to_direct():
     out = io.StringIO()
-    assert emergency.run_rollback(args(), backend=BrokenUp(broken_config()), out=out, log=lambda l: None) == 4
+    assert rollback_cli.run_rollback(args(), backend=BrokenUp(broken_config()), out=out, log=lambda l: None) == 4
     assert "not done: pulumi up FAILED (pulumi up failed: error: the program panicked): traffic NOT changed; retry with --direct" in out.getvalue()
 
 
@@ -123,7 +130,7 @@ def test_direct_rollback_patches_traffic_through_the_admin_api_then_reconciles_c
     backend = BrokenUp(broken_config())
     out = io.StringIO()
     with Recorder(admin_api) as api:
-        code = emergency.run_rollback(args(direct=True, api_endpoint=api.url), backend=backend, out=out,
+        code = rollback_cli.run_rollback(args(direct=True, api_endpoint=api.url), backend=backend, out=out,
                                       sleep=lambda s: None, log=lambda l: None)
     assert code == 0, out.getvalue()
     patches = [r for r in api.requests if r[0] == "PATCH"]
@@ -148,7 +155,7 @@ def test_direct_rollback_says_what_it_did_not_do():
 
     out = io.StringIO()
     with Recorder(refuse_auth) as api:
-        code = emergency.run_rollback(args(direct=True, api_endpoint=api.url), backend=ro.MemoryBackend(cfg), out=out,
+        code = rollback_cli.run_rollback(args(direct=True, api_endpoint=api.url), backend=be.MemoryBackend(cfg), out=out,
                                       sleep=lambda s: None, log=lambda l: None)
     text = out.getvalue()
     assert code == 4
@@ -158,7 +165,7 @@ def test_direct_rollback_says_what_it_did_not_do():
 
 
 def test_rollback_dry_run_from_the_stack_file_changes_nothing(capsys):
-    assert emergency.run_rollback(args(dry_run=True), log=lambda l: None) == 0
+    assert rollback_cli.run_rollback(args(dry_run=True), log=lambda l: None) == 0
     text = capsys.readouterr().out
     assert "would set netra-backend-prod traffic: netra-backend-prod-a41c9e07 100 %" in text
     assert "would run pulumi up" in text
@@ -168,17 +175,17 @@ def test_rollback_dry_run_from_the_stack_file_changes_nothing(capsys):
 
 def test_operator_approval_is_bound_to_the_exact_revision(prod_plan, capsys):
     cand = prod_plan["outputs"]["services"]["backend"]["candidateRevision"]
-    backend = ro.MemoryBackend(stack_config("prod"))
+    backend = be.MemoryBackend(stack_config("prod"))
     a = argparse.Namespace(stack="prod", service="backend", revision=cand, stage="0", note="checked by hand", by="ana")
-    assert ro.run_approve(a, backend=backend) == 0
+    assert approve_cli.run_approve(a, backend=backend) == 0
     record = backend.config["netra:release"]["approvals"]["backend"]
     assert record["revision"] == cand and record["stage"] == 0 and record["by"] == "operator:ana"
     assert len(record["evidence"]) == 64 and "checked by hand" not in json.dumps(record)
     assert "it may now get 10 %" in capsys.readouterr().out
     wrong = argparse.Namespace(**{**vars(a), "revision": "netra-backend-prod-00000000"})
-    assert ro.run_approve(wrong, backend=backend) == 2
-    assert ro.run_approve(argparse.Namespace(**{**vars(a), "stage": "100"}), backend=backend) == 2
-    assert ro.run_approve(argparse.Namespace(**{**vars(a), "by": "Ana Lopez"}), backend=backend) == 2
+    assert approve_cli.run_approve(wrong, backend=backend) == 2
+    assert approve_cli.run_approve(argparse.Namespace(**{**vars(a), "stage": "100"}), backend=backend) == 2
+    assert approve_cli.run_approve(argparse.Namespace(**{**vars(a), "by": "Ana Lopez"}), backend=backend) == 2
     # what approve records, the program accepts (netra:release is validated like any config)
     from infra.config import load_stack_config
 
@@ -191,7 +198,7 @@ def test_status_rows(prod_plan):
     cand = outputs["services"]["backend"]["candidateRevision"]
     doc = {"approvals": {"backend": {"revision": cand, "stage": 10, "by": "gate", "evidence": "e" * 64, "at": "t"}},
            "rollout": {"candidates": {"backend": cand}, "live": 10, "scope": "service"}}
-    rows = {r["service"]: r for r in ro.service_status(outputs, doc, (0, 10, 50, 100))}
+    rows = {r["service"]: r for r in status_cli.service_status(outputs, doc, (0, 10, 50, 100))}
     b = rows["backend"]
     assert (b["stable"], b["candidate"], b["live"]) == ("netra-backend-prod-a41c9e07", cand, 10)
     assert b["lastVerdict"].startswith(f"approved {cand} at 10 % by gate") and b["next"].startswith("climb to 50 %")
@@ -199,7 +206,7 @@ def test_status_rows(prod_plan):
 
 
 def test_status_command_prints_every_service(capsys):
-    assert ro.run_status(argparse.Namespace(stack="prod", json=True)) == 0
+    assert status_cli.run_status(argparse.Namespace(stack="prod", json=True)) == 0
     doc = json.loads(capsys.readouterr().out)
     assert [r["service"] for r in doc["services"]] == ["auth", "backend", "frontend"]
     assert all(r["next"] and r["candidate"] and "live" in r for r in doc["services"])

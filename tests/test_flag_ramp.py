@@ -12,9 +12,15 @@ import json
 
 import pytest
 
-from infra import flag_ramp as fr
-from infra import release as rel
-from infra import rollout as ro
+from infra.release.cli import approve as approve_cli
+from infra.release import driver as drv
+from infra.release import flag as fl
+from infra.release import lock as lk
+from infra.release.cli import rollback as rollback_cli
+from infra.release.cli import rollout as rollout_cli
+from infra.release import state as rs
+from infra.release.cli import status as status_cli
+from infra.release import model as rel
 from infra.config import load_stack_config
 from infra.notify import Notifier
 
@@ -24,7 +30,7 @@ from .test_rollout import World, rollout_args
 pytestmark = pytest.mark.usefixtures("reuse_plans")
 
 FLAG = "semantic_cache"
-PERCENT = fr.flag_key(FLAG, "percent")
+PERCENT = fl.flag_key(FLAG, "percent")
 
 
 def ramp_config(percent=0, kill=False, **flags) -> dict:
@@ -35,7 +41,7 @@ def ramp_config(percent=0, kill=False, **flags) -> dict:
 
 
 def percent_of(config: dict) -> float:
-    return fr._percent(fr.feature_flags(config).get(FLAG))
+    return fl._percent(fl.feature_flags(config).get(FLAG))
 
 
 class FWorld(World):
@@ -45,12 +51,12 @@ class FWorld(World):
         def do():
             if self.up_fails_at is not None and percent_of(self.backend.config) == self.up_fails_at \
                     and "rollback" not in message:
-                raise ro.OperationFailed("pulumi up failed: error: boom")
+                raise rs.OperationFailed("pulumi up failed: error: boom")
             self.backend.up(message)
         return self.point(do)
 
     def check(self, kind):
-        def call(t: ro.Target, stage) -> rel.Verdict:
+        def call(t: rs.Target, stage) -> rel.Verdict:
             def do():
                 if self.gate_raises_at == stage:
                     raise RuntimeError("monitoring API exploded")
@@ -66,16 +72,16 @@ class FWorld(World):
 
     def driver(self, release, tag=False, notifier=None):
         self.release = release
-        return ro.Driver(release, self, gate=self.check("gate"), verify=self.check("verify"), notifier=notifier,
+        return drv.Driver(release, self, gate=self.check("gate"), verify=self.check("verify"), notifier=notifier,
                          log=lambda line: None)
 
 
 @pytest.fixture
 def release(prod_plan):
-    return fr.plan_flag_release("prod", FLAG, None, ramp_config())
+    return fl.plan_flag_release("prod", FLAG, None, ramp_config())
 
 
-def allowed(release: fr.FlagRelease, doc: dict) -> float:
+def allowed(release: fl.FlagRelease, doc: dict) -> float:
     """The highest percent the recorded approvals allow (the rule the ramp must keep, written out here)."""
     a = (doc.get("flagApprovals") or {}).get(FLAG)
     if a and a.get("revisions") == release.revisions:
@@ -83,18 +89,18 @@ def allowed(release: fr.FlagRelease, doc: dict) -> float:
     return release.ladder[1]
 
 
-def check_invariants(world: FWorld, release: fr.FlagRelease, code: int, expected: int) -> None:
+def check_invariants(world: FWorld, release: fl.FlagRelease, code: int, expected: int) -> None:
     assert code == expected
     ups = world.backend.ups
     for message, snap in ups:  # never a percent the approvals do not allow
-        assert percent_of(snap) <= allowed(release, ro.read_release_doc(snap)), (message, ro.read_release_doc(snap))
+        assert percent_of(snap) <= allowed(release, rs.read_release_doc(snap)), (message, rs.read_release_doc(snap))
         assert snap["netra:platform"]["featureFlags"][FLAG]["killSwitch"] is False
     for key, arm, stage, last_up in world.checks:  # never judges a percent that was not up'd
         assert arm == f"{FLAG}=on" and last_up == stage, (key, stage, last_up)
     for n in world.ups_at_rejection.values():  # after a rejection, every up is at 0 %
         assert all(percent_of(snap) == 0 for _, snap in ups[n:])
     final = world.backend.config
-    doc = ro.read_release_doc(final)
+    doc = rs.read_release_doc(final)
     if expected in (0, 1, 4):
         assert "flagRamp" not in doc, doc.get("flagRamp")
     if expected == 0:
@@ -130,7 +136,7 @@ def test_the_ramp_climbs_0_10_50_100_judging_every_reader(release):
     assert [(k, s) for k, _, s, _ in world.checks] == [(k, s) for s in (10, 50) for k in release.keys]
     for _, snap in world.backend.ups:  # the program accepts every config the ramp applies
         load_stack_config(flat(snap), "prod")
-    doc = ro.read_release_doc(world.backend.config)
+    doc = rs.read_release_doc(world.backend.config)
     assert doc["flagApprovals"][FLAG]["stage"] == 50 and doc["flagApprovals"][FLAG]["by"] == "gate"
     assert doc["approvals"] == {}  # the revisions' approvals are untouched
     # and again: nothing to ramp
@@ -152,7 +158,7 @@ def test_a_rollback_verdict_sets_0_and_the_flag_never_climbs_again_by_itself(rel
     # new code (a new stable revision of a reader) is a new flag implementation: the rejection no longer binds
     cfg = world.backend.config
     cfg["netra:services"]["backend"]["stableRevision"] = "netra-backend-prod-0badc0de"
-    newer = fr.plan_flag_release("prod", FLAG, None, cfg)
+    newer = fl.plan_flag_release("prod", FLAG, None, cfg)
     assert world.driver(newer).run().exit_code == 0
 
 
@@ -160,8 +166,8 @@ def test_hold_keeps_the_percent_and_an_operator_approval_lets_it_climb(release, 
     world = FWorld(ramp_config(), decisions={10: "hold"})
     outcome = world.driver(release).run()
     assert outcome.exit_code == 3 and outcome.reason.startswith("held at 10 %")
-    assert percent_of(world.backend.config) == 10 and ro.read_release_doc(world.backend.config)["flagRamp"]["live"] == 10
-    assert ro.run_approve(rollout_args(flag=FLAG, stage="10", note="dashboards fine", by="alice", service=None,
+    assert percent_of(world.backend.config) == 10 and rs.read_release_doc(world.backend.config)["flagRamp"]["live"] == 10
+    assert approve_cli.run_approve(rollout_args(flag=FLAG, stage="10", note="dashboards fine", by="alice", service=None,
                                        revision=None), backend=world) == 0
     world.decisions = {}
     assert world.driver(release).run().exit_code == 0
@@ -173,7 +179,7 @@ def test_a_gate_error_rolls_back_to_0_and_exits_4(release):
     world = FWorld(ramp_config(), gate_raises_at=10)
     outcome = world.driver(release).run()
     assert outcome.exit_code == 4 and "the gate failed at 10 % (RuntimeError: monitoring API exploded)" in outcome.reason
-    assert percent_of(world.backend.config) == 0 and FLAG not in ro.read_release_doc(world.backend.config).get("flagApprovals", {})
+    assert percent_of(world.backend.config) == 0 and FLAG not in rs.read_release_doc(world.backend.config).get("flagApprovals", {})
 
 
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
@@ -188,7 +194,7 @@ def test_every_interruption_point_converges(release, scenario):
         for after in (False, True):
             world = FWorld(base, **kwargs)
             world.kill_at, world.after = n, after
-            with pytest.raises(ro.Killed):
+            with pytest.raises(rs.Killed):
                 world.driver(release).run()
             world.kill_at = None
             outcome = world.driver(release).run()  # a fresh driver on what the config recorded
@@ -200,13 +206,13 @@ def test_a_ramp_starts_from_the_current_percent_but_no_higher_than_the_first_sta
     driver = world.driver(release)
     assert driver.run().exit_code == 0
     assert [percent_of(s) for _, s in world.backend.ups] == [10, 50, 100]  # 10 % of users keep it on throughout
-    assert ro.read_release_doc(world.backend.config).get("flagRamp") is None
+    assert rs.read_release_doc(world.backend.config).get("flagRamp") is None
 
 
 # ---- the command: refusals, the shared lock, the revision rollout refusing while a flag ramps ----------
 
 def run(args, world, tmp_path, out=None):
-    return ro.run_rollout(args, backend=world, gate=world.check("gate"), log=lambda line: None,
+    return rollout_cli.run_rollout(args, backend=world, gate=world.check("gate"), log=lambda line: None,
                           notifier=Notifier("prod", out=out or io.StringIO()), lock_dir=tmp_path)
 
 
@@ -256,7 +262,7 @@ def test_the_command_ramps_with_notifications_and_service_narrows_the_evidence(t
 
 def test_the_ramp_shares_the_rollout_lock(tmp_path, capsys):
     world = FWorld(ramp_config())
-    with ro.StackLock("prod", tmp_path):
+    with lk.StackLock("prod", tmp_path):
         assert run(rollout_args(flag=FLAG), world, tmp_path) == 4
     assert world.count == 0 and "another rollout" in capsys.readouterr().err
 
@@ -266,7 +272,7 @@ def test_a_revision_rollout_refuses_while_a_flag_ramps(tmp_path, capsys, prod_pl
     assert run(rollout_args(flag=FLAG), world, tmp_path) == 3  # held: the flag ramp's journal stays open
     before = (world.count, json.dumps(world.backend.config, sort_keys=True))
     capsys.readouterr()
-    code = ro.run_rollout(rollout_args(service="backend"), backend=world, gate=world.check("gate"),
+    code = rollout_cli.run_rollout(rollout_args(service="backend"), backend=world, gate=world.check("gate"),
                           verify=world.check("verify"), migrate=lambda: None, log=lambda line: None,
                           notifier=Notifier("prod", out=io.StringIO()), lock_dir=tmp_path)
     assert code == 2 and (world.count, json.dumps(world.backend.config, sort_keys=True)) == before
@@ -281,8 +287,8 @@ def test_journal_and_approvals_are_in_the_release_model(release):
 
     class Recording(FWorld):
         def write(self, values, remove=()):
-            if ro.RELEASE_KEY in values:  # as the stack config will hold it: plain JSON
-                seen.append(json.loads(json.dumps(values[ro.RELEASE_KEY])))
+            if rs.RELEASE_KEY in values:  # as the stack config will hold it: plain JSON
+                seen.append(json.loads(json.dumps(values[rs.RELEASE_KEY])))
             return super().write(values, remove)
 
     for kwargs in ({}, {"decisions": {50: "rollback"}}, {"decisions": {10: "hold"}}):
@@ -322,7 +328,7 @@ def test_the_ramp_runs_the_real_gate_on_arms_against_the_monitoring_emulator(pro
     from infra.canary.monitoring import default_retry, make_client
 
     monkeypatch.chdir(tmp_path)  # verdict files
-    release = fr.plan_flag_release("prod", FLAG, "backend", ramp_config())
+    release = fl.plan_flag_release("prod", FLAG, "backend", ramp_config())
     fake = FakeMetricService("netra-backend-prod", {}, seed=5)
     server, endpoint = serve(fake)
     client = make_client(endpoint)
@@ -331,12 +337,12 @@ def test_the_ramp_runs_the_real_gate_on_arms_against_the_monitoring_emulator(pro
         now = [1_700_000_000.0]
         settings = GateSettings(GateOptions(interval_s=60.0, max_duration_s=3600.0, lag_s=0.0), JudgeConfig(), None)
         def read_flags():  # what the services read: the flags secret as the last `pulumi up` left it
-            return fr.feature_flags(world.backend.ups[-1][1])
+            return fl.feature_flags(world.backend.ups[-1][1])
 
-        gate = fr.make_flag_gate(settings, release, lambda line: None, client=client, read_flags=read_flags,
+        gate = fl.make_flag_gate(settings, release, lambda line: None, client=client, read_flags=read_flags,
                                  clock=lambda: now[0],
                                  sleep=lambda s: now.__setitem__(0, now[0] + s), retry=default_retry(timeout_s=0.3))
-        outcome = ro.Driver(release, world, gate=gate, verify=gate, log=lambda line: None).run()
+        outcome = drv.Driver(release, world, gate=gate, verify=gate, log=lambda line: None).run()
     finally:
         client.transport.close()
         server.stop(0)
@@ -347,7 +353,7 @@ def test_the_ramp_runs_the_real_gate_on_arms_against_the_monitoring_emulator(pro
     # the arms' log-based metrics were queried, never Cloud Run's per-revision ones
     filters = [r.filter for r in fake.calls]
     assert filters and all("flag_arm" in f and "run.googleapis.com" not in f for f in filters)
-    final = ro.read_release_doc(world.backend.config)["flagApprovals"][FLAG]
+    final = rs.read_release_doc(world.backend.config)["flagApprovals"][FLAG]
     last = judged[-1]  # the record is bound to the very verdict file of its stage
     assert final["evidence"] == rel.evidence_digest({"flag": FLAG, "stage": last, "verdicts": {
         "backend": rel.evidence_digest(verdicts[last])}})
@@ -360,7 +366,7 @@ def test_the_ramp_runs_the_real_gate_on_arms_against_the_monitoring_emulator(pro
 
 
 def test_dry_run_shows_the_flag_ladder_and_its_branches(monkeypatch, capsys, tmp_path):
-    monkeypatch.setattr(ro, "_stack_raw_config", lambda stack: ramp_config())
+    monkeypatch.setattr(rollout_cli, "stack_raw_config", lambda stack: ramp_config())
     world = FWorld(ramp_config())
     assert run(rollout_args(flag=FLAG, dry_run=True), world, tmp_path) == 0
     assert world.count == 0  # the dry run works on a copy of the stack file, never on the stack
@@ -379,13 +385,13 @@ def test_status_shows_the_flag_ramp_in_progress(monkeypatch, capsys, tmp_path):
 
     world = FWorld(ramp_config(), decisions={10: "hold"})
     assert run(rollout_args(flag=FLAG), world, tmp_path) == 3
-    monkeypatch.setattr(ro, "_stack_raw_config", lambda stack: world.backend.config)
+    monkeypatch.setattr(status_cli, "stack_raw_config", lambda stack: world.backend.config)
     capsys.readouterr()
-    assert ro.run_status(argparse.Namespace(stack="prod", json=False)) == 0
+    assert status_cli.run_status(argparse.Namespace(stack="prod", json=False)) == 0
     out = capsys.readouterr().out
     assert (f"  flag ramp in progress: {FLAG} live 10 % (from 0 %, judged on auth, backend, frontend; not rejected)\n"
             f"            next: python -m infra rollout --stack prod --flag {FLAG}") in out
-    assert ro.run_status(argparse.Namespace(stack="prod", json=True)) == 0
+    assert status_cli.run_status(argparse.Namespace(stack="prod", json=True)) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["flagRamp"]["flag"] == FLAG and doc["flagRamp"]["live"] == 10
 
@@ -453,7 +459,7 @@ def test_plan_exits_2_naming_the_flag_percent():
     from .conftest import cli
 
     cfg = approved_config(10, percent=100)
-    r = cli("plan", "--stack", "prod", "--set", f"{fr.flag_key(FLAG)}={json.dumps(cfg['netra:platform']['featureFlags'][FLAG])}",
+    r = cli("plan", "--stack", "prod", "--set", f"{fl.flag_key(FLAG)}={json.dumps(cfg['netra:platform']['featureFlags'][FLAG])}",
             "--set", f"netra:release={json.dumps(cfg['netra:release'])}")
     assert r.returncode == 2, r.stdout + r.stderr
     assert f"{PERCENT}: percent 100 skips a stage" in r.stderr and "Traceback" not in r.stderr
@@ -467,7 +473,7 @@ def test_the_kill_switch_during_a_ramp_stops_it_as_a_rollback(release, tmp_path,
     assert run(rollout_args(flag=FLAG), world, tmp_path) == 1  # resumes on the journal's services
     assert f"{PERCENT.replace('percent', 'killSwitch')} was turned on during the ramp" in capsys.readouterr().err
     assert world.backend.ups[-1][0].startswith(f"netra rollout: flag {FLAG} rollback to 0 %")
-    assert percent_of(world.backend.config) == 0 and "flagRamp" not in ro.read_release_doc(world.backend.config)
+    assert percent_of(world.backend.config) == 0 and "flagRamp" not in rs.read_release_doc(world.backend.config)
     assert {k for k, *_ in world.checks} == {"backend"}
     assert run(rollout_args(flag=FLAG), world, tmp_path) == 2  # and now the kill switch refuses a new ramp
 
@@ -500,43 +506,43 @@ class _Secret:
 def test_the_gate_first_checks_the_percent_the_services_read(release, tmp_path, monkeypatch):
     assert release.flags_secret == "prod-feature-flags"
     session = _Secret(200, {FLAG: {"percent": 10, "killSwitch": False}, "prompt_caching": True})
-    assert fr.deployed_flags("netra-production", release.flags_secret, session)[FLAG]["percent"] == 10
+    assert fl.deployed_flags("netra-production", release.flags_secret, session)[FLAG]["percent"] == 10
     assert session.calls == ["https://secretmanager.googleapis.com/v1/projects/netra-production/secrets/"
                              "prod-feature-flags/versions/latest:access"]
-    with pytest.raises(ro.OperationFailed, match="HTTP 403"):
-        fr.deployed_flags("netra-production", release.flags_secret, _Secret(403, {}))
+    with pytest.raises(rs.OperationFailed, match="HTTP 403"):
+        fl.deployed_flags("netra-production", release.flags_secret, _Secret(403, {}))
     # the services still read 0 % although the ramp applied 10 %: no verdict, a rollback and exit 4
     monkeypatch.chdir(tmp_path)
     world = FWorld(ramp_config())
-    gate = fr.make_flag_gate(None, release, lambda line: None, read_flags=lambda: {FLAG: {"percent": 0, "killSwitch": False}})
-    outcome = ro.Driver(release, world, gate=gate, verify=gate, log=lambda line: None).run()
+    gate = fl.make_flag_gate(None, release, lambda line: None, read_flags=lambda: {FLAG: {"percent": 0, "killSwitch": False}})
+    outcome = drv.Driver(release, world, gate=gate, verify=gate, log=lambda line: None).run()
     assert outcome.exit_code == 4 and percent_of(world.backend.config) == 0
     assert (f"the services read {FLAG} at 0 % from secret prod-feature-flags (version latest), not 10 % as applied"
             in outcome.reason)
     garbled = _Secret(200, {})
     garbled.body["payload"]["data"] = "c2VjcmV0LXZhbHVl"  # base64 of a non-JSON payload
-    with pytest.raises(ro.OperationFailed) as e:
-        fr.deployed_flags("netra-production", release.flags_secret, garbled)
+    with pytest.raises(rs.OperationFailed) as e:
+        fl.deployed_flags("netra-production", release.flags_secret, garbled)
     assert "not a JSON flags document" in str(e.value) and "secret-value" not in str(e.value)  # never the payload
 
 
 def test_an_emergency_rollback_takes_the_ramping_flag_back_to_0(release):
     import argparse
 
-    from infra import emergency
+    from infra.release import emergency
 
     world = FWorld(ramp_config(), decisions={10: "hold"})
     assert world.driver(release).run().exit_code == 3
     out = io.StringIO()
-    assert emergency.run_rollback(argparse.Namespace(stack="prod", dry_run=False, direct=False,
+    assert rollback_cli.run_rollback(argparse.Namespace(stack="prod", dry_run=False, direct=False,
                                                      api_endpoint=emergency.ADMIN_API),
                                   backend=world.backend, out=out, log=lambda line: None) == 0
     message, snap = world.backend.ups[-1]
     assert percent_of(snap) == 0 and snap["netra:canaryPercent"] == 0
-    assert ro.read_release_doc(snap)["flagRamp"]["rejected"] == "emergency rollback by an operator"
+    assert rs.read_release_doc(snap)["flagRamp"]["rejected"] == "emergency rollback by an operator"
     outcome = world.driver(release).run()  # the ramp's next run closes its journal: rolled back
     assert outcome.exit_code == 1 and outcome.reason.startswith("emergency rollback by an operator; rolled back")
-    assert "flagRamp" not in ro.read_release_doc(world.backend.config) and percent_of(world.backend.config) == 0
+    assert "flagRamp" not in rs.read_release_doc(world.backend.config) and percent_of(world.backend.config) == 0
 
 
 @pytest.mark.parametrize("kw,message", [
@@ -549,7 +555,7 @@ def test_an_emergency_rollback_takes_the_ramping_flag_back_to_0(release):
 def test_approve_flag_usage_errors_exit_2_and_record_nothing(capsys, kw, message):
     world = FWorld(ramp_config())
     base = dict(stack="prod", flag=FLAG, stage="10", note="why", by="alice", service=None, revision=None)
-    assert ro.run_approve(argparse_ns(**{**base, **kw}), backend=world) == 2
+    assert approve_cli.run_approve(argparse_ns(**{**base, **kw}), backend=world) == 2
     assert world.count == 0 and message in capsys.readouterr().err
 
 
@@ -563,9 +569,9 @@ def test_values_set_with_config_set_path_read_as_the_program_reads_them(release)
     # `pulumi config set --path …percent 10` / `…killSwitch false` may store strings; the program accepts them
     cfg = ramp_config()
     cfg["netra:platform"]["featureFlags"][FLAG] = {"percent": "10", "killSwitch": "false"}
-    assert fr.refusals(cfg, FLAG) == [] and release.desired(cfg) == 10
+    assert fl.refusals(cfg, FLAG) == [] and release.desired(cfg) == 10
     cfg["netra:platform"]["featureFlags"][FLAG]["killSwitch"] = "true"
-    [problem] = fr.refusals(cfg, FLAG)
-    assert problem.startswith(f"{fr.flag_key(FLAG, 'killSwitch')} is true")
+    [problem] = fl.refusals(cfg, FLAG)
+    assert problem.startswith(f"{fl.flag_key(FLAG, 'killSwitch')} is true")
     cfg["netra:platform"]["featureFlags"][FLAG] = {"percent": "ten", "killSwitch": False}
-    assert fr.refusals(cfg, FLAG) == [f'{PERCENT} must be a number from 0 to 100, got "ten"']
+    assert fl.refusals(cfg, FLAG) == [f'{PERCENT} must be a number from 0 to 100, got "ten"']

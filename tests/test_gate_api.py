@@ -124,6 +124,7 @@ def test_decisions_are_ordered_by_severity():
 
 
 def test_rollout_uses_the_gate_api_not_its_command_line():
-    tree = ast.parse((ROOT / "infra" / "rollout.py").read_text())
-    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
-    assert "infra.canary.cli" not in imported
+    for path in (ROOT / "infra" / "release").rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        assert "infra.canary.cli" not in imported, path

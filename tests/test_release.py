@@ -5,7 +5,7 @@ import dataclasses
 
 import pytest
 
-from infra import release
+from infra.release import model as release
 from infra.components.prometheus import MetricsSidecar
 from infra.components.service import RevisionSpec, SecretEnv, SecretVolume
 

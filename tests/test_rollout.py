@@ -13,8 +13,14 @@ import subprocess
 
 import pytest
 
-from infra import release as rel
-from infra import rollout as ro
+from infra.release import model as rel
+from infra.release import backends as be
+from infra.release import driver as drv
+from infra.release import effects as fx
+from infra.release import lock as lk
+from infra.release.cli import rollout as rollout_cli
+from infra.release import state as rs
+from infra.release import revision as rv
 from infra.notify import Notifier
 
 from infra.config import load_stack_config
@@ -26,12 +32,12 @@ pytestmark = pytest.mark.usefixtures("reuse_plans")
 
 
 def make_release(plan: dict, keys=("auth", "backend", "frontend"), scope="stack", first_deploy=False,
-                 has_migration=True) -> ro.Release:
+                 has_migration=True) -> rv.Release:
     services = plan["outputs"]["services"]
-    targets = tuple(ro.Target(k, services[k]["serviceName"], services[k]["candidateRevision"],
+    targets = tuple(rs.Target(k, services[k]["serviceName"], services[k]["candidateRevision"],
                               None if first_deploy else services[k]["stableRevision"], services[k]["url"])
                     for k in keys)
-    return ro.Release("prod", targets, tuple(plan["outputs"]["stages"]), scope, has_migration, "netra-production",
+    return rv.Release("prod", targets, tuple(plan["outputs"]["stages"]), scope, has_migration, "netra-production",
                       "us-central1")
 
 
@@ -45,7 +51,7 @@ class World:
 
     def __init__(self, config: dict, decisions: dict | None = None, up_fails_at: int | None = None,
                  gate_raises_at: int | None = None):
-        self.backend = ro.MemoryBackend(config)
+        self.backend = be.MemoryBackend(config)
         self.decisions = decisions or {}
         self.up_fails_at = up_fails_at
         self.gate_raises_at = gate_raises_at
@@ -61,15 +67,15 @@ class World:
     def point(self, fn):
         self.count += 1
         if self.kill_at == self.count and not self.after:
-            raise ro.Killed(self.count)
+            raise rs.Killed(self.count)
         try:
             result = fn()
         except Exception:
             if self.kill_at == self.count and self.after:  # died right after a failed effect
-                raise ro.Killed(self.count) from None
+                raise rs.Killed(self.count) from None
             raise
         if self.kill_at == self.count and self.after:
-            raise ro.Killed(self.count)
+            raise rs.Killed(self.count)
         return result
 
     # backend
@@ -81,19 +87,19 @@ class World:
 
     def up(self, message):
         def do():
-            stage = ro.desired_stage(self.release, self.backend.config)
+            stage = rv.desired_stage(self.release, self.backend.config)
             if self.up_fails_at is not None and stage == self.up_fails_at and "rollback" not in message:
-                raise ro.OperationFailed("pulumi up failed: error: boom")
+                raise rs.OperationFailed("pulumi up failed: error: boom")
             self.backend.up(message)
         return self.point(do)
 
     # checks and effects
     def check(self, kind):
-        def call(t: ro.Target, stage: int) -> rel.Verdict:
+        def call(t: rs.Target, stage: int) -> rel.Verdict:
             def do():
                 if kind == "gate" and self.gate_raises_at == stage:
                     raise RuntimeError("monitoring API exploded")
-                last = ro.desired_stage(self.release, self.backend.ups[-1][1]) if self.backend.ups else -1
+                last = rv.desired_stage(self.release, self.backend.ups[-1][1]) if self.backend.ups else -1
                 self.checks.append((kind, t.candidate, stage, last))
                 decision = self.decisions.get(stage, "promote")
                 if decision == "rollback":
@@ -114,9 +120,9 @@ class World:
             self.tags += 1
         return self.point(do)
 
-    def driver(self, release: ro.Release, tag=False, notifier=None) -> ro.Driver:
+    def driver(self, release: rv.Release, tag=False, notifier=None) -> drv.Driver:
         self.release = release
-        return ro.Driver(release, self, gate=self.check("gate"), verify=self.check("verify"), migrate=self.migrate,
+        return drv.Driver(release, self, gate=self.check("gate"), verify=self.check("verify"), migrate=self.migrate,
                          tag=self.tag if tag else None, notifier=notifier, log=lambda line: None)
 
 
@@ -130,13 +136,13 @@ SCENARIOS = {
 }
 
 
-def check_invariants(world: World, release: ro.Release, code: int, expected: int) -> None:
+def check_invariants(world: World, release: rv.Release, code: int, expected: int) -> None:
     assert code == expected
     ups = world.backend.ups
     # no traffic without approval: the program would give every up exactly the stage it asks for
     for message, snap in ups:
-        stage = ro.desired_stage(release, snap)
-        doc = ro.read_release_doc(snap)
+        stage = rv.desired_stage(release, snap)
+        doc = rs.read_release_doc(snap)
         for t in release.targets:
             stable = (snap["netra:services"][t.key].get("stableRevision") or None)
             a = doc["approvals"].get(t.key)
@@ -148,9 +154,9 @@ def check_invariants(world: World, release: ro.Release, code: int, expected: int
         assert last_up_stage == stage, (kind, revision, stage, last_up_stage)
     # never climbs a rejected candidate: after the rejection, every up is at 0 %
     for cand, n in world.ups_at_rejection.items():
-        assert all(ro.desired_stage(release, snap) == 0 for _, snap in ups[n:])
+        assert all(rv.desired_stage(release, snap) == 0 for _, snap in ups[n:])
     final = world.backend.config
-    doc = ro.read_release_doc(final)
+    doc = rs.read_release_doc(final)
     if expected in (0, 1, 4):
         assert "rollout" not in doc, doc.get("rollout")  # the journal is closed
         for t in release.targets:  # no stale override
@@ -159,13 +165,13 @@ def check_invariants(world: World, release: ro.Release, code: int, expected: int
         message, snap = ups[-1]
         assert message == "netra rollout: finalize"
         assert all(snap["netra:services"][t.key]["stableRevision"] == t.candidate for t in release.targets)
-        assert ro.desired_stage(release, snap) == 0
+        assert rv.desired_stage(release, snap) == 0
     if expected in (1, 4):
-        assert ro.desired_stage(release, ups[-1][1]) == 0 if ups else True
+        assert rv.desired_stage(release, ups[-1][1]) == 0 if ups else True
         assert all(snap["netra:services"][t.key]["stableRevision"] == t.stable for t in release.targets
                    for _, snap in ups)
     if expected == 3:
-        assert doc["rollout"]["live"] == 10 and ro.desired_stage(release, final) == 10
+        assert doc["rollout"]["live"] == 10 and rv.desired_stage(release, final) == 10
 
 
 @pytest.mark.parametrize("scope", ["stack", "service"])
@@ -189,11 +195,11 @@ def test_every_interruption_point_converges(prod_plan, scenario, scope):
         for after in (False, True):
             world = World(base, **kwargs)
             world.kill_at, world.after = n, after
-            with pytest.raises(ro.Killed):
+            with pytest.raises(rs.Killed):
                 world.driver(release, tag=True).run()
             world.kill_at = None
             # a fresh driver on what the config recorded (as `run_rollout` does after re-planning)
-            again = ro.resume(release, world.backend.config, every_target(prod_plan))
+            again = rv.resume(release, world.backend.config, every_target(prod_plan))
             outcome = world.driver(again, tag=True).run()
             check_invariants(world, release, outcome.exit_code, expected)
             if expected == 0:
@@ -239,7 +245,7 @@ def test_first_deploy_verifies_at_0_then_goes_to_100(prod_plan):
     assert release.ladder == (0, 100)
     assert world.driver(release).run().exit_code == 0
     assert [(k, s) for k, _, s, _ in world.checks] == [("verify", 0)]
-    assert [ro.desired_stage(release, snap) for _, snap in world.backend.ups] == [0, 100, 0]
+    assert [rv.desired_stage(release, snap) for _, snap in world.backend.ups] == [0, 100, 0]
     assert world.backend.config["netra:services"]["auth"]["stableRevision"] == release.targets[0].candidate
 
 
@@ -257,22 +263,22 @@ def test_template_change_mid_rollout_restarts_the_new_candidate_at_0(prod_plan):
     release = make_release(prod_plan, ("backend",), "service")
     world = World(stack_config("prod"), decisions={50: "hold"})
     assert world.driver(release).run().exit_code == 3  # live at 50 %
-    new = ro.Target("backend", "netra-backend-prod", "netra-backend-prod-99999999", release.targets[0].stable)
-    newer = ro.Release("prod", (new,), release.stages, "service", True)
+    new = rs.Target("backend", "netra-backend-prod", "netra-backend-prod-99999999", release.targets[0].stable)
+    newer = rv.Release("prod", (new,), release.stages, "service", True)
     world.decisions = {}
     world.driver(newer).run()
-    first = ro.desired_stage(newer, world.backend.ups[-5][1])
+    first = rv.desired_stage(newer, world.backend.ups[-5][1])
     assert first == 0 and world.checks[-3][:3] == ("verify", "netra-backend-prod-99999999", 0)
 
 
 def test_the_lock_keeps_two_rollouts_of_one_stack_apart(tmp_path):
-    with ro.StackLock("prod", tmp_path):
-        with pytest.raises(ro.LockBusy, match="another rollout of this stack is running"):
-            with ro.StackLock("prod", tmp_path):
+    with lk.StackLock("prod", tmp_path):
+        with pytest.raises(lk.LockBusy, match="another rollout of this stack is running"):
+            with lk.StackLock("prod", tmp_path):
                 pass
-        with ro.StackLock("staging", tmp_path):  # another stack is fine
+        with lk.StackLock("staging", tmp_path):  # another stack is fine
             pass
-    with ro.StackLock("prod", tmp_path):  # released when the first one ends
+    with lk.StackLock("prod", tmp_path):  # released when the first one ends
         pass
 
 
@@ -286,8 +292,8 @@ def rollout_args(**kw):
 
 def test_cli_rollout_with_the_lock_held_does_nothing_and_exits_4(tmp_path, capsys):
     world = World(stack_config("prod"))
-    with ro.StackLock("prod", tmp_path):
-        code = ro.run_rollout(rollout_args(service="backend"), backend=world, gate=world.check("gate"),
+    with lk.StackLock("prod", tmp_path):
+        code = rollout_cli.run_rollout(rollout_args(service="backend"), backend=world, gate=world.check("gate"),
                               verify=world.check("verify"), migrate=world.migrate, log=lambda l: None,
                               notifier=Notifier("prod", out=io.StringIO()), lock_dir=tmp_path)
     assert code == 4 and world.count == 0
@@ -298,7 +304,7 @@ def test_cli_rollout_gate_error_rolls_back_and_exits_4(tmp_path, prod_plan):
     world = World(stack_config("prod"), gate_raises_at=10)
     world.release = make_release(prod_plan, ("backend",), "service")
     out = io.StringIO()
-    code = ro.run_rollout(rollout_args(service="backend"), backend=world, gate=world.check("gate"),
+    code = rollout_cli.run_rollout(rollout_args(service="backend"), backend=world, gate=world.check("gate"),
                           verify=world.check("verify"), migrate=world.migrate, log=lambda l: None,
                           notifier=Notifier("prod", out=out), lock_dir=tmp_path)
     assert code == 4
@@ -368,12 +374,12 @@ class FakeSession:
 
 def test_migration_job_is_run_through_the_cloud_run_admin_api():
     s = FakeSession({"response": {}})
-    ro.run_migration_job({"name": "netra-migrate", "region": "us-central1"}, "netra-production", session=s,
+    fx.run_migration_job({"name": "netra-migrate", "region": "us-central1"}, "netra-production", session=s,
                          sleep=lambda x: None, log=lambda l: None)
     assert s.requests[0] == ("POST", "https://run.googleapis.com/v2/projects/netra-production/locations/us-central1/jobs/netra-migrate:run")
     assert s.requests[1] == ("GET", "https://run.googleapis.com/v2/projects/p/locations/r/operations/op1")
-    with pytest.raises(ro.OperationFailed, match="failed: bad sql"):
-        ro.run_migration_job({"name": "netra-migrate", "region": "us-central1"}, "p",
+    with pytest.raises(rs.OperationFailed, match="failed: bad sql"):
+        fx.run_migration_job({"name": "netra-migrate", "region": "us-central1"}, "p",
                              session=FakeSession({"error": {"message": "bad sql"}}), sleep=lambda x: None, log=lambda l: None)
 
 
@@ -383,10 +389,10 @@ def test_tag_after_finalize(tmp_path):
                     "--allow-empty", "-m", "x"], check=True)
     subprocess.run(["git", "-C", str(tmp_path), "config", "user.name", "t"], check=True)
     subprocess.run(["git", "-C", str(tmp_path), "config", "user.email", "t@x"], check=True)
-    ro.git_tag("release-1", "released", tmp_path)
+    fx.git_tag("release-1", "released", tmp_path)
     assert "release-1" in subprocess.run(["git", "-C", str(tmp_path), "tag"], capture_output=True, text=True).stdout
-    with pytest.raises(ro.OperationFailed):
-        ro.git_tag("release-1", "again", tmp_path)
+    with pytest.raises(rs.OperationFailed):
+        fx.git_tag("release-1", "again", tmp_path)
 
 
 class FakeAutomationStack:
@@ -416,7 +422,7 @@ class FakeAutomationStack:
 
 def test_automation_backend_runs_up_with_the_policy_pack_and_writes_json():
     stack = FakeAutomationStack()
-    b = ro.AutomationBackend(stack, "/repo/policies", "/repo/policies/config.prod.json", log=lambda l: None)
+    b = be.AutomationBackend(stack, "/repo/policies", "/repo/policies/config.prod.json", log=lambda l: None)
     b.write({"netra:canaryPercent": 10, "netra:release": {"approvals": {}}}, remove=("netra:services.backend.canaryPercent",))
     b.up("netra rollout: stage 10 %")
     assert stack.calls[0] == ("set", {"netra:canaryPercent": "10", "netra:release": '{"approvals":{}}'})
@@ -469,13 +475,13 @@ def test_live_gate_judges_what_cloud_run_serves_and_binds_the_verdict(prod_plan,
         return Verdict(Decision.PROMOTE, "promote: fine", {"candidateRevision": rev.candidate})
 
     monkeypatch.setattr(api, "judge", judge)
-    v = ro.make_gate(None, release, lambda l: None, session=serving(t.candidate, 10))(t, 10)
+    v = fx.make_gate(None, release, lambda l: None, session=serving(t.candidate, 10))(t, 10)
     assert (v.decision, v.revision, v.stage, v.by) == ("promote", t.candidate, 10, "gate") and len(v.evidence) == 64
     assert (tmp_path / "verdict-prod-backend-10.json").exists()
-    with pytest.raises(ro.OperationFailed, match="not .* at 50 % as applied"):
-        ro.make_gate(None, release, lambda l: None, session=serving(t.candidate, 10))(t, 50)
-    with pytest.raises(ro.OperationFailed, match="serves netra-backend-prod-00000000"):
-        ro.make_gate(None, release, lambda l: None, session=serving("netra-backend-prod-00000000", 10))(t, 10)
+    with pytest.raises(rs.OperationFailed, match="not .* at 50 % as applied"):
+        fx.make_gate(None, release, lambda l: None, session=serving(t.candidate, 10))(t, 50)
+    with pytest.raises(rs.OperationFailed, match="serves netra-backend-prod-00000000"):
+        fx.make_gate(None, release, lambda l: None, session=serving("netra-backend-prod-00000000", 10))(t, 10)
     monkeypatch.setattr(api, "judge", lambda rev, settings, **kw: Verdict(Decision.ERROR, "error: no credentials", {}))
-    with pytest.raises(ro.OperationFailed, match="no credentials"):
-        ro.make_gate(None, release, lambda l: None, session=serving(t.candidate, 10))(t, 10)
+    with pytest.raises(rs.OperationFailed, match="no credentials"):
+        fx.make_gate(None, release, lambda l: None, session=serving(t.candidate, 10))(t, 10)

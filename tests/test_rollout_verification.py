@@ -11,8 +11,9 @@ from dataclasses import replace
 
 import pytest
 
-from infra import release as rel
-from infra import rollout as ro
+from infra.release import model as rel
+from infra.release import state as rs
+from infra.release import revision as rv
 
 from .conftest import stack_config
 from .test_rollout import World, check_invariants, every_target, make_release
@@ -35,14 +36,14 @@ class VWorld(World):
         return self.point(do)
 
     def migrate(self):
-        self.journal_at_migrate.append(dict(ro.read_release_doc(self.backend.config).get("rollout") or {}))
+        self.journal_at_migrate.append(dict(rs.read_release_doc(self.backend.config).get("rollout") or {}))
         return super().migrate()
 
-    def load_test(self, t: ro.Target) -> dict:
+    def load_test(self, t: rs.Target) -> dict:
         def do():
             if self.load_test_raises:
                 raise RuntimeError("the load-test job could not start")
-            last = ro.desired_stage(self.release, self.backend.ups[-1][1]) if self.backend.ups else -1
+            last = rv.desired_stage(self.release, self.backend.ups[-1][1]) if self.backend.ups else -1
             self.load_tests.append((t.candidate, last))
             if self.load_test_decision != "pass":
                 self.rejected.add(t.candidate)
@@ -82,8 +83,8 @@ def test_a_failing_load_test_stops_the_release_before_production_traffic(prod_pl
     outcome = world.driver(release).run()
     assert outcome.exit_code == 1
     assert "the load test rejected backend at 0 %: WebSocket event latency p95 151 ms > 100 ms" in outcome.reason
-    assert all(ro.desired_stage(release, snap) == 0 for _, snap in world.backend.ups)  # never above 0 %
-    approvals = ro.read_release_doc(world.backend.config)["approvals"]
+    assert all(rv.desired_stage(release, snap) == 0 for _, snap in world.backend.ups)  # never above 0 %
+    approvals = rs.read_release_doc(world.backend.config)["approvals"]
     assert approvals["backend"]["rejected"] is True and approvals["backend"]["revision"] == release.targets[1].candidate
     # run again: the rejected candidate does not climb by itself
     again = world.driver(release).run()
@@ -94,7 +95,7 @@ def test_a_load_test_that_cannot_run_is_a_failure_exit_4(prod_plan):
     world = VWorld(stack_config("prod"), load_test_raises=True)
     outcome = world.driver(verified_release(prod_plan)).run()
     assert outcome.exit_code == 4 and "the load test failed to run" in outcome.reason
-    assert all(ro.desired_stage(world.release, snap) == 0 for _, snap in world.backend.ups)
+    assert all(rv.desired_stage(world.release, snap) == 0 for _, snap in world.backend.ups)
 
 
 @pytest.mark.parametrize("decision,expected", [("pass", 0), ("fail", 1)])
@@ -108,10 +109,10 @@ def test_every_interruption_point_converges_with_backup_and_load_test(prod_plan,
         for after in (False, True):
             world = VWorld(base, load_test=decision)
             world.kill_at, world.after = n, after
-            with pytest.raises(ro.Killed):
+            with pytest.raises(rs.Killed):
                 world.driver(release, tag=True).run()
             world.kill_at = None
-            again = ro.resume(release, world.backend.config, every_target(prod_plan))
+            again = rv.resume(release, world.backend.config, every_target(prod_plan))
             again = replace(again, backup_before_migrate=True, load_test_service="backend")
             outcome = world.driver(again, tag=True).run()
             check_invariants(world, release, outcome.exit_code, expected)
@@ -131,8 +132,8 @@ def test_journal_fields_are_in_the_release_model(prod_plan):
     real_write = world.backend.write
 
     def spy(values, remove=()):
-        if ro.RELEASE_KEY in values:
-            seen.append(json.loads(json.dumps(values[ro.RELEASE_KEY])))
+        if rs.RELEASE_KEY in values:
+            seen.append(json.loads(json.dumps(values[rs.RELEASE_KEY])))
         real_write(values, remove)
 
     world.backend.write = spy
@@ -158,7 +159,7 @@ def test_load_test_step_runs_the_job_on_the_tagged_url_and_adds_memory_growth(tm
     from google.api import metric_pb2
     from google.cloud import monitoring_v3
 
-    from infra.loadtest_step import MEMORY_METRIC, LoadTestStep
+    from infra.release.load_test import MEMORY_METRIC, LoadTestStep
     from loadtest.summary import Summary
     from loadtest.verdict import Criteria, judge
 
@@ -188,7 +189,7 @@ def test_load_test_step_runs_the_job_on_the_tagged_url_and_adds_memory_growth(tm
         env = {e["name"]: e["value"] for e in overrides["containerOverrides"][0]["env"]}
         runs.append(env)
         objects[env["LOADTEST_RESULTS_URI"].split("/", 3)[3]] = job_verdict  # the job wrote its verdict
-        raise ro.OperationFailed("job netra-loadtest-staging failed: Task exited with code 1")  # read it all the same
+        raise rs.OperationFailed("job netra-loadtest-staging failed: Task exited with code 1")  # read it all the same
 
     def monitoring(growth_to):
         class Client:

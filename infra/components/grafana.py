@@ -24,7 +24,7 @@ import pulumi_gcp as gcp
 import pulumi_random as random
 from pulumi_gcp import cloudrunv2 as run
 
-from infra import release
+from infra.release import model as release
 
 from .observability.dashboard_model import Dashboard
 from .observability import grafana_render

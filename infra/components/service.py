@@ -9,7 +9,7 @@ import pulumi
 import pulumi_gcp as gcp
 from pulumi_gcp import cloudrunv2 as run
 
-from infra import release
+from infra.release import model as release
 from infra.config import ConfigError, Problem, ServiceConfig, service_name
 from infra.config.stack import DEFAULT_STAGES
 

@@ -2,7 +2,7 @@ import dataclasses
 
 import pytest
 
-from infra import release
+from infra.release import model as release
 from infra.components.service import (ACCOUNT_ID_MAX, CloudRunService, CloudRunServiceArgs, SecretEnv, ServiceWiring,
                                       revision_spec, service_account_id)
 from infra.config import ServiceConfig

@@ -1,7 +1,7 @@
-"""`python -m infra rollout --stack S --flag NAME`: ramp a feature flag along the ladder, crash-safe.
+"""The flag ramp release kind (`python -m infra rollout --stack S --flag NAME`): a feature flag along the ladder.
 
-The same Driver, State and Step machinery as the revision rollout (infra/rollout.py), over a different
-thing being released: `FlagRelease`. Its stage key is `netra:platform.featureFlags.<flag>.percent` (a
+A release kind (like revision.py): the same Driver, State and steps as the revision rollout, over a
+different thing being released: `FlagRelease`. Its stage key is `netra:platform.featureFlags.<flag>.percent` (a
 change is a new version of the `<env>-feature-flags` secret, which the services read from a mounted file,
 so nothing restarts); its "candidate" and "stable" are the flag's two arms (`<flag>=on` / `<flag>=off`,
 infra/flag_gate.py) in each service that reads the flags secret; its journal is
@@ -28,14 +28,18 @@ journal is open, under the same stack lock): the gate could not tell a flag's ef
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, ClassVar, Optional
+from typing import TYPE_CHECKING, Any, ClassVar, Optional
 
 from infra import flags
-from infra import release as rel
-from infra import rollout as ro
+from infra.release import model as rel
+from infra.release import steps as st
+from infra.release.effects import authorized_session, rollout_verdict
+from infra.release.state import (EXIT_RELEASED, EXIT_ROLLED_BACK, RELEASE_KEY, OperationFailed, Outcome, State, Step,
+                                 Target, decode, now, read_release_doc)
+
+if TYPE_CHECKING:
+    from infra.release.driver import Driver
 from infra.flag_gate import FLAG, arms
 
 FLAG_RAMP_KEY = "flagRamp"  # netra:release.flagRamp: the journal of the flag ramp in progress
@@ -48,7 +52,7 @@ def flag_key(flag: str, leaf: str = "") -> str:
 
 def feature_flags(config: dict) -> dict:
     """netra:platform.featureFlags of a raw (decoded) stack config."""
-    platform = ro._decode(config.get("netra:platform")) or {}
+    platform = decode(config.get("netra:platform")) or {}
     return (platform.get("featureFlags") or {}) if isinstance(platform, dict) else {}
 
 
@@ -64,11 +68,11 @@ def _percent(value: Any) -> float:
 
 @dataclass(frozen=True)
 class FlagRelease:
-    """A flag ramp as the rollout Driver sees it (the same interface as rollout.Release)."""
+    """A flag ramp as the rollout Driver sees it (the `state.Kind` interface, like revision.Release)."""
 
     stack: str
     flag: str
-    targets: tuple[ro.Target, ...]  # the services whose arms carry evidence; candidate/stable = on/off arm
+    targets: tuple[Target, ...]  # the services whose arms carry evidence; candidate/stable = on/off arm
     stages: tuple[int, ...]
     revisions: dict[str, Optional[str]] = field(default_factory=dict)  # reader key -> its stable revision
     project: str = ""
@@ -78,7 +82,7 @@ class FlagRelease:
     first_deploy: ClassVar[bool] = False
 
     @property
-    def steps(self) -> tuple[ro.Step, ...]:
+    def steps(self) -> tuple[Step, ...]:
         return FLAG_STEPS
 
     @property
@@ -130,7 +134,7 @@ class FlagRelease:
         evidence = rel.evidence_digest({"flag": self.flag, "stage": stage,
                                         "verdicts": {k: v.evidence for k, v in sorted(chosen.items())}})
         record = {"stage": stage, "by": bys.pop() if len(bys) == 1 else "gate", "evidence": evidence,
-                  "at": ro._now(), "rejected": bool(rejected), "revisions": dict(self.revisions)}
+                  "at": now(), "rejected": bool(rejected), "revisions": dict(self.revisions)}
         doc[FLAG_APPROVALS_KEY] = {**(doc.get(FLAG_APPROVALS_KEY) or {}), self.flag: record}
 
     def forget_approvals(self, doc: dict) -> None:
@@ -164,65 +168,65 @@ class FlagRelease:
 # the steps that differ from the revision rollout's (the others are rollout's own functions)
 
 
-def step_finished(d: ro.Driver, s: ro.State) -> ro.Outcome:
-    return ro.Outcome(ro.EXIT_RELEASED, f"nothing to ramp: {s.release.flag} is on for {s.desired} % of requests")
+def step_finished(d: "Driver", s: State) -> Outcome:
+    return Outcome(EXIT_RELEASED, f"nothing to ramp: {s.release.flag} is on for {s.desired} % of requests")
 
 
-def step_refuse(d: ro.Driver, s: ro.State) -> ro.Outcome:
+def step_refuse(d: "Driver", s: State) -> Outcome:
     a = s.release.rejected_before(s.doc)
-    return ro.Outcome(ro.EXIT_ROLLED_BACK, (
+    return Outcome(EXIT_ROLLED_BACK, (
         f"{s.release.flag} was rejected (rolled back) at {a.get('stage')} % on these revisions ({a.get('at')}): nothing "
         f"done; approve it explicitly (`python -m infra approve --stack {s.release.stack} --flag {s.release.flag} "
         f"--stage N --note WHY`) or ship new code (new stable revisions) first"))
 
 
-def step_begin(d: ro.Driver, s: ro.State) -> None:
+def step_begin(d: "Driver", s: State) -> None:
     r: FlagRelease = s.release
     start = r.start_stage(float(s.desired))
     doc = dict(s.doc)
     r.forget_approvals(doc)  # evidence of an earlier ramp is not evidence for this one
     doc[FLAG_RAMP_KEY] = {"flag": r.flag, "services": r.keys, "revisions": dict(r.revisions), "from": s.desired,
-                          "live": -1, "started": ro._now()}
-    d.write({r.stage_keys()[0]: start, ro.RELEASE_KEY: doc},
+                          "live": -1, "started": now()}
+    d.write({r.stage_keys()[0]: start, RELEASE_KEY: doc},
             what=f"begin: journal the ramp of {r.flag} from {s.desired} %, start at {start} %")
     d.notify("start", f"flag {r.flag} along {list(r.ladder)} (from {s.desired} %), judged on {', '.join(r.keys)}",
              flag=r.flag, services=r.keys, ladder=list(r.ladder))
 
 
-def step_done(d: ro.Driver, s: ro.State) -> ro.Outcome:
+def step_done(d: "Driver", s: State) -> Outcome:
     d.close_journal(s)
     d.notify("released", f"flag {s.release.flag} is on for {s.live} % of requests", flag=s.release.flag)
-    return ro.Outcome(ro.EXIT_RELEASED, f"ramped: {s.release.flag} is on for {s.live} % of requests")
+    return Outcome(EXIT_RELEASED, f"ramped: {s.release.flag} is on for {s.live} % of requests")
 
 
-def _rejected(s: ro.State) -> bool:
-    return bool(ro._journal(s).get("rejected"))
+def _rejected(s: State) -> bool:
+    return bool(st.journal_of(s).get("rejected"))
 
 
-def _kill_switch(s: ro.State) -> bool:
+def _kill_switch(s: State) -> bool:
     return killed(feature_flags(s.config).get(s.release.flag))
 
 
-def step_stop(d: ro.Driver, s: ro.State) -> None:
+def step_stop(d: "Driver", s: State) -> None:
     """The operator turned the kill switch on during the ramp (the seed's emergency off): the ramp ends as
     a rollback to 0 %, so its journal closes and nothing climbs when the kill switch goes off again."""
     why = f"{flag_key(s.release.flag, 'killSwitch')} was turned on during the ramp"
     doc = dict(s.doc)
-    doc[FLAG_RAMP_KEY] = {**ro._journal(s), "rejected": why}
-    d.write({ro.RELEASE_KEY: doc}, what=f"record the stop: {why}")
+    doc[FLAG_RAMP_KEY] = {**st.journal_of(s), "rejected": why}
+    d.write({RELEASE_KEY: doc}, what=f"record the stop: {why}")
 
 
-FLAG_STEPS: tuple[ro.Step, ...] = (
-    ro.Step("finished", lambda s: s.journal is None and s.desired >= s.release.ladder[-1], step_finished),
-    ro.Step("refuse", lambda s: s.journal is None and bool(s.release.rejected_before(s.doc)), step_refuse),
-    ro.Step("begin", lambda s: s.journal is None, step_begin),
-    ro.Step("stop", lambda s: _kill_switch(s) and not _rejected(s), step_stop),
-    ro.Step("retreat", lambda s: _rejected(s) and s.desired != 0, ro.step_retreat),
-    ro.Step("apply", lambda s: s.desired != s.live, ro.step_apply),
-    ro.Step("rolled-back", _rejected, ro.step_rolled_back),
-    ro.Step("done", lambda s: s.live >= s.release.ladder[-1], step_done),
-    ro.Step("check", lambda s: not s.approved_at(s.live), ro.step_check),
-    ro.Step("climb", lambda s: s.approved_at(s.live), ro.step_climb),
+FLAG_STEPS: tuple[Step, ...] = (
+    Step("finished", lambda s: s.journal is None and s.desired >= s.release.ladder[-1], step_finished),
+    Step("refuse", lambda s: s.journal is None and bool(s.release.rejected_before(s.doc)), step_refuse),
+    Step("begin", lambda s: s.journal is None, step_begin),
+    Step("stop", lambda s: _kill_switch(s) and not _rejected(s), step_stop),
+    Step("retreat", lambda s: _rejected(s) and s.desired != 0, st.step_retreat),
+    Step("apply", lambda s: s.desired != s.live, st.step_apply),
+    Step("rolled-back", _rejected, st.step_rolled_back),
+    Step("done", lambda s: s.live >= s.release.ladder[-1], step_done),
+    Step("check", lambda s: not s.approved_at(s.live), st.step_check),
+    Step("climb", lambda s: s.approved_at(s.live), st.step_climb),
 )
 
 
@@ -232,15 +236,15 @@ FLAG_STEPS: tuple[ro.Step, ...] = (
 
 def refusals(config: dict, flag: str) -> list[str]:
     """One line per problem, each naming its key; [] when the ramp may run (or resume)."""
-    doc = ro.read_release_doc(config)
+    doc = read_release_doc(config)
     out = []
     if doc.get("rollout"):
-        out.append(f"{ro.RELEASE_KEY}.rollout: a revision rollout is in progress "
+        out.append(f"{RELEASE_KEY}.rollout: a revision rollout is in progress "
                    f"({', '.join(f'{k} {c}' for k, c in (doc['rollout'].get('candidates') or {}).items())}); finish it "
                    f"(python -m infra rollout) or roll it back before ramping a flag")
     journal = doc.get(FLAG_RAMP_KEY) or {}
     if journal and journal.get("flag") != flag:
-        out.append(f"{ro.RELEASE_KEY}.{FLAG_RAMP_KEY}: flag {journal.get('flag')} is ramping; finish it first "
+        out.append(f"{RELEASE_KEY}.{FLAG_RAMP_KEY}: flag {journal.get('flag')} is ramping; finish it first "
                    f"(python -m infra rollout --flag {journal.get('flag')})")
     ff = feature_flags(config)
     value = ff.get(flag)
@@ -275,10 +279,10 @@ def shape_problem(ff: dict, flag: str) -> Optional[str]:
 
 def revision_refusal(config: dict) -> Optional[str]:
     """Why a revision rollout must not start now (a flag ramp is in progress), or None."""
-    journal = ro.read_release_doc(config).get(FLAG_RAMP_KEY)
+    journal = read_release_doc(config).get(FLAG_RAMP_KEY)
     if not journal:
         return None
-    return (f"{ro.RELEASE_KEY}.{FLAG_RAMP_KEY}: flag {journal.get('flag')} is ramping (live {journal.get('live')} %); "
+    return (f"{RELEASE_KEY}.{FLAG_RAMP_KEY}: flag {journal.get('flag')} is ramping (live {journal.get('live')} %); "
             f"finish it first (python -m infra rollout --stack <stack> --flag {journal.get('flag')}): the gate could "
             f"not tell a new revision's effect from the flag's")
 
@@ -302,7 +306,7 @@ def plan_flag_release(stack: str, flag: str, service: Optional[str], config: dic
     if service is not None and service not in readers:
         raise UsageError(f"--service {service}: not a service that reads the {FLAGS_SECRET} secret (those: "
                          f"{', '.join(readers) or 'none'})")
-    journal = ro.read_release_doc(config).get(FLAG_RAMP_KEY) or {}
+    journal = read_release_doc(config).get(FLAG_RAMP_KEY) or {}
     resumed = journal.get("services") if journal.get("flag") == flag else None
     # a ramp in progress resumes on the services it began with, whatever --service says now
     keys = list(resumed) if resumed and set(resumed) <= set(readers) else [service] if service else readers
@@ -311,8 +315,8 @@ def plan_flag_release(stack: str, flag: str, service: Optional[str], config: dic
                          f"so no request log carries the flag's arms")
     services = outputs.get("services") or {}
     off, on = arms(flag)
-    raw = ro._decode(config.get("netra:services")) or {}
-    targets = tuple(ro.Target(k, services[k]["serviceName"], on, off) for k in keys)
+    raw = decode(config.get("netra:services")) or {}
+    targets = tuple(Target(k, services[k]["serviceName"], on, off) for k in keys)
     # bound to the code every reader serves (not only the judged ones): the program checks the same binding
     revisions = {k: (raw.get(k) or {}).get("stableRevision") or None for k in readers}
     return FlagRelease(stack, flag, targets, tuple(cfg.stages), revisions, outputs.get("gcpProject", ""),
@@ -327,14 +331,14 @@ def deployed_flags(project: str, secret: str, session=None) -> dict:
     `versions.access`). The payload is never logged or put in an error (it is a Pulumi secret)."""
     import base64
 
-    session = session or ro.authorized_session()
+    session = session or authorized_session()
     r = session.get(f"{SECRET_MANAGER}projects/{project}/secrets/{secret}/versions/latest:access", timeout=30)
     if r.status_code >= 300:
-        raise ro.OperationFailed(f"cannot read the latest version of secret {secret}: HTTP {r.status_code}")
+        raise OperationFailed(f"cannot read the latest version of secret {secret}: HTTP {r.status_code}")
     try:
         return json.loads(base64.b64decode(r.json()["payload"]["data"]))
     except (KeyError, TypeError, ValueError):
-        raise ro.OperationFailed(f"the latest version of secret {secret} is not a JSON flags document") from None
+        raise OperationFailed(f"the latest version of secret {secret} is not a JSON flags document") from None
 
 
 def make_flag_gate(settings, release: FlagRelease, log, client=None, read_flags=None, **judge_kwargs):
@@ -347,70 +351,19 @@ def make_flag_gate(settings, release: FlagRelease, log, client=None, read_flags=
 
     read_flags = read_flags or (lambda: deployed_flags(release.project, release.flags_secret))
 
-    def gate(t: ro.Target, stage: int) -> rel.Verdict:
+    def gate(t: Target, stage: int) -> rel.Verdict:
         value = read_flags().get(release.flag)
         if not flags.is_ramp(value) or killed(value) or _percent(value) != stage:
             seen = (f"{_percent(value)} %" + (" with the kill switch on" if killed(value) else "")
                     if flags.is_ramp(value) else "not a ramp")
-            raise ro.OperationFailed(f"the services read {release.flag} at {seen} from secret {release.flags_secret} "
+            raise OperationFailed(f"the services read {release.flag} at {seen} from secret {release.flags_secret} "
                                      f"(version latest), not {stage} % as applied")
         verdict = judge_flag_ramp(release.project, t.service_name, release.flag, stage, settings, client=client,
                                   stack=release.stack, progress=log, **judge_kwargs)
-        return ro.rollout_verdict(verdict, f"verdict-{release.stack}-flag-{release.flag}-{t.key}-{stage}.json",
+        return rollout_verdict(verdict, f"verdict-{release.stack}-flag-{release.flag}-{t.key}-{stage}.json",
                                   t.candidate, stage, f"the gate on {release.flag}'s arms in {t.key}")
 
     return gate
-
-
-def print_flag_dry_run(release: FlagRelease, config: dict) -> int:
-    problems = refusals(config, release.flag)
-    if problems:
-        for p in problems:
-            print(f"infra rollout: error: {p}", file=sys.stderr)
-        return ro.EXIT_USAGE
-    return ro.print_dry_run(release, config, False)
-
-
-def run_flag_ramp(args, *, backend=None, gate=None, notifier=None, log=None, lock_dir: Optional[Path] = None) -> int:
-    """`rollout --flag`. The keyword hooks let tests inject a backend, the gate and the notifier."""
-    from infra.canary.api import UsageError, gate_settings, quiet_google_warnings
-    from infra.canary.stack import PROJECT_ROOT, StackError
-    from infra.notify import Notifier
-
-    quiet_google_warnings()
-    log = log or (lambda line: print(line, file=sys.stderr, flush=True))
-    for name in ("tag", "verify_url", "smoke_path"):
-        if getattr(args, name, None):
-            return ro._err("rollout", f"--{name.replace('_', '-')} belongs to a revision rollout, not to --flag "
-                                      f"(a flag ramp is judged by the gate on the flag's arms)")
-    try:
-        settings = gate_settings(args)
-        if args.dry_run:
-            config = ro._stack_raw_config(args.stack)
-            return print_flag_dry_run(plan_flag_release(args.stack, args.flag, args.service, config), config)
-        if backend is None:
-            backend = ro.open_backend("rollout", args.stack, log)
-            if backend is None:
-                return ro.EXIT_FAILED
-        release = plan_flag_release(args.stack, args.flag, args.service, backend.read())
-    except (UsageError, StackError, ValueError) as exc:
-        return ro._err("rollout", str(exc))
-    gate = gate or make_flag_gate(settings, release, log)
-    driver = ro.Driver(release, backend, gate=gate, verify=gate, notifier=notifier or Notifier.from_env(args.stack),
-                       log=log)
-    try:
-        with ro.StackLock(args.stack, lock_dir or PROJECT_ROOT / ".netra"):
-            problems = refusals(backend.read(), release.flag)  # under the lock: what the ramp will really see
-            if problems:
-                for p in problems:
-                    print(f"infra rollout: error: {p}", file=sys.stderr)
-                return ro.EXIT_USAGE
-            outcome = driver.run()
-    except ro.LockBusy as exc:
-        print(f"infra rollout: error: {exc}", file=sys.stderr)
-        return ro.EXIT_FAILED
-    print(f"rollout {args.stack} --flag {release.flag}: {outcome.reason} (exit {outcome.exit_code})", file=sys.stderr)
-    return outcome.exit_code
 
 
 def flag_status(doc: dict, stack: str) -> list[str]:
@@ -426,49 +379,3 @@ def flag_status(doc: dict, stack: str) -> list[str]:
         out.append(f"  flag {name}: {'rejected' if a.get('rejected') else 'approved'} at {a.get('stage')} % by "
                    f"{a.get('by')}" + (f" ({a.get('at')})" if a.get("at") else ""))
     return out
-
-
-def run_approve_flag(args, *, backend=None) -> int:
-    """`approve --flag NAME --stage S --note WHY`: an operator approval of the flag at stage S (it may then get
-    the next stage), bound like the gate's to the revisions serving now; it also lifts a rejection."""
-    from infra.canary.api import UsageError
-    from infra.canary.stack import StackError
-
-    for name in ("stack", "stage", "note"):
-        if not getattr(args, name):
-            return ro._err("approve", f"--{name} is required")
-    if args.service or args.revision:
-        return ro._err("approve", "--flag approves a flag ramp: leave out --service and --revision")
-    who, problem = ro.operator_login(args.by)
-    if problem:
-        return ro._err("approve", problem)
-    try:
-        config = ro._stack_raw_config(args.stack) if backend is None else backend.read()
-        release = plan_flag_release(args.stack, args.flag, None, config)
-    except (UsageError, StackError) as exc:
-        return ro._err("approve", str(exc))
-    shape = shape_problem(feature_flags(config), args.flag)
-    if shape:
-        return ro._err("approve", shape)
-    checked = release.checked_stages
-    if str(args.stage) not in {str(s) for s in checked}:
-        return ro._err("approve", f"--stage must be one of {checked} (the stage the flag was checked at), got {args.stage!r}")
-    stage = int(args.stage)
-    if backend is None:
-        backend = ro.open_backend("approve", args.stack)
-        if backend is None:
-            return ro.EXIT_FAILED
-        config = backend.read()
-        release = plan_flag_release(args.stack, args.flag, None, config)
-        shape = shape_problem(feature_flags(config), args.flag)  # what the stack holds, not the stack file
-        if shape:
-            return ro._err("approve", shape)
-    note = {"flag": args.flag, "stage": stage, "by": who, "note": args.note}
-    doc = ro.read_release_doc(config)
-    record = {"stage": stage, "by": f"operator:{who}", "evidence": rel.evidence_digest(note), "at": ro._now(),
-              "rejected": False, "revisions": dict(release.revisions)}
-    doc[FLAG_APPROVALS_KEY] = {**(doc.get(FLAG_APPROVALS_KEY) or {}), args.flag: record}
-    backend.write({ro.RELEASE_KEY: doc})
-    print(f"approved flag {args.flag} at {stage} % by operator:{who} (evidence {record['evidence'][:12]}…): it may now "
-          f"get {rel.next_stage(release.ladder, stage)} %")
-    return ro.EXIT_RELEASED

@@ -1,7 +1,7 @@
 """The load test as a release step: run the load-test job against the candidate, judge, record.
 
 At stage 0, after the candidate's smoke verification and before any production traffic, the rollout
-(infra/rollout.py, step `load-test`) calls `LoadTestStep.run(target)`:
+(infra/release/steps.py, step `load-test`) calls `LoadTestStep.run(target)`:
 
 1. the candidate's tagged URL from Cloud Run (`trafficStatuses[tag=canary].uri`, Admin API v2);
 2. the job `netra-loadtest-<env>` executed with LOADTEST_TARGET_URL = that URL and LOADTEST_RESULTS_URI =
@@ -81,17 +81,18 @@ class LoadTestStep:
     criteria: Criteria  # from netra:verification.loadTest.criteria (memory included)
     session: object = None  # authorized requests session (Cloud Run, Cloud Storage)
     monitoring: object = None  # MetricServiceClient
-    run_job: Optional[Callable] = None  # (job, project, overrides) -> None; default: rollout.run_migration_job
+    run_job: Optional[Callable] = None  # (job, project, overrides) -> None; default: effects.run_migration_job
     log: Callable[[str], None] = print
     clock: Callable[[], float] = time.time
 
     def run(self, service_name: str, revision: str) -> dict:
         from loadtest.gcs import download_json
 
-        from infra.rollout import OperationFailed, run_migration_job
+        from infra.release.effects import run_migration_job
+        from infra.release.state import OperationFailed
 
         if self.session is None:
-            from infra.rollout import authorized_session
+            from infra.release.effects import authorized_session
 
             self.session = authorized_session()
         url = candidate_url(self.session, self.project, self.region, service_name)

@@ -1,0 +1,130 @@
+"""Backends: where a stack's config lives and how `pulumi up` runs. A backend is the small interface
+the Driver, `rollback`, `approve` and `bake` use:
+
+    read() -> dict                          the stack config, top-level key -> decoded value
+    write(values, remove=()) -> None        set config paths (`pulumi config set --path`), remove others
+    up(message) -> None                     apply the config; raise OperationFailed when it did not
+
+- `AutomationBackend`: the real stack through the Pulumi Automation API, `up` with the policy pack;
+- `MemoryBackend`: config in memory, `up` records what it would apply (dry runs, tests).
+"""
+from __future__ import annotations
+
+import copy
+import json
+import sys
+
+from infra.release.state import OperationFailed, decode
+
+
+class AutomationBackend:
+    """A Pulumi stack through the Automation API (LocalWorkspace on the project root). `up` runs with the
+    policy pack, so a skipped stage is refused by the pack as well as by the program."""
+
+    def __init__(self, stack, policy_pack: str, policy_config: str, log=print):
+        self.stack = stack
+        self.policy_pack = policy_pack
+        self.policy_config = policy_config
+        self.log = log
+
+    def read(self) -> dict:
+        return {k: decode(v.value) for k, v in self.stack.get_all_config().items()}
+
+    def write(self, values: dict, remove: tuple[str, ...] = ()) -> None:
+        from pulumi import automation as auto
+
+        if values:
+            encoded = {k: auto.ConfigValue(value=v if isinstance(v, str) else json.dumps(v, separators=(",", ":")))
+                       for k, v in values.items()}
+            self.stack.set_all_config(encoded, path=True)
+        if remove:
+            self.stack.remove_all_config(list(remove), path=True)
+
+    def up(self, message: str) -> None:
+        from pulumi.automation import errors as auto_errors
+
+        try:
+            result = self.stack.up(message=message, on_output=lambda line: self.log(line.rstrip("\n")),
+                                   policy_packs=[self.policy_pack], policy_pack_configs=[self.policy_config])
+        except auto_errors.CommandError as exc:
+            text = str(exc).strip()
+            raise OperationFailed(f"pulumi up failed: {text.splitlines()[-1] if text else exc}") from None
+        status = getattr(getattr(result, "summary", None), "result", "succeeded")
+        if status != "succeeded":
+            raise OperationFailed(f"pulumi up ended with {status!r}")
+
+
+class MemoryBackend:
+    """Config in memory (a copy of Pulumi.<stack>.yaml's `config:`); `up` records what it would apply.
+    The dry run walks the real path on it; tests inject failures and kills."""
+
+    def __init__(self, config: dict, log=None):
+        self.config = copy.deepcopy(config)
+        self.ups: list[tuple[str, dict]] = []  # (message, config snapshot)
+        self.log = log
+
+    def read(self) -> dict:
+        return copy.deepcopy(self.config)
+
+    def write(self, values: dict, remove: tuple[str, ...] = ()) -> None:
+        from infra.plan.stackfile import set_path
+
+        for k, v in values.items():
+            set_path(self.config, k, v)
+        for k in remove:
+            _remove_path(self.config, k)
+
+    def up(self, message: str) -> None:
+        self.ups.append((message, copy.deepcopy(self.config)))
+
+
+def _remove_path(config: dict, path: str) -> None:
+    key, _, rest = path.partition(".")
+    node = config.get(key)
+    if not rest:
+        config.pop(key, None)
+        return
+    parts = rest.split(".")
+    for part in parts[:-1]:
+        if not isinstance(node, dict):
+            return
+        node = node.get(part)
+    if isinstance(node, dict):
+        node.pop(parts[-1], None)
+
+
+def select_stack(stack_name: str):
+    from pulumi import automation as auto
+
+    from infra.canary.stack import PROJECT_ROOT
+
+    return auto.select_stack(stack_name=stack_name, work_dir=str(PROJECT_ROOT))
+
+
+def automation_backend(stack: str, log=print) -> AutomationBackend:
+    """The stack through the Automation API with the stack's policy pack config (raises when it cannot)."""
+    from infra.canary.stack import PROJECT_ROOT
+    from infra.plan import POLICY_DIR, policy_config_file
+
+    return AutomationBackend(select_stack(stack), str(PROJECT_ROOT / POLICY_DIR), str(policy_config_file(stack)), log=log)
+
+
+def open_backend(cmd: str, stack: str, log=print):
+    """`automation_backend`, or None after one error line on stderr."""
+    try:
+        return automation_backend(stack, log)
+    except Exception as exc:  # no Pulumi CLI, no such stack, no backend login...
+        text = str(exc).strip()
+        print(f"infra {cmd}: error: cannot open stack {stack!r} with the Automation API (needs the Pulumi CLI and a "
+              f"logged-in backend): {text.splitlines()[-1] if text else type(exc).__name__}", file=sys.stderr)
+        return None
+
+
+def stack_raw_config(stack: str) -> dict:
+    """The `config:` of Pulumi.<stack>.yaml as written (no validation): what a rollback needs when the rest is broken."""
+    import yaml
+
+    from infra.canary.stack import PROJECT_ROOT
+
+    doc = yaml.safe_load((PROJECT_ROOT / f"Pulumi.{stack}.yaml").read_text()) or {}
+    return dict(doc.get("config") or {})

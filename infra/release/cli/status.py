@@ -1,0 +1,89 @@
+"""`python -m infra status`: per service the stable and candidate revision, live stage, last verdict and
+next step; the flag ramp in progress. Read-only. Exit 0, 2 usage."""
+from __future__ import annotations
+
+import json
+
+from infra.release import model as rel
+from infra.release.backends import stack_raw_config
+from infra.release.cli.common import err
+from infra.release.flag import FLAG_APPROVALS_KEY, FLAG_RAMP_KEY, flag_status
+from infra.release.state import EXIT_RELEASED, read_release_doc
+
+
+def register(subparsers) -> None:
+    st = subparsers.add_parser("status", help="per service: stable and candidate revision, live stage, last verdict, "
+                                              "next step", description="Read-only. Exit 0, 2 usage.")
+    st.add_argument("--stack", help="stack name")
+    st.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    st.set_defaults(func=run_status)
+
+
+def service_status(outputs: dict, doc: dict, stages) -> list[dict]:
+    """Per service: stable, candidate, live stage, last verdict, next step (pure; `status` prints it)."""
+    journal = doc.get("rollout") or {}
+    rows = []
+    for key in sorted(outputs.get("services") or {}):
+        s = outputs["services"][key]
+        cand, stable = s["candidateRevision"], s.get("stableRevision") or None
+        a = (doc.get("approvals") or {}).get(key)
+        live = s.get("canaryPercent", 0)
+        in_rollout = key in (journal.get("candidates") or {})
+        if in_rollout and journal.get("live", -1) >= 0:
+            live = journal["live"]
+        verdict = None
+        if a:
+            verdict = (f"{'rejected' if a.get('rejected') else 'approved'} {a.get('revision')} at {a.get('stage')} % "
+                       f"by {a.get('by')}" + (f" ({a.get('at')})" if a.get("at") else ""))
+        ladder = rel.ladder_for(stable, stages)
+        if stable == cand:
+            nxt = "nothing: the candidate is the stable revision"
+        elif journal.get("rejected") and in_rollout:
+            nxt = "finish the rollback: python -m infra rollout (or rollback)"
+        elif a and a.get("revision") == cand and a.get("rejected"):
+            nxt = "rejected: change the template (new candidate) or approve explicitly"
+        elif journal.get("finalizing") and in_rollout:
+            nxt = "finish finalizing: python -m infra rollout"
+        elif a and a.get("revision") == cand:
+            nxt = f"climb to {rel.next_stage(ladder, int(a.get('stage', 0)))} %: python -m infra rollout"
+        elif live == 0 or not in_rollout:
+            nxt = "verify at 0 %: python -m infra rollout" + (" --service " + key)
+        else:
+            nxt = f"judge the live {live} %: python -m infra rollout"
+        bake = (doc.get("bake") or {}).get(key)
+        bake = {"previous": bake.get("previous"), "until": bake.get("until")} if bake and bake.get("revision") == stable else None
+        rows.append({"service": key, "stable": stable, "candidate": cand, "live": live, "lastVerdict": verdict,
+                     "inRollout": in_rollout, "next": nxt, "bake": bake})
+    return rows
+
+
+def run_status(args) -> int:
+    from infra.canary.stack import StackError, plan_outputs
+
+    if not args.stack:
+        return err("status", "--stack is required (a stack name such as prod or staging)")
+    try:
+        outputs = plan_outputs(args.stack)
+    except StackError as exc:
+        return err("status", str(exc))
+    doc = read_release_doc(stack_raw_config(args.stack))
+    rows = service_status(outputs, doc, outputs.get("stages") or [0, 10, 50, 100])
+    if args.json:
+        print(json.dumps({"stack": args.stack, "rollout": doc.get("rollout"), "services": rows,
+                          FLAG_RAMP_KEY: doc.get(FLAG_RAMP_KEY), FLAG_APPROVALS_KEY: doc.get(FLAG_APPROVALS_KEY) or {}},
+                         indent=2))
+        return EXIT_RELEASED
+    j = doc.get("rollout")
+    print(f"stack {args.stack}: " + (f"rollout in progress (live {j.get('live')} %, "
+                                     f"{'rejected: ' + j['rejected'] if j.get('rejected') else 'not rejected'})"
+                                     if j else "no rollout in progress"))
+    for line in flag_status(doc, args.stack):
+        print(line)
+    for r in rows:
+        print(f"  {r['service']:<9} stable {r['stable'] or '(none: first deploy)'}  candidate {r['candidate']}  "
+              f"live {r['live']} %")
+        print(f"            last verdict: {r['lastVerdict'] or 'none'}")
+        if r["bake"]:
+            print(f"            baking until {r['bake']['until']}: `rollback` returns to {r['bake']['previous']}")
+        print(f"            next: {r['next']}")
+    return EXIT_RELEASED
