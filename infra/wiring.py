@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import pulumi
+import pulumi_random as random
 
 from infra import signals
 from infra.release import model as release
@@ -34,7 +35,7 @@ from infra.components.clickhouse.render import NODE_SECRETS, TLS_SECRETS, Cluste
 from infra.components.database import Database, DatabaseArgs
 from infra.components.emergency_budget import EmergencyBudget, EmergencyBudgetArgs
 from infra.components.load_test import LoadTestJob, LoadTestJobArgs
-from infra.components.edge import INGRESS, Edge, EdgeArgs, EdgeBackend, IapHost
+from infra.components.edge import INGRESS, CanaryRoute, Edge, EdgeArgs, EdgeBackend, IapHost
 from infra.components.grafana import Grafana, GrafanaArgs
 from infra.components.migrations import SECRETS_READ, Migrations, MigrationsArgs
 from infra.components.network import Network, NetworkArgs, network_name, subnet_name
@@ -49,6 +50,9 @@ from infra.components.site import Site
 from infra.components.storage import Storage, StorageArgs, bucket_name
 
 REDIS_CLIENT_SECRET = "redis-auth"
+# The token the rollout's 0 % verification sends to reach a candidate through the load balancer
+# (infra.components.edge CanaryRoute); in Secret Manager for the verifier, a Pulumi secret everywhere.
+VERIFY_TOKEN_SECRET = "canary-verify-token"
 FLAGS_SECRET = "feature-flags"
 FLAGS_MOUNT_PATH, FLAGS_FILE = "/secrets/feature-flags", "flags.json"
 # Services with `public: false` are reachable only from inside the project/VPC (Pub/Sub push, Cloud
@@ -82,6 +86,7 @@ class Platform:
     secrets: Secrets
     migrations: Migrations
     analytics: Optional[Analytics] = None
+    verify_token: Optional[random.RandomPassword] = None
 
 
 CLICKHOUSE_SECRET_KEYS = tuple(dict.fromkeys((*NODE_SECRETS, *TLS_SECRETS, "clickhouse-host")))
@@ -152,6 +157,8 @@ def build_platform(cfg: StackConfig, site: Site) -> Platform:
     })
     assert set(payloads) == set(CONFIG_SECRETS) | {"db-password", "db-migrate-password", "db-host", "db-ca",
                                                    "redis-auth", "redis-host", "redis-ca"}
+    verify_token = random.RandomPassword(VERIFY_TOKEN_SECRET, random.RandomPasswordArgs(length=48, special=False))
+    payloads[VERIFY_TOKEN_SECRET] = verify_token.result
     if cfg.observability.prometheus.enabled:  # the Managed Prometheus sidecar's RunMonitoring config
         payloads[prometheus.CONFIG_KEY] = prometheus.run_monitoring_yaml(cfg.observability.prometheus)
     analytics = None
@@ -171,7 +178,7 @@ def build_platform(cfg: StackConfig, site: Site) -> Platform:
         site, p.migrations, db_env=database_mod.migration_env(p.database), network=network.name,
         subnetwork=network.subnet_name, bucket=storage.migrations.name,
         waits_for=(*secrets.resources(SECRETS_READ), network.subnet)))
-    return Platform(network, storage, database, cache, secrets, migrations, analytics)
+    return Platform(network, storage, database, cache, secrets, migrations, analytics, verify_token)
 
 
 def app_secrets(cfg: StackConfig) -> dict[str, AppSecret]:
@@ -338,11 +345,13 @@ def service_args(cfg: StackConfig, key: str, wiring: ServiceWiring) -> CloudRunS
 
 
 def edge_args(cfg: StackConfig, services: dict[str, CloudRunService], static_bucket: pulumi.Input[str],
-              grafana: Optional[Grafana] = None) -> EdgeArgs:
+              grafana: Optional[Grafana] = None, verify_token: Optional[pulumi.Input[str]] = None) -> EdgeArgs:
     """Only public services are behind the load balancer: a NEG, a backend service, an allUsers invoker
-    and their routes each. Grafana, when configured, on its own hostname behind IAP."""
+    and their routes each, and (given the verifier's token) the canary verification route. Grafana, when
+    configured, on its own hostname behind IAP."""
     g = cfg.observability.grafana
     return EdgeArgs(
+        canary=CanaryRoute(verify_token, secret_id(cfg.environment, VERIFY_TOKEN_SECRET)) if verify_token is not None else None,
         site=site_of(cfg), config=cfg.platform.edge, static_assets=cfg.platform.storage.static_assets,
         static_bucket=static_bucket,
         backends=tuple(EdgeBackend(key, services[key].service.name, svc.routes, svc.default_route)
@@ -525,7 +534,8 @@ def build(cfg: StackConfig) -> Stack:
                           opts=pulumi.ResourceOptions(depends_on=[
                               *platform.secrets.resources(["clickhouse-grafana-password", "clickhouse-host", "clickhouse-ca"]
                                                           if cfg.platform.clickhouse else []), platform.network.subnet]))
-    edge = Edge("edge", edge_args(cfg, services, platform.storage.static_assets.name, grafana))
+    edge = Edge("edge", edge_args(cfg, services, platform.storage.static_assets.name, grafana,
+                                  platform.verify_token.result if platform.verify_token else None))
     access_logs = platform.storage.access_logs.name
     eb_args = emergency_budget_args(cfg, platform.secrets.resources(["feature-flags"]), access_logs)
     guard = EmergencyBudget("emergency-budget", eb_args) if eb_args else None

@@ -74,6 +74,19 @@ def resources_of(doc: dict, type_token: str) -> list[dict]:
     return [r for r in doc["resources"] if r["type"] == type_token]
 
 
+def routes_of(url_map: dict) -> dict[str, str]:
+    """Path (path-rule form, `/api/*`) -> service of the URL map's first path matcher, from its route rules
+    (the canary verification route needs them; header-matched rules are not paths) or path rules."""
+    matcher = url_map["pathMatchers"][0]
+    out = {p: r["service"] for r in matcher.get("pathRules") or () for p in r["paths"]}
+    for r in matcher.get("routeRules") or ():
+        prefixes = [m["prefixMatch"] for m in r["matchRules"] if "prefixMatch" in m and not m.get("headerMatches")]
+        # `/api/*` is two matches (prefix `/api/`, path `/api`); an exact path rule is one
+        paths = [p + "*" for p in prefixes] or [m["fullPathMatch"] for m in r["matchRules"] if "fullPathMatch" in m]
+        out.update({p: r["service"] for p in paths})
+    return out
+
+
 def one(doc: dict, type_token: str, name: str) -> dict:
     found = [r for r in resources_of(doc, type_token) if r["name"] == name]
     assert len(found) == 1, f"expected one {type_token} named {name}, found {len(found)}"

@@ -8,7 +8,7 @@ import pytest
 
 from infra.plan.engine import is_secret, unwrap
 
-from .conftest import ROOT, one, plan_of, resources_of, run_of
+from .conftest import ROOT, one, plan_of, resources_of, routes_of, run_of
 
 RUN = "gcp:cloudrunv2/service:Service"
 JOB = "gcp:cloudrunv2/job:Job"
@@ -281,7 +281,8 @@ def test_secrets_named_as_the_seed_with_secret_payloads(request, plan_name, env)
     clickhouse = ("clickhouse-host", "clickhouse-password", "clickhouse-ca", "clickhouse-admin-password",
                   "clickhouse-grafana-password", "clickhouse-interserver-password", "clickhouse-tls-cert",
                   "clickhouse-tls-key", "clickhouse-backup-hmac-id", "clickhouse-backup-hmac-secret",
-                  "prometheus-config")  # the last: the Managed Prometheus sidecar's RunMonitoring config
+                  "prometheus-config",  # the Managed Prometheus sidecar's RunMonitoring config
+                  "canary-verify-token")  # the rollout verifier's load-balancer token (tests/test_canary_route.py)
     assert ids == {k: f"{env}-{k}" for k in ("token-optimization-config", "pricing-config", "feature-flags",
                                             "db-password", "db-migrate-password", "db-host", "db-ca",
                                             "redis-auth", "redis-host", "redis-ca", *clickhouse)}
@@ -406,9 +407,9 @@ def test_https_load_balancer_routes(request, plan_name, env):
     assert url_map["hostRules"][0] == {"hosts": [domain], "pathMatcher": "netra"}
     matcher = url_map["pathMatchers"][0]
     assert matcher["defaultService"] == "frontend-backend-id"
-    routes = {tuple(r["paths"]): r["service"] for r in matcher["pathRules"]}
-    assert routes == {("/api/*", "/ws/*"): "backend-backend-id", ("/auth/*",): "auth-backend-id",
-                      ("/static/*", "/assets/*"): "static-backend-id"}
+    assert routes_of(url_map) == {"/api/*": "backend-backend-id", "/ws/*": "backend-backend-id",
+                                  "/auth/*": "auth-backend-id", "/static/*": "static-backend-id",
+                                  "/assets/*": "static-backend-id"}
     static = one(plan, BACKEND_BUCKET, "static-backend")["inputs"]
     assert static["enableCdn"] is True and static["bucketName"] == f"{plan['outputs']['gcpProject']}-static-assets"
     ssl = one(plan, SSL_POLICY, "ssl-policy")["inputs"]

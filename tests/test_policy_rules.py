@@ -257,6 +257,9 @@ CASES = [
     ("network-subnet-flow-logs", SUBNET, lambda i: i["logConfig"].update(flowSampling=0)),
     ("armor-cve-rules", ARMOR, lambda i: i["rules"][0].update(preview=True)),
     ("armor-cve-rules", ARMOR, lambda i: i["rules"].pop(0)),
+    ("lb-canary-token-secret", ARMOR, lambda i: i["rules"].insert(1, {
+        "priority": 1000, "action": "allow", "match": {"expr": {
+            "expression": "request.headers['x-netra-verify-token'] == 'plaintexttoken0123456789abcdef'"}}})),
     ("cloudrun-tls-verify-server", SERVICE, lambda i: [e.update(value="require") for e in c0(i)["envs"]
                                                         if e["name"] == "DB_SSLMODE"]),
     ("cloudrun-tls-verify-server", SERVICE, lambda i: [e.update(value="none") for e in c0(i)["envs"]
@@ -311,7 +314,7 @@ def test_every_policy_has_metadata_and_a_violating_case(pack):
     assert len(names) == len(set(names))
     stack_cases = {"cloudrun-dedicated-service-account", "cloudrun-traffic-approved", "tls-http-redirects-to-https",
                    "stack-seed-alerts", "stack-seed-dashboards", "stack-billing-budget", "stack-log-retention",
-                   "grafana-behind-auth"}
+                   "grafana-behind-auth", "lb-canary-route-private"}
     from .test_policy_iam import IAM_POLICIES  # cased in tests/test_policy_iam.py
 
     stack_cases |= IAM_POLICIES - {"iam-role-deny-list"}

@@ -10,7 +10,7 @@ from infra import wiring
 from infra.config import load_stack_config
 from infra.config.services import max_key_length
 
-from .conftest import SEARCH, WORKER, config_problems as problems, flat, one, resources_of, stack_config
+from .conftest import SEARCH, WORKER, config_problems as problems, flat, one, resources_of, routes_of, stack_config
 
 RUN = "gcp:cloudrunv2/service:Service"
 NEG = "gcp:compute/regionNetworkEndpointGroup:RegionNetworkEndpointGroup"
@@ -186,8 +186,7 @@ def test_the_worker_has_no_load_balancer_presence_and_its_own_liveness_alert(pro
     assert len([c for c in down if "conditionThreshold" in c]) == 4  # frontend, backend, auth, search uptime
     search = one(plan, UPTIME, "search")["inputs"]["httpCheck"]["path"]
     assert search == "/search/health"
-    rules = {tuple(r["paths"]): r["service"] for r in one(plan, URL_MAP, "https")["inputs"]["pathMatchers"][0]["pathRules"]}
-    assert rules[("/search/*",)] == "search-backend-id"
+    assert routes_of(one(plan, URL_MAP, "https")["inputs"])["/search/*"] == "search-backend-id"
 
 
 def test_the_gate_and_the_rollout_find_every_service_in_the_plan(prod_plan_with_more_services):

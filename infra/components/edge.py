@@ -7,9 +7,20 @@
 
 The seed's map: /api/*, /ws/* -> backend; /auth/* -> auth; everything else -> frontend. Services
 with `public: false` get no NEG, no backend service and no allUsers invoker.
+
+Canary verification route (issue 19): ingress INTERNAL_LOAD_BALANCER refuses a CI runner calling a
+candidate's tagged run.app URL, so each public service also gets a serverless NEG on its `canary` traffic
+tag and a backend service for it. A route rule sends requests carrying `X-Netra-Canary: <service key>`
+there; that backend's own Cloud Armor policy denies everything except requests carrying
+`X-Netra-Verify-Token: <token>` (the token a Pulumi secret, kept in Secret Manager for the verifier). The
+token lives only in that small policy's rules, so the routing table stays readable in every preview.
+Header matching needs route rules, so with the route on, the path matcher's path rules become route
+rules in the order path rules match (most specific first). Policies `lb-canary-route-private` and
+`lb-canary-token-secret` keep it that way.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Optional
 
@@ -19,6 +30,7 @@ from infra.components.gcp_compute import compute
 
 from infra.config import service_name
 from infra.config.platform import EdgeConfig, StaticAssetsBucket
+from infra.verify import CANARY_SERVICE_HEADER, CANARY_TOKEN_HEADER, CANARY_TAG
 
 from .site import Site
 
@@ -59,6 +71,15 @@ class IapHost:
 
 
 @dataclass(frozen=True)
+class CanaryRoute:
+    """The verifier's credentials: `token` (a Pulumi secret) and the Secret Manager secret id that holds it
+    (`<env>-canary-verify-token`, read by the rollout at verification time)."""
+
+    token: pulumi.Input[str]
+    token_secret: str
+
+
+@dataclass(frozen=True)
 class EdgeArgs:
     site: Site
     config: EdgeConfig
@@ -66,6 +87,7 @@ class EdgeArgs:
     static_bucket: pulumi.Input[str]
     backends: tuple[EdgeBackend, ...]
     iap_hosts: tuple[IapHost, ...] = ()
+    canary: Optional[CanaryRoute] = None  # when set, the canary verification route exists
 
     def __post_init__(self) -> None:
         defaults = [b.key for b in self.backends if b.default]
@@ -88,16 +110,78 @@ def route_prefix(routes: tuple[str, ...]) -> str:
     return next((r[:-2] for r in routes if r.endswith("/*")), "")
 
 
-def security_rules(edge: EdgeConfig) -> list[compute.SecurityPolicyRuleArgs]:
-    rules = []
-    if edge.waf.cve:
-        # Log4Shell and its follow-ups: every signature of cve-canary, blocking even while the CRS rules
-        # are in preview (a known exploit, not a tuning question).
-        rules.append(compute.SecurityPolicyRuleArgs(
-            priority=CVE_RULE_PRIORITY, action="deny(403)", preview=False,
-            description="preconfigured cve-canary: Log4j JNDI lookups (CVE-2021-44228, CVE-2021-45046)",
+def path_order(path: str) -> tuple[int, int]:
+    """Sort key that puts the rule a URL map's path rules would pick first: longer (more specific) paths
+    first, an exact path before a prefix of the same length."""
+    return (-len(path.rstrip("*")), path.endswith("*"))
+
+
+def path_matches(path: str) -> list[compute.URLMapPathMatcherRouteRuleMatchRuleArgs]:
+    """A path rule's path as route rule matches: `/api/*` is the prefix `/api/` and the path `/api` (as
+    path rules match it; infra.config.services.route_owner), anything else the exact path."""
+    if path.endswith("/*"):
+        return [compute.URLMapPathMatcherRouteRuleMatchRuleArgs(prefix_match=path[:-1]),
+                compute.URLMapPathMatcherRouteRuleMatchRuleArgs(full_path_match=path[:-2] or "/")]
+    if path.endswith("*"):
+        return [compute.URLMapPathMatcherRouteRuleMatchRuleArgs(prefix_match=path[:-1])]
+    return [compute.URLMapPathMatcherRouteRuleMatchRuleArgs(full_path_match=path)]
+
+
+VERIFY_PRIORITY, ROUTE_PRIORITY = 1, 1000
+CANARY_ALLOW_PRIORITY = 1000
+
+
+def canary_rules(canary: dict[str, pulumi.Input[str]]) -> list[compute.URLMapPathMatcherRouteRuleArgs]:
+    """Per service key, the header-matched route to its canary backend (every path, as the tagged URL
+    serves it). Who may use it is the canary backend's armor (`canary_armor_rules`)."""
+    return [compute.URLMapPathMatcherRouteRuleArgs(
+        priority=VERIFY_PRIORITY + i, service=backend,
+        match_rules=[compute.URLMapPathMatcherRouteRuleMatchRuleArgs(prefix_match="/", header_matches=[
+            compute.URLMapPathMatcherRouteRuleMatchRuleHeaderMatchArgs(header_name=CANARY_SERVICE_HEADER, exact_match=key)])])
+        for i, (key, backend) in enumerate(sorted(canary.items()))]
+
+
+def token_expression(token: str) -> str:
+    """Cloud Armor CEL: the request carries the verifier's token (header names arrive lowercased)."""
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", token or ""):
+        raise ValueError("the canary verify token must be letters, digits, - and _ (it is quoted into a CEL expression)")
+    return f"request.headers['{CANARY_TOKEN_HEADER.lower()}'] == '{token}'"
+
+
+def canary_armor_rules(token: pulumi.Input[str]) -> list[compute.SecurityPolicyRuleArgs]:
+    """Allow the verifier's token, deny everything else (the default rule); Log4Shell signatures are denied
+    even with the token."""
+    return [
+        cve_rule(),
+        compute.SecurityPolicyRuleArgs(
+            priority=CANARY_ALLOW_PRIORITY, action="allow", description="the rollout verifier (X-Netra-Verify-Token)",
             match=compute.SecurityPolicyRuleMatchArgs(expr=compute.SecurityPolicyRuleMatchExprArgs(
-                expression=CVE_EXPRESSION))))
+                expression=pulumi.Output.secret(token).apply(token_expression)))),
+        compute.SecurityPolicyRuleArgs(
+            priority=DEFAULT_RULE_PRIORITY, action="deny(403)", description="default: deny (verification only)",
+            match=compute.SecurityPolicyRuleMatchArgs(
+                versioned_expr="SRC_IPS_V1", config=compute.SecurityPolicyRuleMatchConfigArgs(src_ip_ranges=["*"]))),
+    ]
+
+
+def path_route_rules(paths: list[tuple[str, pulumi.Input[str]]]) -> list[compute.URLMapPathMatcherRouteRuleArgs]:
+    """(path, backend) pairs as route rules matching exactly what the equivalent path rules match."""
+    ordered = sorted(paths, key=lambda p: path_order(p[0]))
+    return [compute.URLMapPathMatcherRouteRuleArgs(priority=ROUTE_PRIORITY + i, service=backend, match_rules=path_matches(path))
+            for i, (path, backend) in enumerate(ordered)]
+
+
+def cve_rule() -> compute.SecurityPolicyRuleArgs:
+    """Log4Shell and its follow-ups: every signature of cve-canary, blocking even while the CRS rules are
+    in preview (a known exploit, not a tuning question)."""
+    return compute.SecurityPolicyRuleArgs(
+        priority=CVE_RULE_PRIORITY, action="deny(403)", preview=False,
+        description="preconfigured cve-canary: Log4j JNDI lookups (CVE-2021-44228, CVE-2021-45046)",
+        match=compute.SecurityPolicyRuleMatchArgs(expr=compute.SecurityPolicyRuleMatchExprArgs(expression=CVE_EXPRESSION)))
+
+
+def security_rules(edge: EdgeConfig) -> list[compute.SecurityPolicyRuleArgs]:
+    rules = [cve_rule()] if edge.waf.cve else []
     for i, rule_set in enumerate(edge.waf.enabled()):
         rules.append(compute.SecurityPolicyRuleArgs(
             priority=1000 + 10 * i, action="deny(403)", preview=edge.waf.preview,
@@ -185,6 +269,32 @@ class Edge(pulumi.ComponentResource):
                     name=b.service, project=project, location=region, role="roles/run.invoker", member="allUsers"),
                 opts=child)
 
+        # The verifier's route to each public candidate: a NEG on the `canary` tag (the revision the
+        # rollout verifies at 0 %), its own backend service behind an armor that admits only the token.
+        self.canary_negs: dict[str, compute.RegionNetworkEndpointGroup] = {}
+        self.canary_backends: dict[str, compute.BackendService] = {}
+        self.canary_armor = compute.SecurityPolicy(
+            "canary-armor", compute.SecurityPolicyArgs(
+                name=f"{prefix}-canary-armor", project=project, type="CLOUD_ARMOR", labels=labels,
+                description="canary verification route: only the rollout verifier's token passes",
+                rules=canary_armor_rules(args.canary.token)),
+            opts=child) if args.canary is not None else None
+        for b in args.backends if args.canary is not None else ():
+            key, name = b.key, service_name(b.key, site.environment)
+            self.canary_negs[key] = compute.RegionNetworkEndpointGroup(
+                f"{key}-canary-neg", compute.RegionNetworkEndpointGroupArgs(
+                    name=f"{name}-canary-neg", project=project, region=region, network_endpoint_type="SERVERLESS",
+                    cloud_run=compute.RegionNetworkEndpointGroupCloudRunArgs(service=b.service, tag=CANARY_TAG)),
+                opts=child)
+            self.canary_backends[key] = compute.BackendService(
+                f"{key}-canary-backend", compute.BackendServiceArgs(
+                    name=f"{name}-canary-backend", project=project, load_balancing_scheme="EXTERNAL_MANAGED",
+                    protocol="HTTPS", security_policy=self.canary_armor.id, custom_response_headers=[hsts_header(edge)],
+                    description=f"{key}'s canary-tagged revision, for the rollout's 0 % verification only",
+                    backends=[compute.BackendServiceBackendArgs(group=self.canary_negs[key].id)],
+                    log_config=compute.BackendServiceLogConfigArgs(enable=True, sample_rate=1.0)),
+                opts=child)
+
         st = args.static_assets
         self.static_backend = compute.BackendBucket(
             "static-backend", compute.BackendBucketArgs(
@@ -233,16 +343,24 @@ class Edge(pulumi.ComponentResource):
                 opts=child)
 
         default = next(b.key for b in args.backends if b.default)
-        path_rules = [compute.URLMapPathMatcherPathRuleArgs(paths=list(b.routes), service=self.backends[b.key].id)
-                      for b in args.backends if b.routes]
-        path_rules.append(compute.URLMapPathMatcherPathRuleArgs(paths=list(edge.static_paths), service=self.static_backend.id))
+        if args.canary is None:
+            path_rules = [compute.URLMapPathMatcherPathRuleArgs(paths=list(b.routes), service=self.backends[b.key].id)
+                          for b in args.backends if b.routes]
+            path_rules.append(compute.URLMapPathMatcherPathRuleArgs(paths=list(edge.static_paths), service=self.static_backend.id))
+            route_rules = None
+        else:
+            path_rules = None
+            route_rules = canary_rules({k: be.id for k, be in self.canary_backends.items()}) + path_route_rules(
+                [(path, self.backends[b.key].id) for b in args.backends for path in b.routes]
+                + [(path, self.static_backend.id) for path in edge.static_paths])
         self.url_map = compute.URLMap(
             "https", compute.URLMapArgs(
                 name=f"{prefix}-https", project=project, default_service=self.backends[default].id,
                 host_rules=[compute.URLMapHostRuleArgs(hosts=list(edge.domains), path_matcher="netra")]
                 + [compute.URLMapHostRuleArgs(hosts=[h.host], path_matcher=h.key) for h in args.iap_hosts],
                 path_matchers=[compute.URLMapPathMatcherArgs(
-                    name="netra", default_service=self.backends[default].id, path_rules=path_rules)]
+                    name="netra", default_service=self.backends[default].id, path_rules=path_rules,
+                    route_rules=route_rules)]
                 + [compute.URLMapPathMatcherArgs(name=h.key, default_service=self.backends[h.key].id)
                    for h in args.iap_hosts]),
             opts=child)
@@ -276,6 +394,8 @@ class Edge(pulumi.ComponentResource):
             opts=child)
         self.ip = self.address.address
         self.domains = list(edge.domains)
+        self.canary_keys = tuple(sorted(self.canary_backends))
+        self.canary_token_secret = args.canary.token_secret if args.canary else None
         self.register_outputs({"ip": self.ip, "domains": self.domains})
 
     def public_url(self, key: str) -> str:
@@ -283,5 +403,11 @@ class Edge(pulumi.ComponentResource):
         return f"https://{self.domains[0]}{route_prefix(self.routes[key])}"
 
     def summary(self) -> dict:
-        """Point each domain's A record at `ip`; the managed certificate turns ACTIVE once DNS resolves."""
-        return {"ip": self.ip, "domains": self.domains, "urls": [f"https://{d}" for d in self.domains]}
+        """Point each domain's A record at `ip`; the managed certificate turns ACTIVE once DNS resolves.
+        `canaryVerification`: where and how the rollout reaches a public candidate (never the token)."""
+        out = {"ip": self.ip, "domains": self.domains, "urls": [f"https://{d}" for d in self.domains]}
+        if self.canary_keys:
+            out["canaryVerification"] = {"url": f"https://{self.domains[0]}", "services": list(self.canary_keys),
+                                         "serviceHeader": CANARY_SERVICE_HEADER, "tokenHeader": CANARY_TOKEN_HEADER,
+                                         "tokenSecret": self.canary_token_secret}
+        return out

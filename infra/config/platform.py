@@ -33,10 +33,11 @@ CLICKHOUSE_SECRETS = ("clickhouse-host", "clickhouse-password", "clickhouse-ca")
 SECRET_KEYS: frozenset[str] = frozenset(CONFIG_SECRETS + DB_SECRETS + CACHE_SECRETS + CLICKHOUSE_SECRETS)
 # Every other Secret Manager secret the stack itself creates as `<environment>-<key>`: the migration
 # password, the Managed Prometheus config, ClickHouse's node and TLS secrets, Grafana's admin password and
-# the emergency budget's PagerDuty key. An app secret (netra:platform.appSecrets) may take none of these.
+# the emergency budget's PagerDuty key, the rollout verifier's load-balancer token. An app secret (netra:platform.appSecrets) may take none of these.
 STACK_SECRETS = ("prometheus-config", "clickhouse-interserver-password", "clickhouse-admin-password",
                  "clickhouse-grafana-password", "clickhouse-backup-hmac-id", "clickhouse-backup-hmac-secret",
-                 "clickhouse-tls-cert", "clickhouse-tls-key", "grafana-admin-password", "pagerduty-key")
+                 "clickhouse-tls-cert", "clickhouse-tls-key", "grafana-admin-password", "pagerduty-key",
+                 "canary-verify-token")
 RESERVED_SECRET_KEYS: frozenset[str] = SECRET_KEYS | frozenset(MIGRATION_SECRETS + STACK_SECRETS)
 # Secret Manager keys a user declares (an LLM provider's API key, ...): the same naming rule as the
 # platform keys, and short enough that `<environment>-<key>` and the grant names stay readable.

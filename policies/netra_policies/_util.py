@@ -116,3 +116,11 @@ def stack_policy(name: str, description: str, remediation: str, check, *, severi
 
 def of_type(resources, type_token: str) -> list:
     return [r for r in resources if r.resource_type == type_token]
+
+
+def refers_to(ref, resource) -> bool:
+    """Does a property value name `resource`? (offline: the mock id `<name>-id`; in the engine: its id/self link)."""
+    ref = str(ref or "")
+    name = get(resource.props, "name", "")
+    return bool(ref) and (ref in (resource.name, f"{resource.name}-id", name, get(resource.props, "id"),
+                                  get(resource.props, "selfLink")) or (name and ref.endswith("/" + name)))

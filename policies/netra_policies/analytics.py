@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pulumi_policy import Severity
 
-from ._util import CIS_GCP, get, items, of_type, resource_policy, stack_policy
+from ._util import CIS_GCP, get, items, of_type, refers_to as _refers_to, resource_policy, stack_policy
 
 VM_TYPES = ("gcp:compute/instanceTemplate:InstanceTemplate", "gcp:compute/regionInstanceTemplate:RegionInstanceTemplate",
             "gcp:compute/instance:Instance")
@@ -75,14 +75,6 @@ def _env(props) -> dict:
         for e in items(c, "envs"):
             out[get(e, "name")] = get(e, "value")
     return out
-
-
-def _refers_to(ref, resource) -> bool:
-    """Does a property value name `resource`? (offline: the mock id `<name>-id`; in the engine: its id/self link)."""
-    ref = str(ref or "")
-    name = get(resource.props, "name", "")
-    return bool(ref) and (ref in (resource.name, f"{resource.name}-id", name, get(resource.props, "id"),
-                                  get(resource.props, "selfLink")) or (name and ref.endswith("/" + name)))
 
 
 def _grafana_behind_auth(resources, config):

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pulumi_policy import Severity
 
 from . import _wire
-from ._util import CIS_GCP, get, of_type, resource_policy, stack_policy
+from ._util import CIS_GCP, get, items, of_type, refers_to, resource_policy, stack_policy
 
 SSL_POLICY = ("gcp:compute/sSLPolicy:SSLPolicy",)
 HTTPS_PROXY = ("gcp:compute/targetHttpsProxy:TargetHttpsProxy",)
@@ -13,6 +13,14 @@ URL_MAP = "gcp:compute/uRLMap:URLMap"
 SECRET_VERSION = ("gcp:secretmanager/secretVersion:SecretVersion",)
 GOOD_TLS = ["TLS_1_2", "TLS_1_3"]
 PAYLOADS = ("secretData", "secretDataWo")
+ARMOR = "gcp:compute/securityPolicy:SecurityPolicy"
+NEG = "gcp:compute/regionNetworkEndpointGroup:RegionNetworkEndpointGroup"
+BACKEND_SERVICE = "gcp:compute/backendService:BackendService"
+# The rollout verifier's load-balancer route (infra.components.edge, infra.verify): a copy, as the pack
+# cannot import infra (tests/test_canary_route.py pins them equal).
+CANARY_SERVICE_HEADER = "X-Netra-Canary"
+CANARY_TOKEN_HEADER = "X-Netra-Verify-Token"
+DEFAULT_RULE_PRIORITY = 2147483647
 
 
 def _ssl_policy(props, config, args):
@@ -74,6 +82,79 @@ def _secret_payload(props, config, args):
             yield f"{p} is not marked secret (additionalSecretOutputs): it would be stored unencrypted"
 
 
+def _token_rules(props) -> list[int]:
+    return [i for i, r in enumerate(items(props, "rules"))
+            if CANARY_TOKEN_HEADER.lower() in str(get(r, "match.expr.expression", "")).lower()]
+
+
+def _canary_token_secret(props, config, args):
+    """An armor rule that compares the verifier's token carries it as a Pulumi secret on the wire."""
+    rules = _token_rules(props)
+    if not rules:
+        return
+    secret = _wire.secret_paths(args)
+    if secret is None:
+        yield "cannot tell whether the verify-token rule reached the engine as a secret (treat it as plaintext)"
+        return
+    for i in rules:
+        path = f"rules[{i}].match.expr.expression"
+        if not any(path == p or path.startswith(p + ".") or path.startswith(p + "[") for p in secret):
+            yield (f"rules[{i}] compares {CANARY_TOKEN_HEADER} with a plaintext token: pass it as a Pulumi secret "
+                   f"(it would be stored unencrypted in state and shown in previews)")
+
+
+def _tagged_backends(resources) -> list:
+    """Backend services in front of a serverless NEG on a Cloud Run traffic tag (a revision not every user gets)."""
+    tagged = [n for n in of_type(resources, NEG) if get(n.props, "cloudRun.tag")]
+    return [b for b in of_type(resources, BACKEND_SERVICE)
+            if any(refers_to(get(be, "group"), n) for be in items(b.props, "backends") for n in tagged)]
+
+
+def _token_only(armor) -> str | None:
+    """Why this armor policy lets more than the verifier through, or None."""
+    rules = items(armor.props, "rules")
+    default = next((r for r in rules if get(r, "priority") == DEFAULT_RULE_PRIORITY), None)
+    if default is None or not str(get(default, "action", "")).startswith("deny"):
+        return "its default rule does not deny"
+    token = f"request.headers['{CANARY_TOKEN_HEADER.lower()}'] =="
+    loose = [get(r, "priority") for r in rules if get(r, "action") == "allow" and get(r, "priority") != DEFAULT_RULE_PRIORITY
+             and token not in str(get(r, "match.expr.expression", ""))]
+    if loose:
+        return f"rules at priority {', '.join(map(str, loose))} allow requests without the verify token"
+    return None
+
+
+def _canary_route_private(resources, config):
+    """A tagged backend (the canary verification route) answers only the verifier: its own armor admits
+    only the token, and the URL map reaches it only by a route rule on the X-Netra-Canary header."""
+    armors = of_type(resources, ARMOR)
+    maps = of_type(resources, URL_MAP)
+    for b in _tagged_backends(resources):
+        name = get(b.props, "name", b.name)
+        ref = get(b.props, "securityPolicy")
+        armor = next((a for a in armors if refers_to(ref, a)), None)
+        why = "it has no Cloud Armor policy" if not ref else (
+            "its Cloud Armor policy is not in the stack" if armor is None else _token_only(armor))
+        if why:
+            yield f"backend service {name} serves a tagged (canary) revision but {why}", b.urn
+        for m in maps:
+            refs = [("defaultService", get(m.props, "defaultService"))]
+            for i, pm in enumerate(items(m.props, "pathMatchers")):
+                refs.append((f"pathMatchers[{i}].defaultService", get(pm, "defaultService")))
+                refs += [(f"pathMatchers[{i}].pathRules[{j}]", get(r, "service"))
+                         for j, r in enumerate(items(pm, "pathRules"))]
+                for j, r in enumerate(items(pm, "routeRules")):
+                    guarded = items(r, "matchRules") and all(
+                        any(get(h, "headerName", "").lower() == CANARY_SERVICE_HEADER.lower() and get(h, "exactMatch")
+                            for h in items(mr, "headerMatches")) for mr in items(r, "matchRules"))
+                    if not guarded:
+                        refs.append((f"pathMatchers[{i}].routeRules[{j}]", get(r, "service")))
+            for where, value in refs:
+                if refers_to(value, b):
+                    yield (f"URL map {get(m.props, 'name', m.name)} {where} sends users to {name}, a tagged "
+                           f"(canary) revision: only a route rule matching {CANARY_SERVICE_HEADER} may"), m.urn
+
+
 POLICIES = [
     resource_policy("tls-ssl-policy-min-tls12", "Load-balancer SSL policies require TLS 1.2+ and no weak ciphers.",
                     "Set minTlsVersion = TLS_1_2 and profile = MODERN (or RESTRICTED).", SSL_POLICY, _ssl_policy,
@@ -88,4 +169,13 @@ POLICIES = [
                     "Pass secretData as a Pulumi secret (pulumi config set --secret / pulumi.Output.secret) and keep "
                     "additionalSecretOutputs (pulumi_gcp sets it).", SECRET_VERSION, _secret_payload,
                     severity=Severity.CRITICAL),
+    resource_policy("lb-canary-token-secret", "The canary verification token in a Cloud Armor rule is a Pulumi secret.",
+                    "Build the rule's expression from the token Output (pulumi.Output.secret); the token lives in "
+                    "Secret Manager (<env>-canary-verify-token) for the verifier.", (ARMOR,), _canary_token_secret,
+                    severity=Severity.CRITICAL),
+    stack_policy("lb-canary-route-private",
+                 "A load-balancer backend on a Cloud Run traffic tag answers only the rollout verifier.",
+                 "Give the tagged backend its own Cloud Armor policy (allow only the X-Netra-Verify-Token rule, default "
+                 "deny) and reach it only by a URL-map route rule matching X-Netra-Canary.", _canary_route_private,
+                 severity=Severity.CRITICAL),
 ]
