@@ -16,7 +16,7 @@ STACK ?= prod
 CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.requirements-installed
 
-.PHONY: plan test venv venv-runtime system-packages bench bench-canary bench-bake scan clean fuzz
+.PHONY: plan test venv venv-runtime docs-reference system-packages bench bench-canary bench-bake scan clean fuzz
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -73,3 +73,7 @@ FUZZ_EXAMPLES ?= 2000
 fuzz: $(DEV_STAMP)
 	FUZZ_PROFILE=fuzz FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -q -p no:cacheprovider tests/test_fuzz_input.py \
 		-k any_input --hypothesis-show-statistics
+
+# The generated reference pages under docs/reference/ (config keys, CLI, policies, alerts); commit the result.
+docs-reference: $(DEV_STAMP)
+	$(PY) -m docsgen

@@ -1,12 +1,7 @@
-"""The README cannot drift from the code: its config reference is checked against the pydantic models
-in infra/config/, and its offline command examples are run.
-
-Config reference tables are the Markdown tables right after a `<!-- config-table: PREFIX -->` comment.
-A row's key is the backticked text of its first cell, relative to PREFIX (`netra:platform` ->
-`database.tier` is `netra:platform.database.tier`; an empty PREFIX means full keys like `gcp:project`).
-Several keys may share a row: `database.maintenance.day` / `.hour`, `database.databaseName` / `userName`
-(a bare or dot-led name replaces the last part of the key before it). `<a|b|c>` in a PREFIX stands for
-each of a, b, c; any other `<name>` for every key of a map (`netra:services.<name>`).
+"""The docs cannot drift from the code: the reference pages under docs/reference/ are generated
+(docsgen/, `make docs-reference`) and must equal what the code renders today; the config reference is also
+checked against the keys walked here from the pydantic models (an oracle apart from the generator); and
+every offline command in the README and the docs pages is run.
 """
 from __future__ import annotations
 
@@ -14,7 +9,6 @@ import json
 import re
 import shlex
 import types
-from dataclasses import dataclass
 from typing import Annotated, Union, get_args, get_origin
 
 import pytest
@@ -23,10 +17,11 @@ from pydantic import BaseModel, RootModel
 from infra.config.loader import NAMESPACE, PROVIDER_KEYS
 from infra.config.stack import StackConfig
 
+from docsgen import PAGES
+
 from .conftest import ROOT, cli
 
 README = ROOT / "README.md"
-MARKER = re.compile(r"^<!--\s*config-table:?\s*(?P<prefix>\S*?)\s*-->\s*$")
 ANY = "*"  # one key of a map, shown as <name>
 
 
@@ -72,124 +67,54 @@ def model_keys() -> dict[str, bool]:
     return out
 
 
-# ---------------------------------------------------------------- keys from the README
+# ---------------------------------------------------------------- the generated reference pages
 
-@dataclass(frozen=True)
-class Table:
-    marker: str  # as written in the README
-    prefixes: tuple[str, ...]  # expanded, "" for full keys
-    line: int  # the marker's line (1-based)
-    heading: str
-
-
-@dataclass(frozen=True)
-class Row:
-    key: str
-    table: Table
-    line: int
-
-
-def _expand(prefix: str) -> tuple[str, ...]:
-    out = [""]
-    for part in prefix.split(".") if prefix else []:
-        m = re.fullmatch(r"<([^>]+)>", part)
-        choices = m.group(1).split("|") if m and "|" in m.group(1) else [ANY] if m else [part]
-        out = [f"{o}.{c}" if o else c for o in out for c in choices]
-    return tuple(out) if prefix else ("",)
-
-
-def _row_keys(cell: str) -> list[str]:
-    keys: list[str] = []
-    for seg in re.findall(r"`([^`]+)`", cell):
-        seg = seg.strip()
-        if seg.startswith(".") and keys:
-            keys.append(keys[-1].rsplit(".", 1)[0] + seg)
-        elif "." not in seg and ":" not in seg and keys and "." in keys[-1]:
-            keys.append(keys[-1].rsplit(".", 1)[0] + "." + seg)
-        else:
-            keys.append(seg)
+def documented_keys(text: str) -> set[str]:
+    """Full keys of every row of docs/reference/config.md: each `## `PREFIX`` heading starts a table whose
+    first cells are keys relative to PREFIX (`## Top-level keys`: full keys)."""
+    keys, prefix = set(), None
+    for line in text.splitlines():
+        if line.startswith("## "):
+            m = re.fullmatch(r"## `([^`]+)`", line)
+            prefix = m.group(1).replace(".<name>.", f".{ANY}.").replace(".<name>", f".{ANY}") if m else ""
+        elif prefix is not None and line.startswith("| `"):
+            key = re.match(r"\| `([^`]+)`", line).group(1).replace(".<name>.", f".{ANY}.")
+            keys.add(f"{prefix}.{key}" if prefix else key)
     return keys
 
 
-def readme_tables(text: str) -> tuple[list[Table], list[Row]]:
-    tables, rows = [], []
-    lines = text.splitlines()
-    heading, table, in_table = "", None, False
-    for n, line in enumerate(lines, 1):
-        if line.startswith("#"):
-            heading = line.lstrip("#").strip()
-        m = MARKER.match(line.strip())
-        if m:
-            table = Table(m.group("prefix"), _expand(m.group("prefix")), n, heading)
-            tables.append(table)
-            in_table = False
-            continue
-        if table is None:
-            continue
-        if line.startswith("|"):
-            in_table = True
-            cells = [c.strip() for c in line.strip().strip("|").split("|")]
-            if set(cells[0]) <= set("-: ") or cells[0] == "key":
-                continue
-            for key in _row_keys(cells[0]):
-                for prefix in table.prefixes:
-                    rows.append(Row(f"{prefix}.{key}" if prefix else key, table, n))
-        elif in_table:  # the table ended; prose between a marker and its table is allowed
-            table, in_table = None, False
-    return tables, rows
+def test_the_config_reference_documents_every_key_and_only_existing_keys():
+    """An oracle apart from the generator: the keys walked here from StackConfig's annotations."""
+    documented = documented_keys((ROOT / "docs/reference/config.md").read_text())
+    leaves = {k for k, leaf in model_keys().items() if leaf}
+    assert len(documented) > 200
+    assert leaves <= documented, f"missing from docs/reference/config.md (run `make docs-reference`): {sorted(leaves - documented)}"
+    assert documented <= set(model_keys()), f"documented but not in infra/config: {sorted(documented - set(model_keys()))}"
 
 
-def _shown(key: str) -> str:
-    return key.replace(f".{ANY}.", ".<name>.")
+def test_every_config_key_says_what_it_does():
+    from docsgen.config_reference import leaves
+
+    missing = [key for key, row in leaves().items() if not row.description]
+    assert not missing, ("config keys without a description: give each field `Field(..., description=\"what it does\")` "
+                         f"in infra/config/, then run `make docs-reference`: {missing}")
 
 
-def _best_table(key: str, tables: list[Table]) -> Table:
-    """The table with the longest prefix of `key`; the full-key table (empty prefix) when none fits."""
-    def fit(t: Table) -> int:
-        if t.prefixes == ("",):
-            return 0
-        return max((len(p) for p in t.prefixes if key.startswith(p + ".")), default=-1)
-
-    return max(tables, key=fit)
+@pytest.mark.parametrize("page", sorted(PAGES))
+def test_generated_page_is_current(page, reuse_plans):
+    """docs/reference/* are rendered from the code; a change to the code regenerates them (`make docs-reference`)."""
+    committed = (ROOT / page).read_text() if (ROOT / page).exists() else ""
+    assert PAGES[page]() == committed, f"{page} is stale: run `make docs-reference` and commit the result"
 
 
-def test_every_config_key_is_in_the_readme_and_every_documented_key_exists():
-    tables, rows = readme_tables(README.read_text())
-    assert tables and len(rows) > 50, "no config tables found: each needs a <!-- config-table: PREFIX --> line above it"
-    keys = model_keys()
-    documented = {r.key for r in rows}
-    problems = []
-    for key, leaf in keys.items():
-        if leaf and key not in documented:
-            t = _best_table(key, tables)
-            prefix = next((p for p in t.prefixes if p and key.startswith(p + ".")), "")
-            relative = key[len(prefix) + 1:] if prefix else key
-            problems.append(f"{_shown(key)}: missing from the README; add a row | `{_shown(relative)}` | type / allowed "
-                            f"| default | ... | to the table under `<!-- config-table: {t.marker} -->` "
-                            f"(README.md line {t.line}, section \"{t.heading}\")")
-    for r in rows:
-        if r.key not in keys:
-            problems.append(f"{_shown(r.key)}: documented in README.md line {r.line} (section \"{r.table.heading}\") "
-                            f"but infra/config has no such key; fix the row's name or remove it")
-    assert not problems, "README config reference out of date:\n" + "\n".join(sorted(set(problems)))
+def test_the_staleness_check_sees_a_changed_description(monkeypatch):
+    from infra.config.platform import DatabaseConfig
 
-
-def test_the_key_check_would_catch_a_missing_and_an_invented_key():
-    text = README.read_text()
-    tables, rows = readme_tables(text)
-    dropped = next(r for r in rows if r.key == "netra:platform.database.tier")
-    lines = text.splitlines()
-    lines[dropped.line - 1] = lines[dropped.line - 1].replace("`database.tier`", "`database.tierz`")
-    _, changed = readme_tables("\n".join(lines))
-    documented = {r.key for r in changed}
-    assert "netra:platform.database.tier" not in documented and "netra:platform.database.tierz" in documented
-    assert "netra:platform.database.tierz" not in model_keys()
-    assert _row_keys("`database.maintenance.day` / `.hour`") == ["database.maintenance.day", "database.maintenance.hour"]
-    assert _row_keys("`a.b` / `c` / `d`") == ["a.b", "a.c", "a.d"]
-    assert _expand("netra:services.<a|b>") == ("netra:services.a", "netra:services.b")
-    assert _expand("netra:services.<name>") == (f"netra:services.{ANY}",)
-    assert _best_table("netra:platform.database.newKey", tables).marker == "netra:platform"
-    assert _best_table("netra:newSection.key", tables).prefixes == ("",)  # a new top-level key: the main table
+    before = PAGES["docs/reference/config.md"]()
+    field = DatabaseConfig.model_fields["tier"]
+    monkeypatch.setattr(field, "description", "changed for this test")
+    after = PAGES["docs/reference/config.md"]()
+    assert before != after and "changed for this test" in after
 
 
 # ---------------------------------------------------------------- the README's offline commands
@@ -224,16 +149,18 @@ def readme_commands(text: str) -> list[tuple[int, list[str], int]]:
     return found
 
 
-COMMANDS = readme_commands(README.read_text())
+DOC_FILES = [README, *sorted((ROOT / "docs").rglob("*.md"))]
+COMMANDS = [(f"{path.relative_to(ROOT)}:{n}", argv, code)
+            for path in DOC_FILES for n, argv, code in readme_commands(path.read_text())]
 
 
-def test_the_readme_has_offline_examples_to_run():
+def test_the_docs_have_offline_examples_to_run():
     kinds = {tuple(argv[:2]) for _, argv, _ in COMMANDS}
     assert ("infra", "plan") in kinds and len(COMMANDS) >= 5, COMMANDS
 
 
-@pytest.mark.parametrize("line, argv, expected", COMMANDS, ids=[f"line{n}" for n, _, _ in COMMANDS])
-def test_readme_command_runs(line, argv, expected, reuse_plans, capsys):
+@pytest.mark.parametrize("line, argv, expected", COMMANDS, ids=[where for where, _, _ in COMMANDS])
+def test_doc_command_runs(line, argv, expected, reuse_plans, capsys):
     module, args = argv[0], argv[1:]
     if module == "infra.migrate":
         from infra.migrate import main as migrate_main
@@ -246,7 +173,7 @@ def test_readme_command_runs(line, argv, expected, reuse_plans, capsys):
         assert code == expected and re.fullmatch(r"[0-9a-f]{64}\n", out), (line, out)
         return
     r = cli(*args)
-    assert r.returncode == expected, f"README.md line {line}: python -m infra {' '.join(args)}\n{r.stderr}"
+    assert r.returncode == expected, f"{line}: python -m infra {' '.join(args)}\n{r.stderr}"
     assert "Traceback" not in r.stderr
     if args[0] == "plan" and "--json" in args:
         doc = json.loads(r.stdout)

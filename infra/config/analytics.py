@@ -60,14 +60,16 @@ class ClickHouseConfig(ConfigModel):
     machine_type: Annotated[str, StringConstraints(pattern=MACHINE_TYPE)] = Field(
         "n2-highmem-4", description="Compute Engine machine type of each ClickHouse node")
     disk_size_gb: Int = Field(200, ge=10, le=65536, description="data disk per node (GB); survives instance replacement")
-    disk_type: Literal["pd-ssd", "pd-balanced", "hyperdisk-balanced"] = "pd-ssd"
-    boot_disk_size_gb: Int = Field(30, ge=10, le=1000)
+    disk_type: Literal["pd-ssd", "pd-balanced", "hyperdisk-balanced"] = Field("pd-ssd",
+        description="data disk type of the ClickHouse and Keeper nodes (replaces the disk when changed)")
+    boot_disk_size_gb: Int = Field(30, ge=10, le=1000, description="boot disk of each node, GB")
     image: Annotated[str, StringConstraints(pattern=r"^projects/[a-z0-9-]+/global/images/(family/)?[a-z0-9-]+$")] = Field(
         "projects/debian-cloud/global/images/family/debian-12", description="boot image (Debian: the ClickHouse apt repo)")
     kms_key: Optional[Annotated[str, StringConstraints(pattern=KMS_KEY)]] = Field(
         None, description="Cloud KMS key for the disks (CMEK); unset: Google-managed encryption, declared explicitly")
     cluster_name: Annotated[str, StringConstraints(pattern=IDENT)] = Field("netra", description="name in remote_servers")
-    database: Annotated[str, StringConstraints(pattern=IDENT)] = "analytics"
+    database: Annotated[str, StringConstraints(pattern=IDENT)] = Field("analytics",
+        description="the analytics database ClickHouse creates")
     app_user: Annotated[str, StringConstraints(pattern=IDENT)] = Field("netra_app", description="user the services connect as")
     subnet_cidr: text(43) = Field("10.20.0.0/24", description="subnet of the ClickHouse and Keeper nodes (private, /28 or larger)")
     replica_lag_seconds: Int = Field(300, ge=10, le=86400, description="alert when a replica is this far behind")
@@ -110,7 +112,8 @@ class PrometheusConfig(ConfigModel):
     enabled: Bool = Field(True, description="add the sidecar to every service (a one-time new revision name)")
     sidecar_image: text(1024) = Field(f"{GMP_SIDECAR}:1.3.0", description="cloud-run-gmp-sidecar image, pinned")
     scrape_port: Int = Field(8080, ge=1, le=65535, description="port the application serves metrics on")
-    scrape_path: Annotated[str, StringConstraints(pattern=r"^/[A-Za-z0-9._~\-/]*$")] = "/metrics"
+    scrape_path: Annotated[str, StringConstraints(pattern=r"^/[A-Za-z0-9._~\-/]*$")] = Field("/metrics",
+        description="the path Managed Prometheus scrapes on each ClickHouse node")
     scrape_interval_seconds: Int = Field(30, ge=5, le=300, description="seconds between scrapes")
 
     @field_validator("sidecar_image")
@@ -126,10 +129,10 @@ class GrafanaConfig(ConfigModel):
     domain: text(253) = Field(description="hostname Grafana is served on (added to the certificate), e.g. grafana.netra.ai")
     viewers: tuple[Annotated[text(320), StringConstraints(pattern=r"^(user|group|domain):[^\s]+$")], ...] = Field(
         min_length=1, description="IAP members allowed in (group:sre@netra.ai, domain:netra.ai)")
-    cpu: Literal["1", "2"] = "1"
-    memory: Literal["512Mi", "1Gi", "2Gi"] = "1Gi"
+    cpu: Literal["1", "2"] = Field("1", description="Grafana's vCPUs per instance")
+    memory: Literal["512Mi", "1Gi", "2Gi"] = Field("1Gi", description="Grafana's memory per instance")
     min_instances: Int = Field(0, ge=0, le=10, description="instances kept warm (the prod policy asks for 2)")
-    max_instances: Int = Field(2, ge=1, le=10)
+    max_instances: Int = Field(2, ge=1, le=10, description="Grafana's autoscaling ceiling")
 
     @field_validator("image")
     @classmethod

@@ -13,9 +13,9 @@ from .base import Bool, ConfigModel, Float, Int
 
 
 class TokenOptimization(ConfigModel):
-    enabled: Bool = True
+    enabled: Bool = Field(True, description="TOKEN_OPTIMIZATION_ENABLED")
     default_target_reduction: Int = Field(20, ge=0, le=100, description="percent")
-    max_retries: Int = Field(3, ge=0, le=10)
+    max_retries: Int = Field(3, ge=0, le=10, description="TOKEN_OPTIMIZATION_MAX_RETRIES")
 
 
 class ModelPrice(ConfigModel):
@@ -29,14 +29,15 @@ class LlmPricing(ConfigModel):
 
 
 class CostAlertThresholds(ConfigModel):
-    low: Float = Field(1.00, gt=0)
-    medium: Float = Field(3.00, gt=0)
-    high: Float = Field(5.00, gt=0)
+    low: Float = Field(1.00, gt=0, description="USD; COST_ALERT_LOW_THRESHOLD")
+    medium: Float = Field(3.00, gt=0, description="USD; COST_ALERT_MEDIUM_THRESHOLD")
+    high: Float = Field(5.00, gt=0, description="USD; COST_ALERT_HIGH_THRESHOLD")
 
 
 class SessionSettings(ConfigModel):
-    ttl_minutes: Int = Field(60, ge=1, le=24 * 60)
-    context_cleanup_interval_seconds: Int = Field(300, ge=10, le=24 * 3600)
+    ttl_minutes: Int = Field(60, ge=1, le=24 * 60, description="TOKEN_SESSION_TTL_MINUTES")
+    context_cleanup_interval_seconds: Int = Field(300, ge=10, le=24 * 3600,
+        description="TOKEN_CONTEXT_CLEANUP_INTERVAL")
 
 
 class AppSettings(ConfigModel):

@@ -6,6 +6,7 @@ import math
 import re
 import unicodedata
 import typing
+from dataclasses import dataclass
 from typing import Annotated, Any, Mapping
 
 from pydantic import AfterValidator, AllowInfNan, BaseModel, BeforeValidator, ConfigDict, ValidationInfo
@@ -127,6 +128,14 @@ def _shown(v: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else f"{text[:limit]}… ({len(v) if isinstance(v, str) else len(text)} characters)"
 
 
+@dataclass(frozen=True)
+class Allowed:
+    """What a string field accepts, in words, for the generated config reference (docs/reference/config.md);
+    pydantic ignores this metadata, the field's validators enforce it."""
+
+    what: str
+
+
 def text(max_length: int, pattern: str | None = None, what: str = "") -> Any:
     """A string of at most `max_length` characters without control or invisible characters or surrounding
     whitespace; `pattern` (matched against the whole string) narrows it to what the Google API accepts,
@@ -139,11 +148,13 @@ def text(max_length: int, pattern: str | None = None, what: str = "") -> Any:
             raise ValueError(f"must be {rule + ', ' if rule else ''}at most {max_length} characters, got {_shown(v)}")
         return v
 
-    return Annotated[str, BeforeValidator(_clean_text), AfterValidator(check)]
+    return Annotated[str, BeforeValidator(_clean_text), AfterValidator(check),
+                     Allowed(f"{what}, at most {max_length} characters" if what else f"text, at most {max_length} characters")]
 
 
-def checked(problem: Any) -> Any:
-    """A clean string whose `problem(value)` (a message, or None when fine) must be None."""
+def checked(problem: Any, what: str) -> Any:
+    """A clean string whose `problem(value)` (a message, or None when fine) must be None; `what` says in
+    words what it accepts (the config reference)."""
 
     def check(v: str) -> str:
         found = problem(v)
@@ -151,7 +162,7 @@ def checked(problem: Any) -> Any:
             raise ValueError(found)
         return v
 
-    return Annotated[str, BeforeValidator(_clean_text), AfterValidator(check)]
+    return Annotated[str, BeforeValidator(_clean_text), AfterValidator(check), Allowed(what)]
 
 
 Text = text(1024)
@@ -193,9 +204,9 @@ def email_problem(v: str) -> str | None:
     return None
 
 
-Image = checked(image_problem)
-Hostname = checked(hostname_problem)
-Email = checked(email_problem)
+Image = checked(image_problem, "a container image reference REGISTRY/PATH[:TAG][@sha256:DIGEST]")
+Hostname = checked(hostname_problem, "a fully qualified hostname like app.example.com (lowercase, no wildcard)")
+Email = checked(email_problem, "an email address")
 
 
 def distinct(values: Any) -> Any:

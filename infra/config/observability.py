@@ -54,8 +54,10 @@ class PagerDuty(ConfigModel):
 class Routing(ConfigModel):
     """Which channel kinds each severity notifies. Seed 000: critical -> pager_duty + email, warning -> email."""
 
-    critical: Annotated[tuple[ChannelKind, ...], Distinct] = ("pagerduty", "email")
-    warning: Annotated[tuple[ChannelKind, ...], Distinct] = ("email",)
+    critical: Annotated[tuple[ChannelKind, ...], Distinct] = Field(("pagerduty", "email"),
+        description="channel kinds critical alerts notify")
+    warning: Annotated[tuple[ChannelKind, ...], Distinct] = Field(("email",),
+        description="channel kinds warning alerts notify")
 
 
 class Thresholds(ConfigModel):
@@ -87,14 +89,15 @@ class Slo(ConfigModel):
     availability_percent: Float = Field(99.9, gt=0, lt=100, description="percent of non-5xx requests (seed 000: 99.9 % uptime)")
     latency_percent: Float = Field(99.0, gt=0, lt=100, description="percent of requests faster than latencyThresholdMs")
     latency_threshold_ms: Float = Field(2000, gt=0, description="milliseconds; the seed's rollback p95 bound")
-    rolling_period_days: Int = Field(28, ge=1, le=30)
+    rolling_period_days: Int = Field(28, ge=1, le=30, description="the SLOs' rolling compliance window")
 
 
 class Uptime(ConfigModel):
     """One check per public service, probing its own healthCheckPath under its first route."""
 
-    period_seconds: Literal[60, 300, 600, 900] = 60
-    timeout_seconds: Int = Field(10, ge=1, le=60)
+    period_seconds: Literal[60, 300, 600, 900] = Field(60,
+        description="how often each uptime check probes a public service")
+    timeout_seconds: Int = Field(10, ge=1, le=60, description="an uptime check's request timeout")
 
 
 class Budget(ConfigModel):
@@ -103,7 +106,8 @@ class Budget(ConfigModel):
     monthly_amount_usd: Float = Field(ge=0.01, description="USD per calendar month (rounded to cents)")
     project_number: Optional[text(20, r"[0-9]{6,20}", "a numeric project number")] = Field(None,
                                           description="numeric project id; avoids a diff after the API normalizes the id")
-    thresholds_percent: tuple[Float, ...] = Field((50.0, 80.0, 100.0), max_length=20)
+    thresholds_percent: tuple[Float, ...] = Field((50.0, 80.0, 100.0), max_length=20,
+        description="budget alert thresholds, percent of the monthly amount")
 
     @field_validator("thresholds_percent")
     @classmethod

@@ -65,7 +65,7 @@ def secret_id(environment: str, key: str) -> str:
 class MaintenanceWindow(ConfigModel):
     """A weekly window (UTC) in which Google may restart the instance."""
 
-    day: Literal[DAYS] = "SUNDAY"  # type: ignore[valid-type]
+    day: Literal[DAYS] = Field("SUNDAY", description="the weekly window's day (UTC)")  # type: ignore[valid-type]
     hour: Int = Field(4, ge=0, le=23, description="UTC hour the window starts")
 
     @property
@@ -122,13 +122,15 @@ class DatabaseConfig(ConfigModel):
         None, description="Cloud SQL instance name; default netra-<environment>-db")
     tier: text(64) = Field("db-custom-2-7680", description="db-custom-<vCPU>-<MiB>, db-perf-optimized-N-<vCPU>, db-f1-micro, db-g1-small")
     availability_type: Literal["REGIONAL", "ZONAL"] = Field("REGIONAL", description="REGIONAL = HA with standby in another zone")
-    disk_size_gb: Int = Field(20, ge=10, le=65536)
-    database_name: text(63, PG_IDENT, "a PostgreSQL identifier (lowercase letters, digits, _)") = "netra"
+    disk_size_gb: Int = Field(20, ge=10, le=65536, description="SSD size in GB (autoresize on; it never shrinks)")
+    database_name: text(63, PG_IDENT, "a PostgreSQL identifier (lowercase letters, digits, _)") = Field("netra",
+        description="the application database")
     user_name: text(63, PG_IDENT, "a PostgreSQL identifier (lowercase letters, digits, _)") = Field(
         "netra_app", description="the services' user: rows only (the migration job restricts it after every run)")
     migration_user_name: text(63, PG_IDENT, "a PostgreSQL identifier (lowercase letters, digits, _)") = Field(
         "netra_migrate", description="the migration job's user: owns the schema")
-    ssl_mode: Literal["ENCRYPTED_ONLY", "TRUSTED_CLIENT_CERTIFICATE_REQUIRED"] = "ENCRYPTED_ONLY"
+    ssl_mode: Literal["ENCRYPTED_ONLY", "TRUSTED_CLIENT_CERTIFICATE_REQUIRED"] = Field("ENCRYPTED_ONLY",
+        description="ENCRYPTED_ONLY: TLS required; TRUSTED_CLIENT_CERTIFICATE_REQUIRED: client certificates too")
     max_connections: Int = Field(200, ge=14, le=262143, description="PostgreSQL max_connections flag")
     pool_reserve: Int = Field(
         20, ge=1, le=10000, description="connections kept out of the pools: migrations, admin, Cloud SQL's own")
@@ -195,11 +197,13 @@ class CacheConfig(ConfigModel):
     instance_name: Optional[text(40, r"[a-z][a-z0-9-]*[a-z0-9]", "a Memorystore instance id (lowercase letters, digits, -)")] = Field(
         None, description="Memorystore instance name; default netra-<environment>-redis")
     tier: Literal["BASIC", "STANDARD_HA"] = Field("STANDARD_HA", description="STANDARD_HA = replica with automatic failover")
-    memory_size_gb: Int = Field(5, ge=1, le=300)
+    memory_size_gb: Int = Field(5, ge=1, le=300, description="Redis memory in GB")
     redis_version: str = Field("7.2", description="one of " + ", ".join(REDIS_VERSIONS))
-    rdb_snapshot_period: Literal["ONE_HOUR", "SIX_HOURS", "TWELVE_HOURS", "TWENTY_FOUR_HOURS"] = "ONE_HOUR"
+    rdb_snapshot_period: Literal["ONE_HOUR", "SIX_HOURS", "TWELVE_HOURS", "TWENTY_FOUR_HOURS"] = Field("ONE_HOUR",
+        description="how often Redis writes an RDB snapshot (persistence)")
     maxmemory_policy: Literal["noeviction", "allkeys-lru", "volatile-lru", "allkeys-lfu", "volatile-lfu",
-                              "allkeys-random", "volatile-random", "volatile-ttl"] = "allkeys-lru"
+                              "allkeys-random", "volatile-random", "volatile-ttl"] = Field(
+        "allkeys-lru", description="Redis eviction policy when memory is full")
     maintenance: MaintenanceWindow = MaintenanceWindow()
 
     @field_validator("redis_version", mode="before")
@@ -221,8 +225,8 @@ class CacheConfig(ConfigModel):
 
 class StaticAssetsBucket(ConfigModel):
     public: Bool = Field(False, description="public by design: objects readable by allUsers (served through the CDN)")
-    cdn_default_ttl_seconds: Int = Field(3600, ge=0, le=31536000)
-    cdn_max_ttl_seconds: Int = Field(86400, ge=0, le=31536000)
+    cdn_default_ttl_seconds: Int = Field(3600, ge=0, le=31536000, description="Cloud CDN default TTL of static assets")
+    cdn_max_ttl_seconds: Int = Field(86400, ge=0, le=31536000, description="Cloud CDN maximum TTL of static assets")
 
 
 class BackupsBucket(ConfigModel):
@@ -231,9 +235,9 @@ class BackupsBucket(ConfigModel):
     writer, deletes or overwrites a backup younger than `retentionDays`; versions can be deleted)."""
 
     retention_days: Int = Field(30, ge=1, le=3650, description="objects cannot be deleted or replaced before this age")
-    nearline_after_days: Int = Field(30, ge=1)
-    coldline_after_days: Int = Field(90, ge=1)
-    archive_after_days: Int = Field(365, ge=1)
+    nearline_after_days: Int = Field(30, ge=1, description="backups move to NEARLINE at this age (< coldlineAfterDays)")
+    coldline_after_days: Int = Field(90, ge=1, description="backups move to COLDLINE at this age (< archiveAfterDays)")
+    archive_after_days: Int = Field(365, ge=1, description="backups move to ARCHIVE at this age")
 
     @field_validator("coldline_after_days")
     @classmethod
@@ -261,15 +265,16 @@ class StorageConfig(ConfigModel):
 class WafRules(ConfigModel):
     """Cloud Armor preconfigured WAF rules (OWASP CRS 3.3), each on or off."""
 
-    sqli: Bool = True
-    xss: Bool = True
-    lfi: Bool = True
-    rfi: Bool = True
-    rce: Bool = True
-    scanner_detection: Bool = True
-    protocol_attack: Bool = True
-    session_fixation: Bool = True
-    method_enforcement: Bool = False
+    sqli: Bool = Field(True, description="Cloud Armor preconfigured OWASP CRS 3.3 rule: SQL injection")
+    xss: Bool = Field(True, description="Cloud Armor preconfigured OWASP CRS 3.3 rule: cross-site scripting")
+    lfi: Bool = Field(True, description="Cloud Armor preconfigured OWASP CRS 3.3 rule: local file inclusion")
+    rfi: Bool = Field(True, description="Cloud Armor preconfigured OWASP CRS 3.3 rule: remote file inclusion")
+    rce: Bool = Field(True, description="Cloud Armor preconfigured OWASP CRS 3.3 rule: remote code execution")
+    scanner_detection: Bool = Field(True, description="Cloud Armor preconfigured OWASP CRS 3.3 rule: scanner detection")
+    protocol_attack: Bool = Field(True, description="Cloud Armor preconfigured OWASP CRS 3.3 rule: protocol attacks")
+    session_fixation: Bool = Field(True, description="Cloud Armor preconfigured OWASP CRS 3.3 rule: session fixation")
+    method_enforcement: Bool = Field(False,
+        description="Cloud Armor preconfigured OWASP CRS 3.3 rule: HTTP method enforcement (off by default)")
     cve: Bool = Field(True, description="Cloud Armor cve-canary rule: Log4Shell (CVE-2021-44228, CVE-2021-45046), "
                                         "all signatures, always blocking (not subject to `preview`)")
     sensitivity: Int = Field(1, ge=1, le=4, description="CRS paranoia level")
@@ -310,7 +315,7 @@ class EdgeConfig(ConfigModel):
 
 class MigrationsConfig(ConfigModel):
     image: Image = Field(description="runner image built from migrations/Dockerfile; in prod pinned by digest")
-    timeout_seconds: Int = Field(600, ge=30, le=86400)
+    timeout_seconds: Int = Field(600, ge=30, le=86400, description="the migration job's task timeout")
     max_retries: Int = Field(0, ge=0, le=10, description="a failed migration is looked at, not retried blindly")
 
 

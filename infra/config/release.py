@@ -63,14 +63,14 @@ class RolloutJournal(ConfigModel):
     stables: dict[str, Optional[ResourceName]] = Field(default_factory=dict, description="service key -> stable revision at the start")
     scope: Literal["stack", "service"] = Field("stack", description="which key carries the stage")
     live: Int = Field(-1, ge=-1, le=100, description="the last stage whose pulumi up succeeded (-1: none yet)")
-    migrated: Bool = False
+    migrated: Bool = Field(False, description="the migration job ran in this rollout")
     backup: Optional[str] = Field(None, description="id of the Cloud SQL backup taken before the migration job")
     load_test: Optional[str] = Field(None, description="the load test's decision and verdict digest, pass:<sha256>")
     rejected: Optional[str] = Field(None, description="why the candidates are being rolled back")
     failed: Bool = Field(False, description="the rollback was caused by a failure, not a verdict (exit 4)")
     finalizing: Bool = Field(False, description="stableRevision := candidate written, its pulumi up not done")
     released: Bool = Field(False, description="the finalize pulumi up succeeded")
-    tagged: Bool = False
+    tagged: Bool = Field(False, description="the release's git tag was pushed")
     started: text(64) = Field("", description="when (ISO 8601, UTC)")
 
 

@@ -93,14 +93,17 @@ class ServiceConfig(ConfigModel):
         None, description="per-service override of netra:canaryPercent (used by `rollout --service`)"
     )
     # maxInstances first, so the minInstances check can see it even when other keys are broken
-    max_instances: Int = Field(10, ge=1, le=1000)
-    min_instances: Int = Field(1, ge=0, le=1000)
-    cpu: str = "1"
-    memory: text(16, r"[1-9][0-9]{0,5}(Mi|Gi)", "a size like 512Mi or 4Gi") = "512Mi"
-    concurrency: Int = Field(80, ge=1, le=1000)
-    port: Int = Field(8080, ge=1, le=65535)
+    max_instances: Int = Field(10, ge=1, le=1000,
+        description="autoscaling ceiling; also sizes the database pool and subnet checks")
+    min_instances: Int = Field(1, ge=0, le=1000,
+        description="instances kept warm; a worker (public: false) needs at least 1")
+    cpu: str = Field("1", description="vCPUs per instance: \"1\", \"2\", \"4\", \"6\" or \"8\"")
+    memory: text(16, r"[1-9][0-9]{0,5}(Mi|Gi)", "a size like 512Mi or 4Gi") = Field("512Mi",
+        description="memory per instance")
+    concurrency: Int = Field(80, ge=1, le=1000, description="concurrent requests per instance")
+    port: Int = Field(8080, ge=1, le=65535, description="the container port Cloud Run sends requests to")
     timeout_seconds: Int = Field(300, ge=1, le=3600, description="request timeout; 3600 for WebSockets")
-    session_affinity: Bool = False
+    session_affinity: Bool = Field(False, description="route a client's requests to the same instance when possible")
     health_check_path: UrlPath = Field(
         "/health", description="probed by the startup/liveness probes and, under the first route, by the uptime check")
     public: Bool = Field(True, description="served through the load balancer; false for workers (no route, no allUsers)")
@@ -109,7 +112,8 @@ class ServiceConfig(ConfigModel):
     default_route: Bool = Field(False, description="receives every path no route claims; exactly one public service")
     db_pool_size: Optional[Int] = Field(
         None, ge=1, le=1000, description="database connections per instance (database clients only); pins the pool")
-    env: dict[EnvName, text(32768)] = Field(default_factory=dict, max_length=1000)
+    env: dict[EnvName, text(32768)] = Field(default_factory=dict, max_length=1000,
+        description="plain environment variables NAME: value; credential-looking names, platform-derived settings (DB_*, REDIS_*), Cloud Run's own and netra:app's are refused: use secrets")
     secrets: dict[EnvName, Text] = Field(
         default_factory=dict, max_length=1000, description="env var name -> platform secret key it is read from"
     )

@@ -31,23 +31,28 @@ def _off_ladder(percent: int, stages: tuple[int, ...] | None) -> str | None:
 
 
 class StackConfig(ConfigModel):
-    """Validated before any resource is registered; see README "Config reference"."""
+    """Validated before any resource is registered; every key is in docs/reference/config.md (generated)."""
 
     project: text(30, r"[a-z][a-z0-9-]{4,28}[a-z0-9]", "a GCP project id (6-30 lowercase letters, digits, -)") = Field(
-        description="gcp:project")
-    region: text(32, r"[a-z]+-[a-z]+[0-9]", "a GCP region like us-central1") = Field("us-central1", description="gcp:region")
+        description="the GCP project every resource goes into (the provider's own key)")
+    region: text(32, r"[a-z]+-[a-z]+[0-9]", "a GCP region like us-central1") = Field(
+        "us-central1", description="where every regional resource goes (the provider's own key)")
     environment: Literal["staging", "prod"] = Field(
         description="one of staging, prod; defaults to the stack name when that is staging or prod")
-    cost_center: text(63, r"[a-z][a-z0-9_-]*", "a label value (lowercase letters, digits, _ and -, starting with a letter)") = "llm-platform"
-    stages: tuple[Int, ...] = Field(DEFAULT_STAGES, max_length=101)
-    canary_percent: Int = 0
+    cost_center: text(63, r"[a-z][a-z0-9_-]*", "a label value (lowercase letters, digits, _ and -, starting with a letter)") = Field("llm-platform",
+        description="`cost-center` label on every resource")
+    stages: tuple[Int, ...] = Field(DEFAULT_STAGES, max_length=101,
+        description="the traffic ladder: increasing percentages from 0 to 100; prod must keep the seed's gated stages 10 and 50")
+    canary_percent: Int = Field(0,
+        description="the candidate revision's share of traffic, one of netra:stages; 0 = rollback (written by the release tools)")
     services: dict[str, ServiceConfig] = Field(
-        min_length=1, description="service name -> Cloud Run service; any lowercase names (README, Services)")
-    app: AppSettings = AppSettings()
-    observability: ObservabilityConfig = Field(..., description="alert channels, routing, thresholds, SLOs, budget: README, Observability")
+        min_length=1, description="service name -> Cloud Run service; any lowercase names (how-to: add a service)")
+    app: AppSettings = Field(AppSettings(),
+        description="application settings (seed 001's production configuration), passed to every service as environment variables")
+    observability: ObservabilityConfig = Field(..., description="alert channels, routing, thresholds, SLOs, budget")
     platform: PlatformConfig = Field(description="network, Cloud SQL, Memorystore, buckets, secrets, migrations, edge")
     verification: VerificationConfig = Field(
-        VerificationConfig(), description="release load test, bake window, emergency budget: README, Verification")
+        VerificationConfig(), description="release load test, bake window, emergency budget")
     release: ReleaseConfig = Field(ReleaseConfig(), description="approvals and the rollout journal (written by the rollout)")
 
     @field_validator("stages")

@@ -34,7 +34,7 @@ class HttpScenario(ConfigModel):
 class WebSocketScenario(ConfigModel):
     """Users holding one WebSocket each and timing message -> event round trips."""
 
-    path: Path = "/ws"
+    path: Path = Field("/ws", description="the WebSocket endpoint's path")
     user_percent: Int = Field(50, ge=0, le=100, description="share of the users on WebSockets")
     message: dict[str, Any] = Field(default_factory=lambda: {"type": "ping"},
                                     description="JSON object sent; the run adds `id`, the event must echo it")
@@ -47,10 +47,12 @@ class LoadTestCriteria(ConfigModel):
     error_rate_percent: Float = Field(0.1, ge=0, le=100, description="per kind: HTTP, WS connections, WS events")
     p95_latency_ms: Float = Field(500, gt=0, description="HTTP p95 (seed 001: < 500 ms)")
     websocket_event_latency_ms: Float = Field(100, gt=0, description="seed 001 phase 1: events delivered < 100 ms")
-    websocket_event_percentile: Float = Field(95, gt=0, le=100)
+    websocket_event_percentile: Float = Field(95, gt=0, le=100,
+        description="the percentile of WebSocket event latency the criteria judge")
     memory_growth_percent: Float = Field(5, gt=0, description="candidate memory utilization growth over the run")
-    min_requests: Int = Field(1000, ge=1)
-    min_websocket_events: Int = Field(100, ge=0)
+    min_requests: Int = Field(1000, ge=1,
+        description="fewer HTTP requests than this and the load test fails (too little evidence)")
+    min_websocket_events: Int = Field(100, ge=0, description="fewer WebSocket events than this and the load test fails")
 
 
 class LoadTestConfig(ConfigModel):
@@ -61,11 +63,13 @@ class LoadTestConfig(ConfigModel):
     duration_seconds: Int = Field(3600, ge=10, le=86400, description="seed 001: 1 hour")
     max_requests: Int = Field(0, ge=0, description="stop after this many requests; 0 = the duration bounds the run")
     think_time_seconds: tuple[Float, Float] = Field((1.0, 3.0), description="[min, max] wait between a user's requests")
-    http: tuple[HttpScenario, ...] = Field((HttpScenario(name="health", path="/health"),), min_length=1)
+    http: tuple[HttpScenario, ...] = Field((HttpScenario(name="health", path="/health"),), min_length=1,
+        description="HTTP scenarios the load test runs (name, path, weight)")
     websocket: WebSocketScenario = WebSocketScenario()
     criteria: LoadTestCriteria = LoadTestCriteria()
-    cpu: Literal["1", "2", "4", "8"] = "2"
-    memory: text(16, r"[1-9][0-9]{0,5}(Mi|Gi)", "a size like 512Mi or 4Gi") = "2Gi"
+    cpu: Literal["1", "2", "4", "8"] = Field("2", description="the load-test job's vCPUs")
+    memory: text(16, r"[1-9][0-9]{0,5}(Mi|Gi)", "a size like 512Mi or 4Gi") = Field("2Gi",
+        description="the load-test job's memory")
     env: dict[EnvName, text(32768)] = Field(
         default_factory=dict, max_length=100, description="extra environment of the job (no credentials)")
 

@@ -1,0 +1,27 @@
+"""Generators of the docs site's reference pages: each page is rendered from the code it documents (the
+config models, the CLI parsers, the policy pack, the program's alerts), committed under docs/reference/,
+and checked for staleness by tests/test_docs.py. `make docs-reference` rewrites them."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _page(module: str) -> Callable[[], str]:
+    def render() -> str:
+        import importlib
+
+        return importlib.import_module(f"docsgen.{module}").render() + "\n"
+
+    return render
+
+
+# docs path -> renderer (imports are lazy: the config page must not need a plan, the alert page does)
+PAGES: dict[str, Callable[[], str]] = {
+    "docs/reference/config.md": _page("config_reference"),
+    "docs/reference/cli.md": _page("cli_reference"),
+    "docs/reference/policies.md": _page("policy_reference"),
+    "docs/reference/alerts.md": _page("alert_reference"),
+}
