@@ -256,3 +256,22 @@ def test_route_choice_override_private_service_and_token_errors(secret_manager):
         read_token(session, "netra-production", "prod-other-secret", endpoint=sm.url)
     with requests.Session() as session, pytest.raises(VerifyRouteError, match="reading Secret Manager secret"):
         read_token(session, "netra-production", "prod-canary-verify-token", endpoint="http://127.0.0.1:9")
+
+
+def test_the_rollout_verify_step_uses_the_route_and_fails_closed_without_the_token(load_balancer, secret_manager):
+    """infra.release.effects.make_verify as the rollout builds it: one token read per run, the route from
+    the plan outputs; an unreadable token is OperationFailed (exit 4), never a verdict."""
+    from infra.release.effects import make_verify
+    from infra.release.state import OperationFailed, Target
+
+    lb, seen = load_balancer
+    sm, calls = secret_manager
+    target = Target("backend", "netra-backend-prod", REV, "netra-backend-prod-a41c9e07",
+                    "https://netra-backend-prod-uc.a.run.app", "/health")
+    with requests.Session() as session:
+        verify = make_verify(VerifySettings(smoke_requests=3), {}, _outputs(lb.url), "netra-production", session, sm.url)
+        assert verify(target, 0).decision == "promote" and verify(target, 0).decision == "promote"
+        assert len(calls) == 1 and len(seen["canary"]) == 8 and seen["stable"] == seen["denied"] == []
+        denied = make_verify(VerifySettings(smoke_requests=3), {}, _outputs(lb.url), "other-project", session, sm.url)
+        with pytest.raises(OperationFailed, match="verification of backend: .*HTTP 403"):
+            denied(target, 0)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Optional
 
 from infra.release import model as rel
 from infra.release.state import OperationFailed, Target
@@ -103,13 +103,26 @@ def rollout_verdict(verdict, path: str, candidate: str, stage: int, what: str) -
     return rel.Verdict(label, candidate, stage, rel.evidence_digest(doc), verdict.reason, by="gate")
 
 
-def make_verify(settings, urls: dict[str, str]) -> Callable[[Target, int], rel.Verdict]:
-    from infra.verify import tagged_url, verify_candidate
+def make_verify(settings, urls: dict[str, str], outputs: Optional[dict] = None, project: str = "",
+                session=None, secret_manager: Optional[str] = None) -> Callable[[Target, int], rel.Verdict]:
+    """The 0 % verification of one candidate: through the load balancer's canary route when the service is
+    behind it (the token read once from Secret Manager as the deploy identity), else its tagged URL;
+    `--verify-url` overrides. An unreadable token raises OperationFailed (exit 4, never a verdict)."""
+    from infra.verify import SECRET_MANAGER, VerifyRouteError, read_token, route_for, verify_candidate
+
+    tokens: dict[str, str] = {}
+
+    def token(secret_id: str) -> str:
+        if secret_id not in tokens:
+            tokens[secret_id] = read_token(session or authorized_session(), project, secret_id,
+                                           secret_manager or SECRET_MANAGER)
+        return tokens[secret_id]
 
     def verify(t: Target, stage: int) -> rel.Verdict:
-        base = urls.get(t.key) or tagged_url(t.url)
-        return verify_candidate(t.key, t.candidate, stage, base, t.health_path, settings)
+        try:
+            route = route_for(t.key, t.url, outputs or {}, urls, token)
+        except VerifyRouteError as exc:
+            raise OperationFailed(f"verification of {t.key}: {exc}") from None
+        return verify_candidate(t.key, t.candidate, stage, route, t.health_path, settings)
 
     return verify
-
-

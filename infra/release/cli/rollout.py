@@ -140,7 +140,7 @@ def run_rollout(args, *, backend=None, gate=None, verify=None, migrate=None, tag
             git_tag(args.tag, f"netra {args.stack}: released {', '.join(release.candidates.values())}", PROJECT_ROOT)
     thresholds = cfg.observability.thresholds
     verify = verify or make_verify(VerifySettings(smoke, tuple(args.smoke_path), thresholds.error_rate_percent,
-                                                  thresholds.p95_latency_ms), urls)
+                                                  thresholds.p95_latency_ms), urls, outputs, release.project)
     gate = gate or make_gate(settings, release, log)
     notifier = notifier or Notifier.from_env(args.stack)
     driver = Driver(release, backend, gate=gate, verify=verify, migrate=migrate, tag=tagger, notifier=notifier, log=log,
