@@ -51,6 +51,7 @@ import time
 import numpy as np
 from scipy import stats
 
+from benchmarks import canary_value as cv
 from infra.canary.buckets import CLOUD_RUN_LATENCY
 from infra.canary.calibration import calibrate
 from infra.canary.counts import Batch
@@ -62,6 +63,7 @@ Z95 = stats.norm.ppf(0.95)
 BOUNDS = np.asarray(CLOUD_RUN_LATENCY.bounds)
 NB = CLOUD_RUN_LATENCY.num_buckets
 ORACLE_WARMUP_S = 120.0
+EXPECT = ("promote", "rollback", "no-promote", "not-met")
 OUTCOMES = ("token", "websocket")
 FAULTS = {
     "missing_5xx_canary": "the canary's 5xx series is missing (request_count without it; latency complete)",
@@ -99,7 +101,11 @@ def _revision(spec, where: str, base: dict | None = None) -> dict:
             if spec.get(key) is not None:
                 old = rev.get(key) or {"per_request": 0.0, "failure_rate": 0.0}
                 rev[key] = {k: float(spec[key].get(k, old[k])) for k in ("per_request", "failure_rate")}
+        cv.parse_fields(spec, rev, where)
     except (AttributeError, TypeError, ValueError) as exc:
+        if str(exc).startswith(where):
+            raise
+
         raise ValueError(f"{where}: bad field ({exc})") from None
     if base is None and ("error_rate" not in rev or "median" not in rev):
         raise ValueError(f"{where}: needs error_rate and latency_ms.median/p95")
@@ -158,9 +164,12 @@ def load_scenarios(path: str) -> list[dict]:
             sc["fault"] = dict(fault)
         else:
             sc["fault"] = None
+        sc["criteria"] = cv.parse_criteria(s.get("criteria"), where)
         sc["expect"] = s.get("expect") or ("promote" if _same(sc) else "rollback")
-        if sc["expect"] not in ("promote", "rollback", "no-promote"):
-            raise ValueError(f"{where}.expect: must be promote, rollback or no-promote")
+        if sc["expect"] not in EXPECT:
+            raise ValueError(f"{where}.expect: must be one of {', '.join(EXPECT)}")
+        sc["promote_target"] = float(s.get("promote_target", 0.9))
+        sc["rollback_within_s"] = float(s["rollback_within_s"]) if "rollback_within_s" in s else None
         out.append(sc)
     if not out:
         raise ValueError("no scenarios in the file")
@@ -244,6 +253,7 @@ def simulate(sc: dict) -> dict:
         d[f"e_{s}"], d[f"h_{s}"] = e, h
         for key in OUTCOMES:
             d[f"{key}_{s}"] = outs[key]
+    cv.simulate(sc, d, rng, mids, params_at)
     H = int(sc["history_s"] // I)
     hist_n = rng.poisson(sc["rps"] * I, size=(R, H))
     d["hist_n"], d["hist_e"] = hist_n, draw_errors(rng, hist_n, sc["stable"]) if H else np.zeros((R, 0))
@@ -334,7 +344,8 @@ def judge_netra(sc, d, config: JudgeConfig | None = None):
     R, T = sc["runs"], d["T"]
     cfg = config or JudgeConfig(horizon_intervals=T)
     cal = calibrate(d["hist_n"], d["hist_e"]) if d["hist_n"].shape[1] else None
-    bj = BatchJudge(cfg, R, CLOUD_RUN_LATENCY, configured_share=sc["canary_percent"] / 100.0, calibration=cal)
+    bj = BatchJudge(cfg, R, CLOUD_RUN_LATENCY, configured_share=sc["canary_percent"] / 100.0, calibration=cal,
+                    criteria=sc.get("criteria"), memory_history=d.get("hist_memory"), cache_layout=cv.CACHE_LAYOUT)
     at = np.full(R, -1)
 
     def pair(key, s, t):
@@ -345,12 +356,13 @@ def judge_netra(sc, d, config: JudgeConfig | None = None):
         before = bj.decision.copy()
         b = Batch(sc["interval_s"], d["n_s"][:, t], d["n_c"][:, t], d["e_s"][:, t], d["e_c"][:, t],
                   d["h_s"][:, t], d["h_c"][:, t], pair("token", "s", t), pair("token", "c", t),
-                  pair("websocket", "s", t), pair("websocket", "c", t), d["unlabelled"][:, t])
+                  pair("websocket", "s", t), pair("websocket", "c", t), d["unlabelled"][:, t],
+                  value=cv.value_data(d, t))
         dec = bj.step(b)
         at[(before == UNDECIDED) & (dec != UNDECIDED)] = t
         if (dec != UNDECIDED).all():
             break
-    return bj.decision.copy(), at
+    return bj.decision.copy(), at, bj.not_met.copy()
 
 
 def _outcome_rate(d, key, s, upto=None, window=None):
@@ -474,6 +486,9 @@ def judge_oracle(sc, d, alpha=0.01, beta=0.01):
                 ratio = (oc["failure_rate"] * oc["per_request"]) / (os_["failure_rate"] * os_["per_request"])
                 signals.append((ratio, d[f"{key}_c"][1][:, t], d[f"{key}_s"][1][:, t],
                                 d["n_c"][:, t], d["n_s"][:, t]))
+        extra, gauss = cv.oracle_signals(sc, d, t, s, c)
+        signals += extra
+        llr[:, t] += gauss
         for rho, x_c, x_s, n_c, n_s in signals:
             pi = _rate(n_c, n_c + n_s)
             q1 = pi * rho / (pi * rho + 1 - pi)
@@ -496,24 +511,27 @@ JUDGES = {
 }
 
 
-def summarise(sc, name, dec, at) -> dict:
+def summarise(sc, name, dec, at, not_met=None) -> dict:
     R = len(dec)
     t = (at + 1) * sc["interval_s"]
     decided = dec != UNDECIDED
     rb = dec == ROLLBACK
     pr = dec == PROMOTE
+    limit = sc.get("rollback_within_s")
     return {
         "scenario": sc["name"],
         "judge": name,
         "runs": int(R),
         "promote": int(pr.sum()),
         "rollback": int(rb.sum()),
-        "hold": int((~decided).sum()),
+        "hold": int((~pr & ~rb).sum()),
+        "not_met": int(np.asarray(not_met).sum()) if not_met is not None else 0,
         "median_decision_s": float(np.median(t[decided])) if decided.any() else None,
         "p90_decision_s": float(np.percentile(t[decided], 90)) if decided.any() else None,
         "median_rollback_s": float(np.median(t[rb])) if rb.any() else None,
         "median_promote_s": float(np.median(t[pr])) if pr.any() else None,
         "promoted_within_600s": int((pr & (t <= 600)).sum()),
+        **({"rolled_back_within_s": int((rb & (t <= limit)).sum())} if limit else {}),
     }
 
 
@@ -525,8 +543,8 @@ def run_scenario(sc, judges=None) -> list[dict]:
             continue
         if name == "sprt-oracle" and sc["expect"] != "rollback":
             continue
-        dec, at = fn(sc, d)
-        rows.append(summarise(sc, name, dec, at))
+        dec, at, *rest = fn(sc, d)
+        rows.append(summarise(sc, name, dec, at, *rest))
     return rows
 
 
@@ -565,8 +583,8 @@ def check_targets(scenarios, rows) -> list[dict]:
             add(sc, f"false rollback <= {limit:.0%}",
                 f"{rate:.2%} ({ours['rollback']}/{n}; 95 % upper {wilson_upper(ours['rollback'], n):.2%})", rate <= limit)
             if min(sc["rps"], sc["rps_end"]) >= 20:
-                p = ours["promote"] / n
-                add(sc, "promoted >= 90 % within the hour", f"{p:.1%}", p >= 0.9)
+                p, goal = ours["promote"] / n, sc["promote_target"]
+                add(sc, f"promoted >= {goal:.0%} within the hour", f"{p:.1%}", p >= goal)
             if min(sc["rps"], sc["rps_end"]) >= 200:
                 p = ours["promoted_within_600s"] / n
                 add(sc, "promoted >= 90 % within 10 min", f"{p:.1%}", p >= 0.9)
@@ -579,6 +597,16 @@ def check_targets(scenarios, rows) -> list[dict]:
                 add(sc, "median time to rollback <= 2 x oracle + 1 interval",
                     f"{ours['median_rollback_s']:.0f} s vs limit {limit:.0f} s (oracle {orc['median_rollback_s']:.0f} s)",
                     ours["median_rollback_s"] <= limit)
+            if sc["rollback_within_s"]:
+                k = ours.get("rolled_back_within_s", 0)
+                add(sc, f"rolled back >= 95 % within {sc['rollback_within_s']:.0f} s", f"{k / n:.1%}", k / n >= 0.95)
+                add(sc, "never promoted", f"{ours['promote']}/{n}", ours["promote"] == 0)
+        elif sc["expect"] == "not-met":
+            p = ours["promote"] / n
+            add(sc, "promoted <= 1 %", f"{p:.2%} ({ours['promote']}/{n}; 95 % upper {wilson_upper(ours['promote'], n):.2%})",
+                p <= 0.01)
+            m = ours["not_met"] / n
+            add(sc, "not_met >= 90 %", f"{m:.1%}", m >= 0.9)
         else:
             add(sc, "faulty data: 0 promotes", f"{ours['promote']}/{n}", ours["promote"] == 0)
     return checks

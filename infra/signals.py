@@ -76,10 +76,11 @@ class ValueSignal:
     event: str
     field: str  # jsonPayload field holding the value
     unit: str  # UCUM, as Cloud Monitoring shows it: "ms", "USD", "%", "1"
-    bounds: tuple[float, ...]  # explicit histogram bucket bounds, in `unit`
+    bounds: tuple[float, ...]  # explicit histogram bucket bounds, in `unit` (or the exponential layout's)
     labels: tuple[str, ...] = ()
     description: str = ""
     only_outcome: str | None = None  # count only entries whose `outcome` equals this
+    exponential: tuple[int, float, float] | None = None  # (finite buckets, growth, scale) instead of `bounds`
 
     @property
     def metric_type(self) -> str:
@@ -91,10 +92,21 @@ COST_CALCULATION = OutcomeSignal(
     metric="netra_cost_calculation", event="cost_calculation_check",
     description="Cost calculations checked against the provider's usage, by outcome "
                 "(success = within tolerance | failure).")
-# "cache hit rate < 50 %", per cache: prompt (exact prompt cache) and semantic (embedding match)
+# "cache hit rate < 50 %", per cache: prompt (exact prompt cache) and semantic (embedding match); the
+# success criteria of prompt and semantic caching ("hit rate > 85 %") per flag arm
 CACHE_LOOKUP = OutcomeSignal(
-    metric="netra_cache_lookup", event="cache_lookup", success="hit", failure="miss", extra_labels=("cache",),
-    description="Cache lookups, by outcome (hit | miss) and cache (prompt | semantic).")
+    metric="netra_cache_lookup", event="cache_lookup", success="hit", failure="miss", extra_labels=("cache", FLAG_ARM),
+    description="Cache lookups, by outcome (hit | miss), cache (prompt | semantic) and flag arm.")
+# semantic caching's "match accuracy > 90 %": a sample of semantic hits re-checked against a fresh answer
+SEMANTIC_MATCH = OutcomeSignal(
+    metric="netra_semantic_match_check", event="semantic_match_check", success="correct", failure="incorrect",
+    extra_labels=(FLAG_ARM,),
+    description="Semantic-cache hits checked against a fresh answer, by outcome (correct | incorrect) and flag arm.")
+# token budget enforcement's "budget tracking accuracy > 98 %": tracked usage reconciled with the provider's
+BUDGET_TRACKING = OutcomeSignal(
+    metric="netra_budget_tracking_check", event="budget_tracking_check", success="accurate", failure="inaccurate",
+    extra_labels=(FLAG_ARM,),
+    description="Budget tracking reconciled with the provider's usage, by outcome (accurate | inaccurate) and flag arm.")
 # "user session isolation breach > 0": zero tolerance, each entry is one breach
 SESSION_ISOLATION_BREACH = CountSignal(
     metric="netra_session_isolation_breach", event="session_isolation_breach",
@@ -111,9 +123,25 @@ TOKENS_SAVED = ValueSignal(
 COST_SAVED = ValueSignal(
     metric="netra_cost_saved", event="token_optimization", field="saved_usd", unit="USD", bounds=_USD,
     only_outcome="success", description="LLM cost avoided per successful optimization (USD).")
+# Cost and tokens per LLM request are heavy-tailed; the gate compares revisions (and flag arms) by shifting
+# one histogram against the other, which needs exponential buckets of growth 1.5^(1/4): 4 buckets = the
+# seed's 1.5x cost spike (infra/canary/value.py).
+_VALUE_GROWTH = 1.5 ** 0.25
 LLM_REQUEST_COST = ValueSignal(
-    metric="netra_llm_request_cost", event="llm_request", field="cost_usd", unit="USD", bounds=_USD,
-    labels=("model",), description="Cost of each LLM request after optimization (USD); hourly cost is its sum.")
+    metric="netra_llm_request_cost", event="llm_request", field="cost_usd", unit="USD", bounds=(),
+    exponential=(136, _VALUE_GROWTH, 1e-5), labels=("model", FLAG_ARM),
+    description="Cost of each LLM request after optimization (USD), by model and flag arm; hourly cost is its sum.")
+LLM_REQUEST_TOKENS = ValueSignal(
+    metric="netra_llm_request_tokens", event="llm_request", field="tokens", unit="1", bounds=(),
+    exponential=(136, _VALUE_GROWTH, 1.0), labels=("model", FLAG_ARM),
+    description="Tokens used by each LLM request (prompt + completion), by model and flag arm.")
+QUALITY_SCORE = ValueSignal(
+    metric="netra_quality_score", event="quality_score", field="score", unit="1",
+    bounds=tuple(round(0.05 * i, 2) for i in range(21)), labels=(FLAG_ARM,),
+    description="Conversation quality score of a scored response, 0..1, by flag arm.")
+CACHE_LOOKUP_LATENCY = ValueSignal(
+    metric="netra_cache_lookup_latency", event="cache_lookup", field="latency_ms", unit="ms", bounds=_LATENCY_MS,
+    labels=("cache", FLAG_ARM), description="Cache lookup latency (milliseconds), by cache and flag arm.")
 REQUEST_LATENCY = ValueSignal(
     metric="netra_request_latency", event="request", field="latency_ms", unit="ms", bounds=_LATENCY_MS,
     labels=(FLAG_ARM,), description="Request latency as the application measured it, by flag arm (milliseconds).")
@@ -124,7 +152,9 @@ BUDGET_UTILIZATION = ValueSignal(
     metric="netra_budget_utilization", event="budget_check", field="utilization_percent", unit="%",
     bounds=_PERCENT, description="A tenant's token-budget utilization when checked (percent of its budget).")
 
-OUTCOME_SIGNALS = (TOKEN_OPTIMIZATION, WEBSOCKET_CONNECTION, COST_CALCULATION, CACHE_LOOKUP, REQUEST)
+OUTCOME_SIGNALS = (TOKEN_OPTIMIZATION, WEBSOCKET_CONNECTION, COST_CALCULATION, CACHE_LOOKUP, REQUEST, SEMANTIC_MATCH,
+                   BUDGET_TRACKING)
 COUNT_SIGNALS = (SESSION_ISOLATION_BREACH,)
-VALUE_SIGNALS = (TOKENS_SAVED, COST_SAVED, LLM_REQUEST_COST, WEBSOCKET_EVENT_LATENCY, BUDGET_UTILIZATION, REQUEST_LATENCY)
+VALUE_SIGNALS = (TOKENS_SAVED, COST_SAVED, LLM_REQUEST_COST, WEBSOCKET_EVENT_LATENCY, BUDGET_UTILIZATION, REQUEST_LATENCY,
+                 LLM_REQUEST_TOKENS, QUALITY_SCORE, CACHE_LOOKUP_LATENCY)
 ALL_SIGNALS = (*OUTCOME_SIGNALS, *COUNT_SIGNALS, *VALUE_SIGNALS)

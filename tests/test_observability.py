@@ -157,7 +157,11 @@ def test_log_signal_contract(prod_plan):
         m = metrics[signal.metric]
         assert m["valueExtractor"] == f"EXTRACT(jsonPayload.{signal.field})"
         assert m["metricDescriptor"]["valueType"] == "DISTRIBUTION" and m["metricDescriptor"]["unit"] == signal.unit
-        assert m["bucketOptions"]["explicitBuckets"]["bounds"] == list(signal.bounds)
+        if signal.exponential:  # cost and tokens: the gate shifts one revision's histogram by whole buckets
+            n, growth, scale = signal.exponential
+            assert m["bucketOptions"]["exponentialBuckets"] == {"numFiniteBuckets": n, "growthFactor": growth, "scale": scale}
+        else:
+            assert m["bucketOptions"]["explicitBuckets"]["bounds"] == list(signal.bounds)
     assert metrics["netra_cache_lookup"]["labelExtractors"]["cache"] == "EXTRACT(jsonPayload.cache)"
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from infra.canary.buckets import BucketLayout
+from infra.canary.value import ValueData
 
 
 @dataclass
@@ -27,6 +28,7 @@ class Interval:
     stable_websocket: tuple[float, float] | None = None
     unlabelled_requests: float = 0  # requests in series that carry no revision label
     fault: str | None = None  # set when the interval must not count (API error, malformed series, ...)
+    value: ValueData | None = None  # value signals as arrays of one run (infra.canary.value)
     notes: list[str] = field(default_factory=list)
 
 
@@ -50,6 +52,7 @@ class Batch:
     websocket_c: Outcome | None = None
     unlabelled: np.ndarray | None = None  # (R,) requests in series without a revision label
     upstream_fault: np.ndarray | None = None  # (R,) bool: the source already knows the interval is bad
+    value: ValueData | None = None  # cost, tokens, quality, cache, memory (infra.canary.value)
 
     @property
     def runs(self) -> int:
@@ -87,4 +90,5 @@ def batch_of_one(iv: Interval, buckets: int) -> Batch:
         websocket_c=_outcome(iv.canary_websocket),
         unlabelled=np.array([float(iv.unlabelled_requests)]),
         upstream_fault=np.array([iv.fault is not None]),
+        value=iv.value,
     )

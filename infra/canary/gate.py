@@ -71,6 +71,7 @@ def run_gate(
     sleep: Callable[[float], None] = time.sleep,
     progress: Callable[[str], None] | None = None,
     start: float | None = None,
+    criteria=None,
 ) -> Verdict:
     """Run until promote, rollback or max duration."""
     from infra.canary.report import progress_line
@@ -79,7 +80,9 @@ def run_gate(
     horizon = max(1, int(options.max_duration_s // options.interval_s))
     config = replace(config, horizon_intervals=horizon)
     calibration, note = calibrate_from(source, t0, options)
-    judge = Judge(config, configured_share=configured_share, calibration=calibration)
+    memory, memory_note = memory_history_from(source, t0, options)
+    judge = Judge(config, configured_share=configured_share, calibration=calibration, criteria=criteria,
+                  memory_history=memory)
     decision, window_end = "continue", t0
     for window_start, window_end in windows(t0, options, clock, sleep):
         iv = source.fetch(window_start, window_end)
@@ -90,8 +93,24 @@ def run_gate(
             break
     final = {"promote": Decision.PROMOTE, "rollback": Decision.ROLLBACK}.get(decision, Decision.HOLD)
     v = verdict(judge, final, t0, window_end)
-    v.details["calibration"] = {**v.details.get("calibration", {}), "note": note}
+    v.details["calibration"] = {**v.details.get("calibration", {}), "note": note, "memory": memory_note}
     return v
+
+
+def memory_history_from(source, t0: float, options: GateOptions):
+    """(stable's memory utilization per interval before t0 as a (1, H) array | None, note): fixes the
+    memory test's noise scale before the canary (infra.canary.value.memory_sd)."""
+    import numpy as np
+
+    if options.history_s <= 0 or not hasattr(source, "memory_history"):
+        return None, "no memory history requested"
+    try:
+        values = source.memory_history(t0 - options.history_s, t0, options.interval_s)
+    except Exception as exc:  # the memory test falls back to its default noise; the verdict says so
+        return None, f"memory history unavailable ({type(exc).__name__}: {exc})"[:300]
+    if len(values) < 5:
+        return None, "memory history too short: default noise scale"
+    return np.asarray(values, float)[None, :], f"{len(values)} stable memory intervals before the canary"
 
 
 def verdict(judge: Judge, decision: Decision, t0: float, t1: float) -> Verdict:
@@ -104,5 +123,6 @@ def verdict(judge: Judge, decision: Decision, t0: float, t1: float) -> Verdict:
         "incident": judge.batch.incident_signals(0),
         "faults": judge.faults[-10:],
         "evidence": judge.evidence(),
+        "value": judge.worth(),
         "config": judge.config.as_dict(),
     })

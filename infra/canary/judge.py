@@ -39,7 +39,7 @@ through the very same code; the gate uses a batch of one (`Judge`).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -48,9 +48,10 @@ from infra.canary.calibration import Calibration
 from infra.canary.counts import Batch, Interval, batch_of_one
 from infra.canary.sanity import DataChecks, describe
 from infra.canary.sequential import AbsoluteTest, Observation, RelativeTest, SequentialTest, Step
+from infra.canary.value import CACHE_LAYOUT, Criteria, ValueConfig, ValueJudge
 from infra.canary.verdict import Decision
 
-CONTINUE, PROMOTE, ROLLBACK = Decision.CONTINUE, Decision.PROMOTE, Decision.ROLLBACK
+CONTINUE, PROMOTE, ROLLBACK, HOLD = Decision.CONTINUE, Decision.PROMOTE, Decision.ROLLBACK, Decision.HOLD
 SIGNALS = ("errors", "latency", "token", "websocket")
 
 
@@ -112,6 +113,7 @@ class JudgeConfig:
     trend_block: float = 3.0  # e-value since the warm-up at or above this blocks a promote
     share_tolerance: float = 0.3  # realised canary share off by more than this x share (and 5 sd): fault
     count_mismatch_tolerance: float = 0.02  # request_count vs request_latencies totals: fault above
+    value: ValueConfig = field(default_factory=ValueConfig)  # cost, tokens, quality, memory (infra.canary.value)
 
     def validate(self) -> None:
         checks = [
@@ -143,6 +145,7 @@ class JudgeConfig:
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
+        self.value.validate()
 
     def alphas(self) -> dict[str, float]:
         """Per-test alpha (they add up to `alpha`)."""
@@ -185,7 +188,9 @@ class BatchJudge:
     """R independent judges advanced in lock-step (one per simulated run; R = 1 for the gate)."""
 
     def __init__(self, config: JudgeConfig, runs: int, layout: BucketLayout = CLOUD_RUN_LATENCY,
-                 configured_share: float | None = None, calibration: Calibration | None = None):
+                 configured_share: float | None = None, calibration: Calibration | None = None,
+                 criteria: Criteria | None = None, memory_history: np.ndarray | None = None,
+                 cache_layout: BucketLayout | None = None):
         config.validate()
         self.config = config
         self.R = runs
@@ -209,6 +214,11 @@ class BatchJudge:
         self.incident_intervals = np.zeros(runs, int)
         self.slow_above_ms = np.full(runs, np.nan)
         self.has_data = {s: np.zeros(runs, bool) for s in SIGNALS}
+        self.criteria = criteria
+        self.value = ValueJudge(config.value, runs, config.horizon_intervals, config.start_weight, criteria,
+                                memory_history, cache_layout)
+        self.value_fired: dict[str, np.ndarray] = {}
+        self.not_met = np.zeros(runs, bool)  # ended because a criterion was confidently missed
 
     # ---- one interval for all runs ---------------------------------------------------------------
     def step(self, b: Batch) -> np.ndarray:
@@ -287,6 +297,11 @@ class BatchJudge:
         over = np.stack([t.over() for t in self.tests], axis=1)
         rollback = active & valid & over.any(axis=1) & ~blocked
         self.fired |= over & rollback[:, None]
+        vo = self.value.step(b.value, valid, in_warmup, cfg.warmup_evidence_share, warm_intervals, dur)
+        value_rollback = active & valid & vo.breach & ~blocked & ~rollback
+        for name, f in vo.fired.items():
+            self.value_fired[name] = self.value_fired.get(name, np.zeros(R, bool)) | (f & value_rollback)
+        rollback |= value_rollback
         raw = np.stack([t.raw_over() for t in self.tests], axis=1).any(axis=1)
         recent = self.recent_trend().any(axis=1)
         promote = (
@@ -300,10 +315,15 @@ class BatchJudge:
             & (self.stable_requests >= cfg.min_stable_requests)
             & ~raw
             & ~recent
+            & vo.promote_ok
         )
         if promote.any():  # the interval bounds are the costly part: only where everything else holds
             promote &= self.safe().all(axis=1)
-        self.decision = np.where(rollback, int(ROLLBACK), np.where(promote, int(PROMOTE), self.decision))
+        missed = active & valid & ~rollback & ~promote & vo.missed
+        self.not_met |= missed
+        on_miss = int(ROLLBACK) if self.criteria is not None and self.criteria.on_miss == "rollback" else int(HOLD)
+        self.decision = np.where(rollback, int(ROLLBACK), np.where(promote, int(PROMOTE),
+                                 np.where(missed, on_miss, self.decision)))
         return self.decision
 
     def _latency(self, hs: np.ndarray, hc: np.ndarray, valid: np.ndarray):
@@ -380,13 +400,15 @@ class Judge:
     """The gate's judge: one run, fed `Interval` objects."""
 
     def __init__(self, config: JudgeConfig | None = None, layout: BucketLayout | None = None,
-                 configured_share: float | None = None, calibration: Calibration | None = None):
+                 configured_share: float | None = None, calibration: Calibration | None = None,
+                 criteria: Criteria | None = None, memory_history: np.ndarray | None = None):
         self.config = config or JudgeConfig()
         self.config.validate()
         self._layout = layout or CLOUD_RUN_LATENCY
         self.configured_share = configured_share
         self.calibration = calibration
-        self._batch = BatchJudge(self.config, 1, self._layout, configured_share, calibration)
+        self._value = dict(criteria=criteria, memory_history=memory_history, cache_layout=CACHE_LAYOUT)
+        self._batch = BatchJudge(self.config, 1, self._layout, configured_share, calibration, **self._value)
         self.last_fault: str | None = None
         self.faults: list[str] = []
 
@@ -401,7 +423,8 @@ class Judge:
                 # adopt the layout the API reports (it is the same for every revision of a metric)
                 self._layout = iv.layout
                 old = b
-                self._batch = b = BatchJudge(self.config, 1, iv.layout, self.configured_share, self.calibration)
+                self._batch = b = BatchJudge(self.config, 1, iv.layout, self.configured_share, self.calibration,
+                                             **self._value)
                 b.elapsed_s, b.faulted_intervals = old.elapsed_s, old.faulted_intervals
             else:
                 iv.fault = "latency bucket layout changed between intervals"
@@ -443,3 +466,8 @@ class Judge:
             "calibration": b.calibration.summary(0),
         }
         return out
+
+    def worth(self) -> dict:
+        from infra.canary.report import worth
+
+        return worth(self._batch, 0)

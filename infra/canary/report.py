@@ -98,14 +98,22 @@ def incident_text(b: BatchJudge, i: int = 0) -> str:
 def reason(b: BatchJudge, i: int = 0) -> str:
     cfg = b.config
     d = Decision(int(b.decision[i]))
+    v = b.value
+    if b.not_met[i]:
+        missed = "; ".join(v.describe_criterion(n, i) for n in v.missed_names(i))
+        head = "rollback" if d == Decision.ROLLBACK else "hold"
+        return f"{head}: does not deliver: {missed}"
     if d == Decision.ROLLBACK:
         parts = [_describe_test(t, i) for j, t in enumerate(b.tests) if b.fired[i, j]]
+        parts += [v.breach_text(name, i) for name, f in b.value_fired.items() if f[i]]
         return "rollback: " + "; ".join(parts)
     if d == Decision.PROMOTE:
+        met = [v.describe_criterion(n, i) for n in (v.criteria.names() if v.criteria else [])]
         return (
             f"promote: {b.soak_s[i]:.0f} s clean soak, {int(b.canary_requests[i])} canary and "
             f"{int(b.stable_requests[i])} stable requests, no test at or trending to its threshold, "
             f"every signal with data shown below {cfg.promote_max_ratio:g} x stable or its floor"
+            + (f"; every criterion met: {'; '.join(met)}" if met else "")
         )
     missing = []
     if b.incident_signals(i):
@@ -123,6 +131,10 @@ def reason(b: BatchJudge, i: int = 0) -> str:
     for t, ok in zip(b.relative(), safe):
         if not ok:
             missing.append(f"{t.name}: not yet shown below {cfg.promote_max_ratio:g} x stable (or below {t.safe_floor:.2%})")
+    if not b.value.promote_ok()[i]:
+        unmet = b.value.unmet_names(i)
+        missing.append("value: " + ("; ".join(f"not yet met: {b.value.describe_criterion(n, i)}" for n in unmet)
+                                    if unmet else "cost, quality or memory not yet shown within limits"))
     trend = b.recent_trend()[i]
     for t, tr in zip(b.tests, trend):
         if tr:
@@ -150,6 +162,39 @@ def progress_line(label: str, elapsed: float, iv, b: BatchJudge, decision: str, 
         f"{t.name}={_e(float(t.log_e()[0])):.3g}/{1 / t.alpha:g}" for t in b.tests if t.trials_c[0] > 0
     )
     incident = f" | INCIDENT {', '.join(b.incident_signals(0))} shared with stable" if b.incident_signals(0) else ""
+    worth = value_line(b)
     return (f"[{label}] {_fmt_elapsed(elapsed)} {now} | total stable {int(b.stable_requests[0])} canary "
-            f"{int(b.canary_requests[0])} | e {tests or '-'}{incident} | {decision}")
+            f"{int(b.canary_requests[0])} | e {tests or '-'}{incident}{' | ' + worth if worth else ''} | {decision}")
+
+
+def value_line(b: BatchJudge, i: int = 0) -> str:
+    """What the release is worth so far: "cost -42 % [-47 %, -36 %] ~ 120 USD/day, tokens ..." (empty: no data)."""
+    v = b.value
+    parts = [v.describe_effect(name, i) for name in ("cost", "tokens", "quality", "memory") if v.has[name][i]]
+    saving = worth(b, i).get("projected_saving")
+    if saving:
+        parts.append(f"~{saving['usd_per_day']:+.0f} USD/day saved at 100 %")
+    return ", ".join(parts)
+
+
+def worth(b: BatchJudge, i: int = 0) -> dict:
+    """The verdict's `value`: realised effect per signal with its anytime-valid interval, the criteria
+    and the projected saving at 100 % from the traffic observed (both revisions' requests per second)."""
+    from infra.canary.value import projected_saving
+
+    v = b.value
+    effects = v.effects(i)
+    out: dict = {"effects": effects}
+    if v.criteria is not None:
+        states = v._criterion_states()
+        out["criteria"] = {name: {"met": bool(met[i]), "missed": bool(miss[i]), "measured": v.describe_criterion(name, i)}
+                           for name, (met, miss) in states.items()}
+        out["criteria_config"] = v.criteria.as_dict()
+    elapsed = float(b.elapsed_s[i])
+    if elapsed > 0:
+        rps = (float(b.stable_requests[i]) + float(b.canary_requests[i])) / elapsed
+        saving = projected_saving(effects, rps)
+        if saving:
+            out["projected_saving"] = saving
+    return out
 

@@ -54,6 +54,8 @@ class DataChecks:
                 arrays += list(pair)
         if b.unlabelled is not None:
             arrays.append(b.unlabelled)
+        if b.value is not None:
+            arrays += b.value.arrays()
 
         def per_run(a: np.ndarray) -> np.ndarray:
             return a if a.ndim == 1 else a.reshape(R, -1)

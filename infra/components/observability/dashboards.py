@@ -29,6 +29,7 @@ from .dashboard_model import (Aggregation, Dashboard, Filter, PromQL, Ratio, Sco
 COMPONENT_TYPE = "netra:observability:Dashboards"
 BY_SERVICE = ("resource.label.service_name",)
 BY_REVISION = ("resource.label.service_name", "resource.label.revision_name")
+BY_ARM = (f"metric.label.{signals.FLAG_ARM}",)
 
 
 def _f(metric: str, resource: str = q.RUN_REVISION, *, services=(), aligner="ALIGN_RATE", reducer="REDUCE_SUM",
@@ -116,6 +117,23 @@ def build_dashboards(args: DashboardsArgs) -> list[Dashboard]:
         XyChart("Tenant budget utilization (p99)", [Series(budget_p99, "p99")], "%",
                 [Threshold(th.budget_utilization_percent, "warning", yellow)]),
         XyChart("Cost avoided per hour (USD)", [Series(hourly_saved)], "USD / h"),
+        # the optimizations' success criteria (seed 000), per flag arm: what the flag-ramp gate judges
+        XyChart("Tokens per LLM request by flag arm (p50)", [
+            Series(_pct_dist(signals.LLM_REQUEST_TOKENS.metric_type, 50, services=S, group=BY_ARM), "${metric.labels.flag_arm}")],
+            "tokens"),
+        XyChart("Conversation quality score by flag arm (p50)", [
+            Series(_pct_dist(signals.QUALITY_SCORE.metric_type, 50, services=S, group=BY_ARM), "${metric.labels.flag_arm}")],
+            "score"),
+        XyChart("Cache lookup latency p95 by cache (ms)", [
+            Series(_pct_dist(signals.CACHE_LOOKUP_LATENCY.metric_type, 95, services=S, group=("metric.label.cache",)),
+                   "${metric.labels.cache}")], "ms", [Threshold(50, "seed: cache response < 50 ms", yellow)]),
+        XyChart("Semantic-match and budget-tracking accuracy by flag arm", [
+            Series(_outcome_ratio(signals.SEMANTIC_MATCH, signals.SEMANTIC_MATCH.success, services=S, group=BY_ARM),
+                   "semantic match ${metric.labels.flag_arm}"),
+            Series(_outcome_ratio(signals.BUDGET_TRACKING, signals.BUDGET_TRACKING.success, services=S, group=BY_ARM),
+                   "budget tracking ${metric.labels.flag_arm}")], "accuracy",
+            [Threshold(0.90, "seed: semantic match > 90 %", yellow, "BELOW"),
+             Threshold(0.98, "seed: tracking > 98 %", yellow, "BELOW")]),
     ])
 
     performance = Dashboard(SEED_DASHBOARDS[1], [

@@ -23,6 +23,15 @@ def _label(key: str) -> logging.MetricMetricDescriptorLabelArgs:
     return logging.MetricMetricDescriptorLabelArgs(key=key, value_type="STRING", description=f"jsonPayload.{key}")
 
 
+def bucket_options(signal) -> logging.MetricBucketOptionsArgs:
+    if signal.exponential is not None:
+        n, growth, scale = signal.exponential
+        return logging.MetricBucketOptionsArgs(exponential_buckets=logging.MetricBucketOptionsExponentialBucketsArgs(
+            num_finite_buckets=n, growth_factor=growth, scale=scale))
+    return logging.MetricBucketOptionsArgs(
+        explicit_buckets=logging.MetricBucketOptionsExplicitBucketsArgs(bounds=list(signal.bounds)))
+
+
 def metric_args(signal, project: str) -> logging.MetricArgs:
     if isinstance(signal, signals.ValueSignal):
         return logging.MetricArgs(
@@ -32,8 +41,7 @@ def metric_args(signal, project: str) -> logging.MetricArgs:
             filter=log_filter(signal.event, signal.only_outcome),
             value_extractor=f"EXTRACT(jsonPayload.{signal.field})",
             label_extractors={k: f"EXTRACT(jsonPayload.{k})" for k in signal.labels} or None,
-            bucket_options=logging.MetricBucketOptionsArgs(
-                explicit_buckets=logging.MetricBucketOptionsExplicitBucketsArgs(bounds=list(signal.bounds))),
+            bucket_options=bucket_options(signal),
             metric_descriptor=logging.MetricMetricDescriptorArgs(
                 metric_kind="DELTA", value_type="DISTRIBUTION", unit=signal.unit,
                 display_name=signal.metric, labels=[_label(k) for k in signal.labels] or None),
