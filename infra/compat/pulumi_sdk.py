@@ -41,6 +41,7 @@ serialize_properties = _require("pulumi.runtime.rpc", "serialize_properties")
 deserialize_properties = _require("pulumi.runtime.rpc", "deserialize_properties")
 sync_await = _require("pulumi.runtime.sync_await", "_sync_await")
 MockMonitor = _require("pulumi.runtime.mocks", "MockMonitor")
+Unknown = _require("pulumi.output", "Unknown")  # what a preview's unknown deserializes to
 _ROOT = _require("pulumi.runtime.settings", "ROOT")
 get_root_resource = _require("pulumi.runtime.settings", "get_root_resource")
 

@@ -10,10 +10,11 @@ from .stackfile import PROJECT_ROOT, StackFileError, project_name, read_stack
 
 
 def run_stack(stack: str, root: Path = PROJECT_ROOT, overrides: Mapping[str, Any] | None = None,
-              on_resource=None, sets: Sequence[str] = ()) -> ProgramRun:
+              on_resource=None, sets: Sequence[str] = (), preview: bool = False) -> ProgramRun:
     """Validate the stack's config, then run the program offline. Raises ConfigError / StackFileError.
-    `sets`: `KEY=VALUE` strings as given to `--set`; `overrides`: already-parsed {key: value}."""
-    return _run_validated(stack, _validated(stack, root, overrides, sets), on_resource)
+    `sets`: `KEY=VALUE` strings as given to `--set`; `overrides`: already-parsed {key: value};
+    `preview`: as a first `pulumi preview` of a fresh stack sees it (outputs of new resources unknown)."""
+    return _run_validated(stack, _validated(stack, root, overrides, sets), on_resource, preview)
 
 
 def _validated(stack: str, root: Path, overrides: Mapping[str, Any] | None, sets: Sequence[str]):
@@ -33,7 +34,7 @@ def _validated(stack: str, root: Path, overrides: Mapping[str, Any] | None, sets
     return stack_file
 
 
-def _run_validated(stack: str, stack_file, on_resource=None) -> ProgramRun:
+def _run_validated(stack: str, stack_file, on_resource=None, preview: bool = False) -> ProgramRun:
     from infra import program
 
     from .engine import run_program
@@ -41,7 +42,7 @@ def _run_validated(stack: str, stack_file, on_resource=None) -> ProgramRun:
     try:
         # the program learns which leaves were `secure:` from what was read here (stack file and overrides)
         return run_program(functools.partial(program.main, stack_file.secret_paths), stack_file.project, stack,
-                           stack_file.config, stack_file.secret_keys, on_resource)
+                           stack_file.config, stack_file.secret_keys, on_resource, preview)
     except program.InvalidStackConfig as e:  # found while building (a skipped traffic stage)
         raise e.error from None
 
@@ -91,13 +92,13 @@ def policy_violations(run: ProgramRun, root: Path = PROJECT_ROOT, check=None) ->
 
 
 def checked_run(stack: str, root: Path = PROJECT_ROOT, overrides: Mapping[str, Any] | None = None,
-                policy: bool = True, sets: Sequence[str] = ()) -> tuple[ProgramRun, list[dict]]:
+                policy: bool = True, sets: Sequence[str] = (), preview: bool = False) -> tuple[ProgramRun, list[dict]]:
     """The program run and its policy violations, the pack analyzing while the program runs.
     Raises ConfigError / StackFileError before the pack is started (bad input costs no pack start-up)."""
     stack_file = _validated(stack, root, overrides, sets)
     check = start_policy_check(stack, root) if policy else None
     try:
-        run = _run_validated(stack, stack_file, on_resource=check.submit if check else None)
+        run = _run_validated(stack, stack_file, on_resource=check.submit if check else None, preview=preview)
     except BaseException:
         if check is not None:
             check.close()
@@ -107,7 +108,7 @@ def checked_run(stack: str, root: Path = PROJECT_ROOT, overrides: Mapping[str, A
     return run, policy_violations(run, root, check)
 
 
-def plan_document(run: ProgramRun, violations: list[dict]) -> dict:
+def plan_document(run: ProgramRun, violations: list[dict], preview: bool = False) -> dict:
     """The `--json` document."""
     from .diff import secret_digests
 
@@ -116,6 +117,7 @@ def plan_document(run: ProgramRun, violations: list[dict]) -> dict:
     return {
         "project": run.project,
         "stack": run.stack,
+        "mode": "preview" if preview else "up",
         "resources": [r.to_json() for r in resources],
         "outputs": redact(run.outputs),
         "policy": {"violations": violations},
@@ -126,9 +128,9 @@ def plan_document(run: ProgramRun, violations: list[dict]) -> dict:
 
 
 def plan_stack(stack: str, root: Path = PROJECT_ROOT, overrides: Mapping[str, Any] | None = None,
-               policy: bool = True, sets: Sequence[str] = ()) -> dict:
+               policy: bool = True, sets: Sequence[str] = (), preview: bool = False) -> dict:
     """The offline plan of `stack` as the `--json` document (what `python -m infra plan --json` prints)."""
-    return plan_document(*checked_run(stack, root, overrides, policy, sets))
+    return plan_document(*checked_run(stack, root, overrides, policy, sets, preview), preview=preview)
 
 
 __all__ = ["PROJECT_ROOT", "ProgramRun", "StackFileError", "plan_document", "plan_stack", "policy_config_file", "policy_violations",

@@ -16,7 +16,7 @@ step by step, and what this module does the same way:
 3. `Analyze` for each custom resource: type, name, URN, inputs as a Struct with secrets still wrapped
    in Pulumi's secret signature (the engine marshals with KeepSecrets), internal `__` keys dropped,
    options (parent, additionalSecretOutputs when known).
-4. `AnalyzeStack` with every resource (parent links included).
+4. `AnalyzeStack` with every resource (parent links, dependencies and property dependencies included).
 5. `Cancel` (pulumi_policy leaves it unimplemented, which the engine tolerates), then stop the process.
 
 Enforcement levels and violation semantics are pulumi_policy's: a diagnostic comes back with the level
@@ -346,7 +346,9 @@ class PackSession:
         request = analyzer_pb2.AnalyzeStackRequest(resources=[
             analyzer_pb2.AnalyzerResource(
                 urn=r.urn, type=r.type, name=r.name, properties=to_struct(r.inputs), options=_options(r),
-                parent=r.parent or "", dependencies=list(getattr(r, "dependencies", ()) or ()))
+                parent=r.parent or "", dependencies=list(getattr(r, "dependencies", ()) or ()),
+                propertyDependencies={k: analyzer_pb2.AnalyzerPropertyDependencies(urns=list(v))
+                                      for k, v in (getattr(r, "property_dependencies", None) or {}).items()})
             for r in resources])
         return self._violations(self._call("AnalyzeStack", request), "")
 

@@ -23,6 +23,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key for this plan only, e.g. netra:canaryPercent=10 "
                         "(value parsed as YAML; dotted paths like netra:services.backend.canaryPercent)")
+    p.add_argument("--preview", action="store_true",
+                   help="plan as a first `pulumi preview` of a fresh stack sees it: the id and computed outputs of "
+                        "every resource (it does not exist yet) are unknown, and so is every input derived from them; "
+                        "the policy pack then decides on what is known (docs/preview-parity.md)")
     p.add_argument("--against", metavar="FILE|GITREF",
                    help="print what changes against a previous plan (`plan --json` output) or the plan of a git ref: "
                         "per resource create / update (changed input paths; secrets compared by digest, never "
@@ -41,6 +45,11 @@ def run(args: argparse.Namespace) -> int:
     args.json = fmt == "json"
     # root / policy: not command-line options; the input fuzz test runs this function in-process on copies
     root, policy = getattr(args, "root", PROJECT_ROOT), getattr(args, "policy", True)
+    preview = bool(getattr(args, "preview", False))
+    if preview and (fmt == "tfplan-json" or getattr(args, "against", None)):
+        print("error: --preview plans a fresh stack (nothing exists yet); it does not combine with "
+              f"{'--against' if getattr(args, 'against', None) else '--format tfplan-json'}", file=sys.stderr)
+        return EXIT_USAGE
     before = None
     if getattr(args, "against", None):  # before planning: a wrong --against fails fast
         from infra.plan.diff import AgainstError, load_against
@@ -50,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
         except AgainstError as e:
             return _refused(args, f"error: {e}", [{"key": "--against", "message": str(e)}])
     try:
-        result, violations = checked_run(args.stack, root, sets=args.set, policy=policy and fmt != "tfplan-json")
+        result, violations = checked_run(args.stack, root, sets=args.set, policy=policy and fmt != "tfplan-json",
+                                         preview=preview)
     except StackFileError as e:
         return _refused(args, f"error: {e}", [{"key": "--stack", "message": str(e)}])
     except ConfigError as e:
@@ -63,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         json.dump(export(result.resources), sys.stdout, indent=1, allow_nan=False)
         sys.stdout.write("\n")
         return EXIT_OK
-    doc = plan_document(result, violations)
+    doc = plan_document(result, violations, preview=preview)
     if before is not None:
         from infra.plan.diff import diff_plans, render_diff
 
@@ -93,7 +103,8 @@ def _refused(args: argparse.Namespace, text: str, problems: list[dict]) -> int:
 
 
 def render_text(doc: dict) -> str:
-    lines = [f"Plan of {doc['project']}/{doc['stack']} (offline, Pulumi mocks): {len(doc['resources'])} resources", ""]
+    mode = ", preview of a fresh stack: [unknown] = known only after create" if doc.get("mode") == "preview" else ""
+    lines = [f"Plan of {doc['project']}/{doc['stack']} (offline, Pulumi mocks{mode}): {len(doc['resources'])} resources", ""]
     children = defaultdict(list)
     by_urn = {r["urn"]: r for r in doc["resources"]}
     for r in sorted(doc["resources"], key=lambda r: r["urn"]):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import base64
 import hashlib
 import logging
 from dataclasses import dataclass, field
@@ -23,6 +24,14 @@ from infra.compat.pulumi_sdk import SECRET_SIG, SIG_KEY  # noqa: F401  (re-expor
 gcp_compute.use_partial_compute()
 
 SECRET_TEXT = "[secret]"
+UNKNOWN_TEXT = "[unknown]"
+# What the engine sends for a value it cannot know yet (plugin.UnknownStringValue; pulumi_policy's
+# UNKNOWN_STRING_VALUE): a preview's resource inputs carry it, and pulumi_policy's proxy raises on it.
+UNKNOWN = sdk.rpc.UNKNOWN
+
+
+def is_unknown(value: Any) -> bool:
+    return value == UNKNOWN or isinstance(value, sdk.Unknown)
 
 
 def is_secret(value: Any) -> bool:
@@ -45,6 +54,8 @@ def normalize(value: Any) -> Any:
     object's source) show as the file they name, so the plan stays JSON."""
     if isinstance(value, float) and value.is_integer():
         return int(value)
+    if isinstance(value, sdk.Unknown):  # a preview's unknown, as the engine marshals it (KeepUnknowns)
+        return UNKNOWN
     if isinstance(value, pulumi.FileAsset):
         return {"fileAsset": value.path}
     if isinstance(value, pulumi.FileArchive):  # a function's source directory
@@ -57,9 +68,11 @@ def normalize(value: Any) -> Any:
 
 
 def redact(value: Any) -> Any:
-    """Secrets print as "[secret]"; everything else unchanged."""
+    """Secrets print as "[secret]", a preview's unknowns as "[unknown]"; everything else unchanged."""
     if is_secret(value):
         return SECRET_TEXT
+    if value == UNKNOWN:
+        return UNKNOWN_TEXT
     if isinstance(value, dict):
         return {k: redact(v) for k, v in value.items()}
     if isinstance(value, list):
@@ -76,6 +89,9 @@ class PlannedResource:
     inputs: dict  # wire form: secrets wrapped with Pulumi's secret signature
     custom: bool
     dependencies: tuple[str, ...] = ()  # URNs it depends on explicitly (depends_on and input references)
+    # per input property, the URNs its value came from (the engine sends them to AnalyzeStack: a policy
+    # learns what an input refers to even while its value is unknown in a preview)
+    property_dependencies: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def to_json(self) -> dict:
         return {"urn": self.urn, "type": self.type, "name": self.name, "parent": self.parent,
@@ -129,6 +145,52 @@ def _global_address_outputs(name: str, inputs: dict) -> dict:
     return {} if inputs.get("address") else {"address": "203.0.113.10"}
 
 
+def _digest(*parts: str, n: int = 16) -> str:
+    """A stable stand-in for a value the provider generates: the same inputs give the same plan."""
+    return hashlib.sha256("/".join(parts).encode()).hexdigest()[:n]
+
+
+def _address_outputs(name: str, inputs: dict) -> dict:
+    """compute.Address: an INTERNAL address is allocated from its subnetwork (10.0.0.0/8 here), an
+    EXTERNAL one from Google's pool (TEST-NET-3 offline); an address given as input is kept."""
+    if inputs.get("address"):
+        return {}
+    h = int(_digest(inputs.get("project", ""), inputs.get("region", ""), inputs.get("name", name)), 16)
+    internal = inputs.get("addressType", "EXTERNAL") == "INTERNAL"
+    return {"address": f"10.{h % 256}.{(h >> 8) % 256}.{2 + (h >> 16) % 250}" if internal
+            else f"203.0.113.{2 + h % 250}"}
+
+
+def _instance_group_manager_outputs(name: str, inputs: dict) -> dict:
+    """The managed instance group's URL (what backend services take as `group`): same name and zone."""
+    project, zone = inputs.get("project", "project"), inputs.get("zone", "zone")
+    group = f"https://www.googleapis.com/compute/v1/projects/{project}/zones/{zone}/instanceGroups/{inputs.get('name', name)}"
+    return {"instanceGroup": group,
+            "selfLink": f"https://www.googleapis.com/compute/v1/projects/{project}/zones/{zone}/instanceGroupManagers/"
+                        f"{inputs.get('name', name)}"}
+
+
+def _hmac_key_outputs(name: str, inputs: dict) -> dict:
+    """storage.HmacKey: a service account's access id is GOOG1E + 55 upper-case alphanumerics (61), the
+    secret 40 base64 characters."""
+    seed = inputs.get("serviceAccountEmail", name)
+    access = ("GOOG1E" + hashlib.sha256(("access/" + seed).encode()).hexdigest().upper() * 2)[:61]
+    secret = base64.b64encode(hashlib.sha256(("secret/" + seed).encode()).digest()).decode()[:40]
+    return {"accessId": access, "secret": secret, "state": inputs.get("state", "ACTIVE")}
+
+
+def _pem(label: str, *seed: str) -> str:
+    """A PEM block of the provider's shape (label lines, 64-column base64, trailing newline)."""
+    body = base64.b64encode(hashlib.sha512("/".join(seed).encode()).digest() * 3).decode()
+    return f"-----BEGIN {label}-----\n" + "\n".join(body[i:i + 64] for i in range(0, len(body), 64)) + f"\n-----END {label}-----\n"
+
+
+def _tls_private_key_outputs(name: str, inputs: dict) -> dict:
+    # hashicorp/tls: RSA keys as PKCS#1, ECDSA as SEC 1, ED25519 as PKCS#8
+    label = {"RSA": "RSA PRIVATE KEY", "ECDSA": "EC PRIVATE KEY"}.get(inputs.get("algorithm", "RSA"), "PRIVATE KEY")
+    return {"privateKeyPem": _pem(label, "key", name), "publicKeyPem": _pem("PUBLIC KEY", "pub", name)}
+
+
 # type token -> computed outputs from plain inputs; components add entries for their resource types
 COMPUTED: dict[str, Callable[[str, dict], dict]] = {
     "gcp:serviceaccount/account:Account": _account_outputs,
@@ -140,6 +202,13 @@ COMPUTED: dict[str, Callable[[str, dict], dict]] = {
     "gcp:redis/instance:Instance": _redis_outputs,
     "gcp:compute/globalAddress:GlobalAddress": _global_address_outputs,
     "random:index/randomPassword:RandomPassword": lambda name, inputs: {"result": "offline-plan-password"},
+    "gcp:compute/address:Address": _address_outputs,
+    "gcp:compute/instanceGroupManager:InstanceGroupManager": _instance_group_manager_outputs,
+    "gcp:storage/hmacKey:HmacKey": _hmac_key_outputs,
+    "tls:index/privateKey:PrivateKey": _tls_private_key_outputs,
+    "tls:index/certRequest:CertRequest": lambda name, inputs: {"certRequestPem": _pem("CERTIFICATE REQUEST", "csr", name)},
+    "tls:index/selfSignedCert:SelfSignedCert": lambda name, inputs: {"certPem": _pem("CERTIFICATE", "self", name)},
+    "tls:index/locallySignedCert:LocallySignedCert": lambda name, inputs: {"certPem": _pem("CERTIFICATE", "signed", name)},
 }
 
 
@@ -158,7 +227,17 @@ CALLS: dict[str, Callable[[dict], dict]] = {
 
 
 class _Mocks(pulumi.runtime.Mocks):
+    """`preview=False`: every resource exists, with the outputs its provider computes (`COMPUTED`).
+    `preview=True`: a first `pulumi preview` on a fresh stack. Every resource is a create, so the
+    provider knows only its inputs: the id and every computed output are unknown (the SDK resolves an
+    output the engine did not return as unknown during a preview), and so is every input derived from them."""
+
+    def __init__(self, preview: bool = False):
+        self.preview = preview
+
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+        if self.preview:
+            return "", dict(args.inputs)
         plain = unwrap(args.inputs)
         computed = COMPUTED.get(args.typ, lambda n, i: {})(args.name, plain)
         return f"{args.name}-id", {**args.inputs, **computed}
@@ -202,7 +281,8 @@ class _RecordingMonitor(sdk.MockMonitor):
             resource = PlannedResource(
                 urn=response.urn, type=request.type, name=request.name, parent=request.parent,
                 inputs=normalize(sdk.deserialize_properties(request.object)), custom=bool(request.custom),
-                dependencies=tuple(request.dependencies))
+                dependencies=tuple(request.dependencies),
+                property_dependencies={k: tuple(v.urns) for k, v in request.propertyDependencies.items() if v.urns})
             self.recorded.append(resource)
             if self.on_resource is not None:
                 self.on_resource(resource)
@@ -220,17 +300,19 @@ class _WarningLog(logging.Handler):
 
 def run_program(program: Callable[[], None], project: str, stack: str,
                 config: dict[str, str], secret_keys: tuple[str, ...] = (),
-                on_resource: Callable[[PlannedResource], None] | None = None) -> ProgramRun:
+                on_resource: Callable[[PlannedResource], None] | None = None, preview: bool = False) -> ProgramRun:
     """Run `program` (which registers resources and exports outputs) offline; return the record.
-    `on_resource` sees each resource as it registers (the policy pack analyzes it meanwhile)."""
-    monitor = _RecordingMonitor(_Mocks(), on_resource)
+    `on_resource` sees each resource as it registers (the policy pack analyzes it meanwhile).
+    `preview`: as a first `pulumi preview` of a fresh stack sees it (computed outputs unknown)."""
+    mocks = _Mocks(preview)
+    monitor = _RecordingMonitor(mocks, on_resource)
     handler = _WarningLog()
     logger = logging.getLogger(f"netra.plan.{stack}")
     logger.propagate = False
     logger.handlers = [handler]
     sdk.reset_root_resource()  # a fresh root Stack per run, so plans can run repeatedly in one process
     pulumi.runtime.set_all_config(dict(config), list(secret_keys))
-    pulumi.runtime.set_mocks(_Mocks(), project=project, stack=stack, preview=False, logger=logger, monitor=monitor)
+    pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=preview, logger=logger, monitor=monitor)
 
     pulumi.runtime.test(program)()
     # Serialize as the engine would receive them, so secret outputs keep their secret wrapping.

@@ -3,6 +3,14 @@
 Policies read resource inputs as the engine sends them: camelCase wire names, e.g.
 `template.containers[0].image`. Nothing here imports `infra`: the Pulumi CLI runs this pack from
 `policies/` in its own virtualenv, where only this directory is on sys.path.
+
+Unknowns. In a preview of a new stack every input computed from another resource's output (a network
+self link, an account email, a generated password) reaches the pack as Pulumi's unknown sentinel, and
+pulumi_policy's property proxy raises `UnknownValueError` when a policy reads one; left alone it turns
+the policy into an ADVISORY "can't run", i.e. a mandatory check silently skipped. So: `get` still
+raises on an unknown, `peek` returns `UNKNOWN` instead for the policies that decide on what is known
+(a presence check, a length, where the value came from), and every policy built here that still hits
+an unknown fails closed: a violation at its own level naming the path it could not see.
 """
 from __future__ import annotations
 
@@ -18,6 +26,7 @@ from pulumi_policy import (
     Severity,
     StackValidationPolicy,
 )
+from pulumi_policy.proxy import UnknownValueError
 
 _MISSING = object()
 _STEP = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
@@ -42,6 +51,45 @@ def get(props: Any, path: str, default: Any = None) -> Any:
     if isinstance(node, float) and node.is_integer():
         return int(node)
     return node
+
+
+class _Unknown:
+    def __repr__(self) -> str:
+        return "<unknown until created>"
+
+
+UNKNOWN: Any = _Unknown()  # what `peek` returns for a value a preview cannot know yet
+
+
+def peek(props: Any, path: str, default: Any = None) -> Any:
+    """`get`, but a value (or a container on the way) that is unknown during a preview gives `UNKNOWN`."""
+    try:
+        return get(props, path, default)
+    except UnknownValueError:
+        return UNKNOWN
+
+
+def count(props: Any, path: str) -> Any:
+    """How many entries the list at `path` has (0 when absent) without reading them; `UNKNOWN` when the
+    list itself is unknown. A list of resource references is known in length while its entries are not."""
+    value = peek(props, path)
+    if value is UNKNOWN:
+        return UNKNOWN
+    return len(value) if _is_list(value) else 0
+
+
+def sources(resource: Any, prop: str) -> list:
+    """The resources an input property of `resource` (a stack policy's PolicyResource) was computed from,
+    as the engine reports them (propertyDependencies): what an unknown value refers to."""
+    return list((getattr(resource, "property_dependencies", None) or {}).get(prop) or [])
+
+
+def fail_closed(e: UnknownValueError, what: str = "") -> str:
+    """The violation of a policy that met a value unknown until create: it cannot see it, so it refuses."""
+    path = ".".join(e.props)
+    return (f"fails closed: {what}{path} is unknown until the resource it is computed from is created "
+            f"(preview of a new stack), so this policy cannot see it; set it from config, or make the "
+            f"policy decide on what is known")
 
 
 def _is_list(value: Any) -> bool:
@@ -85,8 +133,11 @@ def resource_policy(name: str, description: str, remediation: str, types: tuple[
         if args.resource_type not in types:
             return
         config = dict(args.get_config() or {})
-        for message in check(args.props, config, args) or ():
-            report_violation(message)
+        try:
+            for message in check(args.props, config, args) or ():
+                report_violation(message)
+        except UnknownValueError as e:  # never pulumi_policy's advisory "can't run"
+            report_violation(fail_closed(e))
 
     return ResourceValidationPolicy(
         name=name, description=description, validate=validate,
@@ -103,8 +154,11 @@ def stack_policy(name: str, description: str, remediation: str, check, *, severi
 
     def validate(args, report_violation):
         config = dict(args.get_config() or {})
-        for message, urn in check(args.resources, config) or ():
-            report_violation(message, urn)
+        try:
+            for message, urn in check(args.resources, config) or ():
+                report_violation(message, urn)
+        except UnknownValueError as e:  # never pulumi_policy's advisory "can't run"
+            report_violation(fail_closed(e, "an input (resource unknown) at "), None)
 
     return StackValidationPolicy(
         name=name, description=description, validate=validate,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pulumi_policy import Severity
 
-from ._util import CIS_GCP, get, items, of_type, refers_to as _refers_to, resource_policy, stack_policy
+from ._util import CIS_GCP, UNKNOWN, count, get, items, of_type, peek, refers_to as _refers_to, resource_policy, sources, stack_policy
 
 VM_TYPES = ("gcp:compute/instanceTemplate:InstanceTemplate", "gcp:compute/regionInstanceTemplate:RegionInstanceTemplate",
             "gcp:compute/instance:Instance")
@@ -70,11 +70,26 @@ def _is_grafana(r) -> bool:
 
 
 def _env(props) -> dict:
+    """name -> value of every env var (`UNKNOWN` for a value computed from a resource not created yet)."""
     out = {}
     for c in items(props, "template.containers"):
         for e in items(c, "envs"):
-            out[get(e, "name")] = get(e, "value")
+            out[get(e, "name")] = peek(e, "value")
     return out
+
+
+def _count_or_zero(props, path: str) -> int:
+    n = count(props, path)
+    return 0 if n is UNKNOWN else n
+
+
+def _serves(backend_service, i: int, neg) -> bool:
+    """Is `neg` the group of the backend service's backends[i]? In a preview the group (the NEG's self
+    link) is unknown: then the engine's propertyDependencies say which resources `backends` came from."""
+    group = peek(backend_service.props, f"backends[{i}].group")
+    if group is UNKNOWN:
+        return any(s.urn == neg.urn for s in sources(backend_service, "backends"))
+    return _refers_to(group, neg)
 
 
 def _grafana_behind_auth(resources, config):
@@ -88,13 +103,18 @@ def _grafana_behind_auth(resources, config):
         if ingress == "INGRESS_TRAFFIC_ALL":
             yield f"Grafana service {name}: ingress {ingress} lets the internet reach its run.app URL past IAP", svc.urn
         env = _env(svc.props)
+        unseen = [k for k in ("GF_AUTH_ANONYMOUS_ENABLED", "GF_AUTH_JWT_ENABLED", "GF_AUTH_JWT_HEADER_NAME")
+                  if env.get(k) is UNKNOWN]
+        if unseen:
+            yield (f"fails closed: Grafana service {name}: env {', '.join(unseen)} unknown until created, so its "
+                   f"sign-in cannot be checked"), svc.urn
         if str(env.get("GF_AUTH_ANONYMOUS_ENABLED", "false")).lower() == "true":
             yield f"Grafana service {name}: GF_AUTH_ANONYMOUS_ENABLED=true serves dashboards without sign-in", svc.urn
         if str(env.get("GF_AUTH_JWT_ENABLED", "")).lower() != "true" or env.get("GF_AUTH_JWT_HEADER_NAME") != IAP_JWT_HEADER:
             yield (f"Grafana service {name}: does not authenticate users by IAP's signed header "
                    f"(GF_AUTH_JWT_ENABLED=true, GF_AUTH_JWT_HEADER_NAME={IAP_JWT_HEADER})"), svc.urn
         serving = [n for n in negs if get(n.props, "cloudRun.service") == name]
-        fronts = [b for b in backends if any(_refers_to(get(be, "group"), n) for be in items(b.props, "backends")
+        fronts = [b for b in backends if any(_serves(b, i, n) for i in range(_count_or_zero(b.props, "backends"))
                                              for n in serving)]
         if not fronts:
             yield f"Grafana service {name}: no load-balancer backend service serves it (so no IAP in front)", svc.urn

@@ -6,7 +6,7 @@ import re
 
 from pulumi_policy import Severity
 
-from ._util import CIS_GCP, get, items, resource_policy, truthy
+from ._util import CIS_GCP, get, items, peek, resource_policy, truthy
 
 SQL = ("gcp:sql/databaseInstance:DatabaseInstance",)
 REDIS = ("gcp:redis/instance:Instance",)
@@ -65,7 +65,8 @@ def _no_public_ip(props, config, args):
     # The API's default is ipv4Enabled = true: it must be turned off explicitly.
     if get(props, "settings.ipConfiguration.ipv4Enabled", True) is not False:
         yield "settings.ipConfiguration.ipv4Enabled is not false: the instance gets a public IP"
-    if not get(props, "settings.ipConfiguration.privateNetwork") and not get(
+    # the VPC's self link is unknown until the VPC exists: set (unknown) is a private network
+    if not peek(props, "settings.ipConfiguration.privateNetwork") and not peek(
             props, "settings.ipConfiguration.pscConfigs"):
         yield "settings.ipConfiguration has no privateNetwork (private IP) or pscConfigs"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pulumi_policy import Severity
 
 from . import _wire
-from ._util import CIS_GCP, get, items, of_type, refers_to, resource_policy, stack_policy
+from ._util import CIS_GCP, UNKNOWN, get, items, of_type, peek, refers_to, resource_policy, sources, stack_policy
 
 SSL_POLICY = ("gcp:compute/sSLPolicy:SSLPolicy",)
 HTTPS_PROXY = ("gcp:compute/targetHttpsProxy:TargetHttpsProxy",)
@@ -33,12 +33,15 @@ def _ssl_policy(props, config, args):
 
 
 def _https_proxy_policy(props, config, args):
-    if not get(props, "sslPolicy"):
+    # a reference to the stack's SSL policy is unknown until that policy exists: set is what matters here
+    # (tls-ssl-policy-min-tls12 checks the policy itself)
+    if not peek(props, "sslPolicy"):
         yield "no sslPolicy: Google's default allows TLS 1.0 and weak ciphers"
 
 
 def _redirects(props) -> bool:
-    return get(props, "defaultUrlRedirect.httpsRedirect") is True and not get(props, "defaultService")
+    # an unknown defaultService is a backend the map serves: not a redirect-only map
+    return get(props, "defaultUrlRedirect.httpsRedirect") is True and not peek(props, "defaultService")
 
 
 def _http_redirect(resources, config):
@@ -47,10 +50,14 @@ def _http_redirect(resources, config):
         return
     maps = of_type(resources, URL_MAP)
     for proxy in proxies:
-        # The engine sends which resource each property came from; offline or when the map is a
-        # literal, match the value against the maps' names / ids / self links.
-        targets = [r for r in proxy.property_dependencies.get("urlMap", []) if r.resource_type == URL_MAP]
-        ref = get(proxy.props, "urlMap")
+        # The engine sends which resource each property came from (also while its value is unknown, in
+        # a preview); when the map is a literal, match the value against the maps' names / ids / self links.
+        targets = [r for r in sources(proxy, "urlMap") if r.resource_type == URL_MAP]
+        ref = None if targets else peek(proxy.props, "urlMap")
+        if ref is UNKNOWN:
+            yield (f"fails closed: the HTTP proxy {proxy.name}'s urlMap is unknown until created and the engine names "
+                   f"no URL map it comes from, so its redirect cannot be checked"), proxy.urn
+            continue
         if not targets and ref:
             targets = [m for m in maps if ref in (m.name, get(m.props, "name"), get(m.props, "selfLink"),
                                                   get(m.props, "id")) or str(ref).endswith("/" + str(get(m.props, "name")))]
@@ -65,7 +72,9 @@ def _http_redirect(resources, config):
 
 
 def _secret_payload(props, config, args):
-    present = [p for p in PAYLOADS if get(props, p) is not None]
+    # presence only: in a preview a generated payload is unknown, but whether it arrived wrapped as a
+    # secret is known (the engine keeps the secret marker around an unknown)
+    present = [p for p in PAYLOADS if peek(props, p) is not None]
     if not present:
         return
     secret = _wire.secret_paths(args)

@@ -5,7 +5,7 @@ import json
 
 from pulumi_policy import Severity
 
-from ._util import CIS_GCP, get, of_type, stack_policy
+from ._util import CIS_GCP, UNKNOWN, count, get, of_type, stack_policy
 from .seed_catalog import ALERT_LABEL, CANARY_DASHBOARD, LOG_RETENTION_DAYS, SEED_ALERTS, SEED_DASHBOARDS, SEVERITY_LABEL
 
 ALERT_POLICY = "gcp:monitoring/alertPolicy:AlertPolicy"
@@ -30,7 +30,12 @@ def _alerts(resources, config):
             if get(r.props, f"userLabels.{SEVERITY_LABEL}") != severity:
                 yield (f"alert {alert_id}: userLabels.{SEVERITY_LABEL} is {get(r.props, f'userLabels.{SEVERITY_LABEL}')!r}, "
                        f"the seed says {severity!r}"), r.urn
-            if not list(get(r.props, "notificationChannels", []) or []):
+            # the channels' names are unknown until the channels exist; how many there are is known
+            channels = count(r.props, "notificationChannels")
+            if channels is UNKNOWN:
+                yield (f"fails closed: alert {alert_id}'s notificationChannels list is unknown until created, so "
+                       f"whether it notifies anyone cannot be checked"), r.urn
+            elif not channels:
                 yield f"alert {alert_id} has no notificationChannels: it would fire and tell no one", r.urn
             if get(r.props, "enabled") is False:
                 yield f"alert {alert_id} is disabled", r.urn
