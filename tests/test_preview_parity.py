@@ -230,23 +230,6 @@ def test_http_redirect_follows_the_url_map_the_engine_names(pack):
     assert len(found) == 1 and found[0].startswith("mandatory: fails closed: the HTTP proxy http's urlMap is unknown")
 
 
-MEMBER = "gcp:secretmanager/secretIamMember:SecretIamMember"
-ACCOUNT = "gcp:serviceaccount/account:Account"
-
-
-def test_iam_member_unknown_from_a_resource_is_not_public_and_without_source_fails_closed(pack):
-    account = R(ACCOUNT, "sa", {"accountId": "netra-sa"})
-    ok = R(MEMBER, "m", {"secretId": UNKNOWN, "role": "roles/secretmanager.secretAccessor", "member": UNKNOWN},
-           {"member": (account.urn,)})
-    assert _found(pack, [account, ok], "iam-no-public-members") == []
-    orphan = R(MEMBER, "m", {"secretId": UNKNOWN, "role": "roles/secretmanager.secretAccessor", "member": UNKNOWN})
-    found = _found(pack, [orphan], "iam-no-public-members")
-    assert len(found) == 1 and found[0].startswith("mandatory: fails closed: SecretIamMember m grants")
-    public = R(MEMBER, "m", {"secretId": UNKNOWN, "role": "roles/secretmanager.secretAccessor", "member": "allUsers"})
-    assert _found(pack, [public], "iam-no-public-members") == [
-        "mandatory: allUsers granted roles/secretmanager.secretAccessor by SecretIamMember m: never public"]
-
-
 ALERT = "gcp:monitoring/alertPolicy:AlertPolicy"
 
 

@@ -206,15 +206,32 @@ def account_emails(resources) -> dict[str, str]:
     return out
 
 
+# Resources whose computed output is a Google-managed service agent's email (Cloud SQL's
+# serviceAccountEmailAddress): a member computed from one of them alone is that agent, never public.
+SERVICE_AGENT_SOURCES = {"gcp:sql/databaseInstance:DatabaseInstance": "Cloud SQL service agent"}
+
+
 def resolve_member(r, g: Grant, emails: dict[str, str]) -> Optional[str]:
     """The grant's member; an unknown `member` whose only property dependency is one of this stack's service
-    accounts is `serviceAccount:<that account's email>` (what `account.member` evaluates to)."""
+    accounts is `serviceAccount:<that account's email>` (what `account.member` evaluates to), one whose only
+    dependency is a resource that computes a service agent's email is that agent."""
     if g.member is not None or g.where != "member":
         return g.member
-    deps = [d.urn for d in (getattr(r, "property_dependencies", None) or {}).get("member", [])]
-    if len(deps) == 1 and deps[0] in emails:
-        return f"serviceAccount:{emails[deps[0]]}"
+    deps = list((getattr(r, "property_dependencies", None) or {}).get("member", []))
+    if len(deps) == 1 and deps[0].urn in emails:
+        return f"serviceAccount:{emails[deps[0].urn]}"
+    if len(deps) == 1 and deps[0].resource_type in SERVICE_AGENT_SOURCES:
+        return f"serviceAccount:<{SERVICE_AGENT_SOURCES[deps[0].resource_type]} of {deps[0].name}>"
     return None
+
+
+def workload_account(r, account: Any, prop: str, emails: dict[str, str]) -> Any:
+    """A workload's service account email; while unknown (preview), the one account of this stack that the
+    engine names among the sources of `prop` (the property holding the account)."""
+    if not unknown(account):
+        return account
+    accounts = {d.urn for d in (getattr(r, "property_dependencies", None) or {}).get(prop, []) if d.urn in emails}
+    return emails[accounts.pop()] if len(accounts) == 1 else account
 
 
 def last_segment(value: Optional[str], collection: str) -> Optional[str]:
@@ -295,6 +312,7 @@ def declared_secrets(resources, secret_ids: set[str]) -> dict[str, set[str]]:
     secret volumes), Cloud Functions (secret env/volumes, and env vars named *_SECRET that hold a secret id the
     function reads through the API), VMs (secret ids their metadata scripts name)."""
     out: dict[str, set[str]] = {}
+    emails = account_emails(resources)
 
     def add(account, secrets):
         if account and not unknown(account):
@@ -309,18 +327,20 @@ def declared_secrets(resources, secret_ids: set[str]) -> dict[str, set[str]]:
                 tpl = tpl.get("template") or {}
             refs = [get(e, "valueSource.secretKeyRef.secret") for c in tpl.get("containers") or [] for e in c.get("envs") or []]
             refs += [get(v, "secret.secret") for v in tpl.get("volumes") or []]
-            add(tpl.get("serviceAccount"), [x for x in refs if isinstance(x, str)])
+            add(workload_account(r, tpl.get("serviceAccount"), "template", emails), [x for x in refs if isinstance(x, str)])
         elif t == "gcp:cloudfunctionsv2/function:Function":
             sc = props.get("serviceConfig") or {}
             refs = [e.get("secret") for e in sc.get("secretEnvironmentVariables") or []]
             refs += [v.get("secret") for v in sc.get("secretVolumes") or []]
             refs += [v for k, v in (sc.get("environmentVariables") or {}).items() if k.endswith("_SECRET")]
-            add(sc.get("serviceAccountEmail"), [x for x in refs if isinstance(x, str)])
+            add(workload_account(r, sc.get("serviceAccountEmail"), "serviceConfig", emails),
+                [x for x in refs if isinstance(x, str)])
         elif t in ("gcp:compute/instanceTemplate:InstanceTemplate", "gcp:compute/regionInstanceTemplate:RegionInstanceTemplate",
                    "gcp:compute/instance:Instance"):
             text = " ".join(str(v) for v in (props.get("metadata") or {}).values())
             words = set(SECRET_REF.findall(text))
-            add(get(props, "serviceAccount.email"), [s for s in secret_ids if s in words])
+            add(workload_account(r, get(props, "serviceAccount.email"), "serviceAccount", emails),
+                [s for s in secret_ids if s in words])
     return out
 
 
