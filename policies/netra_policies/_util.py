@@ -84,6 +84,14 @@ def sources(resource: Any, prop: str) -> list:
     return list((getattr(resource, "property_dependencies", None) or {}).get(prop) or [])
 
 
+def points_to(resource: Any, prop: str, value: Any, target: Any) -> bool:
+    """Does `value` (read from the top-level input `prop` of `resource`) name `target`? While it is unknown
+    (preview), whether the engine lists `target` among the sources of `prop`."""
+    if value is UNKNOWN:
+        return any(s.urn == target.urn for s in sources(resource, prop))
+    return refers_to(value, target)
+
+
 def fail_closed(e: UnknownValueError, what: str = "") -> str:
     """The violation of a policy that met a value unknown until create: it cannot see it, so it refuses."""
     path = ".".join(e.props)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pulumi_policy import Severity
 
 from . import _wire
-from ._util import CIS_GCP, UNKNOWN, get, items, of_type, peek, refers_to, resource_policy, sources, stack_policy
+from ._util import CIS_GCP, UNKNOWN, get, items, of_type, peek, points_to, refers_to, resource_policy, sources, stack_policy
 
 SSL_POLICY = ("gcp:compute/sSLPolicy:SSLPolicy",)
 HTTPS_PROXY = ("gcp:compute/targetHttpsProxy:TargetHttpsProxy",)
@@ -92,8 +92,9 @@ def _secret_payload(props, config, args):
 
 
 def _token_rules(props) -> list[int]:
+    # an expression unknown in a preview is computed from a generated value: it may hold the token
     return [i for i, r in enumerate(items(props, "rules"))
-            if CANARY_TOKEN_HEADER.lower() in str(get(r, "match.expr.expression", "")).lower()]
+            if (e := peek(r, "match.expr.expression", "")) is UNKNOWN or CANARY_TOKEN_HEADER.lower() in str(e).lower()]
 
 
 def _canary_token_secret(props, config, args):
@@ -116,7 +117,15 @@ def _tagged_backends(resources) -> list:
     """Backend services in front of a serverless NEG on a Cloud Run traffic tag (a revision not every user gets)."""
     tagged = [n for n in of_type(resources, NEG) if get(n.props, "cloudRun.tag")]
     return [b for b in of_type(resources, BACKEND_SERVICE)
-            if any(refers_to(get(be, "group"), n) for be in items(b.props, "backends") for n in tagged)]
+            if any(points_to(b, "backends", peek(b.props, f"backends[{i}].group"), n)
+                   for i in range(len(items(b.props, "backends"))) for n in tagged)]
+
+
+GENERATED = "random:index/randomPassword:RandomPassword"
+
+
+def _compares_token(expression, token: str, generated: bool) -> bool:
+    return generated if expression is UNKNOWN else token in str(expression)
 
 
 def _token_only(armor) -> str | None:
@@ -126,8 +135,12 @@ def _token_only(armor) -> str | None:
     if default is None or not str(get(default, "action", "")).startswith("deny"):
         return "its default rule does not deny"
     token = f"request.headers['{CANARY_TOKEN_HEADER.lower()}'] =="
+    # In a preview the token rule's expression is unknown: it is computed from the generated token. A rule
+    # that admits without a token is a literal (known); an unknown one computed only from generated
+    # passwords is the comparison with one.
+    generated = bool(sources(armor, "rules")) and all(s.resource_type == GENERATED for s in sources(armor, "rules"))
     loose = [get(r, "priority") for r in rules if get(r, "action") == "allow" and get(r, "priority") != DEFAULT_RULE_PRIORITY
-             and token not in str(get(r, "match.expr.expression", ""))]
+             and not _compares_token(peek(r, "match.expr.expression", ""), token, generated)]
     if loose:
         return f"rules at priority {', '.join(map(str, loose))} allow requests without the verify token"
     return None
@@ -140,26 +153,33 @@ def _canary_route_private(resources, config):
     maps = of_type(resources, URL_MAP)
     for b in _tagged_backends(resources):
         name = get(b.props, "name", b.name)
-        ref = get(b.props, "securityPolicy")
-        armor = next((a for a in armors if refers_to(ref, a)), None)
+        ref = peek(b.props, "securityPolicy")
+        armor = next((a for a in armors if points_to(b, "securityPolicy", ref, a)), None)
         why = "it has no Cloud Armor policy" if not ref else (
             "its Cloud Armor policy is not in the stack" if armor is None else _token_only(armor))
         if why:
             yield f"backend service {name} serves a tagged (canary) revision but {why}", b.urn
         for m in maps:
-            refs = [("defaultService", get(m.props, "defaultService"))]
+            refs = [("defaultService", peek(m.props, "defaultService"))]
             for i, pm in enumerate(items(m.props, "pathMatchers")):
-                refs.append((f"pathMatchers[{i}].defaultService", get(pm, "defaultService")))
-                refs += [(f"pathMatchers[{i}].pathRules[{j}]", get(r, "service"))
+                refs.append((f"pathMatchers[{i}].defaultService", peek(pm, "defaultService")))
+                refs += [(f"pathMatchers[{i}].pathRules[{j}]", peek(r, "service"))
                          for j, r in enumerate(items(pm, "pathRules"))]
                 for j, r in enumerate(items(pm, "routeRules")):
                     guarded = items(r, "matchRules") and all(
                         any(get(h, "headerName", "").lower() == CANARY_SERVICE_HEADER.lower() and get(h, "exactMatch")
                             for h in items(mr, "headerMatches")) for mr in items(r, "matchRules"))
                     if not guarded:
-                        refs.append((f"pathMatchers[{i}].routeRules[{j}]", get(r, "service")))
+                        refs.append((f"pathMatchers[{i}].routeRules[{j}]", peek(r, "service")))
+            unseen = [where for where, value in refs if value is UNKNOWN and where != "defaultService"
+                      and any(s.urn == b.urn for s in sources(m, "pathMatchers"))]
+            if unseen:  # the engine names sources per top-level input only: pathMatchers also holds the guarded rule
+                yield (f"fails closed: URL map {get(m.props, 'name', m.name)} {', '.join(unseen)} unknown until created "
+                       f"while {name} (a tagged backend) is among pathMatchers' sources, so whether they send users "
+                       f"to it cannot be seen"), m.urn
             for where, value in refs:
-                if refers_to(value, b):
+                if (points_to(m, "defaultService", value, b) if where == "defaultService"
+                        else value is not UNKNOWN and refers_to(value, b)):
                     yield (f"URL map {get(m.props, 'name', m.name)} {where} sends users to {name}, a tagged "
                            f"(canary) revision: only a route rule matching {CANARY_SERVICE_HEADER} may"), m.urn
 
