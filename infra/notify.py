@@ -3,7 +3,7 @@
 Events: start, backup (the Cloud SQL backup before the migration job), stage_up (a `pulumi up` at a stage
 succeeded), verdict (gate, verification or load test answered),
 rollback, hold, finalize, released, failure, bake (a bake window closed, or a trigger with autoRollback
-off). Every event is one JSON object on one stdout line; the
+off), drift (live traffic differs from the release state: `python -m infra drift`). Every event is one JSON object on one stdout line; the
 webhook (Slack incoming webhook or Google Chat space webhook: both take `{"text": ...}`) and
 `$GITHUB_STEP_SUMMARY` get a one-line human rendering. A sink that fails never fails the rollout: the
 failure is reported on stderr once per sink.
@@ -31,9 +31,11 @@ from typing import Callable, TextIO
 WEBHOOK_ENV = "NETRA_ROLLOUT_WEBHOOK"
 DEADLINE_S = 10.0  # the webhook post of one event, connect to last byte
 SUMMARY_ENV = "GITHUB_STEP_SUMMARY"
-EVENTS = ("start", "backup", "stage_up", "verdict", "rollback", "hold", "finalize", "released", "failure", "bake")
+EVENTS = ("start", "backup", "stage_up", "verdict", "rollback", "hold", "finalize", "released", "failure", "bake",
+          "drift")
 ICONS = {"start": "▶", "backup": "💾", "stage_up": "⬆", "verdict": "⚖", "rollback": "↩", "hold": "⏸", "finalize": "✔",
-         "released": "✅", "failure": "❌", "bake": "⏲"}
+         "released": "✅", "failure": "❌", "bake": "⏲",
+         "drift": "≠"}
 
 
 def render(event: dict) -> str:
