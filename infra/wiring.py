@@ -20,7 +20,7 @@ from infra import signals
 from infra.release import model as release
 from infra.config import StackConfig, service_name
 from infra.config.observability import slo_services
-from infra.config.platform import CONFIG_SECRETS, DB_CLIENT_SECRET, pool_sizes, secret_id
+from infra.config.platform import CONFIG_SECRETS, DB_CLIENT_SECRET, EMERGENCY_SECRET, pool_sizes, secret_id
 from infra.config.services import probe_path
 
 from infra.components import cache as cache_mod
@@ -55,6 +55,10 @@ REDIS_CLIENT_SECRET = "redis-auth"
 VERIFY_TOKEN_SECRET = "canary-verify-token"
 FLAGS_SECRET = "feature-flags"
 FLAGS_MOUNT_PATH, FLAGS_FILE = "/secrets/feature-flags", "flags.json"
+# mounted with the flags; its variable is fixed (the app contract, docs/budget-guard.md)
+EMERGENCY_MOUNT_PATH, EMERGENCY_FILE, EMERGENCY_VAR = "/secrets/emergency-limits", "limits.json", "EMERGENCY_LIMITS"
+# the seed version Pulumi adds once: the limits off until the guard (or an operator) adds a version
+EMERGENCY_OFF = json.dumps({"enable_emergency_limits": False}, separators=(",", ":"))
 # Services with `public: false` are reachable only from inside the project/VPC (Pub/Sub push, Cloud
 # Tasks, Scheduler, other services), never through the load balancer.
 WORKER_INGRESS = "INGRESS_TRAFFIC_INTERNAL_ONLY"
@@ -159,6 +163,7 @@ def build_platform(cfg: StackConfig, site: Site) -> Platform:
                                                    "redis-auth", "redis-host", "redis-ca"}
     verify_token = random.RandomPassword(VERIFY_TOKEN_SECRET, random.RandomPasswordArgs(length=48, special=False))
     payloads[VERIFY_TOKEN_SECRET] = verify_token.result
+    payloads[EMERGENCY_SECRET] = EMERGENCY_OFF
     if cfg.observability.prometheus.enabled:  # the Managed Prometheus sidecar's RunMonitoring config
         payloads[prometheus.CONFIG_KEY] = prometheus.run_monitoring_yaml(cfg.observability.prometheus)
     analytics = None
@@ -168,7 +173,7 @@ def build_platform(cfg: StackConfig, site: Site) -> Platform:
             cfg, a_net.subnet.id, storage.backups.name))
         payloads.update(credentials.secret_payloads())
         analytics = Analytics(a_net, credentials)
-    secrets = Secrets("secrets", SecretsArgs(site, payloads, app_secrets(cfg)))
+    secrets = Secrets("secrets", SecretsArgs(site, payloads, app_secrets(cfg), seeded=frozenset({EMERGENCY_SECRET})))
     if analytics is not None:
         analytics.cluster = ClickHouseCluster(
             "clickhouse", clickhouse_args(cfg, analytics.network.subnet.id, analytics.credentials.address.address),
@@ -231,6 +236,10 @@ def service_wiring(cfg: StackConfig, key: str, depends_on: tuple[pulumi.Resource
         # change (a new secret version) needs no restart; the variable holds the file's path
         volumes.append(SecretVolume("feature-flags", secret_id(cfg.environment, FLAGS_SECRET), FLAGS_MOUNT_PATH, FLAGS_FILE))
         env += [(var, f"{FLAGS_MOUNT_PATH}/{FLAGS_FILE}") for var in flag_vars]
+        # the emergency limits override the flags; the budget guard writes them, Pulumi never does
+        volumes.append(SecretVolume(EMERGENCY_SECRET, secret_id(cfg.environment, EMERGENCY_SECRET), EMERGENCY_MOUNT_PATH,
+                                    EMERGENCY_FILE))
+        env.append((EMERGENCY_VAR, f"{EMERGENCY_MOUNT_PATH}/{EMERGENCY_FILE}"))
     if REDIS_CLIENT_SECRET in reads:
         env += cache_mod.client_env()
         volumes.append(SecretVolume("redis-ca", secret_id(cfg.environment, "redis-ca"),
@@ -254,6 +263,7 @@ def secrets_read(cfg: StackConfig, key: str) -> set[str]:
     Prometheus sidecar's config when the sidecar is on."""
     reads = set(cfg.services[key].secrets.values())
     return (reads | ({"db-ca"} if DB_CLIENT_SECRET in reads else set())
+            | ({EMERGENCY_SECRET} if FLAGS_SECRET in reads else set())
             | ({"redis-ca"} if REDIS_CLIENT_SECRET in reads else set())
             | ({prometheus.CONFIG_KEY} if cfg.observability.prometheus.enabled else set()))
 
@@ -422,7 +432,7 @@ def load_test_args(cfg: StackConfig, access_log_bucket: pulumi.Input[str]) -> Op
     )
 
 
-def emergency_budget_args(cfg: StackConfig, flags_resources: Sequence[pulumi.Resource],
+def emergency_budget_args(cfg: StackConfig, emergency_resources: Sequence[pulumi.Resource],
                           access_log_bucket: pulumi.Input[str]) -> Optional[EmergencyBudgetArgs]:
     eb = cfg.verification.emergency_budget
     if eb is None or cfg.observability.budget is None:
@@ -431,13 +441,13 @@ def emergency_budget_args(cfg: StackConfig, flags_resources: Sequence[pulumi.Res
     return EmergencyBudgetArgs(
         project=cfg.project, region=cfg.region, environment=cfg.environment,
         labels=(("cost-center", cfg.cost_center), ("env", cfg.environment), ("managed-by", "pulumi")),
-        flags_secret_id=secret_id(cfg.environment, "feature-flags"),
+        emergency_secret_id=secret_id(cfg.environment, EMERGENCY_SECRET),
         max_hourly_cost_usd=eb.max_hourly_cost_usd, trigger_hourly_cost_usd=eb.trigger_rate,
         trigger_threshold_percent=eb.trigger_threshold_percent,
         bucket_location=cfg.platform.storage.location, deletion_protection=cfg.is_prod,
         access_log_bucket=access_log_bucket,
         pagerduty_key=pulumi.Output.secret(pd.service_key.get_secret_value()) if pd else None,
-        depends_on=tuple(flags_resources))
+        depends_on=tuple(emergency_resources))
 
 
 def build_observability(cfg: StackConfig, site: Site, candidates: dict[str, str],
@@ -537,10 +547,12 @@ def build(cfg: StackConfig) -> Stack:
     edge = Edge("edge", edge_args(cfg, services, platform.storage.static_assets.name, grafana,
                                   platform.verify_token.result if platform.verify_token else None))
     access_logs = platform.storage.access_logs.name
-    eb_args = emergency_budget_args(cfg, platform.secrets.resources(["feature-flags"]), access_logs)
+    eb_args = emergency_budget_args(cfg, platform.secrets.resources([EMERGENCY_SECRET]), access_logs)
     guard = EmergencyBudget("emergency-budget", eb_args) if eb_args else None
     obs = build_observability(cfg, site, {k: s.candidate_revision for k, s in services.items()},
                               budget_topic=guard.topic.id if guard else None)
+    if guard is not None:  # the budget publishes to the guard's topic; the guard checks the budget's id
+        guard.watch(obs.budget.budget.name)
     lt_args = load_test_args(cfg, access_logs)
     load_test = LoadTestJob("load-test", lt_args) if lt_args else None
     return Stack(cfg, platform, services, edge, obs, load_test, guard, grafana)

@@ -285,7 +285,7 @@ def test_secrets_named_as_the_seed_with_secret_payloads(request, plan_name, env)
                   "canary-verify-token")  # the rollout verifier's load-balancer token (tests/test_canary_route.py)
     assert ids == {k: f"{env}-{k}" for k in ("token-optimization-config", "pricing-config", "feature-flags",
                                             "db-password", "db-migrate-password", "db-host", "db-ca",
-                                            "redis-auth", "redis-host", "redis-ca", *clickhouse)}
+                                            "redis-auth", "redis-host", "redis-ca", "emergency-limits", *clickhouse)}
     for v in resources_of(plan, VERSION):
         assert v["inputs"]["secretData"] == "[secret]" and v["inputs"]["secret"] == f"{v['name']}-id"
 
@@ -486,10 +486,12 @@ def test_identity_least_privilege_prod(prod_plan):
     secret = lambda *keys: {f"secret prod-{k}" for k in keys}  # noqa: E731
     expected = set()
     reads = {
-        "frontend": secret("feature-flags"),
+        # every flags reader also reads the emergency limits the budget guard writes (docs/budget-guard.md)
+        "frontend": secret("feature-flags", "emergency-limits"),
         "backend": secret("db-host", "db-password", "db-ca", "redis-host", "redis-auth", "redis-ca",
-                          "token-optimization-config", "pricing-config", "feature-flags"),
-        "auth": secret("db-host", "db-password", "db-ca", "redis-host", "redis-auth", "redis-ca", "feature-flags"),
+                          "token-optimization-config", "pricing-config", "feature-flags", "emergency-limits"),
+        "auth": secret("db-host", "db-password", "db-ca", "redis-host", "redis-auth", "redis-ca", "feature-flags",
+                       "emergency-limits"),
         "migrate": secret("db-host", "db-migrate-password", "db-ca"),
     }
     for who, things in reads.items():
@@ -501,12 +503,13 @@ def test_identity_least_privilege_prod(prod_plan):
     expected.add(("group:cloud-storage-analytics@google.com", "roles/storage.objectCreator",
                   "bucket netra-production-access-logs"))
     expected |= {("allUsers", "roles/run.invoker", f"service netra-{k}-prod") for k in SERVICES}
-    # the emergency budget guard: Cloud Billing publishes, the function flips the flags and pages
+    # the emergency budget guard: Cloud Billing publishes, the function turns the emergency limits on and
+    # pages; it has no grant on the feature flags
     guard = sa("budget-guard")
     expected |= {("serviceAccount:billing-budget-alert@system.gserviceaccount.com", "roles/pubsub.publisher",
                   "gcp:pubsub/topicIAMMember:TopicIAMMember"),
-                 (guard, ACCESSOR, "secret prod-feature-flags"),
-                 (guard, "roles/secretmanager.secretVersionAdder", "secret prod-feature-flags"),
+                 (guard, ACCESSOR, "secret prod-emergency-limits"),
+                 (guard, "roles/secretmanager.secretVersionAdder", "secret prod-emergency-limits"),
                  (guard, ACCESSOR, "secret prod-pagerduty-key"),
                  (guard, "roles/storage.objectUser", "bucket netra-production-budget-guard"),
                  (guard, "roles/run.invoker", "service netra-budget-guard-prod")}

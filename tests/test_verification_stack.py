@@ -38,7 +38,11 @@ def test_prod_budget_publishes_to_the_emergency_guard(prod_plan):
     assert fn["buildConfig"]["entryPoint"] == "on_budget_notification"
     assert fn["buildConfig"]["source"]["storageSource"]["object"].startswith("source/emergency_budget-")
     env = fn["serviceConfig"]["environmentVariables"]
-    assert env["MAX_HOURLY_COST_USD"] == "100" and env["FLAGS_SECRET"] == "prod-feature-flags"
+    assert env["MAX_HOURLY_COST_USD"] == "100" and env["EMERGENCY_SECRET"] == "prod-emergency-limits"
+    assert "FLAGS_SECRET" not in env  # the guard never writes the feature flags
+    # notifications are checked against the budget the stack declares (its name: account and id)
+    assert env["BUDGET_NAME"] == "billingAccounts/01A2B3-C4D5E6-F7A8B9/budgets/offline-plan-monthly"
+    assert env["BUDGET_CURRENCY"] == "USD"
     assert env["PAGERDUTY_SECRET"] == "prod-pagerduty-key"
     key = one(prod_plan, "gcp:secretmanager/secretVersion:SecretVersion", "emergency-budget-pagerduty-key")["inputs"]
     assert key["secretData"] == "[secret]"

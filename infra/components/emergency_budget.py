@@ -1,10 +1,15 @@
 """Emergency budget guard (seed 000 severity 3): the budget's Pub/Sub topic and the function behind it.
 
 Cloud Billing publishes the budget's notifications to the topic; the Cloud Functions gen2 function in
-functions/emergency_budget/ derives the hourly spend rate and, on a spike, adds a feature-flags secret
-version with `enable_emergency_limits` and `max_hourly_cost` and pages through PagerDuty (the routing
-key is a secret of its own). The function's identity may read and add versions of the flags secret,
-read the PagerDuty key, and keep one state object in its bucket; nothing else.
+functions/emergency_budget/ derives the hourly spend rate and, on a spike, adds a version of the
+emergency-limits secret (`<env>-emergency-limits`: `enable_emergency_limits`, `max_hourly_cost`; the
+services mount it beside the feature flags) and pages through PagerDuty (the routing key is a secret of
+its own). The function's identity may read and add versions of the emergency-limits secret only (never
+the feature flags), read the PagerDuty key, and keep one state object in its bucket; nothing else.
+
+Built in two steps: the budget needs the topic, and the function checks each notification against the
+budget's id, which exists only once the budget does. `EmergencyBudget(...)` makes the topic, the
+identity and its grants; `watch(budget_name)` adds the function once the budget is declared.
 """
 from __future__ import annotations
 
@@ -37,7 +42,7 @@ class EmergencyBudgetArgs:
     region: str
     environment: str
     labels: tuple[tuple[str, str], ...]
-    flags_secret_id: str  # <env>-feature-flags
+    emergency_secret_id: str  # <env>-emergency-limits: the only secret the guard writes
     max_hourly_cost_usd: float
     trigger_hourly_cost_usd: float
     trigger_threshold_percent: Optional[float]
@@ -45,12 +50,14 @@ class EmergencyBudgetArgs:
     deletion_protection: bool
     access_log_bucket: pulumi.Input[str]  # where reads and writes of the guard's bucket are logged
     pagerduty_key: Optional[pulumi.Input[str]] = None  # a Pulumi secret; None = no pager (staging)
-    depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)  # the flags secret and its version
+    depends_on: Sequence[pulumi.Resource] = field(default_factory=tuple)  # the emergency secret and its seed version
+    budget_currency: str = "USD"  # the budget's amount is in USD; a notification in another currency is refused
 
 
 class EmergencyBudget(pulumi.ComponentResource):
     def __init__(self, name: str, args: EmergencyBudgetArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__(COMPONENT_TYPE, name, None, opts)
+        self._name = name
         child = pulumi.ResourceOptions(parent=self)
         labels = dict(args.labels)
         env = args.environment
@@ -69,7 +76,7 @@ class EmergencyBudget(pulumi.ComponentResource):
             f"{name}-sa",
             gcp.serviceaccount.AccountArgs(
                 account_id=fn_name, project=args.project, display_name=f"Cloud Function {fn_name}",
-                description="Turns on the emergency budget limits (a feature-flags version) and pages"),
+                description="Turns on the emergency budget limits (an emergency-limits version) and pages"),
             opts=child)
         member = self.service_account.member
         self.bucket = gcp.storage.Bucket(
@@ -86,13 +93,14 @@ class EmergencyBudget(pulumi.ComponentResource):
                 gcp.storage.BucketIAMMemberArgs(bucket=self.bucket.name, role="roles/storage.objectUser", member=member),
                 opts=child),
         ]
-        after_flags = pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on))
+        after_secret = pulumi.ResourceOptions(parent=self, depends_on=list(args.depends_on))
+        # reads the latest version (no second version when the limits are already on) and adds one
         for role, what in (("roles/secretmanager.secretAccessor", "reads"), ("roles/secretmanager.secretVersionAdder", "adds")):
             grants.append(gcp.secretmanager.SecretIamMember(
-                f"{name}-{what}-flags",
-                gcp.secretmanager.SecretIamMemberArgs(project=args.project, secret_id=args.flags_secret_id, role=role,
+                f"{name}-{what}-emergency-limits",
+                gcp.secretmanager.SecretIamMemberArgs(project=args.project, secret_id=args.emergency_secret_id, role=role,
                                                       member=member),
-                opts=after_flags))
+                opts=after_secret))
         pagerduty_secret = ""
         if args.pagerduty_key is not None:
             pagerduty_secret = f"{env}-pagerduty-key"
@@ -116,9 +124,16 @@ class EmergencyBudget(pulumi.ComponentResource):
             gcp.storage.BucketObjectArgs(bucket=self.bucket.name, name=f"source/emergency_budget-{source_digest()}.zip",
                                          source=pulumi.FileArchive(str(SOURCE_DIR))),
             opts=child)
+        self._args, self._grants, self._pagerduty_secret = args, grants, pagerduty_secret
+
+    def watch(self, budget_name: pulumi.Input[str]) -> gcp.cloudfunctionsv2.Function:
+        """The function on the topic, judging notifications of `budget_name` (billingAccounts/<a>/budgets/<id>)."""
+        args, name, env = self._args, self._name, self._args.environment
+        child = pulumi.ResourceOptions(parent=self)
         settings = {
-            "PROJECT": args.project, "ENVIRONMENT": env, "FLAGS_SECRET": args.flags_secret_id,
-            "PAGERDUTY_SECRET": pagerduty_secret, "STATE_URI": f"gs://{args.project}-budget-guard/state/budget.json",
+            "PROJECT": args.project, "ENVIRONMENT": env, "EMERGENCY_SECRET": args.emergency_secret_id,
+            "PAGERDUTY_SECRET": self._pagerduty_secret, "STATE_URI": f"gs://{args.project}-budget-guard/state/budget.json",
+            "BUDGET_NAME": budget_name, "BUDGET_CURRENCY": args.budget_currency,
             "MAX_HOURLY_COST_USD": f"{args.max_hourly_cost_usd:g}",
             "TRIGGER_HOURLY_COST_USD": f"{args.trigger_hourly_cost_usd:g}",
             "TRIGGER_THRESHOLD_PERCENT": "" if args.trigger_threshold_percent is None else f"{args.trigger_threshold_percent:g}",
@@ -126,7 +141,7 @@ class EmergencyBudget(pulumi.ComponentResource):
         self.function = gcp.cloudfunctionsv2.Function(
             name,
             gcp.cloudfunctionsv2.FunctionArgs(
-                name=fn_name, project=args.project, location=args.region, labels=labels,
+                name=self.function_name, project=args.project, location=args.region, labels=dict(args.labels),
                 description="Seed 000 severity 3: emergency budget limits on a cost spike",
                 build_config=gcp.cloudfunctionsv2.FunctionBuildConfigArgs(
                     runtime="python311", entry_point=ENTRY_POINT,
@@ -142,14 +157,15 @@ class EmergencyBudget(pulumi.ComponentResource):
                     pubsub_topic=self.topic.id, retry_policy="RETRY_POLICY_RETRY",
                     service_account_email=self.service_account.email),
             ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=grants))
+            opts=pulumi.ResourceOptions(parent=self, depends_on=self._grants))
         # Eventarc delivers the Pub/Sub event to the function's Cloud Run service as the trigger's identity.
         gcp.cloudrunv2.ServiceIamMember(
             f"{name}-trigger-invokes",
             gcp.cloudrunv2.ServiceIamMemberArgs(project=args.project, location=args.region, name=self.function.name,
-                                                role="roles/run.invoker", member=member),
+                                                role="roles/run.invoker", member=self.service_account.member),
             opts=child)
-        self.register_outputs({"topic": self.topic.id})
+        self.register_outputs({"topic": self.topic.id, "function": self.function.name})
+        return self.function
 
     def summary(self) -> dict:
         return {"function": self.function_name, "topic": self.topic_name}

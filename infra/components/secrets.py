@@ -57,6 +57,9 @@ class SecretsArgs:
     site: Site
     payloads: Mapping[str, pulumi.Input[str]]
     app_secrets: Mapping[str, AppSecret] = field(default_factory=dict)
+    # keys whose payload is only the first version: Pulumi adds it once and never a later one (someone else
+    # writes the versions that count, e.g. the budget guard's emergency limits)
+    seeded: frozenset[str] = frozenset()
 
 
 class Secrets(pulumi.ComponentResource):
@@ -72,13 +75,13 @@ class Secrets(pulumi.ComponentResource):
         self.secrets: dict[str, gcp.secretmanager.Secret] = {}
         self.versions: dict[str, gcp.secretmanager.SecretVersion] = {}
         for key, payload in args.payloads.items():
-            self._declare(key, payload)
+            self._declare(key, payload, seeded=key in args.seeded)
         for key, app in args.app_secrets.items():
             self._declare(key, app.value, {"description": app.description} if app.description else None)
         self.register_outputs({"secrets": dict(self.ids)})
 
     def _declare(self, key: str, payload: Optional[pulumi.Input[str]],
-                 annotations: Optional[dict[str, str]] = None) -> None:
+                 annotations: Optional[dict[str, str]] = None, seeded: bool = False) -> None:
         site, sid = self._site, secret_id(self._site.environment, key)
         secret = gcp.secretmanager.Secret(
             key,
@@ -94,9 +97,10 @@ class Secrets(pulumi.ComponentResource):
                 gcp.secretmanager.SecretVersionArgs(
                     secret=secret.id, secret_data=pulumi.Output.secret(payload),
                     # a replaced version is disabled, not destroyed: the previous flags stay auditable
-                    # and can be re-enabled by hand in an emergency
-                    deletion_policy="DISABLE"),
-                opts=pulumi.ResourceOptions(parent=self),
+                    # and can be re-enabled by hand in an emergency. A seed version is abandoned: it is
+                    # never the latest once its writer added one, and must not be touched
+                    deletion_policy="ABANDON" if seeded else "DISABLE"),
+                opts=pulumi.ResourceOptions(parent=self, ignore_changes=["secretData"] if seeded else None),
             )
         self.ids[key], self.secrets[key] = sid, secret
 

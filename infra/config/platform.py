@@ -37,7 +37,13 @@ SECRET_KEYS: frozenset[str] = frozenset(CONFIG_SECRETS + DB_SECRETS + CACHE_SECR
 STACK_SECRETS = ("prometheus-config", "clickhouse-interserver-password", "clickhouse-admin-password",
                  "clickhouse-grafana-password", "clickhouse-backup-hmac-id", "clickhouse-backup-hmac-secret",
                  "clickhouse-tls-cert", "clickhouse-tls-key", "grafana-admin-password", "pagerduty-key",
-                 "canary-verify-token")
+                 "canary-verify-token", "emergency-limits")
+# The emergency budget limits (seed 000 severity 3) live in a secret of their own that only the budget guard
+# writes (Pulumi adds its first, "off" version once and never updates it): a flags change made through
+# Pulumi can never turn them off. Every service that reads feature-flags also gets this file mounted, and
+# the flags may not carry its keys.
+EMERGENCY_SECRET = "emergency-limits"
+EMERGENCY_KEYS = ("enable_emergency_limits", "max_hourly_cost")
 RESERVED_SECRET_KEYS: frozenset[str] = SECRET_KEYS | frozenset(MIGRATION_SECRETS + STACK_SECRETS)
 # Secret Manager keys a user declares (an LLM provider's API key, ...): the same naming rule as the
 # platform keys, and short enough that `<environment>-<key>` and the grant names stay readable.
@@ -409,6 +415,11 @@ class PlatformConfig(ConfigModel):
             return flags
         out, found = {}, []
         for name, value in flags.items():
+            if name in EMERGENCY_KEYS:
+                found.append((str(name), f"belongs to the emergency budget guard's secret <env>-{EMERGENCY_SECRET}, "
+                                         "not the feature flags (a flags update must never turn the limits off); "
+                                         "docs/budget-guard.md says how to turn them on or off by hand"))
+                continue
             if isinstance(value, dict):
                 try:
                     value = FlagRamp.model_validate(value)

@@ -141,6 +141,10 @@ def _redis_outputs(name: str, inputs: dict) -> dict:
             "serverCaCerts": [{"cert": "-----BEGIN CERTIFICATE-----\noffline-plan\n-----END CERTIFICATE-----"}]}
 
 
+def _budget_outputs(name: str, inputs: dict) -> dict:
+    return {"name": f"billingAccounts/{inputs.get('billingAccount', '000000-000000-000000')}/budgets/offline-plan-{name}"}
+
+
 def _global_address_outputs(name: str, inputs: dict) -> dict:
     return {} if inputs.get("address") else {"address": "203.0.113.10"}
 
@@ -201,6 +205,7 @@ COMPUTED: dict[str, Callable[[str, dict], dict]] = {
     "gcp:sql/databaseInstance:DatabaseInstance": _sql_instance_outputs,
     "gcp:redis/instance:Instance": _redis_outputs,
     "gcp:compute/globalAddress:GlobalAddress": _global_address_outputs,
+    "gcp:billing/budget:Budget": _budget_outputs,
     "random:index/randomPassword:RandomPassword": lambda name, inputs: {"result": "offline-plan-password"},
     "gcp:compute/address:Address": _address_outputs,
     "gcp:compute/instanceGroupManager:InstanceGroupManager": _instance_group_manager_outputs,
