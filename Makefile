@@ -70,9 +70,13 @@ clean:
 
 # Long property-based fuzz of stack files and --set values (tests/test_fuzz_input.py); FUZZ_EXAMPLES to size it.
 FUZZ_EXAMPLES ?= 2000
+# ... and the budget guard through a real functions-framework server (tests/test_budget_guard_fuzz.py)
+BUDGET_FUZZ_EXAMPLES ?= 2000
 fuzz: $(DEV_STAMP)
 	FUZZ_PROFILE=fuzz FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -q -p no:cacheprovider tests/test_fuzz_input.py \
 		-k any_input --hypothesis-show-statistics
+	FUZZ_PROFILE=fuzz BUDGET_FUZZ_EXAMPLES=$(BUDGET_FUZZ_EXAMPLES) $(PY) -m pytest -q -p no:cacheprovider \
+		tests/test_budget_guard_fuzz.py --hypothesis-show-statistics
 
 # The generated reference pages under docs/reference/ (config keys, CLI, policies, alerts); commit the result.
 docs-reference: $(DEV_STAMP)

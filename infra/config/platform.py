@@ -405,7 +405,9 @@ class PlatformConfig(ConfigModel):
     edge: EdgeConfig
     migrations: MigrationsConfig
     feature_flags: dict[text(63, r"[a-z][a-z0-9_]*", "a flag name (lowercase letters, digits, _)"), FlagValue] = Field(
-        default_factory=dict, max_length=200, description="payload of the <env>-feature-flags secret; a flip is a new secret version")
+        default_factory=dict, max_length=200, description="payload of the <env>-feature-flags secret; a flip is a new secret version. Not "
+                                    "enable_emergency_limits / max_hourly_cost: the budget guard's own secret <env>-emergency-limits "
+                                    "(docs/budget-guard.md)")
 
     @field_validator("feature_flags", mode="before")
     @classmethod
