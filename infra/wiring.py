@@ -19,6 +19,7 @@ import pulumi_random as random
 from infra import signals
 from infra.release import model as release
 from infra.config import StackConfig, service_name
+from infra.config.stack import resource_key
 from infra.config.observability import slo_services
 from infra.config.platform import CONFIG_SECRETS, DB_CLIENT_SECRET, EMERGENCY_SECRET, pool_sizes, secret_id
 from infra.config.services import probe_path
@@ -37,6 +38,7 @@ from infra.components.emergency_budget import EmergencyBudget, EmergencyBudgetAr
 from infra.components.load_test import LoadTestJob, LoadTestJobArgs
 from infra.components.edge import INGRESS, CanaryRoute, Edge, EdgeArgs, EdgeBackend, IapHost
 from infra.components.grafana import Grafana, GrafanaArgs
+from infra.components import guards as guards_mod
 from infra.components.migrations import SECRETS_READ, Migrations, MigrationsArgs
 from infra.components.network import Network, NetworkArgs, network_name, subnet_name
 from infra.components.observability import (
@@ -64,8 +66,14 @@ EMERGENCY_OFF = json.dumps({"enable_emergency_limits": False}, separators=(",", 
 WORKER_INGRESS = "INGRESS_TRAFFIC_INTERNAL_ONLY"
 
 
+def data_guards(cfg: StackConfig) -> guards_mod.DataGuards:
+    """What lifts data protection: the reasoned allowances, and a staging teardown (docs/data-safety.md)."""
+    return guards_mod.DataGuards(frozenset(resource_key(a.resource) for a in cfg.allow_replace), cfg.teardown)
+
+
 def site_of(cfg: StackConfig) -> Site:
-    return Site(project=cfg.project, region=cfg.region, environment=cfg.environment, cost_center=cfg.cost_center)
+    return Site(project=cfg.project, region=cfg.region, environment=cfg.environment, cost_center=cfg.cost_center,
+                guards=data_guards(cfg))
 
 
 @dataclass
@@ -138,7 +146,7 @@ def clickhouse_args(cfg: StackConfig, subnet: pulumi.Input[str], address: pulumi
         kms_key=ch.kms_key, backup_time=ch.backups.start_time, full_backup_every_days=ch.backups.full_every_days,
         subnet=subnet, tags=analytics_tags(cfg.environment), address=address,
         secret_ids={key: secret_id(cfg.environment, key) for key in CLICKHOUSE_SECRET_KEYS},
-        protect=cfg.is_prod, labels=analytics_labels(site_of(cfg)))
+        protect=not cfg.teardown, labels=analytics_labels(site_of(cfg)))
 
 
 def build_platform(cfg: StackConfig, site: Site) -> Platform:
@@ -383,7 +391,7 @@ def grafana_args(cfg: StackConfig, candidates: dict[str, str], access_logs: pulu
                                                                     "clickhouse-ca")},
         clickhouse_database=ch.database if ch else None,
         vpc_network=network_name(site_of(cfg)) if ch else None, vpc_subnetwork=subnet_name(site_of(cfg)) if ch else None,
-        access_logs_bucket=access_logs, protect=cfg.is_prod, labels=site_of(cfg).labels())
+        access_logs_bucket=access_logs, protect=not cfg.teardown, labels=site_of(cfg).labels())
 
 
 def uptime_targets(cfg: StackConfig) -> tuple[UptimeTarget, ...]:
@@ -427,7 +435,7 @@ def load_test_args(cfg: StackConfig, access_log_bucket: pulumi.Input[str]) -> Op
         results_bucket=f"{cfg.project}-loadtest-results", bucket_location=cfg.platform.storage.location,
         labels=(("cost-center", cfg.cost_center), ("env", cfg.environment), ("managed-by", "pulumi"),
                 ("service", "loadtest")),
-        vpc_network=network_name(site_of(cfg)), vpc_subnetwork=subnet_name(site_of(cfg)), deletion_protection=cfg.is_prod,
+        vpc_network=network_name(site_of(cfg)), vpc_subnetwork=subnet_name(site_of(cfg)), deletion_protection=not cfg.teardown,
         access_log_bucket=access_log_bucket,
     )
 
@@ -444,7 +452,7 @@ def emergency_budget_args(cfg: StackConfig, emergency_resources: Sequence[pulumi
         emergency_secret_id=secret_id(cfg.environment, EMERGENCY_SECRET),
         max_hourly_cost_usd=eb.max_hourly_cost_usd, trigger_hourly_cost_usd=eb.trigger_rate,
         trigger_threshold_percent=eb.trigger_threshold_percent,
-        bucket_location=cfg.platform.storage.location, deletion_protection=cfg.is_prod,
+        bucket_location=cfg.platform.storage.location, deletion_protection=not cfg.teardown,
         access_log_bucket=access_log_bucket,
         pagerduty_key=pulumi.Output.secret(pd.service_key.get_secret_value()) if pd else None,
         depends_on=tuple(emergency_resources))
@@ -530,6 +538,8 @@ class Stack:
 
 def build(cfg: StackConfig) -> Stack:
     site = site_of(cfg)
+    # first: every stateful resource registered after this is protected unless config lifts its guard
+    guards_mod.install(site.guards, [(a.resource, a.reason) for a in cfg.allow_replace])
     platform = build_platform(cfg, site)
     waits = {key: (*platform.secrets.resources(secrets_read(cfg, key)), platform.network.subnet) for key in cfg.services}
     services = {key: CloudRunService(key, service_args(cfg, key, service_wiring(cfg, key, waits[key])))

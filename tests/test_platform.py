@@ -146,10 +146,11 @@ def test_prod_sql_is_ha_protected_and_sized_from_config(prod_plan):
     assert {"name": "max_connections", "value": "1000"} in s["databaseFlags"]
 
 
-def test_staging_sql_is_small_and_can_be_torn_down(staging_plan):
+def test_staging_sql_is_small_and_its_data_guarded_too(staging_plan):
     sql = one(staging_plan, SQL, "postgres")["inputs"]
     assert (sql["settings"]["availabilityType"], sql["settings"]["tier"]) == ("ZONAL", "db-custom-1-3840")
-    assert sql["deletionProtection"] is False and sql["settings"]["deletionProtectionEnabled"] is False
+    # staging data is protected as well; `python -m infra teardown` lifts it (tests/test_data_safety.py)
+    assert sql["deletionProtection"] is True and sql["settings"]["deletionProtectionEnabled"] is True
 
 
 @pytest.mark.parametrize("plan_name,pool", [("prod_plan", 6), ("staging_plan", 11)])
@@ -195,7 +196,7 @@ def test_redis_7_auth_tls_private_rdb(request, plan_name, env):
 def test_prod_redis_is_ha_staging_basic(prod_plan, staging_plan):
     p, s = one(prod_plan, REDIS, "redis")["inputs"], one(staging_plan, REDIS, "redis")["inputs"]
     assert (p["tier"], p["memorySizeGb"], p["deletionProtection"]) == ("STANDARD_HA", 5, True)
-    assert (s["tier"], s["memorySizeGb"], s["deletionProtection"]) == ("BASIC", 1, False)
+    assert (s["tier"], s["memorySizeGb"], s["deletionProtection"]) == ("BASIC", 1, True)
 
 
 @pytest.mark.parametrize("plan_name", ["prod_plan", "staging_plan"])
@@ -230,7 +231,7 @@ def test_buckets_uniform_access_and_public_prevention(request, plan_name, env):
     for name, b in buckets.items():
         assert b["name"] == f"{project}-{name}"
         assert b["uniformBucketLevelAccess"] is True
-        assert b["forceDestroy"] is (env == "staging")
+        assert b["forceDestroy"] is False  # in every stack (docs/data-safety.md)
     assert buckets["backups"]["publicAccessPrevention"] == "enforced"
     assert buckets["migrations"]["publicAccessPrevention"] == "enforced"
     assert buckets["access-logs"]["publicAccessPrevention"] == "enforced"

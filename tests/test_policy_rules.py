@@ -5,6 +5,7 @@ Pulumi's mocks (a misspelt property fails here) and sent to the real pack over t
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from pathlib import Path
 
@@ -64,7 +65,7 @@ def data_and_edge_program() -> None:
         )))
     gcp.redis.Instance("cache", gcp.redis.InstanceArgs(
         name="netra-cache-prod", project=PROJECT, region="us-central1", memory_size_gb=5, tier="STANDARD_HA",
-        auth_enabled=True, transit_encryption_mode="SERVER_AUTHENTICATION", redis_version="REDIS_7_2",
+        auth_enabled=True, transit_encryption_mode="SERVER_AUTHENTICATION", redis_version="REDIS_7_2", deletion_protection=True,
         labels={"env": "prod"}))
     gcp.storage.Bucket("backups", gcp.storage.BucketArgs(
         name="netra-prod-backups", project=PROJECT, location="US", uniform_bucket_level_access=True,
@@ -184,7 +185,7 @@ def policies_hit(pack: PackSession, resource: PlannedResource) -> set[str]:
 def mutated(resource: PlannedResource, mutate) -> PlannedResource:
     inputs = copy.deepcopy(resource.inputs)
     mutate(inputs)
-    return PlannedResource(resource.urn, resource.type, resource.name, resource.parent, inputs, resource.custom)
+    return dataclasses.replace(resource, inputs=inputs)  # options (protect) kept
 
 
 def c0(i):
@@ -314,7 +315,7 @@ def test_every_policy_has_metadata_and_a_violating_case(pack):
     assert len(names) == len(set(names))
     stack_cases = {"cloudrun-dedicated-service-account", "cloudrun-traffic-approved", "tls-http-redirects-to-https",
                    "stack-seed-alerts", "stack-seed-dashboards", "stack-billing-budget", "stack-log-retention",
-                   "grafana-behind-auth", "lb-canary-route-private"}
+                   "grafana-behind-auth", "lb-canary-route-private", "stateful-protected"}
     from .test_policy_iam import IAM_POLICIES  # cased in tests/test_policy_iam.py
 
     stack_cases |= IAM_POLICIES - {"iam-role-deny-list"}

@@ -2,11 +2,13 @@
 resource violates exactly that policy. Plus: the pack's copy of the seed catalog matches infra's."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 
 from infra import seed_alerts
+from infra.components.guards import STATEFUL_TYPES
 from infra.plan.engine import PlannedResource
 
 from .test_policy_rules import SERVICE, built, pack, pack_path, mutated  # noqa: F401  (fixtures)
@@ -21,7 +23,7 @@ BUCKET_MEMBER = "gcp:storage/bucketIAMMember:BucketIAMMember"
 STACK_POLICIES = {"cloudrun-dedicated-service-account", "cloudrun-traffic-approved", "tls-http-redirects-to-https", "stack-seed-alerts",
                   "stack-seed-dashboards", "stack-billing-budget", "stack-log-retention", "iam-no-public-members",
                   "grafana-behind-auth", "iam-secret-access", "iam-budget-topic-publishers", "iam-custom-roles",
-                  "lb-canary-route-private"}
+                  "lb-canary-route-private", "stateful-protected"}
 
 
 def public_members() -> list[PlannedResource]:
@@ -55,7 +57,9 @@ def compliant(built) -> list[PlannedResource]:
         services.append(s)
     stack_types = {r.type for r in built["stack"]}
     others = [r for t, rs in built.items() if t not in (SERVICE, "stack", *stack_types) for r in rs]
-    return services + others + built["stack"] + public_members()
+    # the program protects every resource holding data (infra/components/guards.py): stateful-protected
+    return [dataclasses.replace(r, protect=r.type in STATEFUL_TYPES)
+            for r in services + others + built["stack"] + public_members()]
 
 
 def stack_hits(pack, resources) -> dict[str, list[str]]:

@@ -12,6 +12,7 @@ from infra.config.platform import CacheConfig
 from .site import Site
 
 COMPONENT_TYPE = "netra:platform:Cache"
+INSTANCE_TYPE = "gcp:redis/instance:Instance"
 TLS_PORT = 6378  # Memorystore serves TLS on 6378 when transit encryption is on
 CA_MOUNT_PATH = "/secrets/redis"
 CA_FILE = "server-ca.pem"
@@ -60,7 +61,7 @@ class Cache(pulumi.ComponentResource):
                         day=c.maintenance.day,
                         start_time=gcp.redis.InstanceMaintenancePolicyWeeklyMaintenanceWindowStartTimeArgs(
                             hours=c.maintenance.hour, minutes=0, seconds=0, nanos=0))]),
-                deletion_protection=site.protected,
+                deletion_protection=site.guards.kept(INSTANCE_TYPE, "redis"),  # in every stack
                 labels=site.labels(),
             ),
             opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["authString"]),

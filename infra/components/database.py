@@ -13,6 +13,7 @@ from infra.config.platform import DatabaseConfig
 from .site import Site
 
 COMPONENT_TYPE = "netra:platform:Database"
+INSTANCE_TYPE = "gcp:sql/databaseInstance:DatabaseInstance"
 DATABASE_VERSION = "POSTGRES_15"
 PORT = 5432
 # The instance's server CA, from Secret Manager, mounted as a file for every client. sslmode verify-ca:
@@ -87,7 +88,8 @@ class Database(pulumi.ComponentResource):
         site, db = args.site, args.config
         child = pulumi.ResourceOptions(parent=self)
         self.instance_name = db.instance(site.environment)
-        protect = site.protected
+        # the API's guards, in every stack (the Pulumi-side `protect` comes from infra/components/guards.py)
+        protect = site.guards.kept(INSTANCE_TYPE, "postgres")
 
         settings = gcp.sql.DatabaseInstanceSettingsArgs(
             tier=db.tier,
@@ -129,7 +131,9 @@ class Database(pulumi.ComponentResource):
         )
         self.database = gcp.sql.Database(
             "app",
-            gcp.sql.DatabaseArgs(name=db.database_name, instance=self.instance.name, project=site.project),
+            gcp.sql.DatabaseArgs(name=db.database_name, instance=self.instance.name, project=site.project,
+                                 # the provider's default DELETE is DROP DATABASE; ABANDON only forgets it
+                                 deletion_policy="ABANDON"),
             opts=child,
         )
         self.password = random.RandomPassword(

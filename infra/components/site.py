@@ -2,7 +2,9 @@
 component needs, so no component has to read the whole StackConfig."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from .guards import DataGuards
 
 
 @dataclass(frozen=True)
@@ -11,6 +13,7 @@ class Site:
     region: str
     environment: str  # staging | prod
     cost_center: str = "llm-platform"
+    guards: DataGuards = field(default_factory=DataGuards)  # data protection, on in every stack
 
     @property
     def prefix(self) -> str:
@@ -19,7 +22,8 @@ class Site:
 
     @property
     def protected(self) -> bool:
-        """Deletion protection on stateful resources (prod); staging can be torn down."""
+        """Deletion protection of what holds no data (Cloud Run services and jobs): prod only. Data is
+        guarded in every stack (`guards`)."""
         return self.environment == "prod"
 
     def labels(self, **extra: str) -> dict[str, str]:

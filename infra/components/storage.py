@@ -14,6 +14,7 @@ from .site import Site
 # The label the policy pack honours on a bucket that config marks public (only static assets may be).
 PUBLIC_BY_DESIGN_LABEL = "public-by-design"
 COMPONENT_TYPE = "netra:platform:Storage"
+BUCKET_TYPE = "gcp:storage/bucket:Bucket"
 DAY = 86400
 # Read an object by name, never list the bucket (objectViewer would let anyone enumerate it).
 PUBLIC_READ_ROLE = "roles/storage.legacyObjectReader"
@@ -51,7 +52,8 @@ class Storage(pulumi.ComponentResource):
                     name=bucket_name(site.project, purpose), project=site.project, location=st.location,
                     uniform_bucket_level_access=True,
                     public_access_prevention="inherited" if public else "enforced",
-                    force_destroy=not site.protected,  # staging can be torn down; prod buckets must be emptied first
+                    # never empties itself on delete, in any stack, unless config lifts its guard
+                    force_destroy=not site.guards.kept(BUCKET_TYPE, purpose),
                     labels={**labels, "purpose": purpose, **({PUBLIC_BY_DESIGN_LABEL: "true"} if public else {})},
                     **kwargs),
                 opts=child,

@@ -6,7 +6,7 @@ from typing import Literal
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from .app import AppSettings
-from .base import ConfigModel, Int, problems, text
+from .base import Bool, ConfigModel, Int, problems, text
 from .observability import ObservabilityConfig, environment_problems as observability_problems, service_problems
 from .platform import SECRET_KEYS, PlatformConfig, check_platform
 from .services import ServiceConfig, liveness_problems, routing_problems, service_name, unknown_service
@@ -21,6 +21,28 @@ DEFAULT_STAGES = (0, 10, 50, 100)
 PROD_REQUIRED_STAGES = (10, 50)
 # Secret keys services may read (`netra:services.<svc>.secrets`); the platform declares them.
 PLATFORM_SECRETS: frozenset[str] = SECRET_KEYS
+
+
+# A resource as `plan` names it: its URN, or `<type>::<name>` (the URN's last type and its name).
+RESOURCE_REF = r"(urn:pulumi:[^:\s]+::[^:\s]+::)?[A-Za-z0-9_.:/$-]+:[A-Za-z0-9_./-]+::[^\s]+"
+
+
+def resource_key(resource: str) -> str:
+    """`<type>::<name>` of a URN (`urn:pulumi:<stack>::<project>::<parent types$type>::<name>`) or of a
+    `<type>::<name>` itself: the form allowances are matched in (one resource per key in this program)."""
+    if resource.startswith("urn:pulumi:"):
+        parts = resource.split("::", 3)
+        if len(parts) == 4:
+            return f"{parts[2].rsplit('$', 1)[-1]}::{parts[3]}"
+    return resource
+
+
+class ReplaceAllowance(ConfigModel):
+    """One explicit, reasoned permission to replace or delete a stateful resource (docs/data-safety.md)."""
+
+    resource: text(1024, RESOURCE_REF, "a resource URN or <type>::<name> as `plan` prints it, "
+                                       "e.g. gcp:sql/database:Database::app")
+    reason: text(500, r"\S.{9,}", "why the data may go (at least 10 characters)")
 
 
 def _off_ladder(percent: int, stages: tuple[int, ...] | None) -> str | None:
@@ -54,6 +76,9 @@ class StackConfig(ConfigModel):
     verification: VerificationConfig = Field(
         VerificationConfig(), description="release load test, bake window, emergency budget")
     release: ReleaseConfig = Field(ReleaseConfig(), description="approvals and the rollout journal (written by the rollout)")
+    allow_replace: tuple[ReplaceAllowance, ...] = Field(
+        (), max_length=100, description="stateful resources a change may replace or delete: docs/data-safety.md")
+    teardown: Bool = Field(False, description="lift every data guard so the stack can be destroyed (staging only)")
 
     @field_validator("stages")
     @classmethod
@@ -135,6 +160,22 @@ class StackConfig(ConfigModel):
     def _platform_fits(cls, value, handler, info: ValidationInfo) -> PlatformConfig:
         # services is declared first, so the pool and subnet checks see maxInstances when it is valid
         return check_platform(value, handler, info)
+
+    @model_validator(mode="after")
+    def _guards_fit(self) -> "StackConfig":
+        found = []
+        if self.teardown and self.is_prod:
+            found.append(("teardown", "must be false in prod: only staging may lift the data guards for a "
+                                      "teardown (python -m infra teardown --stack staging)"))
+        seen: dict[str, int] = {}
+        for i, a in enumerate(self.allow_replace):
+            key = resource_key(a.resource)
+            if key in seen:
+                found.append((f"allowReplace.{i}.resource", f"names {key} again (allowReplace.{seen[key]})"))
+            seen.setdefault(key, i)
+        if found:
+            raise problems(*found)
+        return self
 
     @model_validator(mode="after")
     def _routes_clear_of_static_paths(self) -> "StackConfig":

@@ -89,13 +89,18 @@ class PlannedResource:
     inputs: dict  # wire form: secrets wrapped with Pulumi's secret signature
     custom: bool
     dependencies: tuple[str, ...] = ()  # URNs it depends on explicitly (depends_on and input references)
+    protect: bool = False  # the engine refuses to replace or delete it (infra/components/guards.py)
     # per input property, the URNs its value came from (the engine sends them to AnalyzeStack: a policy
-    # learns what an input refers to even while its value is unknown in a preview)
+    # learns what an input refers to even while its value is unknown in a preview; a delete-before-replace
+    # of one of them takes this resource along when the property forces a replacement)
     property_dependencies: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def to_json(self) -> dict:
         return {"urn": self.urn, "type": self.type, "name": self.name, "parent": self.parent,
-                "inputs": redact(self.inputs)}
+                "inputs": redact(self.inputs),
+                **({"protect": True} if self.protect else {}),
+                **({"propertyDependencies": {k: list(v) for k, v in sorted(self.property_dependencies.items())}}
+                   if self.property_dependencies else {})}
 
 
 @dataclass
@@ -286,7 +291,7 @@ class _RecordingMonitor(sdk.MockMonitor):
             resource = PlannedResource(
                 urn=response.urn, type=request.type, name=request.name, parent=request.parent,
                 inputs=normalize(sdk.deserialize_properties(request.object)), custom=bool(request.custom),
-                dependencies=tuple(request.dependencies),
+                dependencies=tuple(request.dependencies), protect=bool(request.protect),
                 property_dependencies={k: tuple(v.urns) for k, v in request.propertyDependencies.items() if v.urns})
             self.recorded.append(resource)
             if self.on_resource is not None:

@@ -5,18 +5,22 @@ computed outputs a provider would fill in match the offline plan's) and returns 
 plus any values `build` returns, resolved."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import pulumi
 import pytest
 
+from infra.components.guards import DataGuards
 from infra.components.site import Site
 from infra.plan import engine
 from infra.plan.engine import is_secret, unwrap
 
 PROD = Site(project="netra-test", region="us-central1", environment="prod", cost_center="llm-platform")
 STAGING = Site(project="netra-test", region="us-central1", environment="staging", cost_center="llm-platform")
+# staging with netra:teardown (infra/components/guards.py): every data guard lifted
+TEARDOWN = dataclasses.replace(STAGING, guards=DataGuards(teardown=True))
 
 
 @dataclass
@@ -53,4 +57,4 @@ def register(build: Callable[[], dict | None], stack: str = "test") -> Registere
     return Registered(run.resources, unwrap(run.outputs), run.warnings)
 
 
-__all__ = ["PROD", "STAGING", "Registered", "is_secret", "register"]
+__all__ = ["PROD", "STAGING", "TEARDOWN", "Registered", "is_secret", "register"]

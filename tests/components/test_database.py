@@ -3,7 +3,7 @@ import pytest
 from infra.components.database import Database, DatabaseArgs, client_env
 from infra.config.platform import DatabaseConfig
 
-from .conftest import PROD, STAGING, is_secret, register
+from .conftest import PROD, STAGING, TEARDOWN, is_secret, register
 
 SQL = "gcp:sql/databaseInstance:DatabaseInstance"
 USER = "gcp:sql/user:User"
@@ -40,8 +40,8 @@ def test_both_passwords_are_secrets_and_the_users_differ():
     assert all(is_secret(u.inputs["password"]) for u in users.values())
 
 
-@pytest.mark.parametrize("site,protected", [(PROD, True), (STAGING, False)])
-def test_deletion_protection_in_prod_only(site, protected):
+@pytest.mark.parametrize("site,protected", [(PROD, True), (STAGING, True), (TEARDOWN, False)])
+def test_deletion_protection_in_every_stack_until_teardown(site, protected):
     sql = build(site).one(SQL)
     assert sql["deletionProtection"] is protected and sql["settings"]["deletionProtectionEnabled"] is protected
 

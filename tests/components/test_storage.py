@@ -3,7 +3,7 @@ import pytest
 from infra.components.storage import PUBLIC_BY_DESIGN_LABEL, PUBLIC_READ_ROLE, USAGE_LOG_WRITER, Storage, StorageArgs
 from infra.config.platform import StorageConfig
 
-from .conftest import PROD, STAGING, register
+from .conftest import PROD, STAGING, TEARDOWN, register
 
 BUCKET = "gcp:storage/bucket:Bucket"
 IAM = "gcp:storage/bucketIAMMember:BucketIAMMember"
@@ -35,8 +35,8 @@ def test_static_assets_public_only_when_config_says_so():
     assert reg.one(BUCKET, "backups")["publicAccessPrevention"] == "enforced"
 
 
-@pytest.mark.parametrize("site,destroy", [(PROD, False), (STAGING, True)])
-def test_only_staging_buckets_can_be_torn_down(site, destroy):
+@pytest.mark.parametrize("site,destroy", [(PROD, False), (STAGING, False), (TEARDOWN, True)])
+def test_buckets_empty_themselves_only_in_a_teardown(site, destroy):
     assert build(site).one(BUCKET, "backups")["forceDestroy"] is destroy
 
 
