@@ -74,11 +74,14 @@ def test_route_rules_send_the_header_to_the_canary_and_paths_where_path_rules_di
     matcher = url_map["pathMatchers"][0]
     assert "pathRules" not in matcher
     header_rules = [r for r in matcher["routeRules"] if r["matchRules"][0].get("headerMatches")]
+    bs = "projects/netra-production/global/backendServices/"
     assert {r["service"]: r["matchRules"][0]["headerMatches"] for r in header_rules} == {
-        f"{k}-canary-backend-id": [{"headerName": CANARY_SERVICE_HEADER, "exactMatch": k}] for k in ("auth", "backend", "frontend")}
+        f"{bs}netra-{k}-prod-canary-backend": [{"headerName": CANARY_SERVICE_HEADER, "exactMatch": k}]
+        for k in ("auth", "backend", "frontend")}
     assert max(r["priority"] for r in header_rules) < min(r["priority"] for r in matcher["routeRules"] if r not in header_rules)
-    assert routes_of(url_map) == {"/api/*": "backend-backend-id", "/ws/*": "backend-backend-id", "/auth/*": "auth-backend-id",
-                                  "/static/*": "static-backend-id", "/assets/*": "static-backend-id"}
+    static = "projects/netra-production/global/backendBuckets/netra-prod-static"
+    assert routes_of(url_map) == {"/api/*": f"{bs}netra-backend-prod-backend", "/ws/*": f"{bs}netra-backend-prod-backend",
+                                  "/auth/*": f"{bs}netra-auth-prod-backend", "/static/*": static, "/assets/*": static}
 
 
 @pytest.mark.parametrize("path", ["/api/v1/x", "/api/", "/api", "/apix", "/ws/chat", "/auth/login", "/static/a.js",
@@ -134,8 +137,11 @@ def _armor_rules(mutate):
      "priority 500 allow requests without the verify token"),
     (_is(BACKEND, "backend-canary-backend"), lambda i: i.update(securityPolicy="armor-id"), "default rule does not deny"),
     (_is(BACKEND, "backend-canary-backend"), lambda i: i.pop("securityPolicy"), "has no Cloud Armor policy"),
-    (_is(URL_MAP, "https"), lambda i: i.update(defaultService="frontend-canary-backend-id"), "defaultService sends users"),
-    (_is(URL_MAP, "https"), lambda i: i["pathMatchers"][0]["routeRules"][-1].update(service="backend-canary-backend-id"),
+    (_is(URL_MAP, "https"), lambda i: i.update(
+        defaultService="projects/netra-production/global/backendServices/netra-frontend-prod-canary-backend"),
+     "defaultService sends users"),
+    (_is(URL_MAP, "https"), lambda i: i["pathMatchers"][0]["routeRules"][-1].update(
+        service="projects/netra-production/global/backendServices/netra-backend-prod-canary-backend"),
      "routeRules[7] sends users"),
 ])
 def test_each_leak_of_the_route_violates_lb_canary_route_private(pack, prod, pick, mutate, expect):

@@ -403,14 +403,16 @@ def test_https_load_balancer_routes(request, plan_name, env):
         # HSTS on every response through the load balancer
         assert be["customResponseHeaders"] == ["Strict-Transport-Security: max-age=31536000; includeSubDomains"]
     url_map = one(plan, URL_MAP, "https")["inputs"]
-    assert url_map["defaultService"] == "frontend-backend-id"
+    project = plan["outputs"]["gcpProject"]
+    bs = f"projects/{project}/global/backendServices/"  # the URL map names backends by relative URL
+    assert url_map["defaultService"] == f"{bs}netra-frontend-{env}-backend"
     # the first host rule is the application's; Grafana's own hostname behind IAP follows (tests/test_analytics.py)
     assert url_map["hostRules"][0] == {"hosts": [domain], "pathMatcher": "netra"}
     matcher = url_map["pathMatchers"][0]
-    assert matcher["defaultService"] == "frontend-backend-id"
-    assert routes_of(url_map) == {"/api/*": "backend-backend-id", "/ws/*": "backend-backend-id",
-                                  "/auth/*": "auth-backend-id", "/static/*": "static-backend-id",
-                                  "/assets/*": "static-backend-id"}
+    assert matcher["defaultService"] == f"{bs}netra-frontend-{env}-backend"
+    static = f"projects/{project}/global/backendBuckets/netra-{env}-static"
+    assert routes_of(url_map) == {"/api/*": f"{bs}netra-backend-{env}-backend", "/ws/*": f"{bs}netra-backend-{env}-backend",
+                                  "/auth/*": f"{bs}netra-auth-{env}-backend", "/static/*": static, "/assets/*": static}
     static = one(plan, BACKEND_BUCKET, "static-backend")["inputs"]
     assert static["enableCdn"] is True and static["bucketName"] == f"{plan['outputs']['gcpProject']}-static-assets"
     ssl = one(plan, SSL_POLICY, "ssl-policy")["inputs"]

@@ -186,7 +186,8 @@ def test_the_worker_has_no_load_balancer_presence_and_its_own_liveness_alert(pro
     assert len([c for c in down if "conditionThreshold" in c]) == 4  # frontend, backend, auth, search uptime
     search = one(plan, UPTIME, "search")["inputs"]["httpCheck"]["path"]
     assert search == "/search/health"
-    assert routes_of(one(plan, URL_MAP, "https")["inputs"])["/search/*"] == "search-backend-id"
+    assert routes_of(one(plan, URL_MAP, "https")["inputs"])["/search/*"] == \
+        "projects/netra-production/global/backendServices/netra-search-prod-backend"
 
 
 def test_the_gate_and_the_rollout_find_every_service_in_the_plan(prod_plan_with_more_services):

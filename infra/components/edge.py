@@ -128,6 +128,12 @@ def path_matches(path: str) -> list[compute.URLMapPathMatcherRouteRuleMatchRuleA
 
 
 VERIFY_PRIORITY, ROUTE_PRIORITY = 1, 1000
+CANARY_SUFFIX = "/canary"  # a key that no service key can be (keys are lowercase letters, digits and -)
+
+
+def backend_ref(project: str, kind: str, name: str) -> str:
+    """`projects/P/global/backendServices/NAME`: the backend's relative URL, which is also its provider id."""
+    return f"projects/{project}/global/{kind}/{name}"
 CANARY_ALLOW_PRIORITY = 1000
 
 
@@ -241,6 +247,7 @@ class Edge(pulumi.ComponentResource):
 
         self.negs: dict[str, compute.RegionNetworkEndpointGroup] = {}
         self.backends: dict[str, compute.BackendService] = {}
+        self._backend_names: dict[str, str] = {}  # key (canary: key + CANARY_SUFFIX) -> backend service name
         self.invokers: dict[str, pulumi.Resource] = {}
         self.routes = {b.key: b.routes for b in args.backends}
         for b in args.backends:
@@ -252,6 +259,7 @@ class Edge(pulumi.ComponentResource):
                     network_endpoint_type="SERVERLESS",
                     cloud_run=compute.RegionNetworkEndpointGroupCloudRunArgs(service=b.service)),
                 opts=child)
+            self._backend_names[key] = f"{name}-backend"
             self.backends[key] = compute.BackendService(
                 f"{key}-backend", compute.BackendServiceArgs(
                     name=f"{name}-backend", project=project,
@@ -286,6 +294,7 @@ class Edge(pulumi.ComponentResource):
                     name=f"{name}-canary-neg", project=project, region=region, network_endpoint_type="SERVERLESS",
                     cloud_run=compute.RegionNetworkEndpointGroupCloudRunArgs(service=b.service, tag=CANARY_TAG)),
                 opts=child)
+            self._backend_names[f"{key}{CANARY_SUFFIX}"] = f"{name}-canary-backend"
             self.canary_backends[key] = compute.BackendService(
                 f"{key}-canary-backend", compute.BackendServiceArgs(
                     name=f"{name}-canary-backend", project=project, load_balancing_scheme="EXTERNAL_MANAGED",
@@ -314,6 +323,7 @@ class Edge(pulumi.ComponentResource):
                     name=f"{h.service_name}-neg", project=project, region=region, network_endpoint_type="SERVERLESS",
                     cloud_run=compute.RegionNetworkEndpointGroupCloudRunArgs(service=h.service)),
                 opts=child)
+            self._backend_names[h.key] = f"{h.service_name}-backend"
             self.backends[h.key] = compute.BackendService(
                 f"{h.key}-backend", compute.BackendServiceArgs(
                     name=f"{h.service_name}-backend", project=project, load_balancing_scheme="EXTERNAL_MANAGED",
@@ -343,27 +353,32 @@ class Edge(pulumi.ComponentResource):
                 opts=child)
 
         default = next(b.key for b in args.backends if b.default)
+        # The URL map names its backends by their relative URLs (= the provider's ids), known before they
+        # exist, so a first preview's policies can tell a guarded canary route from a user route.
+        ref = {k: backend_ref(project, "backendServices", be_name) for k, be_name in self._backend_names.items()}
+        static_ref = backend_ref(project, "backendBuckets", f"{prefix}-static")
         if args.canary is None:
-            path_rules = [compute.URLMapPathMatcherPathRuleArgs(paths=list(b.routes), service=self.backends[b.key].id)
+            path_rules = [compute.URLMapPathMatcherPathRuleArgs(paths=list(b.routes), service=ref[b.key])
                           for b in args.backends if b.routes]
-            path_rules.append(compute.URLMapPathMatcherPathRuleArgs(paths=list(edge.static_paths), service=self.static_backend.id))
+            path_rules.append(compute.URLMapPathMatcherPathRuleArgs(paths=list(edge.static_paths), service=static_ref))
             route_rules = None
         else:
             path_rules = None
-            route_rules = canary_rules({k: be.id for k, be in self.canary_backends.items()}) + path_route_rules(
-                [(path, self.backends[b.key].id) for b in args.backends for path in b.routes]
-                + [(path, self.static_backend.id) for path in edge.static_paths])
+            route_rules = canary_rules({k: ref[f"{k}{CANARY_SUFFIX}"] for k in self.canary_backends}) + path_route_rules(
+                [(path, ref[b.key]) for b in args.backends for path in b.routes]
+                + [(path, static_ref) for path in edge.static_paths])
         self.url_map = compute.URLMap(
             "https", compute.URLMapArgs(
-                name=f"{prefix}-https", project=project, default_service=self.backends[default].id,
+                name=f"{prefix}-https", project=project, default_service=ref[default],
                 host_rules=[compute.URLMapHostRuleArgs(hosts=list(edge.domains), path_matcher="netra")]
                 + [compute.URLMapHostRuleArgs(hosts=[h.host], path_matcher=h.key) for h in args.iap_hosts],
                 path_matchers=[compute.URLMapPathMatcherArgs(
-                    name="netra", default_service=self.backends[default].id, path_rules=path_rules,
+                    name="netra", default_service=ref[default], path_rules=path_rules,
                     route_rules=route_rules)]
-                + [compute.URLMapPathMatcherArgs(name=h.key, default_service=self.backends[h.key].id)
+                + [compute.URLMapPathMatcherArgs(name=h.key, default_service=ref[h.key])
                    for h in args.iap_hosts]),
-            opts=child)
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[
+                *self.backends.values(), *self.canary_backends.values(), self.static_backend]))
         self.https_proxy = compute.TargetHttpsProxy(
             "https", compute.TargetHttpsProxyArgs(
                 name=f"{prefix}-https", project=project, url_map=self.url_map.id,

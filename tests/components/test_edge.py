@@ -41,17 +41,19 @@ def test_one_neg_backend_and_invoker_per_backend_and_nothing_else():
 def test_routes_and_default_service_come_from_the_backends():
     reg, edge = build()
     m = reg.one(URL_MAP, "https")
-    assert m["defaultService"] == "web-backend-id" == m["pathMatchers"][0]["defaultService"]
+    bs = "projects/netra-test/global/backendServices/"
+    assert m["defaultService"] == f"{bs}netra-web-prod-backend" == m["pathMatchers"][0]["defaultService"]
     rules = {tuple(r["paths"]): r["service"] for r in m["pathMatchers"][0]["pathRules"]}
-    assert rules == {("/api/*", "/ws/*"): "api-backend-id", ("/auth/*",): "auth-backend-id",
-                     ("/static/*", "/assets/*"): "static-backend-id"}
+    assert rules == {("/api/*", "/ws/*"): f"{bs}netra-api-prod-backend", ("/auth/*",): f"{bs}netra-auth-prod-backend",
+                     ("/static/*", "/assets/*"): "projects/netra-test/global/backendBuckets/netra-prod-static"}
     assert edge.public_url("api") == "https://app.example.com/api" and edge.public_url("web") == "https://app.example.com"
 
 
 def test_a_fifth_backend_is_one_more_route():
     reg, _ = build(BACKENDS + (EdgeBackend("search", "netra-search-prod", routes=("/search/*",)),))
     rules = {tuple(r["paths"]): r["service"] for r in reg.one(URL_MAP, "https")["pathMatchers"][0]["pathRules"]}
-    assert rules[("/search/*",)] == "search-backend-id" and len(reg.of(INVOKER)) == 4
+    assert rules[("/search/*",)] == "projects/netra-test/global/backendServices/netra-search-prod-backend"
+    assert len(reg.of(INVOKER)) == 4
 
 
 @pytest.mark.parametrize("backends", [BACKENDS[1:], BACKENDS + (EdgeBackend("x", "netra-x-prod", default=True),)])
