@@ -89,7 +89,8 @@ def test_malformed_secure_values(root, secure, got):
 
 def test_bare_keys_are_the_projects_and_unknown_namespaces_are_refused(root):
     found = refused(root, PROD.replace("netra:canaryPercent: 0", "canaryPercent: 15"), sets=["aws:region=us-east-1"])
-    assert found == {"aws:region": ("unknown namespace 'aws'; this program reads netra:*, gcp:project, gcp:region", "--set")}
+    assert found == {"aws:region": ("unknown namespace 'aws'; this program reads netra:*, gcp:project, gcp:region, "
+                                    "the gcp provider's own keys (gcp:zone, ...)", "--set")}
     found = refused(root, PROD.replace("netra:canaryPercent: 0", "canaryPercent: 15"))
     assert found == {"netra:canaryPercent": ("must be one of netra:stages [0, 10, 50, 100], got 15",
                                            f"Pulumi.t.yaml:{CANARY_LINE}")}

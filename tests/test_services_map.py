@@ -134,8 +134,8 @@ def test_a_worker_must_keep_an_instance_to_be_watched():
 def test_service_names_fit_the_revision_name(stack):
     longest = "w" * max_key_length(stack)
     assert max(len(r) for r in revisions(with_services(stack, **{longest: WORKER}), stack).values()) <= 63
-    assert "fits Cloud Run's 63" in problems(with_services(stack, **{longest + "x": WORKER}), stack)[
-        f"netra:services.{longest}x"]
+    assert "the traffic tag 'previous' plus the service name" in problems(
+        with_services(stack, **{longest + "x": WORKER}), stack)[f"netra:services.{longest}x"]
 
 
 @pytest.mark.parametrize("name,message", [("Worker", "lowercase letters"), ("9lives", "start with a letter"),

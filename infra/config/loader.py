@@ -15,7 +15,8 @@ from .base import PROBLEMS_ERROR, model_alias_fields, type_at, unwrap_type
 from .platform import app_secret_keys, plaintext_secret_problems
 from .secure import secret_problems
 from .services import environment_problems
-from .source import PROVIDER_KEYS, EngineValueError, decode_engine_value, full_key, key_problem
+from .source import (PROVIDER_KEYS, EngineValueError, decode_engine_value, full_key, key_problem,
+                     provider_value_problem)
 from .stack import ENVIRONMENTS, PLATFORM_SECRETS, StackConfig
 
 NAMESPACE = "netra"
@@ -83,6 +84,10 @@ def _load(flat: Mapping[str, Any], stack: str, secret_paths: tuple[str, ...] | N
         except EngineValueError as e:
             found.append(Problem(".".join([key, *map(str, e.path)]), str(e)))
             broken.append(key)
+            continue
+        if key.startswith("gcp:") and key not in PROVIDER_KEYS:  # the provider's own setting, not the program's
+            if (problem := provider_value_problem(key, value)):
+                found.append(Problem(key, problem))
             continue
         name = PROVIDER_KEYS.get(key) or key.partition(":")[2]
         if name in raw:

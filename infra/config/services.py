@@ -13,11 +13,23 @@ from pydantic import Field, ValidationInfo, field_validator
 from .base import DIGEST, Bool, ConfigModel, Distinct, Image, Int, ResourceName, Text, UrlPath, ordered_after, problems, text
 
 SERVICE_KEY = re.compile(r"[a-z](?:[a-z0-9-]*[a-z0-9])?")
-# netra-migrate-<env> is the migration job (and its service account).
-RESERVED_KEYS = ("migrate",)
-# Cloud Run revision names are DNS labels: `netra-<key>-<env>-<8 hex>` must fit 63 characters.
-REVISION_NAME_MAX = 63
+# Keys whose names a platform component already uses: a service keyed so would register the same URNs
+# (the engine refuses the program) or the same service account / Cloud Run name (GCP refuses the create).
+RESERVED_KEYS = {
+    "migrate": "netra-migrate-<env> is the migration job and its service account",
+    "grafana": "the Grafana component registers the Cloud Run service and service account netra-grafana-<env> and "
+               "the load balancer's grafana-neg / grafana-backend / grafana-invoker",
+    "loadtest": "netra-loadtest-<env> is the load-test job's service account",
+    "budget-guard": "netra-budget-guard-<env> is the emergency budget function and its service account",
+}
+# GCP's limits on the names derived from a key (S = the Cloud Run service name netra-<key>-<env>):
+SERVICE_NAME_MAX = 49  # Cloud Run service names
+TAGGED_NAME_MAX = 46  # a traffic tag plus the service name (the tag's URL is one DNS label)
+REVISION_NAME_MAX = 63  # Cloud Run revision names are DNS labels: S-<8 hex>
 HASH_SUFFIX = 8
+COMPUTE_NAME_MAX = 63  # Compute Engine names (RFC 1035): the load balancer's S-<suffix> per service
+EDGE_SUFFIXES = ("-backend", "-neg", "-canary-backend", "-canary-neg")
+CANARY_SUFFIX = "-canary"  # <key>-canary-neg / -backend are the canary route of <key> (infra.components.edge)
 CPU_VALUES = ("1", "2", "4", "6", "8")
 # Cloud Run accepts env names of letters, digits and underscores not starting with a digit.
 ENV_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
@@ -66,9 +78,25 @@ def unknown_service(key: str, services) -> str:
     return f"unknown service {key!r}; allowed: {', '.join(sorted(services))}"
 
 
+def traffic_tags() -> tuple[str, ...]:
+    from infra.release.model import CANARY_TAG, PREVIOUS_TAG, STABLE_TAG
+
+    return STABLE_TAG, CANARY_TAG, PREVIOUS_TAG
+
+
+def name_limits(key: str, environment: str) -> list[tuple[str, int, int]]:
+    """(what, its length, GCP's limit) of every name derived from `key` that has a limit."""
+    name = service_name(key, environment)
+    tag = max(traffic_tags(), key=len)
+    return [(f"the Cloud Run service name {name}", len(name), SERVICE_NAME_MAX),
+            (f"the traffic tag {tag!r} plus the service name {name}", len(tag) + len(name), TAGGED_NAME_MAX),
+            (f"the revision name {name}-<{HASH_SUFFIX} hex>", len(name) + 1 + HASH_SUFFIX, REVISION_NAME_MAX),
+            *((f"the load balancer's {name}{s}", len(name) + len(s), COMPUTE_NAME_MAX) for s in EDGE_SUFFIXES)]
+
+
 def max_key_length(environment: str) -> int:
-    """The longest service key whose revision names `netra-<key>-<env>-<8 hex>` fit Cloud Run's 63."""
-    return REVISION_NAME_MAX - len(service_name("", environment)) - 1 - HASH_SUFFIX
+    """The longest service key whose derived names all fit GCP's limits (`name_limits`)."""
+    return min(limit - (length - len("k")) for _, length, limit in name_limits("k", environment))
 
 
 def key_problem(key: str, environment: str | None) -> str | None:
@@ -77,11 +105,21 @@ def key_problem(key: str, environment: str | None) -> str | None:
         return ("service name must be lowercase letters, digits and '-', start with a letter and not end with '-' "
                 f"(it becomes the Cloud Run service netra-<name>-<env>), got {key!r}")
     if key in RESERVED_KEYS:
-        return f"{key!r} is reserved (netra-{key}-<env> is the migration job); choose another name"
-    if environment and len(key) > max_key_length(environment):
-        return (f"service name is {len(key)} characters; at most {max_key_length(environment)} in {environment} so the "
-                f"revision name {service_name(key, environment)}-<8 hex> fits Cloud Run's {REVISION_NAME_MAX}")
+        return f"{key!r} is reserved ({RESERVED_KEYS[key]}); choose another name"
+    if environment:
+        for what, length, limit in name_limits(key, environment):
+            if length > limit:
+                return (f"service name is {len(key)} characters; at most {max_key_length(environment)} in {environment}: "
+                        f"{what} would be {length} characters, GCP allows {limit}")
     return None
+
+
+def collision_problems(keys) -> list[tuple[str, str]]:
+    """(key, message) for keys whose names another service already derives: <key>-canary is <key>'s canary route."""
+    keys = {str(k) for k in keys}
+    return [(k, f"{k!r} collides with service {k[:-len(CANARY_SUFFIX)]!r}'s canary verification route "
+                f"({k}-neg / {k}-backend are its names); choose another name")
+            for k in sorted(keys) if k.endswith(CANARY_SUFFIX) and k[:-len(CANARY_SUFFIX)] in keys]
 
 
 class ServiceConfig(ConfigModel):
@@ -247,7 +285,7 @@ def environment_problems(raw_services: Any, environment: str) -> list[tuple[str,
     alongside type errors of the same service: (key under netra:services, message)."""
     if not isinstance(raw_services, dict):
         return []
-    found = []
+    found = collision_problems(raw_services)
     for key, svc in raw_services.items():
         if (problem := key_problem(str(key), environment)):
             found.append((str(key), problem))

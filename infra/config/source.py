@@ -14,6 +14,8 @@ Every problem is `(path, message)` with the path of keys down to the bad value.
 from __future__ import annotations
 
 import difflib
+import functools
+import importlib.util
 import json
 import math
 import re
@@ -31,6 +33,28 @@ MAX_ALIASES = 1_000
 
 # Keys read from the provider's namespace rather than the project's.
 PROVIDER_KEYS = {"gcp:project": "project", "gcp:region": "region"}
+
+
+@functools.lru_cache(maxsize=1)
+def gcp_provider_keys() -> dict[str, str]:
+    """Every `gcp:` key the provider itself reads -> "string" | "boolean": its config schema as the
+    installed pulumi_gcp ships it (pulumi_gcp/config/vars.py, one `__config__.get[_bool]('<key>')` each).
+    A stack may set them (gcp:zone, gcp:impersonateServiceAccount, ...); the program reads only PROVIDER_KEYS."""
+    spec = importlib.util.find_spec("pulumi_gcp.config.vars")
+    text = open(spec.origin, encoding="utf-8").read() if spec and spec.origin else ""
+    found = {name: "boolean" if kind == "_bool" else "string"
+             for kind, name in re.findall(r"__config__\.get(_bool)?\('([A-Za-z0-9_]+)'\)", text)}
+    if not found:
+        raise RuntimeError(f"no gcp provider config keys found in {spec.origin if spec else 'pulumi_gcp.config.vars'}")
+    return found
+
+
+def provider_value_problem(key: str, value: Any) -> str | None:
+    """Why `value` is not one the gcp provider accepts for its own `key` (the CLI stores strings), or None."""
+    kind = gcp_provider_keys().get(key.partition(":")[2])
+    if kind == "boolean" and not (isinstance(value, bool) or str(value).lower() in ("true", "false")):
+        return f"the gcp provider reads {key} as a boolean: true or false, got {value!r}"
+    return None  # string keys: any value (objects such as gcp:defaultLabels arrive JSON-encoded)
 
 Path = tuple[Any, ...]
 
@@ -352,10 +376,10 @@ def key_problem(key: str, project: str) -> str | None:
     if namespace == project:
         return None if key not in {f"{project}:{v}" for v in PROVIDER_KEYS.values()} else (
             f"is set through gcp:{name}, not {key}")
-    if key in PROVIDER_KEYS:
+    if key in PROVIDER_KEYS or (namespace == "gcp" and name in gcp_provider_keys()):
         return None
-    allowed = [f"{project}:*", *PROVIDER_KEYS]
-    close = difflib.get_close_matches(key, list(PROVIDER_KEYS), n=1, cutoff=0.75)
+    allowed = [f"{project}:*", *PROVIDER_KEYS, "the gcp provider's own keys (gcp:zone, ...)"]
+    close = difflib.get_close_matches(key, [*PROVIDER_KEYS, *(f"gcp:{k}" for k in gcp_provider_keys())], n=1, cutoff=0.75)
     hint = f"did you mean '{close[0]}'? " if close else ""
     what = "unknown key" if namespace == "gcp" else f"unknown namespace {namespace!r}"
     return f"{what}; {hint}this program reads {', '.join(allowed)}"

@@ -37,6 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from infra.config import ConfigError
     from infra.plan import PROJECT_ROOT, StackFileError, checked_run, plan_document
+    from infra.plan.engine import DuplicateUrnError
 
     fmt = getattr(args, "format", None) or ("json" if args.json else "text")
     if args.json and fmt != "json":
@@ -63,6 +64,9 @@ def run(args: argparse.Namespace) -> int:
                                          preview=preview)
     except StackFileError as e:
         return _refused(args, f"error: {e}", [{"key": "--stack", "message": str(e)}])
+    except DuplicateUrnError as e:  # what the engine refuses at registration (mocks would overwrite)
+        return _refused(args, f"error: the program registers a resource URN twice, which the engine refuses:\n"
+                              + "".join(f"  {u}\n" for u in e.urns), [{"key": "urn", "message": str(e)}])
     except ConfigError as e:
         return _refused(args, f"error: invalid config for stack {args.stack!r} ({len(e.problems)} problem(s)); "
                               "nothing registered:\n" + "".join(f"  {p}\n" for p in e.problems),

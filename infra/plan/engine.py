@@ -12,6 +12,7 @@ import atexit
 import base64
 import hashlib
 import logging
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -273,17 +274,36 @@ def _ensure_thread_loop() -> None:
         _THREAD_LOOPS.append(loop)
 
 
+class DuplicateUrnError(Exception):
+    """Two registrations with one URN: the engine refuses the program, naming the URN."""
+
+    def __init__(self, urns: list[str]):
+        self.urns = list(urns)
+        super().__init__("; ".join(f"Duplicate resource URN '{u}'; try giving it a unique name" for u in self.urns))
+
+
 class _RecordingMonitor(sdk.MockMonitor):
     """The mock monitor, also keeping each registration's parent and the stack's outputs."""
 
     def __init__(self, mocks: pulumi.runtime.Mocks, on_resource: Callable[[PlannedResource], None] | None = None):
         super().__init__(mocks)
         self.recorded: list[PlannedResource] = []
+        self.urns: set[str] = set()
+        self.duplicates: list[str] = []
+        self.lock = threading.Lock()
         self.stack_urn = ""
         self.on_resource = on_resource
 
     def RegisterResource(self, request):
         _ensure_thread_loop()
+        urn = self.make_urn(request.parent, request.type, request.name)
+        if request.type != "pulumi:pulumi:Stack":
+            with self.lock:
+                if urn in self.urns:
+                    # the engine refuses a second registration of a URN (mocks would overwrite the first)
+                    self.duplicates.append(urn)
+                    raise DuplicateUrnError([urn])
+                self.urns.add(urn)
         response = super().RegisterResource(request)
         if request.type == "pulumi:pulumi:Stack":
             self.stack_urn = response.urn
@@ -324,7 +344,14 @@ def run_program(program: Callable[[], None], project: str, stack: str,
     pulumi.runtime.set_all_config(dict(config), list(secret_keys))
     pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=preview, logger=logger, monitor=monitor)
 
-    pulumi.runtime.test(program)()
+    try:
+        pulumi.runtime.test(program)()
+    except Exception:
+        if monitor.duplicates:  # the registration failed there; say why, not how the SDK reported it
+            raise DuplicateUrnError(monitor.duplicates) from None
+        raise
+    if monitor.duplicates:
+        raise DuplicateUrnError(monitor.duplicates)
     # Serialize as the engine would receive them, so secret outputs keep their secret wrapping.
     struct = sdk.serialized_outputs(sdk.get_root_resource().outputs)
     return ProgramRun(project=project, stack=stack, resources=monitor.recorded,
