@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import re
 
-from infra.signals import FLAG_ARM, REQUEST, REQUEST_LATENCY
+from infra.signals import FLAG_ARM, REQUEST, REQUEST_LATENCY, RUN_MEMORY_UTILIZATIONS
 
 RUN_REQUEST_COUNT = "run.googleapis.com/request_count"
 RUN_REQUEST_LATENCIES = "run.googleapis.com/request_latencies"
 METRIC_FOR = {RUN_REQUEST_COUNT: REQUEST.metric_type, RUN_REQUEST_LATENCIES: REQUEST_LATENCY.metric_type}
 ARM_LABEL = f"metric.label.{FLAG_ARM}"
+# Cloud Run metrics that exist per revision only and have no log-based counterpart per arm
+PER_REVISION_ONLY = (RUN_MEMORY_UTILIZATIONS,)
 
 
 def arms(flag: str) -> tuple[str, str]:
@@ -51,6 +53,8 @@ class ArmClient:
         return req
 
     def list_time_series(self, request=None, **kwargs):
+        if any(f'metric.type = "{m}"' in request.filter for m in PER_REVISION_ONLY):
+            return  # no arm of a flag has a container of its own (memory): no series, no query
         req = self.translate(request)
         split_by_class = "metric.label.response_code_class" in list(request.aggregation.group_by_fields)
         for series in self.client.list_time_series(request=req, **kwargs):
@@ -67,8 +71,20 @@ class ArmClient:
 FLAG = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
 
-def judge_flag_ramp(project: str, service_name: str, flag: str, percent: int, settings, *, client=None, **kwargs):
-    """The gate's verdict (infra.canary.api.judge) on the flag's "on" arm against its "off" arm."""
+def criteria_for(cfg, flag: str):
+    """The flag's success criteria (infra.canary.value.Criteria) from a typed StackConfig: its
+    `criteria` over the seed's defaults for its optimization; None when it has none."""
+    from infra.canary.value import Criteria
+    from infra.config.platform import flag_criteria
+
+    kw = flag_criteria(flag, cfg.platform.feature_flags.get(flag))
+    return Criteria(**kw) if kw else None
+
+
+def judge_flag_ramp(project: str, service_name: str, flag: str, percent: int, settings, *, client=None,
+                    criteria=None, **kwargs):
+    """The gate's verdict (infra.canary.api.judge) on the flag's "on" arm against its "off" arm; with the
+    flag's success criteria (infra.canary.value.Criteria, `criteria_for`) a promote needs every one met."""
     from infra.canary.api import Revisions, judge
     from infra.canary.monitoring import make_client
 
@@ -78,4 +94,4 @@ def judge_flag_ramp(project: str, service_name: str, flag: str, percent: int, se
     rev = Revisions(key=f"{service_name}:{flag}", service_name=service_name, candidate=on, stable=off,
                     canary_percent=percent, project=project, region="")
     client = client if client is not None else make_client(settings.endpoint)
-    return judge(rev, settings, client=ArmClient(client), **kwargs)
+    return judge(rev, settings, client=ArmClient(client), criteria=criteria, **kwargs)

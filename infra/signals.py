@@ -10,6 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 LOG_METRIC_PREFIX = "logging.googleapis.com/user/"
+# Cloud Run's built-in per-revision memory metric (a DELTA distribution of utilization fractions): the
+# gate's memory test reads it per revision; a flag's arms share the containers, so it has no per-arm form.
+RUN_MEMORY_UTILIZATIONS = "run.googleapis.com/container/memory/utilizations"
 
 
 @dataclass(frozen=True)

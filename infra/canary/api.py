@@ -254,9 +254,11 @@ def _authorized_session():
 # ---- one gate --------------------------------------------------------------------------------------
 
 def judge(rev: Revisions, settings: GateSettings, *, stack: str = "", client=None, clock=time.time,
-          sleep=time.sleep, progress=None, retry=None, rpc_timeout_s: float = 20.0) -> Verdict:
+          sleep=time.sleep, progress=None, retry=None, rpc_timeout_s: float = 20.0, criteria=None) -> Verdict:
     """Judge `rev.candidate` against `rev.stable` from live Cloud Monitoring data until promote,
-    rollback or `settings.options.max_duration_s`. Never raises: an unexpected error is ERROR."""
+    rollback or `settings.options.max_duration_s`; with `criteria` (infra.canary.value.Criteria, a flag
+    ramp's success criteria) a promote also needs every criterion met, and a confident miss ends the
+    gate (hold, or rollback with on_miss). Never raises: an unexpected error is ERROR."""
     base = {
         "stack": stack,
         "service": rev.key,
@@ -281,7 +283,7 @@ def judge(rev: Revisions, settings: GateSettings, *, stack: str = "", client=Non
         label = f"{rev.key} {rev.canary_percent}%" if rev.canary_percent >= 0 else rev.key
         share = rev.canary_percent / 100.0 if 0 < rev.canary_percent < 100 else None
         verdict = run_gate(source, settings.judge, settings.options, configured_share=share, label=label,
-                           clock=clock, sleep=sleep, progress=progress)
+                           clock=clock, sleep=sleep, progress=progress, criteria=criteria)
     except Exception as exc:  # the gate never crashes into a rollback: one line, ERROR (exit 4)
         return Verdict(Decision.ERROR, f"error: {describe_error(exc)}", {**base, "evidence": {}, "faults": []})
     verdict.details = {**base, **verdict.details}

@@ -36,11 +36,23 @@ import numpy as np
 from google.cloud import monitoring_v3
 from scipy import stats
 
-from infra.canary.buckets import CLOUD_RUN_LATENCY
+from infra.canary.buckets import CLOUD_RUN_LATENCY, BucketLayout
 from infra.canary.monitoring import REQUEST_COUNT, REQUEST_LATENCIES, RESOURCE_TYPE
-from infra.signals import FLAG_ARM, REQUEST, REQUEST_LATENCY, TOKEN_OPTIMIZATION, WEBSOCKET_CONNECTION
+from infra.signals import (BUDGET_TRACKING, CACHE_LOOKUP, CACHE_LOOKUP_LATENCY, FLAG_ARM, LLM_REQUEST_COST,
+                           LLM_REQUEST_TOKENS, QUALITY_SCORE, REQUEST, REQUEST_LATENCY, RUN_MEMORY_UTILIZATIONS,
+                           SEMANTIC_MATCH,
+                           TOKEN_OPTIMIZATION, WEBSOCKET_CONNECTION)
+
+MEMORY = RUN_MEMORY_UTILIZATIONS
+OUTCOMES = ((TOKEN_OPTIMIZATION, "token"), (WEBSOCKET_CONNECTION, "websocket"), (REQUEST, "request"),
+            (CACHE_LOOKUP, "cache"), (SEMANTIC_MATCH, "semantic"), (BUDGET_TRACKING, "tracking"))
+DISTRIBUTIONS = {LLM_REQUEST_COST.metric_type: "cost", LLM_REQUEST_TOKENS.metric_type: "tokens",
+                 QUALITY_SCORE.metric_type: "quality", CACHE_LOOKUP_LATENCY.metric_type: "cache_latency",
+                 MEMORY: "memory"}
 
 SERVICE = "google.monitoring.v3.MetricService"
+QUALITY_LAYOUT = BucketLayout.explicit(QUALITY_SCORE.bounds)
+MEMORY_LAYOUT = BucketLayout.explicit([0.5, 0.85])
 
 
 @dataclass
@@ -55,6 +67,23 @@ class Profile:
     token_failure: float = 0.02
     websocket_rps: float | None = None
     websocket_failure: float = 0.01
+    # value signals (infra/canary/value.py); None: the metric has no series for this revision
+    cost_usd: float | None = None  # mean LLM cost per request (one LLM request per request), gamma
+    cost_cv: float = 2.0
+    tokens: float | None = None  # mean tokens per request, gamma
+    tokens_cv: float = 0.5
+    quality: float | None = None  # mean quality score of the scored responses (normal, clipped to [0, 1])
+    quality_sd: float = 0.1
+    quality_per_request: float = 0.2
+    cache_hit_rate: float | None = None  # one cache lookup per request
+    cache_median_ms: float = 4.0
+    cache_p95_ms: float = 20.0
+    semantic_accuracy: float | None = None  # semantic-match checks: 0.1 per request
+    tracking_accuracy: float | None = None  # budget-tracking checks: 0.1 per request
+    memory_percent: float | None = None  # container memory utilization, mean over the window
+    memory_growth_per_hour: float = 0.0  # since `memory_t0`
+    memory_sd: float = 1.0
+    memory_t0: float = 0.0
 
 
 @dataclass
@@ -81,6 +110,7 @@ class FakeMetricService:
     fault: object = None  # callable(metric_type, call_number) -> Fault | None
     calls: list = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _drawn: dict = field(default_factory=dict)
 
     # ---- gRPC method -----------------------------------------------------------------------------
     def list_time_series(self, request: monitoring_v3.ListTimeSeriesRequest, context):
@@ -148,7 +178,9 @@ class FakeMetricService:
                     points.setdefault((rev, labels), []).append((w0, w1, value))
         out = []
         for (rev, labels), pts in points.items():
-            if arms:
+            if isinstance(pts[0][2], Dist):
+                out.append(_value_series(metric_type, rev, dict(labels), pts, bool(arms)))
+            elif arms:
                 out.append(_arm_series(metric_type, rev, dict(labels), pts))
             elif metric_type == REQUEST_LATENCIES:
                 out.append(_dist_series(rev, pts))
@@ -170,7 +202,10 @@ class FakeMetricService:
             return [((), data["hist"])] if data["requests"] else []
         if metric_type == REQUEST_LATENCY.metric_type:  # an arm's request latency, explicit buckets
             return [((), data["arm_hist"])] if data["requests"] else []
-        for sig, key in ((TOKEN_OPTIMIZATION, "token"), (WEBSOCKET_CONNECTION, "websocket"), (REQUEST, "request")):
+        if metric_type in DISTRIBUTIONS:
+            dist = data.get(DISTRIBUTIONS[metric_type])
+            return [((), dist)] if dist is not None and dist.count else []
+        for sig, key in OUTCOMES:
             if metric_type == sig.metric_type and data.get(key) is not None:
                 ok, fail = data[key]
                 if f"metric.label.{sig.outcome_label}" in groups:
@@ -179,6 +214,17 @@ class FakeMetricService:
         return []
 
     def _draw(self, rev, prof: Profile, start, end, arms: bool = False) -> dict:
+        """One revision's window, drawn once per (profile, window) and reused by every metric's query."""
+        memo = (rev, repr(prof), round(start, 3), round(end, 3), arms)
+        with self._lock:
+            if memo in self._drawn:
+                return self._drawn[memo]
+        d = self._draw_once(rev, prof, start, end, arms)
+        with self._lock:
+            self._drawn[memo] = d
+        return d
+
+    def _draw_once(self, rev, prof: Profile, start, end, arms: bool = False) -> dict:
         key = f"{self.seed}|{rev}|{start:.3f}|{end:.3f}".encode()
         rng = np.random.default_rng(zlib.crc32(key))
         span = max(end - start, 0.0)
@@ -196,7 +242,61 @@ class FakeMetricService:
             d["request"] = (n - e, e)
             d["arm_hist"] = rng.multinomial(n, _bucket_probs(prof.latency_median_ms, prof.latency_p95_ms,
                                                              REQUEST_LATENCY.bounds))
+        _draw_value(d, rng, n, prof, start, end)
         return d
+
+
+@dataclass
+class Dist:
+    """One window's distribution value: bucket counts in `layout` (exponential or explicit bounds),
+    the mean and the sum of squared deviations (what Cloud Monitoring returns)."""
+
+    counts: list
+    layout: object
+    mean: float = 0.0
+    ssd: float = 0.0
+
+    @property
+    def count(self) -> int:
+        return int(sum(self.counts))
+
+
+def _draw_value(d: dict, rng, n: int, prof: Profile, start: float, end: float) -> None:
+    """The value signals of one revision in one window (drawn last: older series stay as they were)."""
+    from infra.canary.value import CACHE_LAYOUT, COST_LAYOUT, TOKENS_LAYOUT
+
+    for key, mean, cv, layout in (("cost", prof.cost_usd, prof.cost_cv, COST_LAYOUT),
+                                  ("tokens", prof.tokens, prof.tokens_cv, TOKENS_LAYOUT)):
+        if mean is not None:
+            x = rng.gamma(1 / cv**2, mean * cv**2, size=n)
+            d[key] = _dist_of(x, layout)
+    if prof.quality is not None:
+        k = int(rng.binomial(n, prof.quality_per_request))
+        x = np.clip(rng.normal(prof.quality, prof.quality_sd, size=k), 0, 1)
+        d["quality"] = _dist_of(x, QUALITY_LAYOUT)
+    if prof.cache_hit_rate is not None:
+        hits = int(rng.binomial(n, prof.cache_hit_rate))
+        d["cache"] = (hits, n - hits)
+        lat = np.exp(rng.normal(math.log(prof.cache_median_ms),
+                                (math.log(prof.cache_p95_ms) - math.log(prof.cache_median_ms)) / stats.norm.ppf(0.95), n))
+        d["cache_latency"] = _dist_of(lat, CACHE_LAYOUT)
+    for key, acc in (("semantic", prof.semantic_accuracy), ("tracking", prof.tracking_accuracy)):
+        if acc is not None:
+            m = int(rng.poisson(0.1 * n))
+            ok = int(rng.binomial(m, acc))
+            d[key] = (ok, m - ok)
+    if prof.memory_percent is not None and n > 0:
+        hours = max(0.0, (start + end) / 2 - prof.memory_t0) / 3600
+        level = (prof.memory_percent + prof.memory_growth_per_hour * hours + rng.normal(0, prof.memory_sd)) / 100
+        samples = max(1, int(round((end - start) / 10)))  # one utilization sample per instance every 10 s
+        d["memory"] = Dist([samples], MEMORY_LAYOUT, float(level), 0.0)
+
+
+def _dist_of(x: np.ndarray, layout) -> Dist:
+    bounds = np.asarray(layout.bounds)
+    counts = np.bincount(np.searchsorted(bounds, x, side="right"), minlength=len(bounds) + 1)
+    mean = float(x.mean()) if len(x) else 0.0
+    return Dist([int(c) for c in counts], layout, mean, float(((x - mean) ** 2).sum()) if len(x) else 0.0)
 
 
 def _bucket_probs(median, p95, bounds=CLOUD_RUN_LATENCY.bounds):
@@ -224,6 +324,32 @@ def _arm_series(metric_type, arm, labels, pts):
         count=int(sum(hist)), bucket_options=options, bucket_counts=[int(c) for c in hist]))) for w0, w1, hist in pts]
     return monitoring_v3.TimeSeries(
         metric=metric_pb2.Metric(type=metric_type, labels=labels), resource=_resource(""),
+        metric_kind=metric_pb2.MetricDescriptor.MetricKind.DELTA,
+        value_type=metric_pb2.MetricDescriptor.ValueType.DISTRIBUTION, points=points)
+
+
+def _value_series(metric_type, rev, labels, pts, arms: bool):
+    """A distribution series of a value signal (per revision, or per arm with `flag_arm` in the labels)."""
+    from google.api import distribution_pb2, metric_pb2
+
+    O = distribution_pb2.Distribution.BucketOptions
+    points = []
+    for w0, w1, dist in pts:
+        layout = dist.layout
+        if layout.kind == "exponential":
+            nb, g, sc = layout.params
+            options = O(exponential_buckets=O.Exponential(num_finite_buckets=int(nb), growth_factor=g, scale=sc))
+        else:
+            options = O(explicit_buckets=O.Explicit(bounds=list(layout.bounds)))
+        counts = list(dist.counts)
+        while counts and counts[-1] == 0:  # the API omits trailing zero buckets
+            counts.pop()
+        points.append(_point(w0, w1, monitoring_v3.TypedValue(distribution_value=distribution_pb2.Distribution(
+            count=dist.count, mean=dist.mean, sum_of_squared_deviation=dist.ssd, bucket_options=options,
+            bucket_counts=counts))))
+    return monitoring_v3.TimeSeries(
+        metric=metric_pb2.Metric(type=metric_type, labels={**labels, FLAG_ARM: rev} if arms else labels),
+        resource=_resource("" if arms else rev),
         metric_kind=metric_pb2.MetricDescriptor.MetricKind.DELTA,
         value_type=metric_pb2.MetricDescriptor.ValueType.DISTRIBUTION, points=points)
 

@@ -9,6 +9,12 @@ counts), restricted to the service and its two revisions:
 * logging.googleapis.com/user/netra_token_optimization  by metric.label.outcome
 * logging.googleapis.com/user/netra_websocket_connection by metric.label.outcome
 
+and the value signals (infra/canary/value.py), each optional ("no data" when absent): LLM cost and
+tokens per request (distributions: the bucket counts), quality scores (count, mean, sum of squared
+deviations), cache lookups, semantic-match and budget-tracking checks (by outcome), cache lookup
+latency (distribution) and run.googleapis.com/container/memory/utilizations (the merged distribution's
+mean per revision). A value metric whose bucket layout is not the one the judge shifts by is no data.
+
 Transient errors are retried with google-api-core's Retry; what still fails, an empty answer, a
 series without a revision label, a duplicated series, or a revision missing from the request or
 latency series turns the interval into a fault (no evidence). Values are passed on as read (also
@@ -25,10 +31,13 @@ from dataclasses import dataclass
 
 from infra.canary.buckets import layout_from_proto
 from infra.canary.judge import Interval
-from infra.signals import TOKEN_OPTIMIZATION, WEBSOCKET_CONNECTION
+from infra.signals import (BUDGET_TRACKING, CACHE_LOOKUP, CACHE_LOOKUP_LATENCY, LLM_REQUEST_COST, LLM_REQUEST_TOKENS,
+                           QUALITY_SCORE, RUN_MEMORY_UTILIZATIONS, SEMANTIC_MATCH, TOKEN_OPTIMIZATION,
+                           WEBSOCKET_CONNECTION)
 
 REQUEST_COUNT = "run.googleapis.com/request_count"
 REQUEST_LATENCIES = "run.googleapis.com/request_latencies"
+MEMORY_UTILIZATIONS = RUN_MEMORY_UTILIZATIONS
 RESOURCE_TYPE = "cloud_run_revision"
 REVISION_LABEL = "resource.label.revision_name"
 
@@ -202,7 +211,97 @@ class MonitoringSource:
                 if rev in outcome:
                     c = outcome[rev]
                     setattr(iv, f"{role}_{field}", (c.get(signal.success, 0), c.get(signal.failure, 0)))
+        try:
+            iv.value = self.value(start, end, iv.notes)
+        except QueryError as exc:
+            iv.fault = str(exc)
         return iv
+
+    # ---- value signals ---------------------------------------------------------------------------
+    def value(self, start: float, end: float, notes: list[str]):
+        """The interval's ValueData (arrays of one run), or None when no value signal has data."""
+        import numpy as np
+
+        from infra.canary.value import CACHE_LAYOUT, COST_LAYOUT, TOKENS_LAYOUT, ValueData
+
+        t = self.target
+        v = ValueData()
+        found = False
+        for signal, key, layout in ((LLM_REQUEST_COST, "cost", COST_LAYOUT), (LLM_REQUEST_TOKENS, "tokens", TOKENS_LAYOUT)):
+            d = self._distributions(signal.metric_type, start, end, notes)
+            if d and t.stable in d and t.candidate in d:
+                if any(d[r]["layout"] != layout for r in (t.stable, t.candidate)):
+                    notes.append(f"{signal.metric}: bucket layout is not the exponential one the gate shifts by (no data)")
+                    continue
+                setattr(v, f"{key}_s", _hist(d[t.stable], layout))
+                setattr(v, f"{key}_c", _hist(d[t.candidate], layout))
+                found = True
+        d = self._distributions(QUALITY_SCORE.metric_type, start, end, notes)
+        if d and t.stable in d and t.candidate in d:
+            v.quality_s, v.quality_c = (tuple(np.array([d[r][k]]) for k in ("sum", "count", "ssd"))
+                                        for r in (t.stable, t.candidate))
+            found = True
+        for signal, key in ((CACHE_LOOKUP, "cache"), (SEMANTIC_MATCH, "match"), (BUDGET_TRACKING, "tracking")):
+            counts = self._counts(signal.metric_type, start, end, signal.outcome_label, optional=True)
+            if counts and t.candidate in counts:
+                c = counts[t.candidate]
+                ok, bad = c.get(signal.success, 0.0), c.get(signal.failure, 0.0)
+                setattr(v, f"{key}_c", (np.array([ok + bad]), np.array([ok])))
+                found = True
+        d = self._distributions(CACHE_LOOKUP_LATENCY.metric_type, start, end, notes)
+        if d and t.candidate in d and d[t.candidate]["layout"] == CACHE_LAYOUT:
+            v.cache_latency_c = _hist(d[t.candidate], CACHE_LAYOUT)
+            found = True
+        d = self._distributions(MEMORY_UTILIZATIONS, start, end, notes)
+        if d and t.stable in d and t.candidate in d and d[t.stable]["count"] and d[t.candidate]["count"]:
+            v.memory_s, v.memory_c = (np.array([100.0 * d[r]["mean"]]) for r in (t.stable, t.candidate))
+            found = True
+        return v if found else None
+
+    def _distributions(self, metric_type, start, end, notes, step=None):
+        """{revision: {count, mean, sum, ssd, buckets, layout}} merged over the window's points (None:
+        the metric does not exist)."""
+        from google.api_core import exceptions as gexc
+
+        try:
+            series = self._list(metric_type, start, end, None, step)
+        except QueryError as exc:
+            if isinstance(exc.__cause__, gexc.NotFound):
+                notes.append(f"{_short(metric_type)}: metric not found (no data)")
+                return None
+            raise
+        out: dict[str, dict] = {}
+        for s in series:
+            rev = s.resource.labels.get("revision_name")
+            if not rev:
+                raise DataFault(f"{_short(metric_type)}: a series without a revision label")
+            if rev in out:
+                raise DataFault(f"{_short(metric_type)}: duplicated series for {rev}")
+            acc = out[rev] = {"count": 0.0, "sum": 0.0, "ssd": 0.0, "buckets": [], "layout": None, "points": []}
+            for p in s.points:
+                dist = p.value.distribution_value
+                n, mean = float(dist.count), float(dist.mean)
+                if n <= 0:
+                    continue
+                total = acc["count"] + n
+                old_mean = acc["sum"] / acc["count"] if acc["count"] else 0.0
+                acc["ssd"] += float(dist.sum_of_squared_deviation) + (acc["count"] * n / total) * (mean - old_mean) ** 2
+                acc["count"], acc["sum"] = total, acc["sum"] + n * mean
+                acc["layout"] = layout_from_proto(dist.bucket_options) or acc["layout"]
+                b = acc["buckets"]
+                for i, c in enumerate(dist.bucket_counts):
+                    if i >= len(b):
+                        b.append(0.0)
+                    b[i] += float(c)
+                acc["points"].append((p.interval.end_time.timestamp(), mean))
+            acc["mean"] = acc["sum"] / acc["count"] if acc["count"] else float("nan")
+        return out
+
+    def memory_history(self, start: float, end: float, step: float):
+        """Stable's mean memory utilization (percent) per `step` over [start, end), in time order."""
+        d = self._distributions(MEMORY_UTILIZATIONS, start, end, [], step)
+        points = sorted((d or {}).get(self.target.stable, {}).get("points", []))
+        return [100.0 * m for _, m in points]
 
     def _counts(self, metric_type, start, end, label, optional=False):
         """{revision: {label value: count}} (None when an optional metric does not exist)."""
@@ -268,6 +367,16 @@ class MonitoringSource:
                         h[i] += float(c)
         layout = layouts.pop() if len(layouts) == 1 else None
         return hists, layout
+
+
+def _hist(d: dict, layout):
+    """(1, B) bucket counts of a merged distribution (missing trailing buckets are zero)."""
+    import numpy as np
+
+    h = np.zeros((1, layout.num_buckets))
+    b = d["buckets"][: layout.num_buckets]
+    h[0, : len(b)] = b
+    return h
 
 
 def _short(metric_type: str) -> str:

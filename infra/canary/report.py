@@ -168,13 +168,10 @@ def progress_line(label: str, elapsed: float, iv, b: BatchJudge, decision: str, 
 
 
 def value_line(b: BatchJudge, i: int = 0) -> str:
-    """What the release is worth so far: "cost -42 % [-47 %, -36 %] ~ 120 USD/day, tokens ..." (empty: no data)."""
-    v = b.value
-    parts = [v.describe_effect(name, i) for name in ("cost", "tokens", "quality", "memory") if v.has[name][i]]
-    saving = worth(b, i).get("projected_saving")
-    if saving:
-        parts.append(f"~{saving['usd_per_day']:+.0f} USD/day saved at 100 %")
-    return ", ".join(parts)
+    """What the release is worth so far (empty: no value data): `verdict.worth_summary` of `worth`."""
+    from infra.canary.verdict import worth_summary
+
+    return worth_summary(worth(b, i)) if any(h[i] for h in b.value.has.values()) else ""
 
 
 def worth(b: BatchJudge, i: int = 0) -> dict:

@@ -622,8 +622,10 @@ class ValueJudge:
             lo, hi = e["interval"]
             return f"quality {_share(e['ratio'])} of stable [{_share(lo)}, {_share(hi)}]"
         if name == "memory":
-            return (f"memory {e['canary_percent']:.1f} % vs stable {e['stable_percent']:.1f} %, growing "
-                    f"{e['growth_points_per_hour']:+.1f} points/h")
+            def num(x, fmt):
+                return "?" if x is None else format(x, fmt)
+            return (f"memory {num(e['canary_percent'], '.1f')} % vs stable {num(e['stable_percent'], '.1f')} %, "
+                    f"growing {num(e['growth_points_per_hour'], '+.1f')} points/h")
         return name
 
     def describe_criterion(self, name: str, i: int = 0) -> str:

@@ -51,3 +51,32 @@ class Verdict:
 def combine(decisions) -> Decision:
     """The release-wide decision of several services' decisions (the most severe one)."""
     return max(decisions, default=Decision.HOLD)
+
+
+def worth_summary(worth: dict | None) -> str:
+    """One line of what a release is worth from a verdict's `value` (infra.canary.report.worth):
+    "cost -42 % [-47 %, -36 %], tokens -45 % [-48 %, -41 %], ~+1200 USD/day saved at 100 %" ("" without data).
+    Here, not in report, so the release driver can say it without importing numpy."""
+    if not worth:
+        return ""
+
+    def pct(x) -> str:
+        return "?" if x is None else f"{100 * x:+.0f} %"
+
+    parts = []
+    for name, e in (worth.get("effects") or {}).items():
+        if not isinstance(e, dict):
+            continue
+        if e.get("change") is not None:  # cost, tokens: changes
+            lo, hi = e.get("interval") or (None, None)
+            parts.append(f"{name} {pct(e['change'])} [{pct(lo)}, {pct(hi)}]")
+        elif name == "quality" and e.get("ratio") is not None:
+            lo, hi = e.get("interval") or (None, None)
+            parts.append(f"quality {pct(e['ratio'] - 1)} [{pct(None if lo is None else lo - 1)}, "
+                         f"{pct(None if hi is None else hi - 1)}]")
+        elif name == "memory" and e.get("canary_percent") is not None and e.get("stable_percent") is not None:
+            parts.append(f"memory {e['canary_percent'] - e['stable_percent']:+.1f} points")
+    saving = worth.get("projected_saving")
+    if saving:
+        parts.append(f"~{saving['usd_per_day']:+.0f} USD/day saved at 100 %")
+    return ", ".join(parts)

@@ -35,8 +35,9 @@ def config_payloads(app: AppSettings, feature_flags: Mapping[str, FlagValue]) ->
             "llmPricing": app.llm_pricing.model_dump(by_alias=True),
             "costAlertThresholds": app.cost_alert_thresholds.model_dump(by_alias=True),
         }),
-        "feature-flags": doc({k: v.model_dump(by_alias=True) if hasattr(v, "model_dump") else v
-                              for k, v in feature_flags.items()}),  # a ramp as {percent, killSwitch}
+        # a ramp as {percent, killSwitch}: its success criteria are the gate's, not the application's
+        "feature-flags": doc({k: v.model_dump(by_alias=True, exclude={"criteria"}) if hasattr(v, "model_dump") else v
+                              for k, v in feature_flags.items()}),
     }
 
 

@@ -325,11 +325,63 @@ class MigrationsConfig(ConfigModel):
     max_retries: Int = Field(0, ge=0, le=10, description="a failed migration is looked at, not retried blindly")
 
 
+# The seed's success criteria (000, "Success Criteria" per optimization), the defaults of a flag whose
+# `criteria.optimization` (or, without one, whose name) is one of these. Errors and latency are the gate's
+# guardrails for every flag; memory is per revision, not per flag arm (both arms share the containers), so
+# "memory usage increase < 5 %" is judged on revision canaries. Prompt caching's "cost reduction 70-90 % on
+# cached queries" is read per request of the on arm (hits and misses), a stricter reading.
+SEED_CRITERIA: dict[str, dict[str, Any]] = {
+    "conversation_pruning": {"tokens_change": (-0.60, -0.40), "quality_min_ratio": 0.95},
+    "prompt_caching": {"cache_hit_rate_min": 0.85, "cost_change": (-0.90, -0.70), "cache_p95_max_ms": 50.0},
+    "semantic_caching": {"cache_hit_rate_min": 0.85, "match_accuracy_min": 0.90, "cost_change": (-0.40, -0.20)},
+    "token_budget_enforcement": {"tracking_accuracy_min": 0.98},
+}
+Change = Annotated[tuple[Float, Float], Field(description="[lo, hi] as fractions of the off arm, -1 < lo <= hi < 1")]
+Share = Annotated[Float, Field(gt=0, lt=1)]
+
+
+class FlagCriteria(ConfigModel):
+    """What an optimization must deliver (its on arm against its off arm) before its ramp climbs
+    (infra/canary/value.py). Keys left out take the seed's value for `optimization`."""
+
+    optimization: Optional[Literal["conversation_pruning", "prompt_caching", "semantic_caching",
+                                   "token_budget_enforcement", "none"]] = Field(
+        None, description="whose seed defaults apply (default: the flag's name if it is one of these; none: no defaults)")
+    tokens_change: Optional[Change] = Field(None, description="tokens per request, e.g. [-0.60, -0.40]")
+    cost_change: Optional[Change] = Field(None, description="LLM cost per request, e.g. [-0.90, -0.70]")
+    quality_min_ratio: Optional[Float] = Field(None, gt=0, le=1, description="quality score >= this x the off arm's")
+    cache_hit_rate_min: Optional[Share] = Field(None, description="hit rate of the on arm's cache lookups above this")
+    cache_p95_max_ms: Optional[Float] = Field(None, gt=0, le=60000, description="cache lookup p95 below this (ms)")
+    match_accuracy_min: Optional[Share] = Field(None, description="semantic-match accuracy above this")
+    tracking_accuracy_min: Optional[Share] = Field(None, description="budget-tracking accuracy above this")
+    on_miss: Literal["hold", "rollback"] = Field("hold", description="a target confidently missed: hold or roll back")
+
+    @field_validator("tokens_change", "cost_change")
+    @classmethod
+    def _band(cls, v):
+        if v is not None and not (-1 < v[0] <= v[1] < 1):
+            raise ValueError(f"must be [lo, hi] with -1 < lo <= hi < 1 (fractions of the off arm), got {list(v)}")
+        return v
+
+
+def flag_criteria(flag: str, ramp: Any) -> Optional[dict[str, Any]]:
+    """The success criteria of a flag (seed defaults overlaid with its own keys), as
+    infra.canary.value.Criteria keyword arguments; None when it has none."""
+    c = ramp.criteria if isinstance(ramp, FlagRamp) else None
+    name = (c.optimization if c is not None and c.optimization else flag)
+    out = dict(SEED_CRITERIA.get(name, {}))
+    if c is not None:
+        out.update({k: v for k, v in c.model_dump(exclude={"optimization"}).items() if v is not None})
+    return out if set(out) - {"on_miss"} else None
+
+
 class FlagRamp(ConfigModel):
     """A flag on for `percent` of requests (bucketed on a stable caller key, infra/flags.py); killSwitch: off for all."""
 
     percent: Float = Field(ge=0, le=100, description="share of requests with the flag on (ramp 10 -> 50 -> 100)")
     kill_switch: Bool = Field(False, description="off for everyone at once, whatever percent says")
+    criteria: Optional[FlagCriteria] = Field(
+        None, description="what the optimization must deliver before its ramp climbs (the gate's, not in the flags secret)")
 
 
 # A flag's JSON value: exactly a boolean, a whole number, a finite number, a short clean string, or a ramp

@@ -100,7 +100,8 @@ def rollout_verdict(verdict, path: str, candidate: str, stage: int, what: str) -
         raise OperationFailed(f"{what} failed: {verdict.reason}")
     label = "promote" if verdict.decision == api.Decision.PROMOTE else (
         "rollback" if verdict.decision == api.Decision.ROLLBACK else "hold")
-    return rel.Verdict(label, candidate, stage, rel.evidence_digest(doc), verdict.reason, by="gate")
+    return rel.Verdict(label, candidate, stage, rel.evidence_digest(doc), verdict.reason, by="gate",
+                       worth=doc.get("value") or None)
 
 
 def make_verify(settings, urls: dict[str, str], outputs: Optional[dict] = None, project: str = "",

@@ -347,9 +347,11 @@ def make_flag_gate(settings, release: FlagRelease, log, client=None, read_flags=
     ramp applied (the flags secret's latest version; `read_flags` -> that document); a mismatch, an
     unreadable secret or a gate ERROR raises: the ramp rolls back and exits 4.
     `client` / `read_flags` / `judge_kwargs` (clock, sleep, retry): tests and emulators."""
-    from infra.flag_gate import judge_flag_ramp
+    from infra.canary.api import _typed_stack
+    from infra.flag_gate import criteria_for, judge_flag_ramp
 
     read_flags = read_flags or (lambda: deployed_flags(release.project, release.flags_secret))
+    criteria = criteria_for(_typed_stack(release.stack), release.flag)  # what the optimization must deliver
 
     def gate(t: Target, stage: int) -> rel.Verdict:
         value = read_flags().get(release.flag)
@@ -359,7 +361,7 @@ def make_flag_gate(settings, release: FlagRelease, log, client=None, read_flags=
             raise OperationFailed(f"the services read {release.flag} at {seen} from secret {release.flags_secret} "
                                      f"(version latest), not {stage} % as applied")
         verdict = judge_flag_ramp(release.project, t.service_name, release.flag, stage, settings, client=client,
-                                  stack=release.stack, progress=log, **judge_kwargs)
+                                  stack=release.stack, progress=log, criteria=criteria, **judge_kwargs)
         return rollout_verdict(verdict, f"verdict-{release.stack}-flag-{release.flag}-{t.key}-{stage}.json",
                                   t.candidate, stage, f"the gate on {release.flag}'s arms in {t.key}")
 

@@ -112,6 +112,7 @@ class Verdict:
     evidence: str
     reason: str = ""
     by: str = "gate"
+    worth: Optional[dict] = None  # the gate's `value` (infra.canary.report.worth): effects, intervals, saving
 
 
 def evidence_digest(document: Any) -> str:

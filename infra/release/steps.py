@@ -22,6 +22,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING, Any, Optional
 
+from infra.canary.verdict import worth_summary
 from infra.release import model as rel
 from infra.release.bake import bake_records
 from infra.release.state import (EXIT_FAILED, EXIT_HELD, EXIT_RELEASED, EXIT_ROLLED_BACK, RELEASE_KEY,
@@ -193,8 +194,10 @@ def step_check(d: "Driver", s: State) -> Optional[Outcome]:
                 raise OperationFailed(f"the verdict for {t.key} names {getattr(v, 'revision', '?')} at "
                                       f"{getattr(v, 'stage', '?')} %, not {t.candidate} at {stage} %")
             verdicts[t.key] = v
-            d.notify("verdict", f"{t.key} at {stage} %: {v.decision} ({v.reason})", service=t.key, stage=stage,
-                     decision=v.decision, revision=v.revision, evidence=v.evidence, by=v.by)
+            worth = {"value": v.worth} if v.worth else {}  # what the release is worth (effects, saving at 100 %)
+            said = f"; worth: {worth_summary(v.worth)}" if v.worth and worth_summary(v.worth) else ""
+            d.notify("verdict", f"{t.key} at {stage} %: {v.decision} ({v.reason}){said}", service=t.key,
+                     stage=stage, decision=v.decision, revision=v.revision, evidence=v.evidence, by=v.by, **worth)
             if v.decision == "rollback":
                 break
     except Exception as exc:  # any error inside the gate: roll back, exit 4

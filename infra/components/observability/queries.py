@@ -10,10 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable
 
+from infra import signals
+
 # Built-in metrics this stack reads (exact names).
 RUN_REQUEST_COUNT = "run.googleapis.com/request_count"
 RUN_REQUEST_LATENCIES = "run.googleapis.com/request_latencies"  # ms
-RUN_MEMORY = "run.googleapis.com/container/memory/utilizations"  # fraction
+RUN_MEMORY = signals.RUN_MEMORY_UTILIZATIONS  # fraction
 RUN_CPU = "run.googleapis.com/container/cpu/utilizations"  # fraction
 RUN_INSTANCES = "run.googleapis.com/container/instance_count"
 UPTIME_PASSED = "monitoring.googleapis.com/uptime_check/check_passed"
