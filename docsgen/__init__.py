@@ -24,4 +24,6 @@ PAGES: dict[str, Callable[[], str]] = {
     "docs/reference/cli.md": _page("cli_reference"),
     "docs/reference/policies.md": _page("policy_reference"),
     "docs/reference/alerts.md": _page("alert_reference"),
+    # not a page: the bootstrap program's deploy roles, computed from the plans' resource types
+    "bootstrap/deploy-roles.json": lambda: __import__("infra.bootstrap.roles", fromlist=["render_roles"]).render_roles(),
 }

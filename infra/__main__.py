@@ -10,7 +10,8 @@ import importlib
 import sys
 
 # modules that define `register(subparsers)`; a command whose module is not present is not offered
-COMMAND_MODULES = ("infra.plan.cli", "infra.canary.cli", "infra.release.cli", "infra.scan", "infra.teardown")
+COMMAND_MODULES = ("infra.plan.cli", "infra.canary.cli", "infra.release.cli", "infra.scan", "infra.teardown",
+                   "infra.bootstrap.cli")
 
 
 class _Parser(argparse.ArgumentParser):
