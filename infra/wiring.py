@@ -36,8 +36,8 @@ from infra.components.clickhouse.render import NODE_SECRETS, TLS_SECRETS, Cluste
 from infra.components.database import Database, DatabaseArgs
 from infra.components.emergency_budget import EmergencyBudget, EmergencyBudgetArgs
 from infra.components.load_test import LoadTestJob, LoadTestJobArgs
-from infra.components.edge import INGRESS, CanaryRoute, Edge, EdgeArgs, EdgeBackend, IapHost
-from infra.components.grafana import Grafana, GrafanaArgs
+from infra.components.edge import INGRESS, CanaryRoute, Edge, EdgeArgs, EdgeBackend, IapAudience, IapHost, iap_service_agent
+from infra.components.grafana import Grafana, GrafanaArgs, service_name as grafana_service_name
 from infra.components import guards as guards_mod
 from infra.components.migrations import SECRETS_READ, Migrations, MigrationsArgs
 from infra.components.network import Network, NetworkArgs, network_name, subnet_name
@@ -151,7 +151,9 @@ def clickhouse_args(cfg: StackConfig, subnet: pulumi.Input[str], address: pulumi
 
 def build_platform(cfg: StackConfig, site: Site) -> Platform:
     p = cfg.platform
-    network = Network("network", NetworkArgs(site, p.network))
+    # the load test job (egress ALL_TRAFFIC) reaches the candidate's run.app URL through the VPC as internal
+    network = Network("network", NetworkArgs(site, p.network,
+                                             private_google_access=cfg.verification.load_test is not None))
     storage = Storage("storage", StorageArgs(site, p.storage))
     database = Database("database", DatabaseArgs(
         site, p.database, network_id=network.vpc.id, allocated_ip_range=network.peered_range,
@@ -363,10 +365,10 @@ def service_args(cfg: StackConfig, key: str, wiring: ServiceWiring) -> CloudRunS
 
 
 def edge_args(cfg: StackConfig, services: dict[str, CloudRunService], static_bucket: pulumi.Input[str],
-              grafana: Optional[Grafana] = None, verify_token: Optional[pulumi.Input[str]] = None) -> EdgeArgs:
+              verify_token: Optional[pulumi.Input[str]] = None) -> EdgeArgs:
     """Only public services are behind the load balancer: a NEG, a backend service, an allUsers invoker
     and their routes each, and (given the verifier's token) the canary verification route. Grafana, when
-    configured, on its own hostname behind IAP."""
+    configured, on its own hostname behind IAP (built after the edge: it reads the audience of its IAP backend)."""
     g = cfg.observability.grafana
     return EdgeArgs(
         canary=CanaryRoute(verify_token, secret_id(cfg.environment, VERIFY_TOKEN_SECRET)) if verify_token is not None else None,
@@ -374,11 +376,12 @@ def edge_args(cfg: StackConfig, services: dict[str, CloudRunService], static_buc
         static_bucket=static_bucket,
         backends=tuple(EdgeBackend(key, services[key].service.name, svc.routes, svc.default_route)
                        for key, svc in cfg.services.items() if svc.public),
-        iap_hosts=(IapHost("grafana", grafana.service.name, grafana.name, g.domain, tuple(g.viewers)),)
-        if grafana is not None and g is not None else ())
+        iap_hosts=(IapHost("grafana", grafana_service_name(cfg.environment), g.domain, tuple(g.viewers)),)
+        if g is not None else ())
 
 
-def grafana_args(cfg: StackConfig, candidates: dict[str, str], access_logs: pulumi.Input[str]) -> GrafanaArgs:
+def grafana_args(cfg: StackConfig, candidates: dict[str, str], access_logs: pulumi.Input[str],
+                 audience: IapAudience) -> GrafanaArgs:
     """Grafana provisioned with the same dashboards as Cloud Monitoring (one model, two renderers)."""
     from infra.components.observability.dashboards import build_dashboards
 
@@ -391,7 +394,8 @@ def grafana_args(cfg: StackConfig, candidates: dict[str, str], access_logs: pulu
                                                                     "clickhouse-ca")},
         clickhouse_database=ch.database if ch else None,
         vpc_network=network_name(site_of(cfg)) if ch else None, vpc_subnetwork=subnet_name(site_of(cfg)) if ch else None,
-        access_logs_bucket=access_logs, protect=not cfg.teardown, labels=site_of(cfg).labels())
+        access_logs_bucket=access_logs, protect=not cfg.teardown, iap_audience_secret=audience.secret_id,
+        iap_invoker=iap_service_agent(cfg.project), waits_for=audience.resources, labels=site_of(cfg).labels())
 
 
 def uptime_targets(cfg: StackConfig) -> tuple[UptimeTarget, ...]:
@@ -547,15 +551,15 @@ def build(cfg: StackConfig) -> Stack:
     for key, warnings in unversioned_secret_warnings(cfg).items():
         for warning in warnings:
             pulumi.log.warn(warning, resource=services[key])
+    edge = Edge("edge", edge_args(cfg, services, platform.storage.static_assets.name,
+                                  platform.verify_token.result if platform.verify_token else None))
     grafana = None
     if cfg.observability.grafana is not None:
         grafana = Grafana("grafana", grafana_args(cfg, {k: s.candidate_revision for k, s in services.items()},
-                                                  platform.storage.access_logs.name),
+                                                  platform.storage.access_logs.name, edge.iap_audiences["grafana"]),
                           opts=pulumi.ResourceOptions(depends_on=[
                               *platform.secrets.resources(["clickhouse-grafana-password", "clickhouse-host", "clickhouse-ca"]
                                                           if cfg.platform.clickhouse else []), platform.network.subnet]))
-    edge = Edge("edge", edge_args(cfg, services, platform.storage.static_assets.name, grafana,
-                                  platform.verify_token.result if platform.verify_token else None))
     access_logs = platform.storage.access_logs.name
     eb_args = emergency_budget_args(cfg, platform.secrets.resources([EMERGENCY_SECRET]), access_logs)
     guard = EmergencyBudget("emergency-budget", eb_args) if eb_args else None

@@ -652,7 +652,16 @@ def _set_env(name, value):
     (_set_env("GF_AUTH_JWT_ENABLED", "false"), "", "IAP's signed header"),
     (lambda n, i: n == "grafana-backend" and i.update(iap={"enabled": False}), "", "without IAP"),
     (None, "grafana-backend", "no load-balancer backend service"),
-], ids=["public-ingress", "anonymous", "no-iap-jwt", "iap-off", "not-behind-lb"])
+    # issue 21: the issuer alone lets an IAP token minted for another app (another project's backend) sign in
+    (_set_env("GF_AUTH_JWT_EXPECT_CLAIMS", '{"iss": "https://cloud.google.com/iap"}'), "", "another app signs in"),
+    (_set_env("GF_AUTH_JWT_EXPECT_CLAIMS", '{"iss": "https://cloud.google.com/iap", "aud": "netra"}'), "",
+     "another app signs in"),
+    (_set_env("GF_AUTH_JWT_EXPECT_CLAIMS", '{"iss": "https://cloud.google.com/iap", "aud": "$__env{GF_LOG_MODE}"}'), "",
+     "not an env var read from Secret Manager"),
+    (_set_env("GF_AUTH_JWT_EXPECT_CLAIMS", '{"iss": "https://accounts.google.com", "aud": "$__env{IAP_AUDIENCE}"}'), "",
+     "does not expect iss"),
+], ids=["public-ingress", "anonymous", "no-iap-jwt", "iap-off", "not-behind-lb", "issuer-only", "audience-not-a-backend",
+        "audience-from-plain-env", "other-issuer"])
 def test_grafana_behind_auth_policy(pack, prod_plan, mutate, drop, expect):
     assert _grafana_violations(pack, _grafana_front(prod_plan)) == []  # the stack as built passes
     found = _grafana_violations(pack, _grafana_front(prod_plan, mutate, drop))

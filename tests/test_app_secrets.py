@@ -68,7 +68,8 @@ def test_the_command_line_refuses_a_plaintext_value_before_planning():
 
 
 @pytest.mark.parametrize("key", ["db-password", "feature-flags", "db-migrate-password", "prometheus-config",
-                                 "clickhouse-tls-key", "grafana-admin-password", "pagerduty-key"])
+                                 "clickhouse-tls-key", "grafana-admin-password", "grafana-iap-audience",
+                                 "pagerduty-key"])
 def test_a_key_the_stack_already_uses_is_refused_naming_both(key):
     found = config_problems(with_app_secrets({key: {}}))
     assert list(found) == [f"netra:platform.appSecrets.{key}"]

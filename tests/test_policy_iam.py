@@ -313,3 +313,36 @@ def test_impersonation_allow_list_admits_exactly_its_entries(allowing_pack):
     assert iam_hits(allowing_pack, compliant(grant("serviceAccount:deployer@x.iam.gserviceaccount.com"))) == {}
     hits = iam_hits(allowing_pack, compliant(grant("serviceAccount:other@x.iam.gserviceaccount.com")))
     assert set(hits) == {"iam-role-deny-list"} and "not on the allowedImpersonation list" in hits["iam-role-deny-list"][0]
+
+
+# ---------------------------------------------------------------- Private Google Access only where needed
+
+def _subnets(run) -> dict[str, bool]:
+    return {r.name: r.inputs.get("privateIpGoogleAccess") for r in run.resources
+            if r.type == "gcp:compute/subnetwork:Subnetwork"}
+
+
+def _pga_hits(pack, resources) -> list[str]:
+    return [v.message for v in pack.analyze_stack(resources) if v.policy == "network-private-google-access"]
+
+
+def test_private_google_access_only_where_a_workload_needs_it(pack, prod_run, staging_run):
+    """prod: the services' egress subnet has none (their Google traffic never enters the VPC); the ClickHouse
+    subnet has it (VMs without external IPs). staging: the load test job sends ALL_TRAFFIC to run.app."""
+    assert _subnets(prod_run) == {"run-egress": False, "analytics": True}
+    assert _subnets(staging_run)["run-egress"] is True
+    assert _pga_hits(pack, prod_run.resources) == [] and _pga_hits(pack, staging_run.resources) == []
+    on = [mutated(r, lambda i: i.update(privateIpGoogleAccess=True)) if r.name == "run-egress" else r
+          for r in prod_run.resources]
+    [message] = _pga_hits(pack, on)
+    assert "netra-prod-run-egress: privateIpGoogleAccess is on but nothing on it needs it" in message
+
+    def private_ranges(i):
+        i["template"]["template"]["vpcAccess"]["egress"] = "PRIVATE_RANGES_ONLY"
+    job = [mutated(r, private_ranges) if r.type == "gcp:cloudrunv2/job:Job" and "loadtest" in r.inputs["name"] else r
+           for r in staging_run.resources]
+    [message] = _pga_hits(pack, job)
+    assert "run-egress" in message
+    no_vms = [r for r in prod_run.resources if r.type != "gcp:compute/instanceTemplate:InstanceTemplate"]
+    [message] = _pga_hits(pack, no_vms)
+    assert "analytics" in message

@@ -23,7 +23,7 @@ BUCKET_MEMBER = "gcp:storage/bucketIAMMember:BucketIAMMember"
 STACK_POLICIES = {"cloudrun-dedicated-service-account", "cloudrun-traffic-approved", "tls-http-redirects-to-https", "stack-seed-alerts",
                   "stack-seed-dashboards", "stack-billing-budget", "stack-log-retention", "iam-no-public-members",
                   "grafana-behind-auth", "iam-secret-access", "iam-budget-topic-publishers", "iam-custom-roles",
-                  "lb-canary-route-private", "stateful-protected"}
+                  "lb-canary-route-private", "stateful-protected", "network-private-google-access"}
 
 
 def public_members() -> list[PlannedResource]:

@@ -61,10 +61,11 @@ class EdgeBackend:
 @dataclass(frozen=True)
 class IapHost:
     """A Cloud Run service on its own hostname behind Identity-Aware Proxy (Grafana): its own managed
-    certificate, a backend service with IAP on, and the members IAP lets in."""
+    certificate, a backend service with IAP on, and the members IAP lets in. `service_name` is the plain
+    name: a serverless NEG may name a service that does not exist yet, so the edge comes before the
+    service, which then reads the audience IAP signs for (`Edge.iap_audiences`) and owns its invoker."""
 
     key: str
-    service: pulumi.Input[str]
     service_name: str
     host: str
     members: tuple[str, ...]
@@ -77,6 +78,21 @@ class CanaryRoute:
 
     token: pulumi.Input[str]
     token_secret: str
+
+
+@dataclass(frozen=True)
+class IapAudience:
+    """Where an IAP-fronted service finds the `aud` IAP puts in its signed header,
+    `/projects/<project number>/global/backendServices/<backend service id>`: a Secret Manager secret (its
+    id, plain, so the revision template names it and never changes with it), and what to wait for."""
+
+    secret_id: str
+    audience: pulumi.Output[str]
+    resources: tuple[pulumi.Resource, ...]
+
+
+def iap_audience_secret_id(environment: str, key: str) -> str:
+    return f"{environment}-{key}-iap-audience"
 
 
 @dataclass(frozen=True)
@@ -317,11 +333,12 @@ class Edge(pulumi.ComponentResource):
 
         # Hosts behind IAP (Grafana): every request carries a Google identity IAP checked, or never arrives.
         self.iap_certificates: dict[str, compute.ManagedSslCertificate] = {}
+        self.iap_audiences: dict[str, IapAudience] = {}
         for h in args.iap_hosts:
             self.negs[h.key] = compute.RegionNetworkEndpointGroup(
                 f"{h.key}-neg", compute.RegionNetworkEndpointGroupArgs(
                     name=f"{h.service_name}-neg", project=project, region=region, network_endpoint_type="SERVERLESS",
-                    cloud_run=compute.RegionNetworkEndpointGroupCloudRunArgs(service=h.service)),
+                    cloud_run=compute.RegionNetworkEndpointGroupCloudRunArgs(service=h.service_name)),
                 opts=child)
             self._backend_names[h.key] = f"{h.service_name}-backend"
             self.backends[h.key] = compute.BackendService(
@@ -338,14 +355,7 @@ class Edge(pulumi.ComponentResource):
                         project=project, web_backend_service=self.backends[h.key].name,
                         role="roles/iap.httpsResourceAccessor", member=member),
                     opts=child)
-            # IAP authenticates at the load balancer and calls Cloud Run as its service agent: only that agent
-            # may invoke, so a caller that reaches the run.app URL some other way (same-project VPC, Private
-            # Google Access) is refused by Cloud Run itself before Grafana sees a forged or foreign token.
-            self.invokers[h.key] = gcp.cloudrunv2.ServiceIamMember(
-                f"{h.key}-invoker", gcp.cloudrunv2.ServiceIamMemberArgs(
-                    name=h.service, project=project, location=region, role="roles/run.invoker",
-                    member=iap_service_agent(project)),
-                opts=child)
+            self.iap_audiences[h.key] = self._audience(h, site)
             self.iap_certificates[h.key] = compute.ManagedSslCertificate(
                 f"{h.key}-cert", compute.ManagedSslCertificateArgs(
                     name=f"{h.service_name}-cert", project=project, type="MANAGED",
@@ -412,6 +422,23 @@ class Edge(pulumi.ComponentResource):
         self.canary_keys = tuple(sorted(self.canary_backends))
         self.canary_token_secret = args.canary.token_secret if args.canary else None
         self.register_outputs({"ip": self.ip, "domains": self.domains})
+
+    def _audience(self, h: IapHost, site: Site) -> IapAudience:
+        """The audience IAP signs for this backend service, kept in Secret Manager: the service reads version
+        `latest` at start, so the backend's id never enters its revision template (a replaced backend service
+        is a new secret version; instances started before it refuse every token until they restart)."""
+        audience = pulumi.Output.concat("/projects/", project_number(site.project), "/global/backendServices/",
+                                        self.backends[h.key].generated_id.apply(str))
+        secret = gcp.secretmanager.Secret(
+            f"{h.key}-iap-audience", gcp.secretmanager.SecretArgs(
+                secret_id=iap_audience_secret_id(site.environment, h.key), project=site.project, labels=site.labels(),
+                replication=gcp.secretmanager.SecretReplicationArgs(auto=gcp.secretmanager.SecretReplicationAutoArgs())),
+            opts=pulumi.ResourceOptions(parent=self))
+        version = gcp.secretmanager.SecretVersion(
+            f"{h.key}-iap-audience", gcp.secretmanager.SecretVersionArgs(
+                secret=secret.id, secret_data=pulumi.Output.secret(audience), deletion_policy="DISABLE"),
+            opts=pulumi.ResourceOptions(parent=self))
+        return IapAudience(iap_audience_secret_id(site.environment, h.key), audience, (secret, version))
 
     def public_url(self, key: str) -> str:
         """Where the internet reaches a public service: the first domain plus its route prefix."""

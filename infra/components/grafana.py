@@ -11,7 +11,10 @@ Monitoring / Managed Prometheus data source); besides that it reads its provisio
 three ClickHouse secrets of the read-only Grafana user.
 
 Access: ingress internal-load-balancer only; the load balancer (infra/components/edge.py) serves it on
-its own hostname through a backend service with IAP, and Grafana trusts IAP's identity only.
+its own hostname through a backend service with IAP. Only IAP's service agent may invoke it (a caller
+inside the VPC that reaches the run.app URL is refused by Cloud Run), and Grafana accepts only a token IAP
+signed for this backend service: issuer IAP, audience `/projects/<number>/global/backendServices/<id>`
+(read from Secret Manager at start, so the backend's id is not part of the revision template).
 """
 from __future__ import annotations
 
@@ -35,6 +38,11 @@ PROVISIONING = "/etc/grafana/provisioning"
 CA_DIR = "/secrets/clickhouse"
 IAP_JWT_HEADER = "X-Goog-Iap-Jwt-Assertion"
 IAP_JWKS = "https://www.gstatic.com/iap/verify/public_key-jwk"
+IAP_ISSUER = "https://cloud.google.com/iap"
+AUDIENCE_ENV = "IAP_AUDIENCE"
+# Grafana applies GF_* overrides, then expands $__env{...} inside every value (pkg/setting: expandConfig),
+# so the audience comes from the secret-backed env var at start.
+EXPECT_CLAIMS = json.dumps({"iss": IAP_ISSUER, "aud": f"$__env{{{AUDIENCE_ENV}}}"})
 CLICKHOUSE_PLUGIN = "grafana-clickhouse-datasource@4.20.0"
 # Secret Manager keys Grafana reads (the read-only ClickHouse user; the endpoint; the CA that signed it)
 CLICKHOUSE_SECRETS = {"CLICKHOUSE_GRAFANA_PASSWORD": "clickhouse-grafana-password", "CLICKHOUSE_HOST": "clickhouse-host"}
@@ -58,6 +66,9 @@ class GrafanaArgs:
     vpc_subnetwork: Optional[str]
     access_logs_bucket: pulumi.Input[str]
     protect: bool
+    iap_audience_secret: str  # Secret Manager id holding the audience IAP signs for (Edge.iap_audiences)
+    iap_invoker: pulumi.Input[str]  # IAP's service agent: the only member that may invoke the service
+    waits_for: Sequence[pulumi.Resource] = ()  # the audience secret and its version
     labels: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -178,11 +189,12 @@ class Grafana(pulumi.ComponentResource):
                 secret=self.admin_secret.id, secret_data=pulumi.Output.secret(self.admin_password.result)),
             opts=child)
         secret_env["GF_SECURITY_ADMIN_PASSWORD"] = f"{args.environment}-grafana-admin-password"
-        reads.append(secret_env["GF_SECURITY_ADMIN_PASSWORD"])
+        secret_env[AUDIENCE_ENV] = args.iap_audience_secret
+        reads += [secret_env["GF_SECURITY_ADMIN_PASSWORD"], args.iap_audience_secret]
         self.grants = [gcp.secretmanager.SecretIamMember(
             f"grafana-reads-{sid}", gcp.secretmanager.SecretIamMemberArgs(
                 project=args.project, secret_id=sid, role="roles/secretmanager.secretAccessor", member=self.account.member),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.admin_secret]))
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.admin_secret, *args.waits_for]))
             for sid in sorted(set(reads))]
 
         env = {
@@ -191,7 +203,7 @@ class Grafana(pulumi.ComponentResource):
             # who you are comes from IAP only: its signed header, verified against Google's keys
             "GF_AUTH_JWT_ENABLED": "true", "GF_AUTH_JWT_HEADER_NAME": IAP_JWT_HEADER, "GF_AUTH_JWT_JWK_SET_URL": IAP_JWKS,
             "GF_AUTH_JWT_EMAIL_CLAIM": "email", "GF_AUTH_JWT_USERNAME_CLAIM": "email", "GF_AUTH_JWT_AUTO_SIGN_UP": "true",
-            "GF_AUTH_JWT_EXPECT_CLAIMS": '{"iss": "https://cloud.google.com/iap"}',
+            "GF_AUTH_JWT_EXPECT_CLAIMS": EXPECT_CLAIMS,
             "GF_AUTH_ANONYMOUS_ENABLED": "false", "GF_AUTH_BASIC_ENABLED": "false", "GF_AUTH_DISABLE_LOGIN_FORM": "true",
             "GF_USERS_ALLOW_SIGN_UP": "false", "GF_USERS_AUTO_ASSIGN_ORG_ROLE": "Viewer",
             "GF_ANALYTICS_REPORTING_ENABLED": "false", "GF_LOG_MODE": "console",
@@ -217,7 +229,14 @@ class Grafana(pulumi.ComponentResource):
                 traffics=[run.ServiceTrafficArgs(type="TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION", revision=self.revision,
                                                  percent=100, tag="current")]),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[*self.grants, self.reader, self.viewer,
-                                                                 *self.objects.values()]))
+                                                                 *self.objects.values(), *args.waits_for]))
+        # IAP calls Cloud Run as its service agent: no other identity may invoke, so a caller that reaches the
+        # run.app URL past the load balancer (same-project VPC, Private Google Access) is refused by Cloud Run
+        self.invoker = gcp.cloudrunv2.ServiceIamMember(
+            "grafana-invoker", gcp.cloudrunv2.ServiceIamMemberArgs(
+                name=self.service.name, project=args.project, location=args.region, role="roles/run.invoker",
+                member=args.iap_invoker),
+            opts=child)
         self.register_outputs({"service": self.name, "revision": self.revision, "url": f"https://{args.domain}/"})
 
     def _template(self, spec: GrafanaSpec, labels: Mapping[str, str]) -> run.ServiceTemplateArgs:

@@ -26,8 +26,14 @@ def subnet_name(site: Site) -> str:
 
 @dataclass(frozen=True)
 class NetworkArgs:
+    """`private_google_access`: whether something on the egress subnet sends Google-bound traffic into the VPC
+    (a Cloud Run job with egress ALL_TRAFFIC: the load test reaching run.app URLs as internal). Services and
+    jobs with PRIVATE_RANGES_ONLY egress reach Google APIs outside the VPC and do not need it; off, callers on
+    this subnet cannot reach run.app URLs as "internal" traffic."""
+
     site: Site
     config: NetworkConfig
+    private_google_access: bool = False
 
 
 class Network(pulumi.ComponentResource):
@@ -61,7 +67,7 @@ class Network(pulumi.ComponentResource):
             "run-egress",
             compute.SubnetworkArgs(
                 name=self.subnet_name, project=site.project, region=site.region, network=self.vpc.id,
-                ip_cidr_range=net.subnet_cidr, private_ip_google_access=True, stack_type="IPV4_ONLY",
+                ip_cidr_range=net.subnet_cidr, private_ip_google_access=args.private_google_access, stack_type="IPV4_ONLY",
                 description="Cloud Run Direct VPC egress (2 addresses per instance)",
                 # VPC Flow Logs (CIS 3.8, CKV_GCP_26): what the services reach, for incident response
                 log_config=compute.SubnetworkLogConfigArgs(

@@ -36,7 +36,8 @@ SECRET_KEYS: frozenset[str] = frozenset(CONFIG_SECRETS + DB_SECRETS + CACHE_SECR
 # the emergency budget's PagerDuty key, the rollout verifier's load-balancer token. An app secret (netra:platform.appSecrets) may take none of these.
 STACK_SECRETS = ("prometheus-config", "clickhouse-interserver-password", "clickhouse-admin-password",
                  "clickhouse-grafana-password", "clickhouse-backup-hmac-id", "clickhouse-backup-hmac-secret",
-                 "clickhouse-tls-cert", "clickhouse-tls-key", "grafana-admin-password", "pagerduty-key",
+                 "clickhouse-tls-cert", "clickhouse-tls-key", "grafana-admin-password", "grafana-iap-audience",
+                 "pagerduty-key",
                  "canary-verify-token", "emergency-limits")
 # The emergency budget limits (seed 000 severity 3) live in a secret of their own that only the budget guard
 # writes (Pulumi adds its first, "off" version once and never updates it): a flags change made through

@@ -151,6 +151,11 @@ def _budget_outputs(name: str, inputs: dict) -> dict:
     return {"name": f"billingAccounts/{inputs.get('billingAccount', '000000-000000-000000')}/budgets/offline-plan-{name}"}
 
 
+def _backend_service_outputs(name: str, inputs: dict) -> dict:
+    """generatedId: the numeric id the API assigns (IAP's audience names it); a stable stand-in per name."""
+    return {"generatedId": int(hashlib.sha256(inputs.get("name", name).encode()).hexdigest()[:15], 16)}
+
+
 def _global_address_outputs(name: str, inputs: dict) -> dict:
     return {} if inputs.get("address") else {"address": "203.0.113.10"}
 
@@ -212,6 +217,7 @@ COMPUTED: dict[str, Callable[[str, dict], dict]] = {
     "gcp:redis/instance:Instance": _redis_outputs,
     "gcp:compute/globalAddress:GlobalAddress": _global_address_outputs,
     "gcp:billing/budget:Budget": _budget_outputs,
+    "gcp:compute/backendService:BackendService": _backend_service_outputs,
     "random:index/randomPassword:RandomPassword": lambda name, inputs: {"result": "offline-plan-password"},
     "gcp:compute/address:Address": _address_outputs,
     "gcp:compute/instanceGroupManager:InstanceGroupManager": _instance_group_manager_outputs,

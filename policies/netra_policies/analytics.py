@@ -1,6 +1,9 @@
 """Compute Engine VMs (the ClickHouse and Keeper nodes) and Grafana: private, shielded, encrypted, behind auth."""
 from __future__ import annotations
 
+import json
+import re
+
 from pulumi_policy import Severity
 
 from ._util import CIS_GCP, UNKNOWN, count, get, items, of_type, peek, refers_to as _refers_to, resource_policy, sources, stack_policy
@@ -92,6 +95,39 @@ def _serves(backend_service, i: int, neg) -> bool:
     return _refers_to(group, neg)
 
 
+IAP_ISSUER = "https://cloud.google.com/iap"
+IAP_AUDIENCE = re.compile(r"^/projects/\d+/global/backendServices/\d+$")
+ENV_REF = re.compile(r"^\$(?:__env)?\{([^}]+)\}$")  # Grafana's $__env{VAR} (and ${VAR}) expansion, whole value
+
+
+def _secret_env(props) -> set[str]:
+    return {get(e, "name") for c in items(props, "template.containers") for e in items(c, "envs")
+            if get(e, "valueSource.secretKeyRef.secret")}
+
+
+def _audience_problems(name, props):
+    """Grafana must expect IAP's issuer and this backend service's audience: any IAP token (same Google keys,
+    same issuer) minted for another app would sign in otherwise."""
+    raw = _env(props).get("GF_AUTH_JWT_EXPECT_CLAIMS")
+    try:
+        claims = json.loads(raw) if raw else {}
+    except ValueError:
+        claims = None
+    if not isinstance(claims, dict):
+        yield f"Grafana service {name}: GF_AUTH_JWT_EXPECT_CLAIMS is not a JSON object, so Grafana refuses to start"
+        return
+    if claims.get("iss") != IAP_ISSUER:
+        yield f"Grafana service {name}: GF_AUTH_JWT_EXPECT_CLAIMS does not expect iss {IAP_ISSUER!r}"
+    aud = claims.get("aud")
+    ref = ENV_REF.match(aud) if isinstance(aud, str) else None
+    if ref and ref.group(1) not in _secret_env(props):
+        yield (f"Grafana service {name}: GF_AUTH_JWT_EXPECT_CLAIMS takes aud from ${ref.group(1)}, which is not "
+               f"an env var read from Secret Manager")
+    elif not ref and not (isinstance(aud, str) and IAP_AUDIENCE.match(aud)):
+        yield (f"Grafana service {name}: GF_AUTH_JWT_EXPECT_CLAIMS does not expect the audience of its IAP backend "
+               f"(/projects/<number>/global/backendServices/<id>), so an IAP token minted for another app signs in")
+
+
 def _grafana_behind_auth(resources, config):
     """Grafana answers only through the load balancer, with IAP in front and Grafana trusting only IAP's identity."""
     negs, backends = of_type(resources, NEG), of_type(resources, BACKEND_SERVICE)
@@ -113,6 +149,7 @@ def _grafana_behind_auth(resources, config):
         if str(env.get("GF_AUTH_JWT_ENABLED", "")).lower() != "true" or env.get("GF_AUTH_JWT_HEADER_NAME") != IAP_JWT_HEADER:
             yield (f"Grafana service {name}: does not authenticate users by IAP's signed header "
                    f"(GF_AUTH_JWT_ENABLED=true, GF_AUTH_JWT_HEADER_NAME={IAP_JWT_HEADER})"), svc.urn
+        yield from ((m, svc.urn) for m in _audience_problems(name, svc.props))
         serving = [n for n in negs if get(n.props, "cloudRun.service") == name]
         fronts = [b for b in backends if any(_serves(b, i, n) for i in range(_count_or_zero(b.props, "backends"))
                                              for n in serving)]
@@ -145,6 +182,7 @@ POLICIES = [
                     schema={"requireCmek": {"type": "boolean", "default": False}}, tags=["CKV_GCP_37"]),
     stack_policy("grafana-behind-auth", "Grafana is reachable only through the load balancer with IAP and no anonymous access.",
                  "Give the Grafana Cloud Run service ingress INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER, IAP JWT auth "
-                 "(GF_AUTH_JWT_*), no GF_AUTH_ANONYMOUS_ENABLED, and enable iap on its backend service.",
+                 "(GF_AUTH_JWT_*) expecting iss https://cloud.google.com/iap and the IAP backend's audience (from Secret "
+                 "Manager), no GF_AUTH_ANONYMOUS_ENABLED, and enable iap on its backend service.",
                  _grafana_behind_auth, severity=Severity.CRITICAL),
 ]

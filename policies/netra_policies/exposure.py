@@ -7,7 +7,7 @@ import re
 
 from pulumi_policy import Severity
 
-from ._util import CIS_GCP, get, items, resource_policy
+from ._util import CIS_GCP, get, items, resource_policy, stack_policy
 
 SUBNET = ("gcp:compute/subnetwork:Subnetwork",)
 BUCKET = ("gcp:storage/bucket:Bucket",)
@@ -96,6 +96,41 @@ def _clients_verify(props, config, args):
                        f"the server's certificate; use {' or '.join(allowed)} with the server CA mounted")
 
 
+RUN_TYPES = ("gcp:cloudrunv2/service:Service", "gcp:cloudrunv2/job:Job")
+VM_TYPES = ("gcp:compute/instanceTemplate:InstanceTemplate", "gcp:compute/regionInstanceTemplate:RegionInstanceTemplate",
+            "gcp:compute/instance:Instance")
+
+
+def _names_subnet(ref, subnet) -> bool:
+    name = get(subnet.props, "name")
+    ref = str(ref or "")
+    return bool(ref) and bool(name) and (ref == name or ref.endswith(f"/subnetworks/{name}") or ref == f"{subnet.name}-id")
+
+
+def _needs_google_access(r, subnet) -> bool:
+    """A VM without an external IP on the subnet, or a Cloud Run service/job sending ALL_TRAFFIC into it
+    (its Google-bound traffic then enters the VPC); PRIVATE_RANGES_ONLY egress reaches Google outside the VPC."""
+    if r.resource_type in VM_TYPES:
+        return any((_names_subnet(get(n, "subnetwork"), subnet) or
+                    (not get(n, "subnetwork") and subnet.urn in {d.urn for d in r.dependencies or []}))
+                   and not items(n, "accessConfigs") for n in items(r.props, "networkInterfaces"))
+    tpl = get(r.props, "template.template") if r.resource_type.endswith(":Job") else get(r.props, "template")
+    vpc = get(tpl or {}, "vpcAccess") or {}
+    return get(vpc, "egress") == "ALL_TRAFFIC" and any(
+        _names_subnet(get(n, "subnetwork"), subnet) for n in items(vpc, "networkInterfaces"))
+
+
+def _private_google_access(resources, config):
+    users = [r for r in resources if r.resource_type in RUN_TYPES + VM_TYPES]
+    for subnet in resources:
+        if subnet.resource_type != SUBNET[0] or get(subnet.props, "privateIpGoogleAccess") is not True:
+            continue
+        if not any(_needs_google_access(r, subnet) for r in users):
+            yield (f"subnet {get(subnet.props, 'name')}: privateIpGoogleAccess is on but nothing on it needs it (no VM "
+                   f"without an external IP, no Cloud Run egress ALL_TRAFFIC): every caller on it reaches run.app "
+                   f"URLs as internal traffic"), subnet.urn
+
+
 POLICIES = [
     resource_policy("network-subnet-flow-logs", "Every subnet records VPC Flow Logs.",
                     "Set logConfig on the Subnetwork (aggregationInterval, flowSampling > 0, metadata).", SUBNET,
@@ -124,4 +159,8 @@ POLICIES = [
                     "Add 'Strict-Transport-Security: max-age=31536000; includeSubDomains' to customResponseHeaders of "
                     "every backend service and backend bucket.", LB_BACKENDS, _hsts,
                     schema={"minMaxAgeSeconds": {"type": "integer", "minimum": 0, "default": 31536000}}),
+    stack_policy("network-private-google-access", "Private Google Access is on only for subnets whose workloads need it.",
+                 "Set privateIpGoogleAccess false on subnets with no VM lacking an external IP and no Cloud Run "
+                 "service/job with vpcAccess.egress ALL_TRAFFIC (docs/iam.md).", _private_google_access,
+                 severity=Severity.MEDIUM),
 ]

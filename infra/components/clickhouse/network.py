@@ -52,6 +52,8 @@ class AnalyticsNetwork(pulumi.ComponentResource):
         self.subnet = compute.Subnetwork(
             "analytics", compute.SubnetworkArgs(
                 name=f"{prefix}-analytics", project=args.project, region=args.region, network=args.network,
+                # the nodes (no external IP) read Secret Manager, write backups to Cloud Storage, logs and
+                # metrics; Cloud NAT enables Private Google Access on the ranges it serves in any case
                 ip_cidr_range=args.subnet_cidr, private_ip_google_access=True, stack_type="IPV4_ONLY",
                 description="ClickHouse and Keeper nodes (no external IPs)",
                 log_config=compute.SubnetworkLogConfigArgs(aggregation_interval="INTERVAL_5_SEC", flow_sampling=0.5,
