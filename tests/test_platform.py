@@ -64,7 +64,8 @@ def test_network_for_direct_vpc_egress_and_private_services(request, plan_name, 
     vpc = one(plan, NETWORK, "vpc")["inputs"]
     assert vpc["name"] == f"netra-{env}-vpc" and vpc["autoCreateSubnetworks"] is False
     subnet = one(plan, SUBNET, "run-egress")["inputs"]
-    assert subnet["network"] == "vpc-id" and subnet["privateIpGoogleAccess"] is True
+    # Private Google Access only where the load test job (egress ALL_TRAFFIC) runs: staging (docs/iam.md)
+    assert subnet["network"] == "vpc-id" and subnet["privateIpGoogleAccess"] is (env == "staging")
     psa = one(plan, ADDRESS, "private-services")["inputs"]
     assert (psa["purpose"], psa["addressType"], psa["network"]) == ("VPC_PEERING", "INTERNAL", "vpc-id")
     conn = one(plan, CONNECTION, "private-services")["inputs"]

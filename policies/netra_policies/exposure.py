@@ -7,7 +7,7 @@ import re
 
 from pulumi_policy import Severity
 
-from ._util import CIS_GCP, get, items, resource_policy, stack_policy
+from ._util import CIS_GCP, get, items, refers_to, resource_policy, stack_policy
 
 SUBNET = ("gcp:compute/subnetwork:Subnetwork",)
 BUCKET = ("gcp:storage/bucket:Bucket",)
@@ -101,23 +101,17 @@ VM_TYPES = ("gcp:compute/instanceTemplate:InstanceTemplate", "gcp:compute/region
             "gcp:compute/instance:Instance")
 
 
-def _names_subnet(ref, subnet) -> bool:
-    name = get(subnet.props, "name")
-    ref = str(ref or "")
-    return bool(ref) and bool(name) and (ref == name or ref.endswith(f"/subnetworks/{name}") or ref == f"{subnet.name}-id")
-
-
 def _needs_google_access(r, subnet) -> bool:
     """A VM without an external IP on the subnet, or a Cloud Run service/job sending ALL_TRAFFIC into it
     (its Google-bound traffic then enters the VPC); PRIVATE_RANGES_ONLY egress reaches Google outside the VPC."""
     if r.resource_type in VM_TYPES:
-        return any((_names_subnet(get(n, "subnetwork"), subnet) or
+        return any((refers_to(get(n, "subnetwork"), subnet) or
                     (not get(n, "subnetwork") and subnet.urn in {d.urn for d in r.dependencies or []}))
                    and not items(n, "accessConfigs") for n in items(r.props, "networkInterfaces"))
     tpl = get(r.props, "template.template") if r.resource_type.endswith(":Job") else get(r.props, "template")
     vpc = get(tpl or {}, "vpcAccess") or {}
     return get(vpc, "egress") == "ALL_TRAFFIC" and any(
-        _names_subnet(get(n, "subnetwork"), subnet) for n in items(vpc, "networkInterfaces"))
+        refers_to(get(n, "subnetwork"), subnet) for n in items(vpc, "networkInterfaces"))
 
 
 def _private_google_access(resources, config):
