@@ -7,7 +7,7 @@ import re
 
 from pulumi_policy import Severity
 
-from ._util import CIS_GCP, get, items, refers_to, resource_policy, stack_policy
+from ._util import CIS_GCP, UNKNOWN, count, get, items, peek, points_to, resource_policy, sources, stack_policy
 
 SUBNET = ("gcp:compute/subnetwork:Subnetwork",)
 BUCKET = ("gcp:storage/bucket:Bucket",)
@@ -101,23 +101,31 @@ VM_TYPES = ("gcp:compute/instanceTemplate:InstanceTemplate", "gcp:compute/region
             "gcp:compute/instance:Instance")
 
 
+def _on_subnet(r, prop: str, list_path: str, subnet) -> list[bool]:
+    """For each entry of the list at `list_path` (network interfaces): does its `subnetwork` name `subnet`?
+    Unknown in a preview: resolved through the engine's sources of `prop`; an unknown list is one entry."""
+    n = count(r.props, list_path)
+    if n is UNKNOWN:
+        return [any(s.urn == subnet.urn for s in sources(r, prop))]
+    return [points_to(r, prop, peek(r.props, f"{list_path}[{i}].subnetwork"), subnet) for i in range(n)]
+
+
 def _needs_google_access(r, subnet) -> bool:
     """A VM without an external IP on the subnet, or a Cloud Run service/job sending ALL_TRAFFIC into it
     (its Google-bound traffic then enters the VPC); PRIVATE_RANGES_ONLY egress reaches Google outside the VPC."""
     if r.resource_type in VM_TYPES:
-        return any((refers_to(get(n, "subnetwork"), subnet) or
-                    (not get(n, "subnetwork") and subnet.urn in {d.urn for d in r.dependencies or []}))
-                   and not items(n, "accessConfigs") for n in items(r.props, "networkInterfaces"))
-    tpl = get(r.props, "template.template") if r.resource_type.endswith(":Job") else get(r.props, "template")
-    vpc = get(tpl or {}, "vpcAccess") or {}
-    return get(vpc, "egress") == "ALL_TRAFFIC" and any(
-        refers_to(get(n, "subnetwork"), subnet) for n in items(vpc, "networkInterfaces"))
+        on = _on_subnet(r, "networkInterfaces", "networkInterfaces", subnet)
+        return any(hit and count(r.props, f"networkInterfaces[{i}].accessConfigs") in (0, UNKNOWN)
+                   for i, hit in enumerate(on))
+    tpl = "template.template" if r.resource_type.endswith(":Job") else "template"
+    return (peek(r.props, f"{tpl}.vpcAccess.egress") == "ALL_TRAFFIC"
+            and any(_on_subnet(r, "template", f"{tpl}.vpcAccess.networkInterfaces", subnet)))
 
 
 def _private_google_access(resources, config):
     users = [r for r in resources if r.resource_type in RUN_TYPES + VM_TYPES]
     for subnet in resources:
-        if subnet.resource_type != SUBNET[0] or get(subnet.props, "privateIpGoogleAccess") is not True:
+        if subnet.resource_type != SUBNET[0] or peek(subnet.props, "privateIpGoogleAccess") is not True:
             continue
         if not any(_needs_google_access(r, subnet) for r in users):
             yield (f"subnet {get(subnet.props, 'name')}: privateIpGoogleAccess is on but nothing on it needs it (no VM "
