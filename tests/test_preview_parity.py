@@ -264,6 +264,9 @@ BACKEND = "gcp:compute/backendService:BackendService"
 def test_grafana_backend_found_through_property_dependencies_while_the_group_is_unknown(pack):
     envs = [{"name": "GF_AUTH_JWT_ENABLED", "value": "true"},
             {"name": "GF_AUTH_JWT_HEADER_NAME", "value": "X-Goog-Iap-Jwt-Assertion"},
+            {"name": "GF_AUTH_JWT_EXPECT_CLAIMS",
+             "value": '{"iss": "https://cloud.google.com/iap", "aud": "$__env{IAP_AUDIENCE}"}'},
+            {"name": "IAP_AUDIENCE", "valueSource": {"secretKeyRef": {"secret": "prod-grafana-iap-audience"}}},
             {"name": "GF_DATABASE_HOST", "value": UNKNOWN}]
     svc = R(RUN, "grafana", {"name": "netra-grafana", "labels": {"app": "grafana"},
                              "ingress": "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER",
