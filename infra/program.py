@@ -6,7 +6,7 @@ from typing import Sequence
 
 import pulumi
 
-from infra import wiring
+from infra import supply_chain, wiring
 from infra.release import model as release
 from infra.config import ConfigError, Problem, StackConfig, load_stack_config
 from infra.config.secure import stack_file_secure_paths
@@ -36,6 +36,27 @@ def check_before_build(cfg: StackConfig) -> None:
         raise ConfigError([Problem(key, message) for key, message in found])
 
 
+def under_offline_plan() -> bool:
+    """True when the program runs under Pulumi's mocks (the offline plan, tests), not a real preview/up."""
+    from pulumi.runtime.mocks import MockMonitor
+    from pulumi.runtime.settings import get_monitor
+
+    return isinstance(get_monitor(), MockMonitor)
+
+
+def placeholder_digests() -> None:
+    """Images pinned to the all-zero placeholder digest: a warning in the offline plan, a refusal (before
+    anything registers) in `pulumi preview` / `pulumi up`, in every stack."""
+    found = supply_chain.placeholder_images(pulumi_config())
+    if not found:
+        return
+    message = supply_chain.placeholder_message(pulumi.get_stack(), found)
+    if under_offline_plan():
+        pulumi.log.warn(message)
+    else:
+        raise pulumi.RunError(message)
+
+
 def load(secret_paths: Sequence[str] | None = None) -> StackConfig:
     """`secret_paths`: the dotted keys that were `secure:`; by default read from Pulumi.<stack>.yaml (the
     engine only names top-level keys). The offline plan passes its own (stack file plus overrides)."""
@@ -57,6 +78,7 @@ def build(cfg: StackConfig) -> dict:
 
 def main(secret_paths: Sequence[str] | None = None) -> None:
     cfg = load(secret_paths)
+    placeholder_digests()
     try:
         outputs = build(cfg)
     except ConfigError as e:  # a component's own check (check_before_build runs the same ones first)

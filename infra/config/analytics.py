@@ -22,6 +22,10 @@ KEEPER_NODES = 3
 GMP_SIDECAR = "us-docker.pkg.dev/cloud-ops-agents-artifacts/cloud-run-gmp-sidecar/cloud-run-gmp-sidecar"
 
 
+# A specific Debian 12 image (docs/supply-chain.md: where it comes from, and that it was not verified offline).
+DEFAULT_IMAGE = "projects/debian-cloud/global/images/debian-12-bookworm-v20251209"
+
+
 def _pinned(v: str, what: str) -> str:
     """An image reference with a tag or digest that is not `latest`."""
     if image_problem(v):
@@ -63,8 +67,21 @@ class ClickHouseConfig(ConfigModel):
     disk_type: Literal["pd-ssd", "pd-balanced", "hyperdisk-balanced"] = Field("pd-ssd",
         description="data disk type of the ClickHouse and Keeper nodes (replaces the disk when changed)")
     boot_disk_size_gb: Int = Field(30, ge=10, le=1000, description="boot disk of each node, GB")
-    image: Annotated[str, StringConstraints(pattern=r"^projects/[a-z0-9-]+/global/images/(family/)?[a-z0-9-]+$")] = Field(
-        "projects/debian-cloud/global/images/family/debian-12", description="boot image (Debian: the ClickHouse apt repo)")
+    image: text(200) = Field(
+        DEFAULT_IMAGE, description="boot image, a specific image (projects/<p>/global/images/<name>), never a family: "
+                                   "a family boots whatever image it points to when a VM is created (Debian 12: the "
+                                   "ClickHouse and Ops Agent apt repositories)")
+
+    @field_validator("image")
+    @classmethod
+    def _pinned_image(cls, v: str) -> str:
+        if "/images/family/" in v:
+            raise ValueError(f"a family boots whatever image it points to when a VM is (re)created: pin a specific image "
+                             f"(`gcloud compute images describe-from-family debian-12 --project debian-cloud "
+                             f"--format='value(name)'`), e.g. {DEFAULT_IMAGE}, got {v!r}")
+        if not re.fullmatch(r"projects/[a-z0-9-]+/global/images/[a-z0-9-]+", v):
+            raise ValueError(f"must be projects/<project>/global/images/<image name>, got {v!r}")
+        return v
     kms_key: Optional[Annotated[str, StringConstraints(pattern=KMS_KEY)]] = Field(
         None, description="Cloud KMS key for the disks (CMEK); unset: Google-managed encryption, declared explicitly")
     cluster_name: Annotated[str, StringConstraints(pattern=IDENT)] = Field("netra", description="name in remote_servers")

@@ -260,6 +260,41 @@ metrics:
 """
 
 
+# Third-party packages of the nodes (docs/supply-chain.md): apt repositories trusted only with the key whose
+# fingerprint is pinned here. ClickHouse's repository key (the fingerprint ClickHouse's own server images
+# receive); Google's packages key: the Rapture signing key and the Artifact Registry repository signer.
+CLICKHOUSE_APT = "https://packages.clickhouse.com/deb"
+CLICKHOUSE_KEY_URL = "https://packages.clickhouse.com/rpm/lts/repodata/repomd.xml.key"
+CLICKHOUSE_KEY_FINGERPRINT = "3A9EA1193A97B548BE1457D48919F6BD2B48D754"
+GOOGLE_APT = "https://packages.cloud.google.com/apt"
+GOOGLE_KEY_URL = "https://packages.cloud.google.com/apt/doc/apt-key.gpg"
+GOOGLE_KEY_FINGERPRINTS = ("A362B822F6DEDC652817EA46B53DC80D13EDEF05", "35BAA0B33E9EB396F59CA838C0BA5CE6DC6315A3")
+# The Ops Agent (logs, Prometheus metrics), pinned exactly like ClickHouse; bump it deliberately.
+OPS_AGENT_VERSION = "2.51.0~debian12"
+# keyring URL OUT FPR...: fetch a key file, keep only the keys with a pinned fingerprint, fail when none is
+# there (a substituted key file never becomes trusted; a rotated key stops the boot with this message).
+KEYRING_FN = r"""keyring() {
+  local url="$1" out="$2" home listing found=()
+  shift 2
+  home="$(mktemp -d)"
+  curl -fsSL "$url" -o "$home/key"
+  gpg --homedir "$home" --batch --quiet --import "$home/key" 2>/dev/null || true
+  for fpr in "$@"; do
+    listing="$(gpg --homedir "$home" --batch --with-colons --list-keys "$fpr" 2>/dev/null || true)"
+    if grep -q "^fpr:::::::::$fpr:" <<<"$listing"; then
+      found+=("$fpr")
+    fi
+  done
+  if [[ ${#found[@]} -eq 0 ]]; then
+    echo "netra: $url holds none of the pinned keys ($*): refusing its packages" >&2
+    rm -rf "$home"
+    return 1
+  fi
+  gpg --homedir "$home" --batch --export "${found[@]}" > "$out"
+  rm -rf "$home"
+}"""
+
+
 def startup_script(role: str, version: str, secret_ids: Mapping[str, str], project: str,
                    backup: tuple[str, int] | None = None) -> str:
     """Boot script of a node (role clickhouse or keeper), identical for every node of the role.
@@ -341,21 +376,31 @@ mkdir -p {data_dir}
 grep -q "LABEL=netra-data" /etc/fstab || echo "LABEL=netra-data {data_dir} ext4 defaults,nofail,noatime 0 2" >> /etc/fstab
 mountpoint -q {data_dir} || mount {data_dir}
 
-# 2. Packages, pinned: ClickHouse's signed apt repository, then the Ops Agent (logs and Prometheus metrics).
+# 2. Packages, pinned and verified: two third-party apt repositories, each trusted only with the signing
+#    key whose fingerprint is pinned here (no installer script runs), each package at an exact version.
+DEBIAN_FRONTEND=noninteractive
+export DEBIAN_FRONTEND
+{KEYRING_FN}
+codename="$(sed -n 's/^VERSION_CODENAME=//p' /etc/os-release)"
 if ! dpkg -s {pkg} 2>/dev/null | grep -q "^Version: {version}$"; then
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq apt-transport-https ca-certificates curl gnupg
-  curl -fsSL https://packages.clickhouse.com/rpm/lts/repodata/repomd.xml.key \\
-    | gpg --dearmor --yes -o /usr/share/keyrings/clickhouse-keyring.gpg
-  echo "deb [signed-by=/usr/share/keyrings/clickhouse-keyring.gpg] https://packages.clickhouse.com/deb stable main" \\
+  apt-get install -y -qq ca-certificates curl gnupg
+  keyring {CLICKHOUSE_KEY_URL} /usr/share/keyrings/clickhouse-keyring.gpg {CLICKHOUSE_KEY_FINGERPRINT}
+  echo "deb [signed-by=/usr/share/keyrings/clickhouse-keyring.gpg] {CLICKHOUSE_APT} stable main" \\
     > /etc/apt/sources.list.d/clickhouse.list
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --allow-downgrades {packages}
+  apt-get install -y -qq --allow-downgrades {packages}
   apt-mark hold {pkg}
 fi
-if ! systemctl is-active --quiet google-cloud-ops-agent; then
-  curl -fsSL https://dl.google.com/cloudagents/add-google-cloud-ops-agent-repo.sh -o /tmp/add-ops-agent-repo.sh
-  REPO_SUFFIX=2 bash /tmp/add-ops-agent-repo.sh --also-install
+if ! dpkg -s google-cloud-ops-agent 2>/dev/null | grep -q "^Version: {OPS_AGENT_VERSION}$"; then
+  apt-get update -qq
+  apt-get install -y -qq ca-certificates curl gnupg
+  keyring {GOOGLE_KEY_URL} /usr/share/keyrings/netra-google-cloud.gpg {' '.join(GOOGLE_KEY_FINGERPRINTS)}
+  echo "deb [signed-by=/usr/share/keyrings/netra-google-cloud.gpg] {GOOGLE_APT} google-cloud-ops-agent-${{codename}}-2 main" \\
+    > /etc/apt/sources.list.d/google-cloud-ops-agent.list
+  apt-get update -qq
+  apt-get install -y -qq --allow-downgrades google-cloud-ops-agent={OPS_AGENT_VERSION}
+  apt-mark hold google-cloud-ops-agent
 fi
 meta instance/attributes/netra-ops-agent-yaml > /etc/google-cloud-ops-agent/config.yaml
 
