@@ -183,3 +183,20 @@ def test_the_value_benchmark_reports_not_met_and_the_oracle(capsys):
     assert {r["judge"] for r in doc["results"] if r["scenario"] == "cost-1.5x-50rps"} == set(bc.JUDGES)
     assert any(c["target"] == "not_met >= 90 %" for c in doc["targets"])
     assert SHIFTS[0] < shift_of(0.3) and shift_of(1.5) < SHIFTS[-1]
+
+
+def test_overdispersed_errors_promote_on_the_sandwich_bound_and_clean_ones_never_use_it():
+    """cv 0.8 drift at 800 rps: the tempered binomial bound alone almost never shows a healthy canary
+    below 1.8x; the between-interval (sandwich) bound does. Clean data keep the binomial bound only."""
+    noisy = next(s for s in bc.load_scenarios(SCEN) if s["name"] == "noisy-5xx-cv0.8-800rps")
+    noisy["runs"] = 60
+    d = bc.simulate(noisy)
+    dec, _, _ = bc.judge_netra(noisy, d)
+    assert np.mean(dec == int(Decision.PROMOTE)) >= 0.8 and not np.any(dec == int(Decision.ROLLBACK))
+    bad = next(s for s in bc.load_scenarios(SCEN) if s["name"] == "noisy-5xx-cv0.8-800rps-errors-2x")
+    bad["runs"] = 60
+    dec, _, _ = bc.judge_netra(bad, bc.simulate(bad))
+    assert np.mean(dec == int(Decision.PROMOTE)) <= 0.1
+    clean = scenario("aa-10pct-20rps", runs=20)
+    bj, _ = run(clean)
+    assert not bj.test("errors").robust.any()

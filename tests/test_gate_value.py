@@ -134,3 +134,33 @@ def test_bad_criteria_in_the_stack_config_name_the_key():
     with pytest.raises(ConfigError) as e:
         load_stack_config(raw, "prod")
     assert "featureFlags.conversation_pruning.criteria.tokensChange" in str(e.value.problems[0])
+
+
+def test_the_release_verdict_event_says_what_the_release_is_worth(prod_plan, monkeypatch, tmp_path):
+    """The gate's `value` rides on the rollout's Verdict into the `verdict` event (message and field)."""
+    import io
+
+    from infra.notify import Notifier
+    from infra.release import model as rel
+    from infra.release.effects import rollout_verdict
+    from infra.canary.verdict import Decision, Verdict
+
+    from .conftest import stack_config
+    from .test_rollout import World, make_release
+
+    worth = {"effects": {"cost": {"change": -0.42, "interval": [-0.47, -0.36], "confidence": 0.95}},
+             "projected_saving": {"usd_per_day": 1234.5, "interval": [1100.0, 1380.0], "basis": "x"}}
+    monkeypatch.chdir(tmp_path)
+    v = rollout_verdict(Verdict(Decision.PROMOTE, "promote: ...", {"value": worth}), "v.json", "cand", 10, "the gate")
+    assert v.worth == worth and json.loads((tmp_path / "v.json").read_text())["value"] == worth
+    release = make_release(prod_plan, ("backend",), "service")
+    world = World(stack_config("prod"))
+    out = io.StringIO()
+    driver = world.driver(release, notifier=Notifier("prod", out=out))
+    gate = driver.gate
+    driver.gate = lambda t, stage: rel.Verdict(**{**gate(t, stage).__dict__, "worth": worth})
+    assert driver.run().exit_code == 0
+    events = [json.loads(line) for line in out.getvalue().splitlines() if '"verdict"' in line]
+    gated = [e for e in events if e.get("value")]
+    assert gated and gated[0]["value"] == worth
+    assert "worth: cost -42 % [-47 %, -36 %], ~+1234 USD/day saved at 100 %" in gated[0]["message"]

@@ -198,6 +198,7 @@ class BatchJudge:
         self.configured_share = configured_share
         self.calibration = calibration or Calibration.none(runs)
         self.tests = build_tests(config, runs)
+        self.test("errors").robust = self.calibration.dispersion > 1  # overdispersed 5xx: sandwich promote bound
         self.checks = DataChecks(runs, configured_share, config.count_mismatch_tolerance, config.share_tolerance)
         self.p95_index = layout.first_bucket_at_or_above(config.max_p95_ms)
         self.elapsed_s = np.zeros(runs)
