@@ -4,16 +4,61 @@ from __future__ import annotations
 
 import math
 import re
+import types
 import unicodedata
 import typing
 from dataclasses import dataclass
 from typing import Annotated, Any, Mapping
 
-from pydantic import AfterValidator, AllowInfNan, BaseModel, BeforeValidator, ConfigDict, ValidationInfo
+from pydantic import AfterValidator, AllowInfNan, BaseModel, BeforeValidator, ConfigDict, ValidationInfo, model_validator
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
 PROBLEMS_ERROR = "netra_problems"
+
+
+def accepts_container(annotation: Any) -> frozenset[str]:
+    """Which JSON containers ("object", "array") a field of this type takes."""
+    origin = typing.get_origin(annotation)
+    if origin is Annotated:
+        return accepts_container(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):
+        return frozenset().union(*(accepts_container(a) for a in typing.get_args(annotation)))
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel) or origin in (dict, Mapping) or annotation is dict:
+        return frozenset({"object"})
+    if origin in (list, tuple, set, frozenset) or annotation in (list, tuple):
+        return frozenset({"array"})
+    return frozenset()
+
+
+def decode_where_container(annotation: Any, value: Any) -> Any:
+    """`value` with every JSON string decoded where the schema takes an object (or array) there, and only
+    there. `pulumi config set --path KEY.a '{"x": 1}'` stores a *string* at `a` (the CLI types only
+    true / false / integers); the engine hands it over as a string. Where the field takes an object,
+    the string is decoded (and validated as that object); where it takes a string, it stays one."""
+    from .source import EngineValueError, decode_engine_value
+
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is Annotated:
+        return decode_where_container(args[0], value)
+    if isinstance(value, str):
+        accepted = accepts_container(annotation)
+        if not accepted:
+            return value
+        try:
+            decoded = decode_engine_value(value)
+        except EngineValueError as e:
+            raise ValueError(f"{'.'.join(map(str, e.path))}: {e}" if e.path else str(e)) from None
+        kind = "object" if isinstance(decoded, dict) else "array" if isinstance(decoded, list) else None
+        return decoded if kind in accepted else value
+    if origin in (typing.Union, types.UnionType):
+        members = [a for a in args if accepts_container(a)]
+        return decode_where_container(members[0], value) if len(members) == 1 else value
+    if origin in (dict, Mapping) and len(args) == 2 and isinstance(value, dict):
+        return {k: decode_where_container(args[1], v) for k, v in value.items()}
+    if origin is list and args and isinstance(value, list):
+        return [decode_where_container(args[0], v) for v in value]
+    return value
 
 
 class ConfigModel(BaseModel):
@@ -25,6 +70,15 @@ class ConfigModel(BaseModel):
         extra="forbid",
         frozen=True,
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _decode_json_strings(cls, data: Any) -> Any:
+        """Each field's value with JSON strings decoded where the field takes an object (`decode_where_container`)."""
+        if not isinstance(data, dict):
+            return data
+        fields = model_alias_fields(cls)
+        return {k: decode_where_container(fields[k].annotation, v) if k in fields else v for k, v in data.items()}
 
 
 def problems(*items: tuple[str, str]) -> PydanticCustomError:

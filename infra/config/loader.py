@@ -11,7 +11,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from pydantic import BaseModel, ValidationError
 
-from .base import PROBLEMS_ERROR, model_alias_fields, type_at, unwrap_type
+from .base import PROBLEMS_ERROR, accepts_container, model_alias_fields, type_at, unwrap_type
 from .platform import app_secret_keys, plaintext_secret_problems
 from .secure import secret_problems
 from .services import environment_problems
@@ -69,6 +69,9 @@ def load_stack_config(flat: Mapping[str, Any], stack: str, origin_of: Callable[[
     raise ConfigError(found) from None
 
 
+STACK_FIELDS = model_alias_fields(StackConfig)
+
+
 def _load(flat: Mapping[str, Any], stack: str, secret_paths: tuple[str, ...] | None = None) -> StackConfig:
     raw: dict[str, Any] = {}
     found: list[Problem] = []
@@ -79,8 +82,11 @@ def _load(flat: Mapping[str, Any], stack: str, secret_paths: tuple[str, ...] | N
         if problem:
             found.append(Problem(key, problem))
             continue
+        field = STACK_FIELDS.get(PROVIDER_KEYS.get(key) or key.partition(":")[2])
         try:
-            value = decode_pulumi_value(value)
+            # the engine hands an object as a JSON string, and a string as itself: decode where the key
+            # takes an object (or an unknown key, refused below with its decoded shape)
+            value = decode_pulumi_value(value) if field is None or accepts_container(field.annotation) else value
         except EngineValueError as e:
             found.append(Problem(".".join([key, *map(str, e.path)]), str(e)))
             broken.append(key)
