@@ -21,10 +21,9 @@ from .conftest import cli
 ROOT = Path(__file__).resolve().parents[1]
 STACKS = ("prod", "staging")
 CANT_RUN = "can't run policy"
-# Policies that fail closed on the repo's own fresh-stack preview, and why (remove an entry when its policy
-# can decide): the engine names sources per top-level input only, and the https URL map's pathMatchers hold
-# both the guarded canary route rules and the users' routes, all unknown until the backends exist.
-KNOWN_FAIL_CLOSED: set[str] = set()  # the URL map names backends by relative URL, known in a preview
+# Policies that fail closed on the repo's own fresh-stack preview, each with why (none: the https URL map
+# names its backends by relative URL, known in a preview).
+KNOWN_FAIL_CLOSED: set[str] = set()
 
 
 def _mandatory_policies(stack: str) -> list[str]:
