@@ -86,3 +86,15 @@ def test_the_function_checks_notifications_against_the_declared_budget(prod_plan
         "environmentVariables"]
     assert env["BUDGET_NAME"].startswith(f"billingAccounts/{budget['billingAccount']}/budgets/")
     assert env["BUDGET_CURRENCY"] == budget["amount"]["specifiedAmount"]["currencyCode"] == "USD"
+
+
+def test_the_function_is_built_by_its_own_identity(prod_plan):
+    """Not the project's default build service account: a build identity that reads the source, writes logs
+    and pushes the image, and nothing else."""
+    fn = one(prod_plan, "gcp:cloudfunctionsv2/function:Function", "emergency-budget")["inputs"]
+    email = "netra-budget-build-prod@netra-production.iam.gserviceaccount.com"
+    assert fn["buildConfig"]["serviceAccount"] == f"projects/netra-production/serviceAccounts/{email}"
+    grants = {(r["type"].split(":")[-1], r["inputs"]["role"]) for r in prod_plan["resources"]
+              if r["inputs"].get("member") == f"serviceAccount:{email}"}
+    assert grants == {("BucketIAMMember", "roles/storage.objectViewer"), ("IAMMember", "roles/logging.logWriter"),
+                      ("IAMMember", "roles/artifactregistry.writer")}

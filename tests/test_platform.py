@@ -516,6 +516,10 @@ def test_identity_least_privilege_prod(prod_plan):
                  (guard, "roles/secretmanager.secretVersionAdder", "secret prod-emergency-limits"),
                  (guard, ACCESSOR, "secret prod-pagerduty-key"),
                  (guard, "roles/storage.objectUser", "bucket netra-production-budget-guard"),
+                 # its own build identity (not the default build service account): source, logs, image
+                 (sa("budget-build"), "roles/storage.objectViewer", "bucket netra-production-budget-guard"),
+                 (sa("budget-build"), "roles/logging.logWriter", "gcp:projects/iAMMember:IAMMember"),
+                 (sa("budget-build"), "roles/artifactregistry.writer", "gcp:projects/iAMMember:IAMMember"),
                  (guard, "roles/run.invoker", "service netra-budget-guard-prod")}
     # the analytics cluster (README "Analytics"): node identities read their own secrets and write logs and
     # metrics (the Ops Agent); the backup identity writes under clickhouse/ in the backups bucket only
@@ -538,7 +542,8 @@ def test_identity_least_privilege_prod(prod_plan):
     # grants only where a role cannot be scoped to a resource (the Ops Agent's log and metric writers)
     assert sorted(r["inputs"]["accountId"] for r in resources_of(prod_plan, SA)
                   if not r["inputs"]["accountId"].startswith(("netra-prod-", "netra-grafana"))) == [
-        "netra-auth-prod", "netra-backend-prod", "netra-budget-guard-prod", "netra-frontend-prod", "netra-migrate-prod"]
+        "netra-auth-prod", "netra-backend-prod", "netra-budget-build-prod", "netra-budget-guard-prod", "netra-frontend-prod",
+        "netra-migrate-prod"]
     project_grants = {(r["inputs"]["member"], r["inputs"]["role"], r["type"]) for r in prod_plan["resources"]
                       if r["type"].startswith("gcp:projects/")}
     assert project_grants - _observability_grants(prod_plan) == project_roles

@@ -119,6 +119,26 @@ class EmergencyBudget(pulumi.ComponentResource):
                 gcp.secretmanager.SecretIamMemberArgs(project=args.project, secret_id=pagerduty_secret,
                                                       role="roles/secretmanager.secretAccessor", member=member),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[secret, version])))
+        # Its own build identity instead of the project's default build service account (broad by default):
+        # it reads the source object, writes the build's logs and pushes the image Cloud Functions runs.
+        self.build_account = gcp.serviceaccount.Account(
+            f"{name}-build-sa",
+            gcp.serviceaccount.AccountArgs(
+                account_id=f"netra-budget-build-{env}", project=args.project, display_name=f"Cloud Build of {fn_name}",
+                description="Builds the budget guard function: reads its source, writes build logs, pushes its image"),
+            opts=child)
+        builder = self.build_account.member
+        grants += [
+            gcp.storage.BucketIAMMember(
+                f"{name}-build-reads-source",
+                gcp.storage.BucketIAMMemberArgs(bucket=self.bucket.name, role="roles/storage.objectViewer", member=builder),
+                opts=child),
+            *(gcp.projects.IAMMember(
+                f"{name}-build-{what}",
+                gcp.projects.IAMMemberArgs(project=args.project, role=role, member=builder), opts=child)
+              # the image repository (gcf-artifacts) appears only with the first build, so it cannot be granted on
+              for role, what in (("roles/logging.logWriter", "writes-logs"), ("roles/artifactregistry.writer", "pushes-image"))),
+        ]
         self.source = gcp.storage.BucketObject(
             f"{name}-source",
             gcp.storage.BucketObjectArgs(bucket=self.bucket.name, name=f"source/emergency_budget-{source_digest()}.zip",
@@ -145,6 +165,8 @@ class EmergencyBudget(pulumi.ComponentResource):
                 description="Seed 000 severity 3: emergency budget limits on a cost spike",
                 build_config=gcp.cloudfunctionsv2.FunctionBuildConfigArgs(
                     runtime="python311", entry_point=ENTRY_POINT,
+                    service_account=pulumi.Output.concat("projects/", args.project, "/serviceAccounts/",
+                                                         self.build_account.email),
                     source=gcp.cloudfunctionsv2.FunctionBuildConfigSourceArgs(
                         storage_source=gcp.cloudfunctionsv2.FunctionBuildConfigSourceStorageSourceArgs(
                             bucket=self.bucket.name, object=self.source.name))),
