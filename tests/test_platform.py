@@ -546,6 +546,10 @@ def test_identity_least_privilege_prod(prod_plan):
         "netra-migrate-prod"]
     project_grants = {(r["inputs"]["member"], r["inputs"]["role"], r["type"]) for r in prod_plan["resources"]
                       if r["type"].startswith("gcp:projects/")}
+    # ... and the budget guard's build identity (its image repository exists only after the first build)
+    build = "serviceAccount:netra-budget-build-prod@netra-production.iam.gserviceaccount.com"
+    project_roles |= {(build, role, "gcp:projects/iAMMember:IAMMember")
+                      for role in ("roles/logging.logWriter", "roles/artifactregistry.writer")}
     assert project_grants - _observability_grants(prod_plan) == project_roles
 
 
