@@ -10,7 +10,7 @@ import importlib
 import sys
 
 # modules that define `register(subparsers)`; a command whose module is not present is not offered
-COMMAND_MODULES = ("infra.plan.cli", "infra.canary.cli", "infra.release.cli", "infra.scan", "infra.teardown",
+COMMAND_MODULES = ("infra.plan.cli", "infra.canary.cli", "infra.release.cli", "infra.scan", "infra.teardown", "infra.preflight",
                    "infra.bootstrap.cli")
 
 

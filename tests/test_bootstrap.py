@@ -135,3 +135,10 @@ def test_cli_plans_the_example_and_refuses_an_unknown_stack():
     assert r.returncode == 0 and "roles/run.admin" in r.stdout and "gcpkms://projects/my-netra-project" in r.stdout
     r = cli("bootstrap", "--stack", "nope")
     assert r.returncode == 2 and "known stacks: example" in r.stderr
+
+
+def test_preflight_can_test_every_deploy_role():
+    missing = set(roles.committed_roles()) - set(roles.ROLE_PERMISSION)
+    assert not missing, f"add a representative permission to infra/bootstrap/roles.py ROLE_PERMISSION for {missing}"
+    mapped = set(roles.MODULE_ROLE.values()) | set(roles.TYPE_ROLE.values()) | set(roles.COMPUTE_ROLE) | {roles.ACT_AS}
+    assert mapped <= set(roles.ROLE_PERMISSION)

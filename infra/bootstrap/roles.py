@@ -126,3 +126,35 @@ def render_roles() -> str:
 
 def committed_roles() -> dict[str, tuple[str, ...]]:
     return {role: tuple(types) for role, types in json.loads(ROLES_FILE.read_text()).items()}
+
+
+# One permission each deploy role grants that `pulumi up` uses, for `preflight`'s testIamPermissions: a
+# caller missing it lacks the role (or an equivalent). tests/test_bootstrap.py keeps it complete.
+ROLE_PERMISSION = {
+    "roles/artifactregistry.admin": "artifactregistry.repositories.create",
+    "roles/billing.costsManager": "billing.budgets.create",
+    "roles/cloudfunctions.developer": "cloudfunctions.functions.create",
+    "roles/cloudkms.admin": "cloudkms.cryptoKeys.create",
+    "roles/cloudscheduler.admin": "cloudscheduler.jobs.create",
+    "roles/cloudsql.admin": "cloudsql.instances.create",
+    "roles/compute.instanceAdmin.v1": "compute.instanceTemplates.create",
+    "roles/compute.loadBalancerAdmin": "compute.urlMaps.create",
+    "roles/compute.networkAdmin": "compute.networks.create",
+    "roles/compute.securityAdmin": "compute.securityPolicies.create",
+    "roles/iam.serviceAccountAdmin": "iam.serviceAccounts.create",
+    "roles/iam.serviceAccountUser": "iam.serviceAccounts.actAs",
+    "roles/iap.admin": "iap.webServices.setIamPolicy",
+    "roles/logging.configWriter": "logging.logMetrics.create",
+    "roles/monitoring.editor": "monitoring.alertPolicies.create",
+    "roles/monitoring.viewer": "monitoring.metricDescriptors.get",
+    "roles/pubsub.admin": "pubsub.topics.create",
+    "roles/redis.admin": "redis.instances.create",
+    "roles/resourcemanager.projectIamAdmin": "resourcemanager.projects.setIamPolicy",
+    "roles/run.admin": "run.services.setIamPolicy",
+    "roles/secretmanager.admin": "secretmanager.secrets.create",
+    "roles/servicenetworking.networksAdmin": "servicenetworking.services.addPeering",
+    "roles/serviceusage.serviceUsageAdmin": "serviceusage.services.enable",
+    "roles/storage.admin": "storage.buckets.create",
+    "roles/storage.hmacKeyAdmin": "storage.hmacKeys.create",
+    "roles/vpcaccess.admin": "vpcaccess.connectors.create",
+}
