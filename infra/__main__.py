@@ -35,6 +35,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--sandbox" in argv or any(a.startswith("--sandbox=") for a in argv):
+        # before any command module is imported: stack files from the sandbox, its local servers started
+        from infra.release.sandbox import SandboxError, prepare
+
+        try:
+            argv = prepare(argv)
+        except SandboxError as exc:
+            print(f"python -m infra: error: {exc}", file=sys.stderr)
+            return 2
     args = build_parser().parse_args(argv)
     return args.func(args)
 

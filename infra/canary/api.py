@@ -240,6 +240,10 @@ def deployed_revisions(stack: str, service: str, *, session=None) -> Revisions:
 
 
 def _authorized_session():
+    from infra.release import sandbox
+
+    if sandbox.running() is not None:  # `--sandbox DIR`: the local Cloud Run Admin API
+        return sandbox.google_session()
     try:
         import google.auth
         from google.auth.transport.requests import AuthorizedSession

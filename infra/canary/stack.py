@@ -7,10 +7,12 @@ stableRevision, canaryPercent, traffic, url} and optionally migrationJob = {name
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+# the repository, or an offline release sandbox (NETRA_STACK_ROOT: infra/release/sandbox.py)
+PROJECT_ROOT = Path(os.environ.get("NETRA_STACK_ROOT") or Path(__file__).resolve().parents[2])
 
 
 class StackError(Exception):

@@ -6,6 +6,7 @@ once as a ConfigError naming the key, the file and the line, before any value is
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -15,7 +16,9 @@ from infra.config.secure import secure_paths
 from infra.config.source import (SetValue, SourceError, full_key, is_secure, json_shape_problem, key_problem, parse_set,
                                  parse_yaml, secure_problems)
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+# Where stack files are read from: the repository, or an offline release sandbox's directory
+# (NETRA_STACK_ROOT, set by `python -m infra <command> --sandbox DIR` before this module is imported).
+PROJECT_ROOT = Path(os.environ.get("NETRA_STACK_ROOT") or Path(__file__).resolve().parents[2])
 # The CLI decrypts `secure:` values; offline there is no key, so each becomes this marked secret.
 OFFLINE_SECRET = "offline-plan-secret"
 # Top-level keys of a stack file the CLI knows; only `config` matters offline.

@@ -102,7 +102,12 @@ def select_stack(stack_name: str):
 
 
 def automation_backend(stack: str, log=print) -> AutomationBackend:
-    """The stack through the Automation API with the stack's policy pack config (raises when it cannot)."""
+    """The stack through the Automation API with the stack's policy pack config (raises when it cannot);
+    in an offline release sandbox (`--sandbox DIR`) the sandbox's backend."""
+    from infra.release import sandbox
+
+    if sandbox.running() is not None:
+        return sandbox.SandboxBackend(sandbox.running().box, log=log)
     from infra.canary.stack import PROJECT_ROOT
     from infra.plan import POLICY_DIR, policy_config_file
 

@@ -6,11 +6,14 @@ What the real code calls, and what this server answers the way Cloud Run does:
     GET   /v2/projects/P/locations/R/services                           {"services": [...]}
     PATCH /v2/projects/P/locations/R/services/NAME?updateMask=traffic   a long-running Operation (not done)
     GET   /v2/projects/P/locations/R/operations/ID                      the Operation, done, with the Service
+    POST  /v2/projects/P/locations/R/jobs/NAME:run                      an Execution that succeeds at once
 
 A PATCH is validated as Cloud Run validates traffic (percents 0..100 summing to 100, revisions of this
 service that exist, type REVISION or LATEST, tags unique); a refusal is HTTP 400 with the reason, an
 unknown service 404. `trafficStatuses` (what serves) follows `traffic` once the operation is read done.
-Not covered: templates, IAM, revision creation (revisions are listed in the state file), auth.
+A job run (the migration job) is recorded in the state's `executions` and succeeds: the sandbox has no
+database to migrate. Not covered: templates, IAM, revision creation (revisions are listed in the state
+file), auth.
 
 The state file (`{"services": {"projects/P/locations/R/services/NAME": {...}}}`) is read and written
 under an exclusive lock per request, so several processes (a sandbox command, a test, `sandbox traffic`)
@@ -39,6 +42,7 @@ REVISION = "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION"
 LATEST = "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST"
 SERVICE_PATH = re.compile(r"^/v2/(projects/[^/]+/locations/[^/]+/services/[^/?]+)$")
 SERVICES_PATH = re.compile(r"^/v2/(projects/[^/]+/locations/[^/]+)/services$")
+JOB_RUN_PATH = re.compile(r"^/v2/(projects/[^/]+/locations/[^/]+/jobs/[^/:]+):run$")
 OPERATION_PATH = re.compile(r"^/v2/(projects/[^/]+/locations/[^/]+/operations/[^/]+)$")
 
 
@@ -215,6 +219,18 @@ class LocalCloudRun:
                     op["done"] = True
                     result = {"name": name, "done": True, "response": public_view(svc)}
                 self._send(200, result)
+
+            def do_POST(self):  # noqa: N802
+                server_self.requests.append(("POST", self.path))
+                m = JOB_RUN_PATH.match(urlsplit(self.path).path)
+                if not m:
+                    return self._error(404, "NOT_FOUND", f"no such method: POST {self.path}")
+                with server_self.state.locked() as doc:
+                    executions = doc.setdefault("executions", [])
+                    name = f"{m.group(1)}/executions/run-{len(executions) + 1}"
+                    executions.append(name)
+                op = f"{m.group(1).rsplit('/jobs/', 1)[0]}/operations/job-{os.getpid()}-{next(server_self._ids)}"
+                self._send(200, {"name": op, "done": True, "response": {"name": name, "succeededCount": 1}})
 
             def do_PATCH(self):  # noqa: N802
                 server_self.requests.append(("PATCH", self.path))

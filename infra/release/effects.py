@@ -54,6 +54,10 @@ def wait_run_operation(session, base: str, op: dict, what: str, *, timeout_s: fl
 
 
 def authorized_session():
+    from infra.release import sandbox
+
+    if sandbox.running() is not None:  # `--sandbox DIR`: the local Cloud Run Admin API
+        return sandbox.google_session()
     import google.auth
     from google.auth.transport.requests import AuthorizedSession
 

@@ -11,6 +11,7 @@ from infra.release.backends import open_backend, stack_raw_config
 from infra.release.cli.common import err
 from infra.release.flag import FLAG_APPROVALS_KEY, feature_flags, plan_flag_release, shape_problem
 from infra.release.state import EXIT_FAILED, EXIT_RELEASED, RELEASE_KEY, now, read_release_doc
+from infra.release import sandbox
 
 
 def register(subparsers) -> None:
@@ -26,6 +27,7 @@ def register(subparsers) -> None:
     a.add_argument("--stage", help="the stage it was checked at")
     a.add_argument("--note", help="why (a ticket, a dashboard link, what you checked)")
     a.add_argument("--by", default=None, help="who approves (default: the login name)")
+    sandbox.add_argument(a)
     a.set_defaults(func=run_approve)
 
 

@@ -11,6 +11,7 @@ from infra.release import emergency
 from infra.release.backends import automation_backend, stack_raw_config
 from infra.release.bake import EXIT_CLEAN, EXIT_FAILED, EXIT_USAGE, act, close_windows, parse_time, watch, window_seconds
 from infra.release.lock import LockBusy, StackLock
+from infra.release import sandbox
 
 
 def register(subparsers) -> None:
@@ -34,6 +35,7 @@ def register(subparsers) -> None:
     p.add_argument("--monitoring-endpoint", metavar="HOST:PORT",
                    help="insecure gRPC Cloud Monitoring endpoint with anonymous credentials (tests, emulators)")
     p.add_argument("--dry-run", action="store_true", help="say what is baking and what would be closed; change nothing")
+    sandbox.add_argument(p)
     p.set_defaults(func=run_bake)
 
 

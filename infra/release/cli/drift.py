@@ -10,6 +10,7 @@ import sys
 from infra.release.cli.common import err
 from infra.release.drift import EXIT_CLEAN, EXIT_DRIFT, EXIT_ERROR, DriftError, check, render
 from infra.release.emergency import ADMIN_API
+from infra.release import sandbox
 
 
 def register(subparsers) -> None:
@@ -23,6 +24,7 @@ def register(subparsers) -> None:
     d.add_argument("--api-endpoint", default=ADMIN_API, metavar="URL",
                    help="Cloud Run Admin API base URL (default https://run.googleapis.com; http://127.0.0.1:PORT for "
                         "a local server, unauthenticated)")
+    sandbox.add_argument(d)
     d.set_defaults(func=run_drift)
 
 

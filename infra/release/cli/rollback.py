@@ -9,6 +9,7 @@ from infra.release.backends import automation_backend, stack_raw_config
 from infra.release.emergency import (ADMIN_API, EXIT_DONE, EXIT_FAILED, EXIT_USAGE, bake_note, login, patch_traffic,
                                      reconcile_values, release_note, stable_revisions)
 from infra.release.state import OperationFailed
+from infra.release import sandbox
 
 
 def register(subparsers) -> None:
@@ -24,6 +25,7 @@ def register(subparsers) -> None:
     r.add_argument("--api-endpoint", default=ADMIN_API, metavar="URL",
                    help="Cloud Run Admin API base URL (default https://run.googleapis.com; http://127.0.0.1:PORT for "
                         "tests, unauthenticated)")
+    sandbox.add_argument(r)
     r.set_defaults(func=run_rollback)
 
 

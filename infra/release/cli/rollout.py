@@ -14,6 +14,7 @@ from infra.release.flag import FlagRelease, make_flag_gate, plan_flag_release, r
 from infra.release.lock import LockBusy, StackLock
 from infra.release.revision import Release, plan_release, resume
 from infra.release.state import EXIT_FAILED, EXIT_RELEASED, EXIT_USAGE
+from infra.release import sandbox
 
 
 def register(subparsers) -> None:
@@ -39,6 +40,7 @@ def register(subparsers) -> None:
                    help="path of a smoke request (repeatable; default: the service's healthCheckPath)")
     p.add_argument("--verify-url", action="append", default=[], metavar="KEY=URL",
                    help="where to reach a candidate for verification (default: its canary tagged URL)")
+    sandbox.add_argument(p)
     p.set_defaults(func=run_rollout)
 
 
@@ -114,6 +116,9 @@ def run_rollout(args, *, backend=None, gate=None, verify=None, migrate=None, tag
     job = outputs.get("migrationJob")
     # tests inject the checks and effects: then no real cloud call is made by default either
     injected = any(x is not None for x in (migrate, gate, verify))
+    if sandbox.running() is not None:  # no database and no load generator in the offline sandbox
+        effects = sandbox.sandbox_effects(log)
+        backup, load_test = backup or effects["backup"], load_test or effects["load_test"]
     if injected:
         backup = backup or (lambda: "not taken: effects injected")
         load_test = load_test or (lambda t: {"decision": "pass", "reason": "not run: effects injected"})

@@ -9,6 +9,7 @@ from infra.release.backends import stack_raw_config
 from infra.release.cli.common import err
 from infra.release.flag import FLAG_APPROVALS_KEY, FLAG_RAMP_KEY, flag_status
 from infra.release.state import EXIT_RELEASED, read_release_doc
+from infra.release import sandbox
 
 
 def register(subparsers) -> None:
@@ -16,6 +17,7 @@ def register(subparsers) -> None:
                                               "next step", description="Read-only. Exit 0, 2 usage.")
     st.add_argument("--stack", help="stack name")
     st.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    sandbox.add_argument(st)
     st.set_defaults(func=run_status)
 
 
