@@ -55,18 +55,21 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
     applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 ALTER TABLE schema_migrations ADD COLUMN IF NOT EXISTS down_checksum TEXT"""
-# Least privilege, run by `up` after the migrations whenever the application's user is named (--app-user /
-# DB_APP_USER -> the session setting netra.app_user): the migration user (who runs this) owns the schema;
-# the application's user may only read and write rows. Idempotent.
+# Least privilege, run by `up` after the migrations whenever the application's users are named (--app-user /
+# DB_APP_USER, one role or a comma-separated list, one per service -> the session setting netra.app_user):
+# the migration user (who runs this) owns the schema; each application user may only read and write rows.
+# Idempotent.
 APP_PRIVILEGES = """
 DO $$
 DECLARE
-    app text := current_setting('netra.app_user', true);
+    users text := current_setting('netra.app_user', true);
+    app text;
 BEGIN
-    IF app IS NULL OR app = '' THEN
+    IF users IS NULL OR users = '' THEN
         RAISE NOTICE 'netra.app_user is not set: no application user to restrict';
         RETURN;
     END IF;
+    FOREACH app IN ARRAY string_to_array(users, ',') LOOP
     IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = app) THEN
         RAISE EXCEPTION 'application user % does not exist', app;
     END IF;
@@ -97,6 +100,7 @@ BEGIN
     EXECUTE format('ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO %I', app);
     -- the runner's bookkeeping is not the application's
     EXECUTE format('REVOKE ALL ON schema_migrations FROM %I', app);
+    END LOOP;
 END
 $$;"""
 # First words of statements that manage the transaction (PREPARE alone is a prepared statement: harmless)
@@ -297,14 +301,15 @@ def conninfo_from_env(env: dict[str, str] | None = None) -> str:
 
 
 def with_app_user(dsn: str, app_user: str | None) -> str:
-    """The DSN with the session setting `netra.app_user` (the application's database user, which
-    migrations grant row access and nothing more), or unchanged without one."""
+    """The DSN with the session setting `netra.app_user` (the application's database users, one per
+    service, comma separated, which migrations grant row access and nothing more), or unchanged without."""
     if not app_user:
         return dsn
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", app_user):
-        raise UsageError(f"--app-user / DB_APP_USER: a PostgreSQL role name like netra_app, got {app_user!r}")
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}(,[a-z_][a-z0-9_]{0,62})*", app_user):
+        raise UsageError(f"--app-user / DB_APP_USER: a PostgreSQL role name like netra_app_backend, or a comma-separated "
+                         f"list of them, got {app_user!r}")
     options = conninfo_to_dict(dsn).get("options") or ""
     return make_conninfo(dsn, options=f"{options} -c netra.app_user={app_user}".strip())
 
@@ -557,7 +562,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dir", default=os.environ.get("MIGRATIONS_DIR", "migrations"))
     p.add_argument("--dsn", default=None, help="libpq connection string; default from DB_* / PG* variables")
     p.add_argument("--app-user", default=None,
-                   help="the application's database user: migrations grant it row access only (default DB_APP_USER)")
+                   help="the application's database users (one per service, comma separated): migrations grant "
+                        "them row access only (default DB_APP_USER)")
     p.add_argument("--to", default=None, help="down: keep migrations up to and including this version (000: none)")
     p.add_argument("--force", action="store_true", help="run even if rows would be lost or a down file changed")
     p.add_argument("--expect-digest", default=os.environ.get("MIGRATIONS_DIGEST") or None,

@@ -21,7 +21,8 @@ from infra.release import model as release
 from infra.config import StackConfig, service_name
 from infra.config.stack import resource_key
 from infra.config.observability import slo_services
-from infra.config.platform import CONFIG_SECRETS, DB_CLIENT_SECRET, EMERGENCY_SECRET, pool_sizes, secret_id
+from infra.config.platform import (CONFIG_SECRETS, DB_CLIENT_SECRET, EMERGENCY_SECRET, db_clients, db_password_key, pool_sizes,
+                                   secret_id)
 from infra.config.services import probe_path
 
 from infra.components import cache as cache_mod
@@ -157,11 +158,12 @@ def build_platform(cfg: StackConfig, site: Site) -> Platform:
     storage = Storage("storage", StorageArgs(site, p.storage))
     database = Database("database", DatabaseArgs(
         site, p.database, network_id=network.vpc.id, allocated_ip_range=network.peered_range,
-        backups_bucket=storage.backups.name))
+        backups_bucket=storage.backups.name, clients=tuple(db_clients(cfg.services))))
     cache = Cache("cache", CacheArgs(site, p.cache, network_id=network.vpc.id, reserved_ip_range=network.peered_range))
     payloads: dict[str, pulumi.Input[str]] = dict(config_payloads(cfg.app, p.feature_flags))
+    # each database client's own password (<env>-<service>-db-password), never another service's
+    payloads.update({db_password_key(key): pw.result for key, pw in database.passwords.items()})
     payloads.update({
-        "db-password": database.password.result,
         "db-migrate-password": database.migrate_password.result,
         "db-host": database.private_ip,
         "db-ca": database.server_ca,
@@ -169,8 +171,8 @@ def build_platform(cfg: StackConfig, site: Site) -> Platform:
         "redis-host": cache.host,
         "redis-ca": cache.server_ca,
     })
-    assert set(payloads) == set(CONFIG_SECRETS) | {"db-password", "db-migrate-password", "db-host", "db-ca",
-                                                   "redis-auth", "redis-host", "redis-ca"}
+    assert set(payloads) == set(CONFIG_SECRETS) | {"db-migrate-password", "db-host", "db-ca", "redis-auth", "redis-host",
+                                                   "redis-ca"} | {db_password_key(k) for k in database.passwords}
     verify_token = random.RandomPassword(VERIFY_TOKEN_SECRET, random.RandomPasswordArgs(length=48, special=False))
     payloads[VERIFY_TOKEN_SECRET] = verify_token.result
     payloads[EMERGENCY_SECRET] = EMERGENCY_OFF
@@ -190,7 +192,7 @@ def build_platform(cfg: StackConfig, site: Site) -> Platform:
             opts=pulumi.ResourceOptions(depends_on=[*secrets.resources(CLICKHOUSE_SECRET_KEYS),
                                                     *analytics.network.rules.values(), analytics.network.nat]))
     migrations = Migrations("migrations", MigrationsArgs(
-        site, p.migrations, db_env=database_mod.migration_env(p.database), network=network.name,
+        site, p.migrations, db_env=database_mod.migration_env(p.database, tuple(database.users)), network=network.name,
         subnetwork=network.subnet_name, bucket=storage.migrations.name,
         waits_for=(*secrets.resources(SECRETS_READ), network.subnet)))
     return Platform(network, storage, database, cache, secrets, migrations, analytics, verify_token)
@@ -226,7 +228,8 @@ def unversioned_secret_warnings(cfg: StackConfig) -> dict[str, list[str]]:
 def service_wiring(cfg: StackConfig, key: str, depends_on: tuple[pulumi.Resource, ...] = ()) -> ServiceWiring:
     """Ingress, Direct VPC egress, the secrets the service's config names and the settings that go with them.
 
-    A service reading `db-password` is a database client (DB_NAME, DB_USER, DB_PORT, DB_SSLMODE=verify-ca
+    A service reading `db-password` is a database client with a user of its own (DB_USER, and DB_PASSWORD
+    from its own secret `<env>-<service>-db-password`; DB_NAME, DB_PORT, DB_SSLMODE=verify-ca
     with the instance's server CA mounted at DB_SSLROOTCERT, and its own DB_POOL_SIZE); one reading `redis-auth` is a Redis client (REDIS_PORT, REDIS_TLS and the server
     CA mounted at REDIS_CA_CERT_PATH). Everything here depends on this service's config and the
     platform's, never on another service's. `depends_on`: the secrets read and the egress subnet.
@@ -236,8 +239,9 @@ def service_wiring(cfg: StackConfig, key: str, depends_on: tuple[pulumi.Resource
     reads = secrets_read(cfg, key)
     env: list[tuple[str, str]] = []
     volumes: list[SecretVolume] = []
-    if DB_CLIENT_SECRET in reads:
-        env += database_mod.client_env(cfg.platform.database, pool_sizes(cfg.platform.database, cfg.services)[key])
+    if DB_CLIENT_SECRET in svc.secrets.values():
+        db = cfg.platform.database
+        env += database_mod.client_env(db, database_mod.client_user(db, key), pool_sizes(db, cfg.services)[key])
         volumes.append(SecretVolume("db-ca", secret_id(cfg.environment, "db-ca"),
                                     database_mod.CA_MOUNT_PATH, database_mod.CA_FILE))
     flag_vars = sorted(var for var, k in svc.secrets.items() if k == FLAGS_SECRET)
@@ -258,8 +262,8 @@ def service_wiring(cfg: StackConfig, key: str, depends_on: tuple[pulumi.Resource
         ingress=INGRESS if svc.public else WORKER_INGRESS,
         vpc_network=network_name(site),
         vpc_subnetwork=subnet_name(site),
-        secret_env=tuple(SecretEnv(var, secret_id(cfg.environment, k)) for var, k in sorted(svc.secrets.items())
-                         if k != FLAGS_SECRET),
+        secret_env=tuple(SecretEnv(var, secret_id(cfg.environment, db_password_key(key) if k == DB_CLIENT_SECRET else k))
+                         for var, k in sorted(svc.secrets.items()) if k != FLAGS_SECRET),
         secret_volumes=tuple(volumes),
         env=tuple(env),
         depends_on=depends_on,
@@ -270,9 +274,12 @@ def service_wiring(cfg: StackConfig, key: str, depends_on: tuple[pulumi.Resource
 def secrets_read(cfg: StackConfig, key: str) -> set[str]:
     """Platform secret keys the service reads: its `secrets`, the server CA of the database / Redis it
     is a client of (mounted as a file, so the client verifies the server's certificate), and the Managed
-    Prometheus sidecar's config when the sidecar is on."""
+    Prometheus sidecar's config when the sidecar is on. A database client's `db-password` is its own
+    password's key (`<service>-db-password`)."""
     reads = set(cfg.services[key].secrets.values())
-    return (reads | ({"db-ca"} if DB_CLIENT_SECRET in reads else set())
+    db_client = DB_CLIENT_SECRET in reads
+    reads = (reads - {DB_CLIENT_SECRET}) | ({db_password_key(key)} if db_client else set())
+    return (reads | ({"db-ca"} if db_client else set())
             | ({EMERGENCY_SECRET} if FLAGS_SECRET in reads else set())
             | ({"redis-ca"} if REDIS_CLIENT_SECRET in reads else set())
             | ({prometheus.CONFIG_KEY} if cfg.observability.prometheus.enabled else set()))
@@ -522,7 +529,7 @@ class Stack:
                     "instance": p.database.instance_name,
                     "connectionName": p.database.connection_name,
                     "database": db.database_name,
-                    "user": db.user_name,
+                    "users": dict(p.database.users),
                     "poolSizes": pool_sizes(db, cfg.services),
                     "maxConnections": db.max_connections,
                 },

@@ -112,8 +112,17 @@ def test_reserved_keys_are_every_secret_the_stack_creates(prod_plan):
     """The collision list is the stack's own secrets (so an app key can never take one), checked against
     the constants of the components that create them and against the prod plan's Secret resources."""
     assert set(NODE_SECRETS) | set(TLS_SECRETS) | {prometheus.CONFIG_KEY} <= RESERVED_SECRET_KEYS
-    created = {r["inputs"]["secretId"] for r in resources_of(prod_plan, SECRET)}
-    assert created and {sid.removeprefix("prod-") for sid in created} <= RESERVED_SECRET_KEYS
+    created = {r["inputs"]["secretId"].removeprefix("prod-") for r in resources_of(prod_plan, SECRET)}
+    # a database client's own password (<env>-<service>-db-password) is reserved by its suffix
+    own = {k for k in created if k.endswith("-db-password")}
+    assert own == {"auth-db-password", "backend-db-password"}
+    assert created - own <= RESERVED_SECRET_KEYS
+
+
+def test_a_key_ending_in_db_password_is_refused():
+    found = config_problems(with_app_secrets({"backend-db-password": {}}))
+    assert list(found) == ["netra:platform.appSecrets.backend-db-password"]
+    assert "a database client's own password" in found["netra:platform.appSecrets.backend-db-password"]
 
 
 # ---------------------------------------------------------------- the plan

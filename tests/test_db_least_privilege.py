@@ -102,3 +102,67 @@ def test_the_runner_names_the_app_user_from_env_or_flag():
     assert info["sslmode"] == "verify-ca" and info["sslrootcert"] == "/secrets/db/server-ca.pem"
     with pytest.raises(migrate.UsageError, match="DB_APP_USER"):
         migrate.with_app_user("host=h", "netra_app; DROP")
+
+
+@pytest.fixture
+def two_services(postgres):
+    """(migrate_dsn, {service: app_dsn}) of a fresh Cloud SQL-like database with one user per service."""
+    name, suffix = f"t_{uuid.uuid4().hex[:12]}", uuid.uuid4().hex[:6]
+    migrator = f"netra_migrate_{suffix}"
+    apps = {svc: f"netra_app_{svc}_{suffix}" for svc in ("auth", "backend")}
+    with psycopg.connect(postgres, autocommit=True) as c:
+        c.execute("DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'cloudsqlsuperuser') THEN "
+                  "CREATE ROLE cloudsqlsuperuser NOLOGIN CREATEDB CREATEROLE; END IF; END $$")
+        for role in (migrator, *apps.values()):
+            c.execute(f"CREATE ROLE {role} LOGIN CREATEDB CREATEROLE IN ROLE cloudsqlsuperuser")
+        c.execute(f"CREATE DATABASE {name} OWNER cloudsqlsuperuser")
+    base = postgres.replace("dbname=postgres", f"dbname={name}")
+    yield base.replace("user=postgres", f"user={migrator}"), apps, {k: base.replace("user=postgres", f"user={u}")
+                                                                     for k, u in apps.items()}
+    with psycopg.connect(postgres, autocommit=True) as c:
+        c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        for role in (*apps.values(), migrator):
+            c.execute(f"DROP ROLE IF EXISTS {role}")
+
+
+def test_every_service_user_is_restricted_to_rows(two_services):
+    """One database user per service (issue 21 item 6a): DB_APP_USER names them all, comma separated; each
+    ends with row access only, and what one created before moves to the migration user."""
+    migrate_dsn, apps, dsns = two_services
+    assert not refused(dsns["auth"], "CREATE TABLE auth_scratch (x int)")
+    migrate.up(migrate.with_app_user(migrate_dsn, ",".join(apps.values())), ROOT / "migrations", log=lambda _: None)
+    for svc, dsn in dsns.items():
+        with psycopg.connect(dsn, autocommit=True) as c:
+            assert c.execute("SELECT current_user").fetchone()[0] == apps[svc]
+            c.execute("INSERT INTO auth_scratch VALUES (1)")
+            member = c.execute("SELECT pg_has_role(current_user, 'cloudsqlsuperuser', 'MEMBER')").fetchone()[0]
+            assert member is False
+        for sql in ("CREATE TABLE t (x int)", "DROP TABLE auth_scratch", "ALTER TABLE token_usage_tracking ADD COLUMN x int",
+                    "CREATE ROLE sneaky", f"GRANT {apps['backend' if svc == 'auth' else 'auth']} TO current_user"):
+            assert refused(dsn, sql), (svc, sql)
+
+
+def test_the_program_gives_each_database_client_its_own_user_and_password(prod_plan):
+    """auth and backend no longer share a database user or password: each has a Cloud SQL user, a random
+    password in its own Secret Manager secret, read by it alone; the migration job restricts both."""
+    from tests.conftest import resources_of
+
+    users = {r["inputs"]["name"] for r in resources_of(prod_plan, "gcp:sql/user:User")}
+    assert users == {"netra_app_auth", "netra_app_backend", "netra_migrate"}
+    services = {r["name"]: r["inputs"] for r in resources_of(prod_plan, "gcp:cloudrunv2/service:Service")}
+    grants = {(r["inputs"]["secretId"], r["inputs"]["member"].split(":")[1].split("@")[0])
+              for r in resources_of(prod_plan, "gcp:secretmanager/secretIamMember:SecretIamMember")}
+    for svc in ("auth", "backend"):
+        envs = services[svc]["template"]["containers"][0]["envs"]
+        env = {e["name"]: e.get("value") or e["valueSource"]["secretKeyRef"]["secret"] for e in envs}
+        assert env["DB_USER"] == f"netra_app_{svc}" and env["DB_PASSWORD"] == f"prod-{svc}-db-password"
+        readers = {who for sid, who in grants if sid == f"prod-{svc}-db-password"}
+        assert readers == {f"netra-{svc}-prod"}
+    assert not any(sid == "prod-db-password" for sid, _ in grants)
+    job = next(r["inputs"] for r in resources_of(prod_plan, "gcp:cloudrunv2/job:Job") if r["name"] == "migrate")
+    env = {e["name"]: e.get("value") for e in job["template"]["template"]["containers"][0]["envs"]}
+    assert env["DB_APP_USER"] == "netra_app_auth,netra_app_backend" and env["DB_USER"] == "netra_migrate"
+    dsn = migrate.conninfo_from_env({"DB_HOST": "h", "DB_USER": "netra_migrate", "DB_APP_USER": env["DB_APP_USER"]})
+    assert psycopg.conninfo.conninfo_to_dict(dsn)["options"] == "-c netra.app_user=netra_app_auth,netra_app_backend"
+    with pytest.raises(migrate.UsageError, match="comma-separated"):
+        migrate.with_app_user("host=h", "netra_app_auth,")

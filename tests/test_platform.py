@@ -99,7 +99,8 @@ def test_sql_and_redis_depend_on_the_peering_explicitly(dependencies):
 
 def test_services_wait_for_their_secrets_and_grants(dependencies):
     deps = dependencies[f"{RUN}::backend"]
-    assert {"backend-sa", "db-password", "feature-flags", "backend-reads-staging-db-password", "run-egress"} <= deps
+    assert {"backend-sa", "backend-db-password", "feature-flags", "backend-reads-staging-backend-db-password",
+            "run-egress"} <= deps
     assert {"migrate-sa", "migrate-reads-db-migrate-password", "migrate-reads-db-ca", "migrate-reads-migrations",
             "001_token_usage_tracking.up.sql"} <= dependencies[f"{JOB}::migrate"]
 
@@ -131,8 +132,9 @@ def test_cloud_sql_postgres_15_private_ssl_backups_insights(request, plan_name, 
     assert flags["pgaudit.log"] == "ddl,role"
     assert flags["log_hostname"] == "on"  # CKV_GCP_108
     assert one(plan, SQL_DB, "app")["inputs"]["name"] == "netra"
-    user = one(plan, SQL_USER, "app")["inputs"]
-    assert user["name"] == "netra_app" and user["password"] == "[secret]" and user["type"] == "BUILT_IN"
+    for key in ("auth", "backend"):  # one user per database client (docs/iam.md)
+        user = one(plan, SQL_USER, f"{key}-db-user")["inputs"]
+        assert user["name"] == f"netra_app_{key}" and user["password"] == "[secret]" and user["type"] == "BUILT_IN"
 
 
 def test_prod_sql_is_ha_protected_and_sized_from_config(prod_plan):
@@ -167,7 +169,8 @@ def test_pool_size_is_pinned_per_client_so_every_instance_fits(request, plan_nam
     for key in clients:
         env = plain_env(plan, key)
         assert env["DB_POOL_SIZE"] == str(pool)
-        assert (env["DB_NAME"], env["DB_USER"], env["DB_PORT"], env["DB_SSLMODE"]) == ("netra", "netra_app", "5432", "verify-ca")
+        assert (env["DB_NAME"], env["DB_USER"], env["DB_PORT"], env["DB_SSLMODE"]) == ("netra", f"netra_app_{key}", "5432",
+                                                                                   "verify-ca")
         # the server certificate is verified against the instance's CA, from Secret Manager, mounted as a file
         assert env["DB_SSLROOTCERT"] == "/secrets/db/server-ca.pem"
         tpl = one(plan, RUN, key)["inputs"]["template"]
@@ -286,7 +289,8 @@ def test_secrets_named_as_the_seed_with_secret_payloads(request, plan_name, env)
                   "prometheus-config",  # the Managed Prometheus sidecar's RunMonitoring config
                   "canary-verify-token")  # the rollout verifier's load-balancer token (tests/test_canary_route.py)
     assert ids == {k: f"{env}-{k}" for k in ("token-optimization-config", "pricing-config", "feature-flags",
-                                            "db-password", "db-migrate-password", "db-host", "db-ca",
+                                            "auth-db-password", "backend-db-password", "db-migrate-password",
+                                            "db-host", "db-ca",
                                             "redis-auth", "redis-host", "redis-ca", "emergency-limits", *clickhouse)}
     for v in resources_of(plan, VERSION):
         assert v["inputs"]["secretData"] == "[secret]" and v["inputs"]["secret"] == f"{v['name']}-id"
@@ -306,7 +310,7 @@ def test_no_secret_value_in_plaintext_anywhere_in_the_plan(prod_plan):
     assert json.loads(payload["feature-flags"])["token_optimization"] is True
     assert json.loads(payload["pricing-config"])["llmPricing"]["gpt4"] == {"input": 0.00003, "output": 0.00006}
     assert json.loads(payload["token-optimization-config"])["defaultTargetReduction"] == 20
-    assert payload["db-password"] == "offline-plan-password" and payload["redis-auth"] == "offline-plan-redis-auth"
+    assert payload["backend-db-password"] == payload["auth-db-password"] == "offline-plan-password" and payload["redis-auth"] == "offline-plan-redis-auth"
 
 
 def test_feature_flag_flip_is_a_new_secret_version_and_nothing_else():
@@ -331,7 +335,9 @@ def test_each_service_reads_exactly_its_configured_secrets(request, plan_name):
     for key in SERVICES:
         configured = services[key].get("secrets", {})
         # feature-flags is mounted as a file (new versions reach running instances); its variable holds the path
-        assert secret_env(plan, key) == {var: f"{env}-{k}" for var, k in configured.items() if k != "feature-flags"}
+        # db-password is the service's own password: <env>-<service>-db-password
+        assert secret_env(plan, key) == {var: f"{env}-{key}-{k}" if k == "db-password" else f"{env}-{k}"
+                                         for var, k in configured.items() if k != "feature-flags"}
         assert {var: plain_env(plan, key)[var] for var, k in configured.items() if k == "feature-flags"} == {
             var: "/secrets/feature-flags/flags.json" for var, k in configured.items() if k == "feature-flags"}
         assert all(e["valueSource"]["secretKeyRef"]["version"] == "latest"
@@ -369,9 +375,9 @@ def test_migration_job_reads_the_bucket_with_its_own_identity(request, plan_name
         "DB_HOST": f"{env}-db-host", "DB_PASSWORD": f"{env}-db-migrate-password"}
     plain = {e["name"]: e["value"] for e in c["envs"] if "value" in e}
     assert (plain["DB_USER"], plain["DB_APP_USER"], plain["DB_SSLMODE"], plain["DB_SSLROOTCERT"]) == (
-        "netra_migrate", "netra_app", "verify-ca", "/secrets/db/server-ca.pem")
+        "netra_migrate", "netra_app_auth,netra_app_backend", "verify-ca", "/secrets/db/server-ca.pem")
     users = {r["inputs"]["name"] for r in resources_of(plan, "gcp:sql/user:User")}
-    assert users == {"netra_app", "netra_migrate"}
+    assert users == {"netra_app_auth", "netra_app_backend", "netra_migrate"}
     assert tpl["vpcAccess"]["networkInterfaces"] == [{"network": f"netra-{env}-vpc", "subnetwork": f"netra-{env}-run-egress"}]
     files = sorted(p.name for p in (ROOT / "migrations").glob("*.sql"))
     objects = {r["inputs"]["name"]: r["inputs"] for r in resources_of(plan, OBJECT)
@@ -492,9 +498,9 @@ def test_identity_least_privilege_prod(prod_plan):
     reads = {
         # every flags reader also reads the emergency limits the budget guard writes (docs/budget-guard.md)
         "frontend": secret("feature-flags", "emergency-limits"),
-        "backend": secret("db-host", "db-password", "db-ca", "redis-host", "redis-auth", "redis-ca",
+        "backend": secret("db-host", "backend-db-password", "db-ca", "redis-host", "redis-auth", "redis-ca",
                           "token-optimization-config", "pricing-config", "feature-flags", "emergency-limits"),
-        "auth": secret("db-host", "db-password", "db-ca", "redis-host", "redis-auth", "redis-ca", "feature-flags",
+        "auth": secret("db-host", "auth-db-password", "db-ca", "redis-host", "redis-auth", "redis-ca", "feature-flags",
                        "emergency-limits"),
         "migrate": secret("db-host", "db-migrate-password", "db-ca"),
     }

@@ -1,8 +1,9 @@
 """Cloud SQL for PostgreSQL 15 (seed: HA, connection pooling): private IP only, SSL enforced, CIS flags."""
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Sequence
 
 import pulumi
 import pulumi_gcp as gcp
@@ -43,12 +44,19 @@ def database_flags(db: DatabaseConfig) -> list[tuple[str, str]]:
     return [*LOGGING_FLAGS, ("pgaudit.log", db.pgaudit_log), ("max_connections", str(db.max_connections))]
 
 
-def client_env(db: DatabaseConfig, pool_size: Optional[int] = None) -> tuple[tuple[str, str], ...]:
-    """Plain settings a database client reads besides DB_HOST / DB_PASSWORD (which come from secrets);
-    DB_POOL_SIZE only for a client with a pool (the migration job has none)."""
+def client_user(db: DatabaseConfig, service: str) -> str:
+    """The database user of one service: `<userName>_<service>` (a PostgreSQL identifier, at most 63
+    characters: a longer one keeps a prefix and gets 8 hex of a hash, so two services never share a user)."""
+    name = f"{db.user_name}_{service.replace('-', '_')}"
+    return name if len(name) <= 63 else f"{name[:54]}_{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+
+
+def client_env(db: DatabaseConfig, user: str, pool_size: Optional[int] = None) -> tuple[tuple[str, str], ...]:
+    """Plain settings a database client reads besides DB_HOST / DB_PASSWORD (which come from secrets):
+    `user` is who it connects as; DB_POOL_SIZE only for a client with a pool (the migration job has none)."""
     env = (
         ("DB_NAME", db.database_name),
-        ("DB_USER", db.user_name),
+        ("DB_USER", user),
         ("DB_PORT", str(PORT)),
         ("DB_SSLMODE", SSLMODE),
         ("DB_SSLROOTCERT", f"{CA_MOUNT_PATH}/{CA_FILE}"),
@@ -56,12 +64,12 @@ def client_env(db: DatabaseConfig, pool_size: Optional[int] = None) -> tuple[tup
     return env if pool_size is None else (*env, ("DB_POOL_SIZE", str(pool_size)))
 
 
-def migration_env(db: DatabaseConfig) -> tuple[tuple[str, str], ...]:
-    """The migration job connects as the migration user and names the services' user (DB_APP_USER), which
-    the runner restricts to row access after every run (infra/migrate.py APP_PRIVILEGES)."""
-    env = dict(client_env(db))
-    env["DB_USER"] = db.migration_user_name
-    return (*env.items(), ("DB_APP_USER", db.user_name))
+def migration_env(db: DatabaseConfig, clients: Sequence[str]) -> tuple[tuple[str, str], ...]:
+    """The migration job connects as the migration user and names every service's user (DB_APP_USER, comma
+    separated), which the runner restricts to row access after every run (infra/migrate.py APP_PRIVILEGES)."""
+    env = client_env(db, db.migration_user_name)
+    users = ",".join(client_user(db, key) for key in sorted(clients))
+    return (*env, ("DB_APP_USER", users)) if users else env
 
 
 @dataclass(frozen=True)
@@ -74,13 +82,17 @@ class DatabaseArgs:
     network_id: pulumi.Input[str]
     allocated_ip_range: pulumi.Input[str]
     backups_bucket: pulumi.Input[str]
+    clients: tuple[str, ...] = ()  # service keys that read the database: one user (and password) each
 
 
 class Database(pulumi.ComponentResource):
-    """The instance, the application database and its user (random password, kept in Secret Manager).
+    """The instance, the application database, one user per client service and the migration user (random
+    passwords, kept in Secret Manager). One user per service: a leaked password is one service's, the
+    audit log (pgaudit, log_connections) names the service, and one service can be revoked alone.
 
-    Outputs: `instance_name`, `instance`, `password` / `migrate_password` (their `result` is secret),
-    `private_ip`, `connection_name`, `server_ca` (PEM of the instance's server CA).
+    Outputs: `instance_name`, `instance`, `passwords` (service key -> RandomPassword), `users` (service key
+    -> user name), `migrate_password` (every `result` is secret), `private_ip`, `connection_name`,
+    `server_ca` (PEM of the instance's server CA).
     """
 
     def __init__(self, name: str, args: DatabaseArgs, opts: Optional[pulumi.ResourceOptions] = None):
@@ -136,20 +148,23 @@ class Database(pulumi.ComponentResource):
                                  deletion_policy="ABANDON"),
             opts=child,
         )
-        self.password = random.RandomPassword(
-            "app-password", random.RandomPasswordArgs(length=32, special=False, min_upper=4, min_lower=4, min_numeric=4),
-            opts=child,
-        )
-        self.user = gcp.sql.User(
-            "app",
-            gcp.sql.UserArgs(
-                name=db.user_name, instance=self.instance.name, project=site.project, type="BUILT_IN",
-                password=self.password.result,
-                # PostgreSQL refuses to drop a role that owns objects; the instance takes it along on teardown
-                deletion_policy="ABANDON"),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.database]),
-        )
-        # The migration job's user owns the schema; the services' user above ends up with rows only.
+        self.passwords: dict[str, random.RandomPassword] = {}
+        self.users: dict[str, str] = {}
+        for key in args.clients:
+            self.users[key] = client_user(db, key)
+            self.passwords[key] = random.RandomPassword(
+                f"{key}-db-password", random.RandomPasswordArgs(length=32, special=False, min_upper=4, min_lower=4,
+                                                                min_numeric=4),
+                opts=child)
+            gcp.sql.User(
+                f"{key}-db-user",
+                gcp.sql.UserArgs(
+                    name=self.users[key], instance=self.instance.name, project=site.project, type="BUILT_IN",
+                    password=self.passwords[key].result,
+                    # PostgreSQL refuses to drop a role that owns objects; the instance takes it along on teardown
+                    deletion_policy="ABANDON"),
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.database]))
+        # The migration job's user owns the schema; the services' users above end up with rows only.
         self.migrate_password = random.RandomPassword(
             "migrate-password", random.RandomPasswordArgs(length=32, special=False, min_upper=4, min_lower=4,
                                                           min_numeric=4),

@@ -52,8 +52,15 @@ SECRET_KEY_PATTERN = r"[a-z](?:[a-z0-9-]*[a-z0-9])?"
 APP_SECRETS_KEY = "netra:platform.appSecrets"
 # Secret Manager's payload limit
 SECRET_PAYLOAD_MAX_BYTES = 65536
-# A service that reads this secret is a database client: it gets a pool and counts against max_connections.
+# A service that reads this secret is a database client: it gets a pool and counts against max_connections,
+# and its own database user, whose password is the secret `<env>-<service>-db-password` (db_password_key).
 DB_CLIENT_SECRET = "db-password"
+DB_PASSWORD_SUFFIX = "-db-password"
+
+
+def db_password_key(service: str) -> str:
+    """The platform secret key of a database client's own password: `<service>-db-password`."""
+    return f"{service}{DB_PASSWORD_SUFFIX}"
 
 DAYS = ("MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FRIDAY", "SATURDAY", "SUNDAY")
 REDIS_VERSIONS = {"7.0": "REDIS_7_0", "7.2": "REDIS_7_2"}
@@ -132,8 +139,9 @@ class DatabaseConfig(ConfigModel):
     disk_size_gb: Int = Field(20, ge=10, le=65536, description="SSD size in GB (autoresize on; it never shrinks)")
     database_name: text(63, PG_IDENT, "a PostgreSQL identifier (lowercase letters, digits, _)") = Field("netra",
         description="the application database")
-    user_name: text(63, PG_IDENT, "a PostgreSQL identifier (lowercase letters, digits, _)") = Field(
-        "netra_app", description="the services' user: rows only (the migration job restricts it after every run)")
+    user_name: text(48, PG_IDENT, "a PostgreSQL identifier (lowercase letters, digits, _)") = Field(
+        "netra_app", description="prefix of the services' users: each database client connects as "
+                                 "<userName>_<service>, rows only (the migration job restricts them after every run)")
     migration_user_name: text(63, PG_IDENT, "a PostgreSQL identifier (lowercase letters, digits, _)") = Field(
         "netra_migrate", description="the migration job's user: owns the schema")
     ssl_mode: Literal["ENCRYPTED_ONLY", "TRUSTED_CLIENT_CERTIFICATE_REQUIRED"] = Field("ENCRYPTED_ONLY",
@@ -425,7 +433,10 @@ def app_secret_problems(app_secrets: Any) -> list[tuple[str, str]]:
     """App secret keys that would take a Secret Manager secret the stack itself creates."""
     return [(key, f"collides with the platform secret key {key!r} (both would be the Secret Manager secret "
                   f"<env>-{key}); choose another key, like app-{key}")
-            for key in app_secrets if key in RESERVED_SECRET_KEYS]
+            for key in app_secrets if key in RESERVED_SECRET_KEYS] + [
+        (key, f"ends in {DB_PASSWORD_SUFFIX!r}, which names a database client's own password (<env>-<service>"
+              f"{DB_PASSWORD_SUFFIX}); choose another key, like app-{key}")
+        for key in app_secrets if key.endswith(DB_PASSWORD_SUFFIX) and key not in RESERVED_SECRET_KEYS]
 
 
 def app_secret_keys(raw_platform: Any) -> frozenset[str]:

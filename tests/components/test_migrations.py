@@ -11,7 +11,7 @@ OBJECT = "gcp:storage/bucketObject:BucketObject"
 
 def test_job_reads_the_bucket_and_db_credentials_with_its_own_identity():
     reg = register(lambda: {"summary": Migrations("migrations", MigrationsArgs(
-        PROD, MigrationsConfig(image="r/p/migrate@sha256:" + "b" * 64), db_env=client_env(DatabaseConfig()),
+        PROD, MigrationsConfig(image="r/p/migrate@sha256:" + "b" * 64), db_env=client_env(DatabaseConfig(), "netra_migrate"),
         network="vpc", subnetwork="sub", bucket="netra-test-migrations")).summary()})
     job = reg.one(JOB)
     tpl = job["template"]["template"]

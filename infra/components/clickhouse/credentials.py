@@ -28,6 +28,15 @@ PASSWORDS = ("clickhouse-password", "clickhouse-admin-password", "clickhouse-gra
 BACKUP_PREFIX = "clickhouse/"
 
 
+def backup_condition(bucket: str) -> str:
+    """IAM condition of the backup account's objectAdmin on the backups bucket: objects under the prefix, and a
+    listing (storage.objects.list is checked on the bucket) only with a prefix under it, so the account cannot
+    see the database exports or anything else in the bucket."""
+    return (f'resource.name.startsWith("projects/_/buckets/{bucket}/objects/{BACKUP_PREFIX}") || '
+            f'(resource.type == "storage.googleapis.com/Bucket" && '
+            f'api.getAttribute("storage.googleapis.com/objectListPrefix", "").startsWith("{BACKUP_PREFIX}"))')
+
+
 @dataclass(frozen=True)
 class ClickHouseCredentialsArgs:
     project: str
@@ -88,10 +97,8 @@ class ClickHouseCredentials(pulumi.ComponentResource):
             "clickhouse-backup-writes", gcp.storage.BucketIAMMemberArgs(
                 bucket=args.backups_bucket, role="roles/storage.objectAdmin", member=self.backup_account.member,
                 condition=gcp.storage.BucketIAMMemberConditionArgs(
-                    title="clickhouse-prefix-only", description="ClickHouse backups only",
-                    expression=pulumi.Output.from_input(args.backups_bucket).apply(
-                        lambda b: f'resource.name.startsWith("projects/_/buckets/{b}/objects/{BACKUP_PREFIX}") || '
-                                  f'resource.type == "storage.googleapis.com/Bucket"'))),
+                    title="clickhouse-prefix-only", description="ClickHouse backups only: objects and listings under the prefix",
+                    expression=pulumi.Output.from_input(args.backups_bucket).apply(backup_condition))),
             opts=child)
         self.hmac = gcp.storage.HmacKey(
             "clickhouse-backup", gcp.storage.HmacKeyArgs(service_account_email=self.backup_account.email,
