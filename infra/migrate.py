@@ -26,7 +26,10 @@ Safety rules (every table is assumed to hold customer data):
   line is `-- migrate:no-transaction` runs outside a transaction, one statement at a time, and may only
   contain CREATE/DROP INDEX CONCURRENTLY and REINDEX ... CONCURRENTLY (an INVALID index left by a failed
   CREATE INDEX CONCURRENTLY is dropped before the retry).
-Exit codes: 0 done, 1 the database or a migration failed, 2 usage error, 3 refused to protect data.
+- An applied migration whose files were deleted is listed by `status` (exit 1) and `up` refuses to run
+  (exit 3) until the files are back: newer migrations would build on a schema nobody can read or revert.
+Exit codes: 0 done, 1 the database or a migration failed (status: applied migrations without files),
+2 usage error, 3 refused to protect data.
 Standalone: standard library and psycopg 3, so the runner image (migrations/Dockerfile) is just this file.
 """
 from __future__ import annotations
@@ -481,6 +484,10 @@ def up(dsn: str, directory: Path | str, log=print, *, expect_digest: str | None 
     applied_now = []
     with _Session(dsn, timeouts, log) as session:
         done = session.applied()
+        lost = without_files(done, migrations)
+        if lost:  # the files no longer describe the schema: applying newer ones builds on what nobody can read
+            raise Refused(f"applied migration(s) {', '.join(lost)} have no files in {directory}; restore them "
+                          "(git history) before migrating: `status` lists them")
         for m in migrations:
             if m.version in done:
                 up_sum, down_sum = done[m.version]
@@ -549,11 +556,25 @@ def down(dsn: str, directory: Path | str, to: str | None = None, log=print, *, f
     return reverted
 
 
-def status(dsn: str, directory: Path | str) -> list[tuple[str, str, bool]]:
+def without_files(done: dict[str, tuple[str, str | None]], migrations: list[Migration]) -> list[str]:
+    """Versions recorded as applied whose files are gone."""
+    have = {m.version for m in migrations}
+    return sorted(v for v in done if v not in have)
+
+
+APPLIED, PENDING, MISSING = "applied", "pending", "applied, files missing"
+
+
+def status(dsn: str, directory: Path | str) -> list[tuple[str, str, str]]:
+    """(version, name, APPLIED | PENDING | MISSING) of every migration in the files or in the database,
+    in version order: an applied migration whose files were deleted is listed with the name it was applied as."""
     migrations = discover(directory)
     with _Session(dsn, Timeouts(), lambda _: None) as session:
         done = session.applied()
-    return [(m.version, m.name, m.version in done) for m in migrations]
+        names = dict(session.conn.execute("SELECT version, name FROM schema_migrations").fetchall())
+    rows = [(m.version, m.name, APPLIED if m.version in done else PENDING) for m in migrations]
+    rows += [(v, names.get(v, "?"), MISSING) for v in without_files(done, migrations)]
+    return sorted(rows)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -594,8 +615,14 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "digest":
             print(digest(discover(args.dir)))
         else:
-            for version, name, applied in status(dsn, args.dir):
-                print(f"{version} {name}: {'applied' if applied else 'pending'}")
+            rows = status(dsn, args.dir)
+            for version, name, state in rows:
+                print(f"{version} {name}: {state}" + (f" (no {version}_{name}.up/down.sql in {args.dir})"
+                                                       if state == MISSING else ""))
+            if any(state == MISSING for _, _, state in rows):
+                print(f"error: applied migrations have no files in {args.dir}; `up` refuses until they are restored",
+                      file=sys.stderr)
+                return EXIT_FAILED
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE

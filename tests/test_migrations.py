@@ -80,7 +80,7 @@ def test_up_twice_then_down(db):
         "tokens_used": "integer", "cost_usd": "numeric", "optimization_applied": "boolean",
         "created_at": "timestamp without time zone"}
     assert state["versions"] == ["001", "002"]
-    assert migrate.status(db, MIGRATIONS) == [("001", "token_usage_tracking", True), ("002", "pgaudit", True)]
+    assert migrate.status(db, MIGRATIONS) == [("001", "token_usage_tracking", "applied"), ("002", "pgaudit", "applied")]
 
     assert migrate.down(db, MIGRATIONS, to="000", log=log.append) == ["002", "001"]  # empty table: nothing lost
     state = catalog(db)

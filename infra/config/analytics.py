@@ -11,7 +11,7 @@ from typing import Annotated, Literal, Optional
 
 from pydantic import Field, StringConstraints, field_validator, model_validator
 
-from .base import Bool, ConfigModel, Float, Int, image_problem, problems, text
+from .base import Bool, ConfigModel, Float, Int, iam_member, image_problem, problems, text
 
 # ClickHouse releases are four numbers (year.month.patch.build); the apt package is pinned to exactly this.
 CLICKHOUSE_VERSION = r"^[0-9]{2}\.[0-9]{1,2}\.[0-9]+\.[0-9]+$"
@@ -144,7 +144,7 @@ class GrafanaConfig(ConfigModel):
 
     image: text(1024) = Field("docker.io/grafana/grafana-oss:12.1.1", description="Grafana image, pinned")
     domain: text(253) = Field(description="hostname Grafana is served on (added to the certificate), e.g. grafana.netra.ai")
-    viewers: tuple[Annotated[text(320), StringConstraints(pattern=r"^(user|group|domain):[^\s]+$")], ...] = Field(
+    viewers: tuple[iam_member("user", "group", "domain"), ...] = Field(
         min_length=1, description="IAP members allowed in (group:sre@netra.ai, domain:netra.ai)")
     cpu: Literal["1", "2"] = Field("1", description="Grafana's vCPUs per instance")
     memory: Literal["512Mi", "1Gi", "2Gi"] = Field("1Gi", description="Grafana's memory per instance")

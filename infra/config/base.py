@@ -115,6 +115,10 @@ def model_alias_fields(model: type[BaseModel]) -> dict[str, Any]:
 # number, and every number fits a JSON double exactly (the wire carries numbers as doubles).
 
 MAX_INT = 2**53
+# The Google APIs' integers are int32 unless the proto says otherwise (Cloud Storage's lifecycle `age`,
+# Cloud Run's instance counts, Cloud SQL's retention days, ...): an Int beyond them is refused here, not
+# by the API half-way through an update.
+INT32_MIN, INT32_MAX = -2**31, 2**31 - 1
 MAX_FLOAT = 1e15
 _INT_TEXT = re.compile(r"[-+]?[0-9]{1,16}")
 _FLOAT_TEXT = re.compile(r"[-+]?([0-9]{1,16}(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]{1,3})?")
@@ -129,8 +133,9 @@ def _strict_int(v: Any) -> Any:
         v = int(v)
     if isinstance(v, float) and not math.isfinite(v):
         raise ValueError(f"must be a finite whole number, got {v}")
-    if isinstance(v, (int, float)) and abs(v) > MAX_INT:
-        raise ValueError(f"must be between -2^53 and 2^53, got {v:.6g}")
+    if isinstance(v, (int, float)) and not INT32_MIN <= v <= INT32_MAX:
+        raise ValueError(f"must be between {INT32_MIN} and {INT32_MAX} (the Google APIs' 32-bit integers), "
+                         f"got {v if isinstance(v, int) else format(v, '.10g')}")
     return v
 
 
@@ -220,6 +225,19 @@ def checked(problem: Any, what: str) -> Any:
 
 
 Text = text(1024)
+# An IAM member as the IAM API accepts it: `<kind>:<email>` (user, group, serviceAccount) or `domain:<domain>`,
+# ASCII only (an email's local part, a DNS domain with a letter TLD).
+_DOMAIN = r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}"
+_EMAIL = r"[A-Za-z0-9][A-Za-z0-9._%+'-]{0,63}@" + _DOMAIN
+
+
+def iam_member(*kinds: str) -> Any:
+    """A member of one of `kinds` (user, group, serviceAccount, domain), e.g. group:sre@netra.ai."""
+    emails = [k for k in kinds if k != "domain"]
+    pattern = "|".join(([f"(?:{'|'.join(emails)}):{_EMAIL}"] if emails else []) +
+                       ([f"domain:{_DOMAIN}"] if "domain" in kinds else []))
+    examples = ", ".join(f"{k}:{'netra.ai' if k == 'domain' else 'name@netra.ai'}" for k in kinds)
+    return text(320, f"(?:{pattern})", f"an IAM member ({examples}; ASCII email or domain)")
 # RFC 1035 label: Cloud Run service and revision names (the API allows 63 characters).
 RFC1035 = r"[a-z]([-a-z0-9]*[a-z0-9])?"
 ResourceName = text(63, RFC1035, "an RFC 1035 name (lowercase letters, digits and -, starting with a letter, "

@@ -144,6 +144,8 @@ def parse_yaml(data: bytes | str) -> tuple[Any, dict[Path, int]]:
             root = loader.get_single_node()
         finally:
             loader.dispose()
+    except _AliasProblem as e:
+        raise SourceError([e.problem]) from None
     except yaml.YAMLError as e:
         raise SourceError([_marked(e)]) from None
     if root is None:
@@ -164,21 +166,87 @@ def parse_yaml(data: bytes | str) -> tuple[Any, dict[Path, int]]:
     return value, lines
 
 
+class _AliasProblem(Exception):
+    """An alias refused where it is used: its line and the path of keys down to it."""
+
+    def __init__(self, problem: SourceProblem):
+        self.problem = problem
+        super().__init__(problem.message)
+
+
+@dataclass
+class _Frame:
+    """An open mapping or sequence of the event stream: its anchor, expanded size and depth so far, and
+    where in it the parser is (children seen; a mapping's last key)."""
+
+    mapping: bool
+    anchor: str | None
+    size: int = 1
+    depth: int = 0
+    seen: int = 0
+    key: Any = None
+
+
 def _check_events(stream: Iterable[ev.Event]) -> None:
-    """Depth, size and document count from the event stream, before the (recursive) composer runs."""
+    """Depth, size and document count from the event stream, before the (recursive) composer runs; every
+    alias is checked where it is used (a recursive one, one that expands past the limits), naming its
+    line and the keys down to it."""
     depth = count = aliases = documents = 0
+    frames: list[_Frame] = []
+    expanded: dict[str, tuple[int, int]] = {}  # anchor -> (values, nesting levels) it expands to
+    total = 0  # values of the document with every alias expanded so far
+
+    def path() -> Path:
+        return tuple(f.key if f.mapping else f.seen for f in frames if not f.mapping or f.seen % 2)
+
+    def done(size: int, levels: int, scalar: Any = None) -> None:  # a complete child of the open container
+        if frames:
+            f = frames[-1]
+            if f.mapping and f.seen % 2 == 0:
+                f.key = scalar if isinstance(scalar, str) else "?"
+            f.seen += 1
+            f.size = min(MAX_NODES + 1, f.size + size)
+            f.depth = max(f.depth, levels)
+
     for event in stream:
         count += 1
+        anchor = getattr(event, "anchor", None)
         if isinstance(event, (ev.MappingStartEvent, ev.SequenceStartEvent)):
             depth += 1
+            total += 1
             if depth > MAX_DEPTH:
                 raise yaml.MarkedYAMLError(problem=f"nested deeper than {MAX_DEPTH} levels", problem_mark=event.start_mark)
+            frames.append(_Frame(isinstance(event, ev.MappingStartEvent), anchor))
         elif isinstance(event, (ev.MappingEndEvent, ev.SequenceEndEvent)):
             depth -= 1
+            f = frames.pop()
+            if f.anchor:
+                expanded[f.anchor] = (f.size, f.depth + 1)
+            done(f.size, f.depth + 1)
+        elif isinstance(event, ev.ScalarEvent):
+            total += 1
+            if anchor:
+                expanded[anchor] = (1, 0)
+            done(1, 0, event.value)
         elif isinstance(event, ev.AliasEvent):
             aliases += 1
             if aliases > MAX_ALIASES:
                 raise yaml.MarkedYAMLError(problem=f"more than {MAX_ALIASES} aliases", problem_mark=event.start_mark)
+            line, where = event.start_mark.line + 1, path()
+            if any(f.anchor == anchor for f in frames):
+                raise _AliasProblem(SourceProblem(where, f"alias *{anchor} is used inside its own anchor &{anchor}: a "
+                                                         "recursive alias has no JSON form", line))
+            if anchor not in expanded:
+                continue  # undefined: the composer says so, with its line
+            size, levels = expanded[anchor]
+            total += size
+            if total > MAX_NODES:
+                raise _AliasProblem(SourceProblem(where, f"alias *{anchor} expands to {size} values: with it the "
+                                                         f"document holds more than {MAX_NODES} (an alias bomb?)", line))
+            if depth + levels > MAX_DEPTH:
+                raise _AliasProblem(SourceProblem(where, f"alias *{anchor} nests {levels} levels here: more than "
+                                                         f"{MAX_DEPTH} in all", line))
+            done(size, levels)
         elif isinstance(event, ev.DocumentStartEvent):
             documents += 1
             if documents > 1:
