@@ -359,7 +359,7 @@ def test_bad_clickhouse_config_names_its_key(key, value, message):
     ("prometheus", {"scrapeIntervalSeconds": 1}, "greater than or equal to 5"),
     ("grafana", {"domain": "https://grafana", "viewers": ["group:x@y.z"]}, "fully qualified hostname"),
     ("grafana", {"domain": "grafana.netra.ai", "viewers": []}, "at least 1 item"),
-    ("grafana", {"domain": "grafana.netra.ai", "viewers": ["x@y.z"]}, "should match pattern"),
+    ("grafana", {"domain": "grafana.netra.ai", "viewers": ["x@y.z"]}, "must be an IAM member (user:name@netra.ai, group:name@netra.ai, domain:netra.ai"),
 ])
 def test_bad_prometheus_and_grafana_config_name_their_key(key, value, message):
     cfg = stack_config("prod")
