@@ -68,6 +68,9 @@ def load(secret_paths: Sequence[str] | None = None) -> StackConfig:
         return cfg
     except ConfigError as e:
         # RunError: Pulumi prints the message without a traceback and registers nothing.
+        from infra.config.loader import for_stack
+
+        e = ConfigError(for_stack(e.problems, pulumi.get_stack()))
         raise pulumi.RunError(f"invalid stack config ({len(e.problems)} problem(s)):\n{e}") from None
 
 

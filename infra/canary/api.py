@@ -43,9 +43,11 @@ class GateSettings:
 
 # ---- flags ------------------------------------------------------------------------------------------
 
-def add_gate_arguments(p) -> None:
-    """Flags shared by `gate` and `rollout` (values are validated in `gate_settings`)."""
-    p.add_argument("--stack", help="stack name: its rollback triggers (netra:observability.thresholds) and services")
+def add_gate_arguments(p, stack_required: bool = False) -> None:
+    """Flags shared by `gate` and `rollout` (values are validated in `gate_settings`); `rollout` needs --stack,
+    the gate can run on explicit revisions without one."""
+    p.add_argument("--stack", required=stack_required,
+                   help="stack name: its rollback triggers (netra:observability.thresholds) and services")
     p.add_argument("--interval", default="60", metavar="SECONDS",
                    help="observation interval, 1..3600 s (default 60; Cloud Run samples every 60 s)")
     p.add_argument("--max-duration", default="3600", metavar="SECONDS",

@@ -10,6 +10,7 @@ import pulumi_gcp as gcp
 from pulumi_gcp import cloudrunv2 as run
 
 from infra.release import model as release
+from infra.config.loader import STACK_PLACEHOLDER
 from infra.config import ConfigError, Problem, ServiceConfig, service_name
 from infra.config.stack import DEFAULT_STAGES
 
@@ -255,7 +256,8 @@ class CloudRunService(pulumi.ComponentResource):
         self.traffic = release.traffic_plan(service, self.candidate_revision, self.stable_revision, self.canary_percent,
                                             args.previous_revision)
         for warning in (*share.warnings, *self.traffic.warnings):
-            pulumi.log.warn(warning, resource=self)
+            # the commands a warning suggests name this stack, so they run as pasted
+            pulumi.log.warn(warning.replace(STACK_PLACEHOLDER, f"--stack {pulumi.get_stack()}"), resource=self)
 
         self.service = run.Service(
             key,

@@ -66,7 +66,16 @@ def load_stack_config(flat: Mapping[str, Any], stack: str, origin_of: Callable[[
             return config
     if origin_of is not None:
         found = [Problem(p.key, p.message, p.origin or origin_of(p.key)) for p in found]
-    raise ConfigError(found) from None
+    raise ConfigError(for_stack(found, stack)) from None
+
+
+STACK_PLACEHOLDER = "--stack <stack>"
+
+
+def for_stack(found: Iterable[Problem], stack: str) -> list[Problem]:
+    """Problems whose messages name commands with `--stack <stack>`, naming this stack instead, so a command
+    in an error can be pasted as it is."""
+    return [Problem(p.key, p.message.replace(STACK_PLACEHOLDER, f"--stack {stack}"), p.origin) for p in found]
 
 
 STACK_FIELDS = model_alias_fields(StackConfig)

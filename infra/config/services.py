@@ -75,7 +75,11 @@ def service_name(key: str, environment: str) -> str:
 
 def unknown_service(key: str, services) -> str:
     """The message for a reference to a service key that netra:services does not have."""
-    return f"unknown service {key!r}; allowed: {', '.join(sorted(services))}"
+    import difflib
+
+    close = difflib.get_close_matches(key, list(services), n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"unknown service {key!r}; {hint}allowed: {', '.join(sorted(services))}"
 
 
 def traffic_tags() -> tuple[str, ...]:

@@ -30,7 +30,10 @@ def _validated(stack: str, root: Path, overrides: Mapping[str, Any] | None, sets
     try:
         program.check_before_build(cfg)
     except ConfigError as e:
-        raise ConfigError([Problem(p.key, p.message, p.origin or stack_file.origin_of(p.key)) for p in e.problems]) from None
+        from infra.config.loader import for_stack
+
+        raise ConfigError(for_stack([Problem(p.key, p.message, p.origin or stack_file.origin_of(p.key))
+                                     for p in e.problems], stack)) from None
     return stack_file
 
 

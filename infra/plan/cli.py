@@ -27,6 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="plan as a first `pulumi preview` of a fresh stack sees it: the id and computed outputs of "
                         "every resource (it does not exist yet) are unknown, and so is every input derived from them; "
                         "the policy pack then decides on what is known (docs/preview-parity.md)")
+    p.add_argument("--summary", action="store_true",
+                   help="print only the traffic per service, the warnings and the policy verdict (no resource list)")
     p.add_argument("--against", metavar="FILE|GITREF",
                    help="print what changes against a previous plan (`plan --json` output) or the plan of a git ref: "
                         "per resource create / update (changed input paths; secrets compared by digest, never "
@@ -44,6 +46,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: --json and --format {fmt} disagree; use one of them", file=sys.stderr)
         return EXIT_USAGE
     args.json = fmt == "json"
+    if getattr(args, "summary", False) and (fmt != "text" or getattr(args, "against", None)):
+        print("error: --summary shortens the text plan; it does not combine with --json, --format or --against",
+              file=sys.stderr)
+        return EXIT_USAGE
     # root / policy: not command-line options; the input fuzz test runs this function in-process on copies
     root, policy = getattr(args, "root", PROJECT_ROOT), getattr(args, "policy", True)
     preview = bool(getattr(args, "preview", False))
@@ -92,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
         json.dump(doc, sys.stdout, indent=2, sort_keys=False, allow_nan=False)
         sys.stdout.write("\n")
     else:
-        sys.stdout.write(render_text(doc))
+        sys.stdout.write(render_text(doc, summary=getattr(args, "summary", False)))
     return EXIT_POLICY if any(v["level"] == "mandatory" for v in violations) else EXIT_OK
 
 
@@ -106,9 +112,14 @@ def _refused(args: argparse.Namespace, text: str, problems: list[dict]) -> int:
     return EXIT_USAGE
 
 
-def render_text(doc: dict) -> str:
+def render_text(doc: dict, summary: bool = False) -> str:
+    """The readable plan: every registered resource as a tree (what the program declares; `--against` shows
+    what would be created, updated or deleted), then traffic, warnings and the policy verdict. `summary`:
+    only the last three."""
     mode = ", preview of a fresh stack: [unknown] = known only after create" if doc.get("mode") == "preview" else ""
-    lines = [f"Plan of {doc['project']}/{doc['stack']} (offline, Pulumi mocks{mode}): {len(doc['resources'])} resources", ""]
+    lines = [f"Plan of {doc['project']}/{doc['stack']} (offline, Pulumi mocks{mode}): {len(doc['resources'])} resources "
+             + ("registered (--summary: resource list omitted)" if summary else
+                "registered (plan --against REF shows what changes)"), ""]
     children = defaultdict(list)
     by_urn = {r["urn"]: r for r in doc["resources"]}
     for r in sorted(doc["resources"], key=lambda r: r["urn"]):
@@ -116,10 +127,11 @@ def render_text(doc: dict) -> str:
 
     def walk(urn: str, depth: int) -> None:
         for r in children.get(urn, []):
-            lines.append(f"{'  ' * depth}+ {r['type']}  {r['name']}")
+            lines.append(f"{'  ' * depth}{r['type']}  {r['name']}")
             walk(r["urn"], depth + 1)
 
-    walk("", 1)
+    if not summary:
+        walk("", 1)
     outputs = doc["outputs"]
     for _, svc in sorted((outputs.get("services") or {}).items(), key=lambda kv: kv[1]["serviceName"]):
         lines += ["", f"Traffic  {svc['serviceName']}  (candidate {svc['candidateRevision']}, "

@@ -161,10 +161,16 @@ def render_diff(d: dict, against: str) -> str:
     for row in d["services"]:
         mark = "~" if row["changed"] else " "
         rev = row["revision"]
-        lines.append(f"{mark} {row['service']}: candidate {rev['before']} -> {rev['after']}"
-                     if rev["before"] != rev["after"] else f"{mark} {row['service']}: candidate {rev['after']} (unchanged)")
+        if rev["before"] is None:
+            lines.append(f"{mark} {row['service']}: new service, candidate {rev['after']} (first deploy)")
+        elif rev["after"] is None:
+            lines.append(f"{mark} {row['service']}: removed (was candidate {rev['before']})")
+        elif rev["before"] != rev["after"]:
+            lines.append(f"{mark} {row['service']}: candidate {rev['before']} -> {rev['after']}")
+        else:
+            lines.append(f"{mark} {row['service']}: candidate {rev['after']} (unchanged)")
         if row["stable"]["before"] != row["stable"]["after"]:
-            lines.append(f"    stable: {row['stable']['before']} -> {row['stable']['after']}")
+            lines.append(f"    stable: {row['stable']['before'] or '(none)'} -> {row['stable']['after'] or '(none)'}")
         if row["traffic"]["before"] != row["traffic"]["after"]:
             lines.append(f"    traffic before: {_traffic(row['traffic']['before'])}")
             lines.append(f"    traffic after:  {_traffic(row['traffic']['after'])}")

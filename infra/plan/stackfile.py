@@ -188,6 +188,15 @@ def read_stack(stack: str, root: Path = PROJECT_ROOT, overrides: Mapping[str, An
             where = path if problem or not shape[0] else ".".join([path, *map(str, shape[0])])
             found.append(Problem(where, problem or shape[1], origin="--set"))
             continue
+        services = config.get(f"{project}:services")
+        svc, _, sub = path.partition(f"{project}:services.")[2].partition(".")
+        if sub and isinstance(services, dict) and svc not in services and path.startswith(f"{project}:services."):
+            # a sub-key of a service the stack does not have: a typo far more often than a new service
+            from infra.config.services import unknown_service
+
+            found.append(Problem(f"{project}:services.{svc}", unknown_service(svc, services) + "; --set changes keys "
+                                 "of an existing service (a new service needs its whole object)", origin="--set"))
+            continue
         try:
             set_path(config, path, value)
         except ConfigError as e:

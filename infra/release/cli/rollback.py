@@ -18,7 +18,7 @@ def register(subparsers) -> None:
         description="Needs only the services' stableRevision. Stage 0 for every service, overrides removed, a "
                     "rollout in progress marked rejected, one pulumi up; --direct sets traffic through the Cloud "
                     "Run Admin API first. Exit 0 done, 2 usage, 4 something not done (listed).")
-    r.add_argument("--stack", help="stack name")
+    r.add_argument("--stack", required=True, help="stack name")
     r.add_argument("--dry-run", action="store_true", help="print what would be done; change nothing")
     r.add_argument("--direct", action="store_true",
                    help="set traffic with the Cloud Run Admin API (when pulumi up is broken), then reconcile config")

@@ -15,15 +15,17 @@ from infra.release import sandbox
 def register(subparsers) -> None:
     st = subparsers.add_parser("status", help="per service: stable and candidate revision, live stage, last verdict, "
                                               "next step", description="Read-only. Exit 0, 2 usage.")
-    st.add_argument("--stack", help="stack name")
+    st.add_argument("--stack", required=True, help="stack name")
     st.add_argument("--json", action="store_true", help="one JSON object on stdout")
     sandbox.add_argument(st)
     st.set_defaults(func=run_status)
 
 
-def service_status(outputs: dict, doc: dict, stages) -> list[dict]:
-    """Per service: stable, candidate, live stage, last verdict, next step (pure; `status` prints it)."""
+def service_status(outputs: dict, doc: dict, stages, stack: str = "<stack>") -> list[dict]:
+    """Per service: stable, candidate, live stage, last verdict, next step (pure; `status` prints it). Each
+    next step is a command that runs as printed (it names the stack)."""
     journal = doc.get("rollout") or {}
+    rollout = f"python -m infra rollout --stack {stack}"
     rows = []
     for key in sorted(outputs.get("services") or {}):
         s = outputs["services"][key]
@@ -41,17 +43,17 @@ def service_status(outputs: dict, doc: dict, stages) -> list[dict]:
         if stable == cand:
             nxt = "nothing: the candidate is the stable revision"
         elif journal.get("rejected") and in_rollout:
-            nxt = "finish the rollback: python -m infra rollout (or rollback)"
+            nxt = f"finish the rollback: {rollout} (or python -m infra rollback --stack {stack})"
         elif a and a.get("revision") == cand and a.get("rejected"):
             nxt = "rejected: change the template (new candidate) or approve explicitly"
         elif journal.get("finalizing") and in_rollout:
-            nxt = "finish finalizing: python -m infra rollout"
+            nxt = f"finish finalizing: {rollout}"
         elif a and a.get("revision") == cand:
-            nxt = f"climb to {rel.next_stage(ladder, int(a.get('stage', 0)))} %: python -m infra rollout"
+            nxt = f"climb to {rel.next_stage(ladder, int(a.get('stage', 0)))} %: {rollout}"
         elif live == 0 or not in_rollout:
-            nxt = "verify at 0 %: python -m infra rollout" + (" --service " + key)
+            nxt = f"verify at 0 %: {rollout} --service {key}"
         else:
-            nxt = f"judge the live {live} %: python -m infra rollout"
+            nxt = f"judge the live {live} %: {rollout}"
         bake = (doc.get("bake") or {}).get(key)
         bake = {"previous": bake.get("previous"), "until": bake.get("until")} if bake and bake.get("revision") == stable else None
         rows.append({"service": key, "stable": stable, "candidate": cand, "live": live, "lastVerdict": verdict,
@@ -69,7 +71,7 @@ def run_status(args) -> int:
     except StackError as exc:
         return err("status", str(exc))
     doc = read_release_doc(stack_raw_config(args.stack))
-    rows = service_status(outputs, doc, outputs.get("stages") or [0, 10, 50, 100])
+    rows = service_status(outputs, doc, outputs.get("stages") or [0, 10, 50, 100], args.stack)
     if args.json:
         print(json.dumps({"stack": args.stack, "rollout": doc.get("rollout"), "services": rows,
                           FLAG_RAMP_KEY: doc.get(FLAG_RAMP_KEY), FLAG_APPROVALS_KEY: doc.get(FLAG_APPROVALS_KEY) or {}},
@@ -82,7 +84,7 @@ def run_status(args) -> int:
     for line in flag_status(doc, args.stack):
         print(line)
     for r in rows:
-        print(f"  {r['service']:<9} stable {r['stable'] or '(none: first deploy)'}  candidate {r['candidate']}  "
+        print(f"  {r['service']:<9} stable {r['stable'] or '(none: first deploy)'}  candidate {r['candidate'] or '(none yet)'}  "
               f"live {r['live']} %")
         print(f"            last verdict: {r['lastVerdict'] or 'none'}")
         if r["bake"]:
