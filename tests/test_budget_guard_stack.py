@@ -98,3 +98,12 @@ def test_the_function_is_built_by_its_own_identity(prod_plan):
               if r["inputs"].get("member") == f"serviceAccount:{email}"}
     assert grants == {("BucketIAMMember", "roles/storage.objectViewer"), ("IAMMember", "roles/logging.logWriter"),
                       ("IAMMember", "roles/artifactregistry.writer")}
+
+
+def test_no_service_can_point_itself_away_from_the_limits():
+    """EMERGENCY_LIMITS is the platform's: neither a service's `env` nor its `secrets` may set it."""
+    for where, value in (("env", "/tmp/no-limits.json"), ("secrets", "pricing-config")):
+        cfg = stack_config("prod")
+        cfg["netra:services"]["auth"].setdefault(where, {})["EMERGENCY_LIMITS"] = value
+        problems = config_problems(cfg)
+        assert "the emergency limits file" in problems[f"netra:services.auth.{where}.EMERGENCY_LIMITS"]

@@ -42,7 +42,10 @@ CREDENTIAL_LAST_WORDS = frozenset({"PASS", "PWD", "KEY", "TOKEN", "SALT", "PEPPE
 # Set by the platform, never by a service's `env`: what database / Redis clients get (DB_POOL_SIZE is what
 # the pool check counted; DB_SSLMODE is what keeps TLS verified), and what Cloud Run itself sets.
 PLATFORM_ENV = frozenset({"DB_NAME", "DB_USER", "DB_PORT", "DB_SSLMODE", "DB_SSLROOTCERT", "DB_POOL_SIZE",
-                          "REDIS_PORT", "REDIS_TLS", "REDIS_CA_CERT_PATH", "REDIS_SSL_CERT_REQS"})
+                          "REDIS_PORT", "REDIS_TLS", "REDIS_CA_CERT_PATH", "REDIS_SSL_CERT_REQS",
+                          # the budget guard's emergency limits file, mounted in every flags reader: an override
+                          # would point the service away from the limits (docs/budget-guard.md)
+                          "EMERGENCY_LIMITS"})
 CLOUD_RUN_ENV = frozenset({"PORT", "K_SERVICE", "K_REVISION", "K_CONFIGURATION"})
 
 
@@ -57,7 +60,7 @@ def reserved_env(name: str) -> Optional[str]:
     from .app import AppSettings
 
     if name in PLATFORM_ENV:
-        return "the platform (database / Redis client settings)"
+        return "the platform (database / Redis client settings, the emergency limits file)"
     if name in CLOUD_RUN_ENV:
         return "Cloud Run"
     if name in AppSettings().environment():
@@ -193,6 +196,8 @@ class ServiceConfig(ConfigModel):
         env = info.data.get("env") or {}
         known = (info.context or {}).get("known_secrets")
         found = [(name, "is also set in `env`; a variable comes from one place") for name in secrets if name in env]
+        found += [(name, f"is set by {who}; a service cannot override it") for name in secrets
+                  if (who := reserved_env(name))]
         if known is not None:
             allowed = ", ".join(sorted(known)) or "none declared"
             found += [(name, f"unknown secret {key!r}; allowed: {allowed}") for name, key in secrets.items() if key not in known]
