@@ -44,7 +44,7 @@ def box(tmp_path) -> Path:
     return d
 
 
-def test_a_full_release_climbs_every_stage_and_drift_then_finds_an_out_of_band_change(box):
+def test_a_full_release_climbs_every_stage_then_drift_and_bake_see_what_happens_after(box):
     before = status(box)["backend"]
     stable, candidate = before["stable"], before["candidate"]
     assert live(box, "netra-backend-prod") == {stable: 100, candidate: 0}
@@ -63,17 +63,22 @@ def test_a_full_release_climbs_every_stage_and_drift_then_finds_an_out_of_band_c
     assert after["stable"] == after["candidate"] == candidate and after["bake"]["previous"] == stable
     print(f"sandbox full release: {took:.0f} s")
     assert infra("drift", "--sandbox", str(box)).returncode == 0
+    # the released revision starts failing during its bake window: `bake` rolls back to the previous one
+    r = infra("sandbox", "metrics", str(box), "--service", "backend", "--revision", candidate, "--error-rate", "0.2",
+              "--latency-p95-ms", "120")
+    assert r.returncode == 0, r.stderr
+    r = infra("bake", "--sandbox", str(box), "--interval", "1", "--lag", "0", "--max-duration", "10", "--history", "0")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert f"done: backend: {stable} serves 100 % again; {candidate} rejected" in r.stdout
+    assert live(box, "netra-backend-prod")[stable] == 100
+    assert infra("drift", "--sandbox", str(box)).returncode == 0
     # gcloud run services update-traffic, out of band: drift exits 1 with the diff and a `drift` event
-    r = infra("sandbox", "traffic", str(box), "--service", "backend", "--set", f"{candidate}=70", "--set", f"{stable}=30")
+    r = infra("sandbox", "traffic", str(box), "--service", "backend", "--set", f"{candidate}=30", "--set", f"{stable}=70")
     assert r.returncode == 0, r.stderr
     r = infra("drift", "--sandbox", str(box))
     assert r.returncode == 1, r.stdout + r.stderr
-    assert f"  - {stable}: serves 30 %, the release state says 0 %" in r.stdout
+    assert f"  - {candidate}: serves 30 %, the release state says 0 %" in r.stdout
     assert any(json.loads(line)["event"] == "drift" for line in r.stdout.splitlines() if line.startswith("{"))
-    # the emergency rollback of a baked release returns to the previous revision in one step
-    r = infra("rollback", "--sandbox", str(box))
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert live(box, "netra-backend-prod")[stable] == 100
 
 
 def test_a_regressing_candidate_is_rolled_back_by_the_gate(box):
@@ -130,3 +135,15 @@ def test_sandbox_usage_errors_exit_2(tmp_path, box):
     assert r.returncode == 2 and "not empty" in r.stderr
     r = infra("sandbox", "traffic", str(box), "--service", "nope", "--set", f"{candidate}=100")
     assert r.returncode == 2 and "unknown service 'nope'" in r.stderr
+
+
+def test_a_direct_rollback_patches_the_local_cloud_run(box):
+    """`rollback --direct --sandbox`: the real Admin API path (PATCH, wait for the operation) on the local server."""
+    candidate = status(box)["backend"]["candidate"]
+    stable = status(box)["backend"]["stable"]
+    assert infra("sandbox", "traffic", str(box), "--service", "backend", "--set", f"{candidate}=50",
+                 "--set", f"{stable}=50").returncode == 0
+    r = infra("rollback", "--sandbox", str(box), "--direct")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"done: backend: netra-backend-prod traffic set to {stable} 100 % (Cloud Run Admin API)" in r.stdout
+    assert live(box, "netra-backend-prod") == {stable: 100}

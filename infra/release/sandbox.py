@@ -10,6 +10,7 @@ A sandbox is a directory:
     DIR/metrics.json        per revision: the error rate and p95 latency the local Monitoring emulator and the
                             local revision server give it (`sandbox metrics`)
     DIR/.netra              the rollout lock, as in the repository
+    DIR/verdict-*.json      the gate's verdicts (a sandbox command runs in DIR)
 
 `python -m infra <command> --sandbox DIR ...` (rollout, rollback, approve, status, bake, drift) runs the real
 command with three differences, set up here before any command module is imported:
@@ -360,6 +361,7 @@ def prepare(argv: list[str]) -> list[str]:
     box = Sandbox.open(path)
     os.environ[ROOT_ENV] = str(box.dir)
     os.environ[SANDBOX_ENV] = str(box.dir)
+    os.chdir(box.dir)  # verdict files and other outputs of the command land in the sandbox, not the checkout
     if "--stack" not in argv and not any(a.startswith("--stack=") for a in argv):
         argv = [*argv, "--stack", box.stack]
     run = start(box)
