@@ -29,6 +29,13 @@ def live(box: Path, name: str) -> dict[str, int]:
     return {t["revision"]: t["percent"] for t in svc["trafficStatuses"]}
 
 
+def tagged(box: Path, name: str = "netra-backend-prod") -> tuple[str, str]:
+    """(stable, candidate) as the local Cloud Run serves them (tags), without planning the stack."""
+    svc = next(s for k, s in json.loads((box / "cloudrun.json").read_text())["services"].items() if k.endswith("/" + name))
+    tags = {t.get("tag"): t["revision"] for t in svc["trafficStatuses"]}
+    return tags["stable"], tags["canary"]
+
+
 def status(box: Path) -> dict:
     r = infra("status", "--sandbox", str(box), "--json")
     assert r.returncode == 0, r.stderr
@@ -82,7 +89,7 @@ def test_a_full_release_climbs_every_stage_then_drift_and_bake_see_what_happens_
 
 
 def test_a_regressing_candidate_is_rolled_back_by_the_gate(box):
-    candidate = status(box)["backend"]["candidate"]
+    _, candidate = tagged(box)
     r = infra("sandbox", "metrics", str(box), "--service", "backend", "--revision", candidate, "--error-rate", "0.2",
               "--latency-p95-ms", "120")
     assert r.returncode == 0, r.stderr
@@ -95,7 +102,7 @@ def test_a_regressing_candidate_is_rolled_back_by_the_gate(box):
 
 def test_an_operator_rollback_during_the_gate_leaves_the_candidate_at_0(box):
     name = "netra-backend-prod"
-    candidate = status(box)["backend"]["candidate"]
+    _, candidate = tagged(box)
     slow = [*FAST]
     slow[slow.index("--min-soak") + 1] = "600"  # the gate at 10 % would judge for minutes
     slow[slow.index("--max-duration") + 1] = "25"
@@ -125,7 +132,7 @@ def test_sandbox_usage_errors_exit_2(tmp_path, box):
     r = infra("sandbox", "metrics", str(box), "--service", "backend", "--revision", "netra-backend-prod-00000000",
               "--error-rate", "0.1", "--latency-p95-ms", "100")
     assert r.returncode == 2 and "is not a revision of netra-backend-prod" in r.stderr
-    candidate = status(box)["backend"]["candidate"]
+    _, candidate = tagged(box)
     r = infra("sandbox", "metrics", str(box), "--service", "backend", "--revision", candidate, "--error-rate", "2",
               "--latency-p95-ms", "100")
     assert r.returncode == 2 and "--error-rate must be a share between 0 and 1" in r.stderr
@@ -139,8 +146,7 @@ def test_sandbox_usage_errors_exit_2(tmp_path, box):
 
 def test_a_direct_rollback_patches_the_local_cloud_run(box):
     """`rollback --direct --sandbox`: the real Admin API path (PATCH, wait for the operation) on the local server."""
-    candidate = status(box)["backend"]["candidate"]
-    stable = status(box)["backend"]["stable"]
+    stable, candidate = tagged(box)
     assert infra("sandbox", "traffic", str(box), "--service", "backend", "--set", f"{candidate}=50",
                  "--set", f"{stable}=50").returncode == 0
     r = infra("rollback", "--sandbox", str(box), "--direct")
