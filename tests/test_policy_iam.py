@@ -215,6 +215,10 @@ def test_prod_grafana_invoker_is_the_iap_agent_and_allusers_there_is_refused(pac
     swapped = [mutated(r, lambda i: i.update(member="allUsers")) if r is invoker else r for r in prod_run.resources]
     [message] = iam_hits(pack, swapped)["iam-no-public-members"]
     assert "netra-grafana-prod, which is behind IAP" in message
+    # any other invoker reaches the run.app URL past IAP too
+    other = [mutated(r, lambda i: i.update(member=USER)) if r is invoker else r for r in prod_run.resources]
+    [message] = iam_hits(pack, other)["iam-no-public-members"]
+    assert "user:alice@example.com may invoke Cloud Run service netra-grafana-prod" in message and "past IAP" in message
 
 
 # ---------------------------------------------------------------- a first preview: unknowns

@@ -251,6 +251,9 @@ BUCKET_IAM_TYPES = {"gcp:storage/bucketIAMMember:BucketIAMMember", "gcp:storage/
                     "gcp:storage/bucketIAMPolicy:BucketIAMPolicy"}
 
 
+IAP_AGENT = re.compile(r"^serviceAccount:service-\d+@gcp-sa-iap\.iam\.gserviceaccount\.com$")
+
+
 def iap_fronted(resources) -> set[str]:
     """Cloud Run service names served by a load-balancer backend service with IAP on (through a serverless NEG)."""
     negs = {n.urn: get(raw(n.props), "cloudRun.service")
@@ -279,6 +282,11 @@ def _public_members(resources, config):
             if member is None:
                 yield (f"{short_type(r.resource_type)} {r.name} ({g.where}): the member is unknown in this preview, so it "
                        f"may be allUsers; use a service account of this stack or a literal member"), r.urn
+                continue
+            if (r.resource_type in RUN_INVOKER_TYPES and props.get("name") in behind_iap and g.role == "roles/run.invoker"
+                    and not public(member) and not IAP_AGENT.match(member)):
+                yield (f"{member} may invoke Cloud Run service {props.get('name')}, which is behind IAP: it would reach "
+                       f"the run.app URL past IAP; only IAP's service agent invokes it"), r.urn
                 continue
             if not public(member):
                 continue
@@ -479,7 +487,7 @@ POLICIES = [
         "iam-no-public-members", "allUsers / allAuthenticatedUsers only where the design says so.",
         "Grant public members nothing, except roles/storage.legacyObjectReader on the bucket labelled "
         "public-by-design=true and roles/run.invoker on Cloud Run services with load-balancer-only ingress that "
-        "are not behind IAP (docs/iam.md).",
+        "are not behind IAP; a service behind IAP is invoked by IAP's service agent only (docs/iam.md).",
         _public_members, severity=Severity.CRITICAL, framework=CIS_GCP,
         schema={"publicByDesignLabel": {"type": "string", "default": "public-by-design"},
                 "publicBucketRoles": {"type": "array", "items": {"type": "string"},
