@@ -29,7 +29,7 @@ import pulumi_gcp as gcp
 from infra.components.gcp_compute import compute
 
 from infra.config import service_name
-from infra.config.platform import EdgeConfig, StaticAssetsBucket
+from infra.config.platform import EdgeConfig, StaticAssetsBucket, secret_id
 from infra.verify import CANARY_SERVICE_HEADER, CANARY_TOKEN_HEADER, CANARY_TAG
 
 from .site import Site
@@ -92,7 +92,8 @@ class IapAudience:
 
 
 def iap_audience_secret_id(environment: str, key: str) -> str:
-    return f"{environment}-{key}-iap-audience"
+    """`<env>-<key>-iap-audience` (the key `<key>-iap-audience` is reserved: STACK_SECRETS)."""
+    return secret_id(environment, f"{key}-iap-audience")
 
 
 @dataclass(frozen=True)
