@@ -32,10 +32,10 @@ WEBHOOK_ENV = "NETRA_ROLLOUT_WEBHOOK"
 DEADLINE_S = 10.0  # the webhook post of one event, connect to last byte
 SUMMARY_ENV = "GITHUB_STEP_SUMMARY"
 EVENTS = ("start", "backup", "stage_up", "verdict", "rollback", "hold", "finalize", "released", "failure", "bake",
-          "drift")
+          "drift", "superseded")
 ICONS = {"start": "▶", "backup": "💾", "stage_up": "⬆", "verdict": "⚖", "rollback": "↩", "hold": "⏸", "finalize": "✔",
          "released": "✅", "failure": "❌", "bake": "⏲",
-         "drift": "≠"}
+         "drift": "≠", "superseded": "⛔"}
 
 
 def render(event: dict) -> str:

@@ -50,7 +50,7 @@ from infra.components.secrets import AppSecret, Secrets, SecretsArgs, config_pay
 from infra.components.service import (
     CloudRunService, CloudRunServiceArgs, SecretEnv, SecretVolume, ServiceWiring, revision_spec)
 from infra.components.site import Site
-from infra.components.storage import Storage, StorageArgs, bucket_name
+from infra.components.storage import RELEASE_LEDGER, Storage, StorageArgs, bucket_name
 
 REDIS_CLIENT_SECRET = "redis-auth"
 # The token the rollout's 0 % verification sends to reach a candidate through the load balancer
@@ -540,6 +540,8 @@ class Stack:
                 **({"clickhouse": p.analytics.summary()} if p.analytics else {}),
             },
             "migrationJob": p.migrations.summary(),
+            # where the release commands find the ledger (infra/release/backends.stack_ledger)
+            "releaseLedger": f"gs://{bucket_name(cfg.project, RELEASE_LEDGER)}",
             "observability": self.observability.summary(),
             "loadTestJob": self.load_test.summary() if self.load_test else None,
             "emergencyBudget": self.emergency_budget.summary() if self.emergency_budget else None,

@@ -144,8 +144,13 @@ def test_no_bake_on_a_first_deploy_or_with_zero_hours(candidate):
 
 # ---- rollback during the bake: one step back to previous -----------------------------------------
 
+def open_now(candidate: str) -> dict:
+    """A bake window open now (a rollback compares its end with the real clock)."""
+    return baked_config(candidate, started=dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1))
+
+
 def test_rollback_during_the_bake_returns_to_previous_in_one_up(candidate):
-    backend = be.MemoryBackend(baked_config(candidate))
+    backend = be.MemoryBackend(open_now(candidate))
     out = io.StringIO()
     assert rollback_cli.run_rollback(rollback_args(), backend=backend, out=out) == emergency.EXIT_DONE
     assert len(backend.ups) == 1
@@ -162,8 +167,21 @@ def test_rollback_during_the_bake_returns_to_previous_in_one_up(candidate):
     assert [v for v in doc["policy"]["violations"] if v["level"] == "mandatory"] == []
 
 
+def test_a_rollback_closes_a_bake_window_that_is_over_instead_of_applying_it(candidate):
+    """The window ended (bake had not run yet to close it): the released revision is the stable one now; a
+    rollback must not send the service back to the old `previous` revision."""
+    backend = be.MemoryBackend(baked_config(candidate, started=dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=49)))
+    out = io.StringIO()
+    assert rollback_cli.run_rollback(rollback_args(), backend=backend, out=out) == emergency.EXIT_DONE
+    cfg = backend.config
+    assert cfg["netra:services"]["backend"]["stableRevision"] == candidate
+    assert "backend" not in cfg["netra:release"]["bake"] and "backend" not in cfg["netra:release"]["approvals"]
+    assert "the bake window of backend was over: closed, not applied" in out.getvalue()
+    assert f"serves {candidate} 100 %" in out.getvalue() and OLD not in out.getvalue()
+
+
 def test_direct_rollback_during_the_bake_patches_previous_in(candidate):
-    backend = be.MemoryBackend(baked_config(candidate))
+    backend = be.MemoryBackend(open_now(candidate))
     with Recorder(admin_api) as api:
         code = rollback_cli.run_rollback(rollback_args(direct=True, api_endpoint=api.url), backend=backend,
                                       sleep=lambda s: None, out=io.StringIO())
@@ -295,7 +313,7 @@ def run(candidate, tmp_path, monkeypatch, profile=None, fault=None, at=NOW + dt.
     try:
         code = bake_cli.run_bake(bake_args(monitoring_endpoint=endpoint, **kw), backend=backend, clock=clock,
                              sleep=clock.sleep, notifier=Notifier("prod", out=notes), log=lambda line: None,
-                             lock_dir=tmp_path, out=out)
+                             lease_s=600, out=out)
     finally:
         server.stop(0)
     return code, backend, out.getvalue(), notes.getvalue(), fake
@@ -393,7 +411,7 @@ def test_a_failed_rollback_update_is_exit_4_and_names_the_direct_path(candidate,
     clock, out, notes = Clock((NOW + dt.timedelta(hours=1)).timestamp()), io.StringIO(), io.StringIO()
     try:
         code = bake_cli.run_bake(bake_args(monitoring_endpoint=endpoint), backend=backend, clock=clock, sleep=clock.sleep,
-                             notifier=Notifier("prod", out=notes), log=lambda line: None, lock_dir=tmp_path, out=out)
+                             notifier=Notifier("prod", out=notes), log=lambda line: None, lease_s=600, out=out)
     finally:
         server.stop(0)
     assert code == bake.EXIT_FAILED

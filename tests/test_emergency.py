@@ -99,7 +99,12 @@ def test_rollback_needs_only_names_and_stable_revisions():
     assert rollback_cli.run_rollback(args(), backend=backend, out=out, log=lambda l: None) == 0
     [(message, snap)] = backend.ups
     assert snap["netra:canaryPercent"] == 0 and "canaryPercent" not in snap["netra:services"]["backend"]
-    assert snap["netra:release"]["rollout"]["rejected"] == "emergency rollback by an operator"
+    assert snap["netra:release"]["rollout"]["rejected"].startswith("rollback by operator:")
+    # the candidate is rejected (it never climbs again without a new explicit release) and the fence moved
+    assert snap["netra:release"]["approvals"]["backend"]["revision"] == "netra-backend-prod-1"
+    assert snap["netra:release"]["approvals"]["backend"]["rejected"]
+    fence = backend.ledger.read().fence
+    assert fence["seq"] == 1 and fence["by"].startswith("operator:") and fence["rejected"] == {"backend": "netra-backend-prod-1"}
     text = out.getvalue()
     for key, rev in [("auth", "netra-auth-prod-17d2f3b8"), ("backend", "netra-backend-prod-a41c9e07")]:
         assert f"done: {key}: netra-{key}-prod serves {rev} 100 % (pulumi up)" in text
@@ -177,7 +182,13 @@ def test_operator_approval_is_bound_to_the_exact_revision(prod_plan, capsys):
     cand = prod_plan["outputs"]["services"]["backend"]["candidateRevision"]
     backend = be.MemoryBackend(stack_config("prod"))
     a = argparse.Namespace(stack="prod", service="backend", revision=cand, stage="0", note="checked by hand", by="ana")
+    # an operator approves what was seen at a stage: never a stage the candidate did not serve
+    assert approve_cli.run_approve(a, backend=backend) == 2
+    assert f"{cand} never served 0 % (it has not been live at any stage)" in capsys.readouterr().err
+    backend.ledger.update(lambda doc: doc["release"].update(reached={"backend": {"revision": cand, "stage": 0}}),
+                          "rollout", "live at 0 %")
     assert approve_cli.run_approve(a, backend=backend) == 0
+    assert approve_cli.run_approve(argparse.Namespace(**{**vars(a), "stage": "10"}), backend=backend) == 2
     record = backend.config["netra:release"]["approvals"]["backend"]
     assert record["revision"] == cand and record["stage"] == 0 and record["by"] == "operator:ana"
     assert len(record["evidence"]) == 64 and "checked by hand" not in json.dumps(record)
@@ -205,7 +216,8 @@ def test_status_rows(prod_plan):
     assert rows["auth"]["next"].startswith("verify at 0 %") and rows["auth"]["lastVerdict"] is None
 
 
-def test_status_command_prints_every_service(capsys):
+def test_status_command_prints_every_service(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("NETRA_LEDGER", str(tmp_path))  # an offline ledger directory
     assert status_cli.run_status(argparse.Namespace(stack="prod", json=True)) == 0
     doc = json.loads(capsys.readouterr().out)
     assert [r["service"] for r in doc["services"]] == ["auth", "backend", "frontend"]

@@ -16,6 +16,7 @@ from infra.release.cli import approve as approve_cli
 from infra.release import driver as drv
 from infra.release import flag as fl
 from infra.release import lock as lk
+from infra.release.view import current
 from infra.release.cli import rollback as rollback_cli
 from infra.release.cli import rollout as rollout_cli
 from infra.release import state as rs
@@ -99,7 +100,7 @@ def check_invariants(world: FWorld, release: fl.FlagRelease, code: int, expected
         assert arm == f"{FLAG}=on" and last_up == stage, (key, stage, last_up)
     for n in world.ups_at_rejection.values():  # after a rejection, every up is at 0 %
         assert all(percent_of(snap) == 0 for _, snap in ups[n:])
-    final = world.backend.config
+    final = current(world)[0]  # the stack as the ledger says it is (the config render may trail a kill)
     doc = rs.read_release_doc(final)
     if expected in (0, 1, 4):
         assert "flagRamp" not in doc, doc.get("flagRamp")
@@ -213,7 +214,7 @@ def test_a_ramp_starts_from_the_current_percent_but_no_higher_than_the_first_sta
 
 def run(args, world, tmp_path, out=None):
     return rollout_cli.run_rollout(args, backend=world, gate=world.check("gate"), log=lambda line: None,
-                          notifier=Notifier("prod", out=out or io.StringIO()), lock_dir=tmp_path)
+                          notifier=Notifier("prod", out=out or io.StringIO()), lease_s=600)
 
 
 @pytest.mark.parametrize("change,key", [
@@ -231,8 +232,9 @@ def test_refusals_exit_2_naming_the_key_and_change_nothing(tmp_path, capsys, cha
     cfg = ramp_config()
     change(cfg)
     world = FWorld(cfg)
+    before = world.unchanged()
     assert run(rollout_args(flag=FLAG), world, tmp_path) == 2
-    assert world.count == 0 and world.backend.config == cfg
+    assert world.unchanged() == before and world.backend.config == cfg
     err = capsys.readouterr().err
     assert err.startswith(f"infra rollout: error: {key}") and len(err.strip().splitlines()) == 1, err
 
@@ -260,22 +262,23 @@ def test_the_command_ramps_with_notifications_and_service_narrows_the_evidence(t
     assert "ramped: semantic_cache is on for 100 % of requests (exit 0)" in capsys.readouterr().err
 
 
-def test_the_ramp_shares_the_rollout_lock(tmp_path, capsys):
+def test_the_ramp_shares_the_rollout_lease(tmp_path, capsys):
     world = FWorld(ramp_config())
-    with lk.StackLock("prod", tmp_path):
-        assert run(rollout_args(flag=FLAG), world, tmp_path) == 4
-    assert world.count == 0 and "another rollout" in capsys.readouterr().err
+    lk.Lease(world.ledger, "rollout prod", holder="alice", heartbeat=False).acquire()
+    before = world.unchanged()
+    assert run(rollout_args(flag=FLAG), world, tmp_path) == 4
+    assert world.unchanged() == before and "another rollout prod of this stack holds the lease: alice" in capsys.readouterr().err
 
 
 def test_a_revision_rollout_refuses_while_a_flag_ramps(tmp_path, capsys, prod_plan):
     world = FWorld(ramp_config(), decisions={10: "hold"})
     assert run(rollout_args(flag=FLAG), world, tmp_path) == 3  # held: the flag ramp's journal stays open
-    before = (world.count, json.dumps(world.backend.config, sort_keys=True))
+    before = world.unchanged()
     capsys.readouterr()
     code = rollout_cli.run_rollout(rollout_args(service="backend"), backend=world, gate=world.check("gate"),
                           verify=world.check("verify"), migrate=lambda: None, log=lambda line: None,
-                          notifier=Notifier("prod", out=io.StringIO()), lock_dir=tmp_path)
-    assert code == 2 and (world.count, json.dumps(world.backend.config, sort_keys=True)) == before
+                          notifier=Notifier("prod", out=io.StringIO()), lease_s=600)
+    assert code == 2 and world.unchanged() == before
     assert capsys.readouterr().err.startswith("infra rollout: error: netra:release.flagRamp: flag semantic_cache is "
                                               "ramping (live 10 %)")
 
@@ -385,13 +388,12 @@ def test_status_shows_the_flag_ramp_in_progress(monkeypatch, capsys, tmp_path):
 
     world = FWorld(ramp_config(), decisions={10: "hold"})
     assert run(rollout_args(flag=FLAG), world, tmp_path) == 3
-    monkeypatch.setattr(status_cli, "stack_raw_config", lambda stack: world.backend.config)
     capsys.readouterr()
-    assert status_cli.run_status(argparse.Namespace(stack="prod", json=False)) == 0
+    assert status_cli.run_status(argparse.Namespace(stack="prod", json=False), backend=world) == 0
     out = capsys.readouterr().out
     assert (f"  flag ramp in progress: {FLAG} live 10 % (from 0 %, judged on auth, backend, frontend; not rejected)\n"
             f"            next: python -m infra rollout --stack prod --flag {FLAG}") in out
-    assert status_cli.run_status(argparse.Namespace(stack="prod", json=True)) == 0
+    assert status_cli.run_status(argparse.Namespace(stack="prod", json=True), backend=world) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["flagRamp"]["flag"] == FLAG and doc["flagRamp"]["live"] == 10
 
@@ -536,12 +538,13 @@ def test_an_emergency_rollback_takes_the_ramping_flag_back_to_0(release):
     out = io.StringIO()
     assert rollback_cli.run_rollback(argparse.Namespace(stack="prod", dry_run=False, direct=False,
                                                      api_endpoint=emergency.ADMIN_API),
-                                  backend=world.backend, out=out, log=lambda line: None) == 0
+                                  backend=world, out=out, log=lambda line: None) == 0
     message, snap = world.backend.ups[-1]
     assert percent_of(snap) == 0 and snap["netra:canaryPercent"] == 0
-    assert rs.read_release_doc(snap)["flagRamp"]["rejected"] == "emergency rollback by an operator"
+    assert rs.read_release_doc(snap)["flagRamp"]["rejected"].startswith("rollback by operator:")
+    assert world.ledger.read().fence["rejected"] == {f"flag:{FLAG}": "on"}
     outcome = world.driver(release).run()  # the ramp's next run closes its journal: rolled back
-    assert outcome.exit_code == 1 and outcome.reason.startswith("emergency rollback by an operator; rolled back")
+    assert outcome.exit_code == 1 and outcome.reason.startswith("rollback by operator:")
     assert "flagRamp" not in rs.read_release_doc(world.backend.config) and percent_of(world.backend.config) == 0
 
 

@@ -228,7 +228,7 @@ def test_buckets_uniform_access_and_public_prevention(request, plan_name, env):
     plan = request.getfixturevalue(plan_name)
     project = plan["outputs"]["gcpProject"]
     buckets = {r["name"]: r["inputs"] for r in resources_of(plan, BUCKET) if "netra:platform:Storage" in r["parent"]}
-    assert set(buckets) == {"static-assets", "backups", "migrations", "access-logs"}
+    assert set(buckets) == {"static-assets", "backups", "migrations", "access-logs", "release-ledger"}
     # the other buckets (load-test results, budget guard state) are private too
     assert {r["inputs"]["publicAccessPrevention"] for r in resources_of(plan, BUCKET)
             if "netra:platform:Storage" not in r["parent"]} <= {"enforced"}
@@ -239,6 +239,12 @@ def test_buckets_uniform_access_and_public_prevention(request, plan_name, env):
     assert buckets["backups"]["publicAccessPrevention"] == "enforced"
     assert buckets["migrations"]["publicAccessPrevention"] == "enforced"
     assert buckets["access-logs"]["publicAccessPrevention"] == "enforced"
+    # the release ledger (docs/release-ledger.md): every generation kept, soft delete as its retention
+    ledger = buckets["release-ledger"]
+    assert ledger["publicAccessPrevention"] == "enforced" and ledger["versioning"] == {"enabled": True}
+    assert int(ledger["softDeletePolicy"]["retentionDurationSeconds"]) == 30 * 86400
+    assert "retentionPolicy" not in ledger  # it would forbid the overwrites the ledger is made of
+    assert plan["outputs"]["releaseLedger"] == f"gs://{project}-release-ledger"
     # every bucket but the log bucket writes usage logs there (CKV_GCP_62)
     assert {n: b.get("logging") for n, b in buckets.items()} == {
         n: ({"logBucket": f"{project}-access-logs", "logObjectPrefix": n} if n != "access-logs" else None)
@@ -605,7 +611,8 @@ def test_platform_outputs(prod_plan):
     p = prod_plan["outputs"]["platform"]
     assert p["database"]["connectionName"] == "netra-production:us-central1:netra-production-db"
     assert p["buckets"] == {"staticAssets": "netra-production-static-assets", "backups": "netra-production-backups",
-                            "migrations": "netra-production-migrations", "accessLogs": "netra-production-access-logs"}
+                            "migrations": "netra-production-migrations", "accessLogs": "netra-production-access-logs",
+                            "releaseLedger": "netra-production-release-ledger"}
     assert p["edge"]["domains"] == ["app.netra.ai"] and p["edge"]["ip"]
     assert p["redis"] == {"instance": "netra-prod-redis", "port": 6378}
 

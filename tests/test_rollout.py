@@ -18,6 +18,8 @@ from infra.release import backends as be
 from infra.release import driver as drv
 from infra.release import effects as fx
 from infra.release import lock as lk
+from infra.release.ledger import Ledger, MemoryStore
+from infra.release.view import adopt, current
 from infra.release.cli import rollout as rollout_cli
 from infra.release import state as rs
 from infra.release import revision as rv
@@ -29,6 +31,19 @@ from .conftest import cli, flat, stack_config
 
 # the rollout, approve and status plan the stack themselves: from the session's plan cache
 pytestmark = pytest.mark.usefixtures("reuse_plans")
+
+
+class PointStore:
+    """A ledger store whose saves are World effects (counted, killable before or after they happen)."""
+
+    def __init__(self, world, store):
+        self.world, self.store = world, store
+
+    def load(self):
+        return self.store.load()
+
+    def save(self, doc, if_generation_match):
+        return self.world.point(lambda: self.store.save(doc, if_generation_match))
 
 
 def make_release(plan: dict, keys=("auth", "backend", "frontend"), scope="stack", first_deploy=False,
@@ -52,6 +67,8 @@ class World:
     def __init__(self, config: dict, decisions: dict | None = None, up_fails_at: int | None = None,
                  gate_raises_at: int | None = None):
         self.backend = be.MemoryBackend(config)
+        # the ledger's compare-and-swap saves are effects too: countable and killable like the others
+        self.ledger = Ledger(PointStore(self, MemoryStore(adopt(config, "prod"))), "prod")
         self.decisions = decisions or {}
         self.up_fails_at = up_fails_at
         self.gate_raises_at = gate_raises_at
@@ -77,6 +94,12 @@ class World:
         if self.kill_at == self.count and self.after:
             raise rs.Killed(self.count)
         return result
+
+    def unchanged(self) -> tuple:
+        """What a refused command must leave as it was: the release record, the rendered config, the ups."""
+        doc = self.ledger.read().doc
+        return (json.dumps([doc["release"], doc["config"], doc["fence"]], sort_keys=True),
+                json.dumps(self.backend.config, sort_keys=True), len(self.backend.ups))
 
     # backend
     def read(self):
@@ -113,6 +136,7 @@ class World:
     def migrate(self):
         def do():
             self.migrations += 1
+            self.migrated_at = self.count
         return self.point(do)
 
     def tag(self):
@@ -155,7 +179,7 @@ def check_invariants(world: World, release: rv.Release, code: int, expected: int
     # never climbs a rejected candidate: after the rejection, every up is at 0 %
     for cand, n in world.ups_at_rejection.items():
         assert all(rv.desired_stage(release, snap) == 0 for _, snap in ups[n:])
-    final = world.backend.config
+    final = current(world)[0]  # the stack as the ledger says it is (the config render may trail a kill)
     doc = rs.read_release_doc(final)
     if expected in (0, 1, 4):
         assert "rollout" not in doc, doc.get("rollout")  # the journal is closed
@@ -199,17 +223,19 @@ def test_every_interruption_point_converges(prod_plan, scenario, scope):
                 world.driver(release, tag=True).run()
             world.kill_at = None
             # a fresh driver on what the config recorded (as `run_rollout` does after re-planning)
-            again = rv.resume(release, world.backend.config, every_target(prod_plan))
+            again = rv.resume(release, current(world)[0], every_target(prod_plan))
             outcome = world.driver(again, tag=True).run()
             check_invariants(world, release, outcome.exit_code, expected)
             if expected == 0:
                 assert world.tags >= 1
-            # the migration (effect 2, after `begin`) runs once, or twice when the kill fell between running
-            # it and recording it (the runner is idempotent: schema_migrations bookkeeping)
-            between = (n == 2 and after) or (n == 3 and not after)
-            # killed after the very last effect of a run that did not reject the candidate: the restart is
-            # a new rollout of the same candidate (a gate error is not a verdict)
-            anew = n == effects and after and expected == 4
+            # the migration runs once, or twice when the kill fell between running it and recording it in
+            # the ledger (the runner is idempotent: schema_migrations bookkeeping)
+            m = clean.migrated_at
+            between = (n == m and after) or (n == m + 1 and not after)
+            # killed once the ledger closed the journal of a run that did not reject the candidate (the last
+            # save, then the config render): the restart is a new rollout of the same candidate (a gate
+            # error is not a verdict)
+            anew = expected == 4 and ((n == effects - 1 and after) or n == effects)
             assert world.migrations == (2 if between or anew else 1)
 
 
@@ -271,15 +297,28 @@ def test_template_change_mid_rollout_restarts_the_new_candidate_at_0(prod_plan):
     assert first == 0 and world.checks[-3][:3] == ("verify", "netra-backend-prod-99999999", 0)
 
 
-def test_the_lock_keeps_two_rollouts_of_one_stack_apart(tmp_path):
-    with lk.StackLock("prod", tmp_path):
-        with pytest.raises(lk.LockBusy, match="another rollout of this stack is running"):
-            with lk.StackLock("prod", tmp_path):
-                pass
-        with lk.StackLock("staging", tmp_path):  # another stack is fine
-            pass
-    with lk.StackLock("prod", tmp_path):  # released when the first one ends
-        pass
+def test_the_lease_keeps_two_rollouts_of_one_stack_apart_and_expires_with_a_dead_holder():
+    clock = [1000.0]
+    ledger = Ledger(MemoryStore(), "prod")
+    first = lk.Lease(ledger, "rollout prod", holder="alice", ttl_s=60, clock=lambda: clock[0], heartbeat=False)
+    first.acquire()
+    with pytest.raises(lk.LockBusy, match="another rollout prod of this stack holds the lease: alice on .*expires"):
+        lk.Lease(ledger, "rollout prod", holder="bob", ttl_s=60, clock=lambda: clock[0], heartbeat=False).acquire()
+    other = Ledger(MemoryStore(), "staging")  # another stack's ledger is another lease
+    lk.Lease(other, "rollout staging", holder="bob", heartbeat=False).acquire()
+    clock[0] += 50
+    first.renew(force=True)  # a heartbeat pushes the expiry
+    clock[0] += 50
+    with pytest.raises(lk.LockBusy):
+        lk.Lease(ledger, "rollout prod", holder="bob", ttl_s=60, clock=lambda: clock[0], heartbeat=False).acquire()
+    clock[0] += 61  # alice died: no heartbeat for longer than the ttl
+    second = lk.Lease(ledger, "rollout prod", holder="bob", ttl_s=60, clock=lambda: clock[0], heartbeat=False)
+    second.acquire()
+    assert ledger.read().lease["holder"] == "bob"
+    with pytest.raises(lk.LeaseLost):  # alice comes back: her lease is gone, she stops without writing
+        first.renew(force=True)
+    second.release()
+    assert ledger.read().lease is None
 
 
 def rollout_args(**kw):
@@ -290,14 +329,15 @@ def rollout_args(**kw):
     return argparse.Namespace(**base)
 
 
-def test_cli_rollout_with_the_lock_held_does_nothing_and_exits_4(tmp_path, capsys):
+def test_cli_rollout_with_the_lease_held_does_nothing_and_exits_4_naming_the_holder(capsys):
     world = World(stack_config("prod"))
-    with lk.StackLock("prod", tmp_path):
-        code = rollout_cli.run_rollout(rollout_args(service="backend"), backend=world, gate=world.check("gate"),
-                              verify=world.check("verify"), migrate=world.migrate, log=lambda l: None,
-                              notifier=Notifier("prod", out=io.StringIO()), lock_dir=tmp_path)
-    assert code == 4 and world.count == 0
-    assert "another rollout" in capsys.readouterr().err
+    lk.Lease(world.ledger, "rollout prod", holder="alice", heartbeat=False).acquire()
+    before = world.unchanged()
+    code = rollout_cli.run_rollout(rollout_args(service="backend"), backend=world, gate=world.check("gate"),
+                                   verify=world.check("verify"), migrate=world.migrate, log=lambda l: None,
+                                   notifier=Notifier("prod", out=io.StringIO()), lease_s=600)
+    assert code == 4 and world.unchanged() == before and world.migrations == 0
+    assert "another rollout prod of this stack holds the lease: alice on " in capsys.readouterr().err
 
 
 def test_cli_rollout_gate_error_rolls_back_and_exits_4(tmp_path, prod_plan):
@@ -306,7 +346,7 @@ def test_cli_rollout_gate_error_rolls_back_and_exits_4(tmp_path, prod_plan):
     out = io.StringIO()
     code = rollout_cli.run_rollout(rollout_args(service="backend"), backend=world, gate=world.check("gate"),
                           verify=world.check("verify"), migrate=world.migrate, log=lambda l: None,
-                          notifier=Notifier("prod", out=out), lock_dir=tmp_path)
+                          notifier=Notifier("prod", out=out), lease_s=600)
     assert code == 4
     events = [json.loads(line) for line in out.getvalue().splitlines()]
     assert [e["event"] for e in events][-3:] == ["stage_up", "failure", "rollback"]

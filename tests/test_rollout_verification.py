@@ -13,6 +13,7 @@ import pytest
 
 from infra.release import model as rel
 from infra.release import state as rs
+from infra.release.view import current
 from infra.release import revision as rv
 
 from .conftest import stack_config
@@ -36,7 +37,7 @@ class VWorld(World):
         return self.point(do)
 
     def migrate(self):
-        self.journal_at_migrate.append(dict(rs.read_release_doc(self.backend.config).get("rollout") or {}))
+        self.journal_at_migrate.append(dict(self.ledger.read().release.get("rollout") or {}))
         return super().migrate()
 
     def load_test(self, t: rs.Target) -> dict:
@@ -112,7 +113,7 @@ def test_every_interruption_point_converges_with_backup_and_load_test(prod_plan,
             with pytest.raises(rs.Killed):
                 world.driver(release, tag=True).run()
             world.kill_at = None
-            again = rv.resume(release, world.backend.config, every_target(prod_plan))
+            again = rv.resume(release, current(world)[0], every_target(prod_plan))
             again = replace(again, backup_before_migrate=True, load_test_service="backend")
             outcome = world.driver(again, tag=True).run()
             check_invariants(world, release, outcome.exit_code, expected)

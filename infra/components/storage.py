@@ -22,6 +22,9 @@ PUBLIC_READ_ROLE = "roles/storage.legacyObjectReader"
 USAGE_LOG_WRITER = "group:cloud-storage-analytics@google.com"
 
 
+RELEASE_LEDGER = "release-ledger"
+
+
 def bucket_name(project: str, purpose: str) -> str:
     """Globally unique through the project id: netra-production-static-assets."""
     return f"{project}-{purpose}"
@@ -37,7 +40,7 @@ class Storage(pulumi.ComponentResource):
     """Uniform bucket-level access everywhere; public access prevention enforced unless a bucket is
     public by design in config (only the static-assets bucket may be).
 
-    Outputs: the buckets `static_assets`, `backups`, `migrations` and `public_read` (or None)."""
+    Outputs: the buckets `static_assets`, `backups`, `migrations`, `release_ledger` and `public_read` (or None)."""
 
     def __init__(self, name: str, args: StorageArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__(COMPONENT_TYPE, name, None, opts)
@@ -108,8 +111,30 @@ class Storage(pulumi.ComponentResource):
         )
         self.migrations = bucket("migrations", logging=logged("migrations"),
                                  versioning=gcp.storage.BucketVersioningArgs(enabled=True))
+        # The release ledger (infra/release/ledger.py): one object per stack, overwritten only with
+        # if_generation_match. Versioned, so every generation stays readable (the audit trail), with soft
+        # delete as its retention: a bucket retention policy would forbid the overwrites the ledger is made
+        # of (and Cloud Storage refuses one on a versioned bucket). Old generations go after a year.
+        rl = st.release_ledger
+        self.release_ledger = bucket(
+            RELEASE_LEDGER, logging=logged(RELEASE_LEDGER),
+            versioning=gcp.storage.BucketVersioningArgs(enabled=True),
+            soft_delete_policy=gcp.storage.BucketSoftDeletePolicyArgs(
+                retention_duration_seconds=rl.soft_delete_days * DAY),
+            lifecycle_rules=[gcp.storage.BucketLifecycleRuleArgs(
+                action=gcp.storage.BucketLifecycleRuleActionArgs(type="Delete"),
+                condition=gcp.storage.BucketLifecycleRuleConditionArgs(
+                    days_since_noncurrent_time=rl.noncurrent_days, with_state="ARCHIVED"))])
+        # writable by the deploy and gate identities only (uniform access: no object ACLs)
+        self.release_ledger_writers = [
+            gcp.storage.BucketIAMMember(
+                f"release-ledger-writer-{i}",
+                gcp.storage.BucketIAMMemberArgs(bucket=self.release_ledger.name, role="roles/storage.objectUser",
+                                                member=member),
+                opts=child)
+            for i, member in enumerate(rl.writers)]
         self.register_outputs(self.summary())
 
     def summary(self) -> dict:
         return {"staticAssets": self.static_assets.name, "backups": self.backups.name, "migrations": self.migrations.name,
-                "accessLogs": self.access_logs.name}
+                "accessLogs": self.access_logs.name, "releaseLedger": self.release_ledger.name}

@@ -269,12 +269,26 @@ class AccessLogsBucket(ConfigModel):
     retention_days: Int = Field(90, ge=1, le=3650, description="usage logs of the other buckets are deleted at this age")
 
 
+class ReleaseLedgerBucket(ConfigModel):
+    """The bucket of the release ledger (docs/release-ledger.md)."""
+
+    writers: tuple[text(200, r"serviceAccount:[a-z0-9-]+@[a-z0-9-]+\.iam\.gserviceaccount\.com",
+                        "serviceAccount:<name>@<project>.iam.gserviceaccount.com"), ...] = Field(
+        (), description="the deploy and gate identities: the only members granted to write the ledger "
+                        "(roles/storage.objectUser on the bucket)")
+    soft_delete_days: Int = Field(30, ge=7, le=90, description="deleted or overwritten generations stay "
+                                                               "restorable this long (soft delete)")
+    noncurrent_days: Int = Field(365, ge=30, le=3650, description="old generations (the audit trail) are "
+                                                                  "deleted this many days after they were replaced")
+
+
 class StorageConfig(ConfigModel):
     location: text(32, r"[A-Z0-9-]+", "a bucket location like US or US-CENTRAL1") = Field(
         "US", description="bucket location (multi-region like US, or a region like US-CENTRAL1)")
     static_assets: StaticAssetsBucket = StaticAssetsBucket()
     backups: BackupsBucket = BackupsBucket()
     access_logs: AccessLogsBucket = AccessLogsBucket()
+    release_ledger: ReleaseLedgerBucket = ReleaseLedgerBucket()
 
 
 class WafRules(ConfigModel):

@@ -1,6 +1,8 @@
-"""`netra:release`: what the rollout records in stack config, so approvals and progress survive a crash.
+"""`netra:release`: the release record rendered from the release ledger (infra/release/ledger.py) before each
+`pulumi up`; the ledger is the source of truth, this is what the program reads.
 
     netra:release:
+      ledger: {generation: "1700000000000042", digest: <sha256>}   # what it was rendered from
       approvals:                      # per service key: the one revision allowed a share above 0
         backend: {revision: netra-backend-prod-1a2b3c4d, stage: 10, by: gate, evidence: <sha256>, at: <iso>}
       rollout:                        # the journal of the rollout in progress (absent when none)
@@ -37,7 +39,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from typing import Annotated, Literal, Optional
+from typing import Annotated, Any, Literal, Optional
 
 from pydantic import Field, field_validator
 
@@ -119,9 +121,21 @@ class FlagRampJournal(ConfigModel):
     started: text(64) = Field("", description="when (ISO 8601, UTC)")
 
 
+class LedgerStamp(ConfigModel):
+    generation: text(24, r"[0-9]{1,20}", "a ledger generation (digits)") = Field(
+        description="the ledger generation this release record was rendered from")
+    digest: text(64, r"[0-9a-f]{64}", "a SHA-256 in hex") = Field(
+        description="SHA-256 of the release record and the stable revisions (infra/release/view.py)")
+
+
 class ReleaseConfig(ConfigModel):
+    ledger: Optional[LedgerStamp] = Field(None, description="written by the release commands: the ledger generation "
+                                                              "and digest this record was rendered from")
     approvals: dict[str, ApprovalRecord] = Field(default_factory=dict)
     rollout: Optional[RolloutJournal] = None
     flag_ramp: Optional[FlagRampJournal] = None
     flag_approvals: dict[FlagName, FlagApprovalRecord] = Field(default_factory=dict)
     bake: dict[str, BakeRecord] = Field(default_factory=dict, description="service key -> its bake window")
+    reached: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="service key (or flag:<name>) -> the highest stage its candidate was live at "
+                                          "(`approve` needs the stage reached)")

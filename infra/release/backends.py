@@ -4,6 +4,7 @@ the Driver, `rollback`, `approve` and `bake` use:
     read() -> dict                          the stack config, top-level key -> decoded value
     write(values, remove=()) -> None        set config paths (`pulumi config set --path`), remove others
     up(message) -> None                     apply the config; raise OperationFailed when it did not
+    ledger                                  the stack's release ledger (infra/release/ledger.py)
 
 - `AutomationBackend`: the real stack through the Pulumi Automation API, `up` with the policy pack;
 - `MemoryBackend`: config in memory, `up` records what it would apply (dry runs, tests).
@@ -14,15 +15,16 @@ import copy
 import json
 import sys
 
-from infra.release.state import OperationFailed, decode
+from infra.release.state import OperationFailed, decode, remove_path
 
 
 class AutomationBackend:
     """A Pulumi stack through the Automation API (LocalWorkspace on the project root). `up` runs with the
     policy pack, so a skipped stage is refused by the pack as well as by the program."""
 
-    def __init__(self, stack, policy_pack: str, policy_config: str, log=print):
+    def __init__(self, stack, policy_pack: str, policy_config: str, log=print, ledger=None):
         self.stack = stack
+        self.ledger = ledger
         self.policy_pack = policy_pack
         self.policy_config = policy_config
         self.log = log
@@ -58,8 +60,11 @@ class MemoryBackend:
     """Config in memory (a copy of Pulumi.<stack>.yaml's `config:`); `up` records what it would apply.
     The dry run walks the real path on it; tests inject failures and kills."""
 
-    def __init__(self, config: dict, log=None):
+    def __init__(self, config: dict, log=None, ledger=None, stack: str = ""):
+        from infra.release.view import memory_ledger  # view -> ledger, never back here
+
         self.config = copy.deepcopy(config)
+        self.ledger = ledger if ledger is not None else memory_ledger(config, stack)
         self.ups: list[tuple[str, dict]] = []  # (message, config snapshot)
         self.log = log
 
@@ -72,25 +77,10 @@ class MemoryBackend:
         for k, v in values.items():
             set_path(self.config, k, v)
         for k in remove:
-            _remove_path(self.config, k)
+            remove_path(self.config, k)
 
     def up(self, message: str) -> None:
         self.ups.append((message, copy.deepcopy(self.config)))
-
-
-def _remove_path(config: dict, path: str) -> None:
-    key, _, rest = path.partition(".")
-    node = config.get(key)
-    if not rest:
-        config.pop(key, None)
-        return
-    parts = rest.split(".")
-    for part in parts[:-1]:
-        if not isinstance(node, dict):
-            return
-        node = node.get(part)
-    if isinstance(node, dict):
-        node.pop(parts[-1], None)
 
 
 def select_stack(stack_name: str):
@@ -103,15 +93,46 @@ def select_stack(stack_name: str):
 
 def automation_backend(stack: str, log=print) -> AutomationBackend:
     """The stack through the Automation API with the stack's policy pack config (raises when it cannot);
-    in an offline release sandbox (`--sandbox DIR`) the sandbox's backend."""
+    in an offline release sandbox (`--sandbox DIR`) the sandbox's backend. Either with the stack's ledger."""
     from infra.release import sandbox
 
     if sandbox.running() is not None:
-        return sandbox.SandboxBackend(sandbox.running().box, log=log)
-    from infra.canary.stack import PROJECT_ROOT
-    from infra.plan import POLICY_DIR, policy_config_file
+        backend = sandbox.SandboxBackend(sandbox.running().box, log=log)
+    else:
+        from infra.canary.stack import PROJECT_ROOT
+        from infra.plan import POLICY_DIR, policy_config_file
 
-    return AutomationBackend(select_stack(stack), str(PROJECT_ROOT / POLICY_DIR), str(policy_config_file(stack)), log=log)
+        backend = AutomationBackend(select_stack(stack), str(PROJECT_ROOT / POLICY_DIR),
+                                    str(policy_config_file(stack)), log=log)
+    backend.ledger = stack_ledger(stack, backend.read)
+    return backend
+
+
+LEDGER_ENV = "NETRA_LEDGER"
+
+
+def stack_ledger(stack: str, read_config):
+    """The stack's ledger: $NETRA_LEDGER (gs://BUCKET or a directory), else a sandbox's DIR/ledger, else the
+    bucket the stack declares (plan output `releaseLedger`). The first use adopts the release record in stack
+    config."""
+    import os
+
+    from infra.release.ledger import Ledger, LedgerError, open_store
+    from infra.release.view import adopt
+
+    from infra.release import sandbox
+
+    location = os.environ.get(LEDGER_ENV)
+    if not location and sandbox.running() is not None:  # a sandbox keeps its ledger in DIR/ledger/<stack>
+        location = str(sandbox.running().box.dir / "ledger")
+    if not location:
+        from infra.canary.stack import plan_outputs
+
+        location = plan_outputs(stack).get("releaseLedger")
+    if not location:
+        raise LedgerError(f"stack {stack} declares no release ledger (plan output releaseLedger) and ${LEDGER_ENV} "
+                          f"is not set")
+    return Ledger(open_store(location, stack), stack, seed=lambda: adopt(read_config(), stack))
 
 
 def open_backend(cmd: str, stack: str, log=print):

@@ -53,14 +53,18 @@ def window_seconds(record: dict, default_hours: float) -> float:
     return default_hours * 3600.0
 
 
-def close_windows(backend, config: dict, keys: list[str], notifier, say) -> int:
-    """Close the windows that are over: the records go, the `pulumi up` drops the `previous` tags."""
-    from infra.release.state import RELEASE_KEY, read_release_doc
+def close_windows(backend, keys: list[str], notifier, say, fence) -> int:
+    """Close the windows that are over: the records go (one ledger write), the `pulumi up` drops the
+    `previous` tags. `fence` (lock.FenceWatch) stops it when a rollback moved the fence."""
+    from infra.release.view import commit
 
-    doc = read_release_doc(config)
-    doc["bake"] = {k: b for k, b in (doc.get("bake") or {}).items() if k not in keys}
+    def close(doc: dict) -> None:
+        fence.check(doc)
+        doc["release"]["bake"] = {k: b for k, b in (doc["release"].get("bake") or {}).items() if k not in keys}
+
     try:
-        backend.write({RELEASE_KEY: doc})
+        commit(backend, "bake", f"bake window over for {', '.join(keys)}", close)
+        fence.check()
         backend.up(f"netra bake: window over for {', '.join(keys)}; the previous tag is dropped")
     except Exception as exc:  # noqa: BLE001 - a failed config write (CLI error) or up: said, exit 4
         say(f"not done: closing the bake window of {', '.join(keys)}: {type(exc).__name__}: {exc}")
@@ -92,10 +96,9 @@ def watch(cfg, watching: dict, limits: dict, options, duration: float, alpha: fl
                      clock=clock, sleep=sleep, progress=log)
 
 
-def act(stack: str, backend, watching: dict, verdicts: dict, auto_rollback: bool, notifier, say) -> int:
+def act(stack: str, backend, watching: dict, verdicts: dict, auto_rollback: bool, notifier, say, fence, clock) -> int:
     """Report each service's verdict; roll the triggered ones back to `previous` (one write, one up)."""
     from infra.release import emergency
-    from infra.release.state import read_release_doc
 
     doc = {k: v.as_dict() for k, v in verdicts.items()}
     with open(f"bake-verdict-{stack}.json", "w") as f:
@@ -112,12 +115,21 @@ def act(stack: str, backend, watching: dict, verdicts: dict, auto_rollback: bool
             say(f"a trigger fired for {', '.join(fired)}; netra:verification.bake.autoRollback is false: roll back "
                 f"with `python -m infra rollback --stack {stack}` if it is the release")
             return EXIT_TRIGGERED
-        config = backend.read()
-        services = [s for s in emergency.stable_revisions(config, stack)[0] if s.key in fired and s.baked]
-        values = emergency.bake_rollback_values(read_release_doc(config), services, "gate",
-                                                rel.evidence_digest({k: doc[k] for k in fired}))
+        from infra.release.view import render
+
+        evidence = rel.evidence_digest({k: doc[k] for k in fired})
+        base = backend.read()
+
+        def rollback(ledger_doc: dict):
+            fence.check(ledger_doc)
+            return emergency.fence(ledger_doc, base, stack, "gate", f"bake trigger: {why}", clock(), evidence,
+                                   only=set(fired))
+
         try:
-            backend.write(values)
+            snap, fenced = backend.ledger.update(rollback, "bake", f"bake rollback of {', '.join(fired)}")
+            fence.moved_by_us(fenced.fence)
+            services = [s for s in fenced.services if s.baked]
+            render(backend, snap)
             backend.up(f"netra bake: rollback of {', '.join(fired)} to the previous revision")
         except Exception as exc:  # noqa: BLE001 - a failed config write (CLI error) or up: said, exit 4
             notifier.emit("failure", f"bake rollback of {', '.join(fired)} FAILED: {exc}", services=fired)

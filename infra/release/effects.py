@@ -71,7 +71,21 @@ def git_tag(name: str, message: str, cwd) -> None:
         raise OperationFailed(f"git tag {name}: {r.stderr.strip()}")
 
 
-def make_gate(settings, release: Release, log, session=None) -> Callable[[Target, int], rel.Verdict]:
+def between_intervals(log, between: Optional[Callable[[], None]]):
+    """The gate's progress callback: log each interval's line, then look at the ledger (`between` raises
+    Superseded when the rollback fence moved, so a rollback stops the gate within one interval)."""
+    if between is None:
+        return log
+
+    def progress(line: str) -> None:
+        log(line)
+        between()
+
+    return progress
+
+
+def make_gate(settings, release: Release, log, session=None,
+              between: Optional[Callable[[], None]] = None) -> Callable[[Target, int], rel.Verdict]:
     """The live gate (infra.canary.api) for one service at one stage; writes verdict-STACK-KEY-STAGE.json.
 
     It judges what Cloud Run serves (traffic tags), and first checks that this is what the rollout
@@ -85,7 +99,7 @@ def make_gate(settings, release: Release, log, session=None) -> Callable[[Target
         if (deployed.candidate, deployed.canary_percent) != (t.candidate, stage):
             raise OperationFailed(f"{t.key}: Cloud Run serves {deployed.candidate} at {deployed.canary_percent} % under "
                                   f"the canary tag, not {t.candidate} at {stage} % as applied")
-        verdict = api.judge(deployed, settings, stack=release.stack, progress=log)
+        verdict = api.judge(deployed, settings, stack=release.stack, progress=between_intervals(log, between))
         return rollout_verdict(verdict, f"verdict-{release.stack}-{t.key}-{stage}.json", deployed.candidate,
                                deployed.canary_percent, f"the gate for {t.key}")
 

@@ -1,5 +1,9 @@
 """The emergency rollback that always works (`python -m infra rollback --stack S [--direct]`, cli/rollback.py).
 
+A rollback always wins: its first act is one ledger write (`fence`) that moves the rollback fence and
+records every decision below; it never waits for the lease. Every rollout, flag ramp and bake looks at the
+ledger before each effect and stops when the fence moved.
+
 It needs nothing but the service names and their `stableRevision`s, read from the raw stack config
 (no validation of anything else, so an invalid config -- even the off-ladder canaryPercent it is meant
 to fix -- does not stop it). It says, per service, what it did and what it did not do.
@@ -33,7 +37,17 @@ class Stable:
     baked: Optional[str] = None  # during a bake window: the released revision it leaves (stable is `previous`)
 
 
-def baking(config: dict) -> dict[str, dict]:
+def _until(record: dict) -> float:
+    import datetime as dt
+
+    try:
+        t = dt.datetime.fromisoformat(str(record.get("until")))
+    except ValueError:
+        return float("inf")  # unreadable end: still open (the typed config refuses it anyway)
+    return (t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)).timestamp()
+
+
+def bake_records_of(config: dict) -> dict[str, dict]:
     """Service key -> its bake record (netra:release.bake), for the services whose stableRevision is still
     the baked revision, from the raw config (a rollback must work when the rest of it is broken)."""
     from infra.release.state import decode, read_release_doc
@@ -51,7 +65,14 @@ def baking(config: dict) -> dict[str, dict]:
     return out
 
 
-def stable_revisions(config: dict, stack: str) -> tuple[list[Stable], str, str, list[str]]:
+def baking(config: dict, now_s: Optional[float] = None) -> dict[str, dict]:
+    """The bake windows still open at `now_s` (default: now): a window past its end is over even before
+    `bake` closes it, and a rollback never sends a service back to its `previous` revision for it."""
+    now_s = time.time() if now_s is None else now_s
+    return {k: r for k, r in bake_records_of(config).items() if _until(r) > now_s}
+
+
+def stable_revisions(config: dict, stack: str, now_s: Optional[float] = None) -> tuple[list[Stable], str, str, list[str]]:
     """(services, project, region, problems) from the raw config: only what a rollback needs. During a
     bake window the rollback target is the `previous` revision."""
     from infra.release.state import decode
@@ -61,7 +82,7 @@ def stable_revisions(config: dict, stack: str) -> tuple[list[Stable], str, str, 
     if not isinstance(services, dict) or not services:
         return [], "", "", ["netra:services: no services in the stack config, nothing to roll back"]
     env = decode(config.get("netra:environment")) or stack
-    bakes = baking(config)
+    bakes = baking(config, now_s)
     out = []
     for key in sorted(services):
         svc = services.get(key)
@@ -74,50 +95,84 @@ def stable_revisions(config: dict, stack: str) -> tuple[list[Stable], str, str, 
     return out, str(decode(config.get("gcp:project")) or ""), str(decode(config.get("gcp:region")) or "us-central1"), problems
 
 
-def bake_rollback_values(doc: dict, services: list[Stable], by: str, evidence: str) -> dict:
-    """Config writes that return baking services to `previous` in one step: stableRevision := previous,
-    the bake record closed, and the released revision rejected (it never climbs back by itself; the
-    program deploys it at 0 % beside the restored stable until a new approval or a new candidate).
-    `doc` (netra:release) is updated in place."""
-    from infra.release.state import RELEASE_KEY, now
+@dataclass(frozen=True)
+class Fenced:
+    """What one rollback decided, in the ledger write that also moved the fence."""
 
-    values: dict[str, Any] = {}
+    services: list[Stable]
+    fence: dict
+    notes: list[str]
+    values: dict  # the config the program renders, as changed (path -> value, None: removed)
+
+
+def fence(doc: dict, config: dict, stack: str, by: str, why: str, now_s: float, evidence: str = "",
+          only: Optional[set[str]] = None) -> Fenced:
+    """Into the fresh ledger document `doc`, in ONE compare-and-swap write: the rollback fence (seq + 1, who,
+    when, why, the revisions it rejects) and every release decision of a rollback:
+    - the stage 0 (netra:canaryPercent) and no per-service override;
+    - a rollout in progress marked rejected, and its candidates' approvals rejected (they never climb again
+      without a new, explicit release: `approve` or a new candidate);
+    - a flag ramping: back to 0 %, its ramp rejected;
+    - baking services back on `previous` (stableRevision := previous, the released revision rejected);
+      windows already over are closed, never applied.
+    `config` is the stack config the ledger's overlay applies to. `only`: the service keys of a bake rollback
+    (no stage change, no rollout touched). Everything else running sees the fence and stops."""
+    from infra.release import model as rel
+    from infra.release.ledger import Snapshot
+    from infra.release.state import decode, now
+    from infra.release.view import overlay_of
+
+    view = overlay_of(config, Snapshot(doc, 0))
+    services, _, _, _ = stable_revisions(view, stack, now_s)
+    if only is not None:
+        services = [s for s in services if s.key in only]
+    release, values = doc["release"], doc["config"]
+    at = now()
+    evidence = evidence or rel.evidence_digest({"rollback": {s.key: s.stable for s in services}, "by": by, "at": at})
+    rejected: dict[str, str] = {}
+    notes: list[str] = []
+    approvals = dict(release.get("approvals") or {})
+    journal = release.get("rollout")
+    if only is None:
+        values["netra:canaryPercent"] = 0
+        raw = decode(view.get("netra:services")) or {}
+        for s in services:
+            if isinstance(raw.get(s.key), dict) and "canaryPercent" in raw[s.key]:
+                values[f"netra:services.{s.key}.canaryPercent"] = None
+        if journal and not journal.get("rejected"):
+            release["rollout"] = {**journal, "rejected": f"rollback by {by}: {why}"}
+            for key, candidate in (journal.get("candidates") or {}).items():
+                approvals[key] = {"revision": candidate, "stage": max(int(journal.get("live", 0)), 0), "by": by,
+                                  "evidence": evidence, "at": at, "rejected": True}
+                rejected[key] = candidate
+            notes.append("the rollout in progress marked rejected")
+        ramp = release.get("flagRamp")
+        if ramp and ramp.get("flag") and not ramp.get("rejected"):
+            # a flag ramping is the newest change: it goes back to 0 % too (`rollout --flag` then closes its journal)
+            release["flagRamp"] = {**ramp, "rejected": f"rollback by {by}: {why}"}
+            values[f"netra:platform.featureFlags.{ramp['flag']}.percent"] = 0
+            rejected[f"flag:{ramp['flag']}"] = "on"
+            notes.append(f"the ramp of flag {ramp['flag']} marked rejected (its percent 0)")
+    bakes = dict(release.get("bake") or {})
     for s in services:
         if s.baked is None:
             continue
         values[f"netra:services.{s.key}.stableRevision"] = s.stable
-        (doc.get("bake") or {}).pop(s.key, None)
-        doc["approvals"] = {**doc.get("approvals", {}), s.key: {
-            "revision": s.baked, "stage": 100, "by": by, "evidence": evidence, "at": now(), "rejected": True}}
-    if values:
-        values[RELEASE_KEY] = doc
-    return values
-
-
-def reconcile_values(config: dict, services: list[Stable], by: str = "operator:unknown",
-                     evidence: str = "") -> tuple[dict, tuple[str, ...]]:
-    """Config writes that make the stack ask for what the rollback did: stage 0, no overrides, a running
-    rollout rejected, baking services back on `previous`."""
-    from infra.release import model as rel
-    from infra.release.state import RELEASE_KEY, decode, read_release_doc
-
-    values: dict[str, Any] = {"netra:canaryPercent": 0}
-    raw = decode(config.get("netra:services")) or {}
-    remove = tuple(f"netra:services.{s.key}.canaryPercent" for s in services
-                   if isinstance(raw.get(s.key), dict) and "canaryPercent" in raw[s.key])
-    doc = read_release_doc(config)
-    if doc.get("rollout") and not doc["rollout"].get("rejected"):
-        doc["rollout"] = {**doc["rollout"], "rejected": "emergency rollback by an operator"}
-        values[RELEASE_KEY] = doc
-    ramp = doc.get("flagRamp")
-    if ramp and ramp.get("flag") and not ramp.get("rejected"):
-        # a flag ramping is the newest change: it goes back to 0 % too (`rollout --flag` then closes its journal)
-        doc["flagRamp"] = {**ramp, "rejected": "emergency rollback by an operator"}
-        values[f"netra:platform.featureFlags.{ramp['flag']}.percent"] = 0
-        values[RELEASE_KEY] = doc
-    values.update(bake_rollback_values(doc, services, by, evidence or rel.evidence_digest(
-        {"emergency rollback": {s.key: s.stable for s in services}, "by": by})))
-    return values, remove
+        bakes.pop(s.key, None)
+        approvals[s.key] = {"revision": s.baked, "stage": 100, "by": by, "evidence": evidence, "at": at,
+                            "rejected": True}
+        rejected[s.key] = s.baked
+        notes.append(f"{s.key}.stableRevision := {s.stable}, its bake closed")
+    over = sorted(k for k in bake_records_of(view) if k not in baking(view, now_s) and (only is None or k in only))
+    for k in over:
+        bakes.pop(k, None)
+    if over:
+        notes.append(f"the bake window of {', '.join(over)} was over: closed, not applied")
+    release["bake"] = bakes
+    release["approvals"] = approvals
+    doc["fence"] = {"seq": int((doc.get("fence") or {}).get("seq", 0)) + 1, "by": by, "at": at, "why": why,
+                    "rejected": rejected}
+    return Fenced(services, doc["fence"], notes, dict(values))
 
 
 def patch_traffic(session, endpoint: str, project: str, region: str, svc: Stable, sleep=time.sleep,
@@ -137,17 +192,6 @@ def patch_traffic(session, endpoint: str, project: str, region: str, svc: Stable
 
 def bake_note(s: Stable) -> str:
     return f" (bake window: back to the previous revision; {s.baked} rejected)" if s.baked else ""
-
-
-def release_note(config: dict, services: list[Stable]) -> str:
-    from infra.release.state import read_release_doc
-
-    doc = read_release_doc(config)
-    notes = ["the rollout in progress marked rejected"] if (doc.get("rollout") or {}) else []
-    if (doc.get("flagRamp") or {}).get("flag"):
-        notes.append(f"the ramp of flag {doc['flagRamp']['flag']} marked rejected (its percent 0)")
-    notes += [f"{s.key}.stableRevision := {s.stable}, its bake closed" for s in services if s.baked]
-    return ", ".join(notes)
 
 
 def login(name: str) -> str:

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Optional
 from infra import flags
 from infra.release import model as rel
 from infra.release import steps as st
-from infra.release.effects import authorized_session, rollout_verdict
+from infra.release.effects import authorized_session, between_intervals, rollout_verdict
 from infra.release.state import (EXIT_RELEASED, EXIT_ROLLED_BACK, RELEASE_KEY, OperationFailed, Outcome, State, Step,
                                  Target, decode, now, read_release_doc)
 
@@ -137,6 +137,14 @@ class FlagRelease:
                   "at": now(), "rejected": bool(rejected), "revisions": dict(self.revisions)}
         doc[FLAG_APPROVALS_KEY] = {**(doc.get(FLAG_APPROVALS_KEY) or {}), self.flag: record}
 
+    def mark_reached(self, doc: dict, stage: float) -> None:
+        """Into `doc["reached"]["flag:<flag>"]`: the highest percent the flag was live at on these revisions."""
+        reached = dict(doc.get("reached") or {})
+        before = reached.get(f"flag:{self.flag}") or {}
+        top = float(before.get("stage", -1)) if before.get("revisions") == self.revisions else -1
+        reached[f"flag:{self.flag}"] = {"revisions": dict(self.revisions), "stage": max(top, stage)}
+        doc["reached"] = reached
+
     def forget_approvals(self, doc: dict) -> None:
         doc[FLAG_APPROVALS_KEY] = {k: a for k, a in (doc.get(FLAG_APPROVALS_KEY) or {}).items() if k != self.flag}
 
@@ -183,12 +191,13 @@ def step_refuse(d: "Driver", s: State) -> Outcome:
 def step_begin(d: "Driver", s: State) -> None:
     r: FlagRelease = s.release
     start = r.start_stage(float(s.desired))
-    doc = dict(s.doc)
-    r.forget_approvals(doc)  # evidence of an earlier ramp is not evidence for this one
-    doc[FLAG_RAMP_KEY] = {"flag": r.flag, "services": r.keys, "revisions": dict(r.revisions), "from": s.desired,
-                          "live": -1, "started": now()}
-    d.write({r.stage_keys()[0]: start, RELEASE_KEY: doc},
-            what=f"begin: journal the ramp of {r.flag} from {s.desired} %, start at {start} %")
+    def begin(record: dict) -> None:
+        r.forget_approvals(record)  # evidence of an earlier ramp is not evidence for this one
+        record[FLAG_RAMP_KEY] = {"flag": r.flag, "services": r.keys, "revisions": dict(r.revisions), "from": s.desired,
+                                 "live": -1, "started": now()}
+
+    d.update(f"begin: journal the ramp of {r.flag} from {s.desired} %, start at {start} %", release=begin,
+             values={r.stage_keys()[0]: start})
     d.notify("start", f"flag {r.flag} along {list(r.ladder)} (from {s.desired} %), judged on {', '.join(r.keys)}",
              flag=r.flag, services=r.keys, ladder=list(r.ladder))
 
@@ -211,9 +220,8 @@ def step_stop(d: "Driver", s: State) -> None:
     """The operator turned the kill switch on during the ramp (the seed's emergency off): the ramp ends as
     a rollback to 0 %, so its journal closes and nothing climbs when the kill switch goes off again."""
     why = f"{flag_key(s.release.flag, 'killSwitch')} was turned on during the ramp"
-    doc = dict(s.doc)
-    doc[FLAG_RAMP_KEY] = {**st.journal_of(s), "rejected": why}
-    d.write({RELEASE_KEY: doc}, what=f"record the stop: {why}")
+    d.update(f"record the stop: {why}",
+             release=lambda record: record.update({FLAG_RAMP_KEY: {**(record.get(FLAG_RAMP_KEY) or {}), "rejected": why}}))
 
 
 FLAG_STEPS: tuple[Step, ...] = (
@@ -341,7 +349,7 @@ def deployed_flags(project: str, secret: str, session=None) -> dict:
         raise OperationFailed(f"the latest version of secret {secret} is not a JSON flags document") from None
 
 
-def make_flag_gate(settings, release: FlagRelease, log, client=None, read_flags=None, **judge_kwargs):
+def make_flag_gate(settings, release: FlagRelease, log, client=None, read_flags=None, between=None, **judge_kwargs):
     """The gate on arms (infra.flag_gate.judge_flag_ramp) for one service at one stage; writes
     verdict-STACK-flag-FLAG-KEY-STAGE.json. It first checks that the services really read the percent the
     ramp applied (the flags secret's latest version; `read_flags` -> that document); a mismatch, an
@@ -361,7 +369,8 @@ def make_flag_gate(settings, release: FlagRelease, log, client=None, read_flags=
             raise OperationFailed(f"the services read {release.flag} at {seen} from secret {release.flags_secret} "
                                      f"(version latest), not {stage} % as applied")
         verdict = judge_flag_ramp(release.project, t.service_name, release.flag, stage, settings, client=client,
-                                  stack=release.stack, progress=log, criteria=criteria, **judge_kwargs)
+                                  stack=release.stack, progress=between_intervals(log, between), criteria=criteria,
+                                  **judge_kwargs)
         return rollout_verdict(verdict, f"verdict-{release.stack}-flag-{release.flag}-{t.key}-{stage}.json",
                                   t.candidate, stage, f"the gate on {release.flag}'s arms in {t.key}")
 

@@ -76,6 +76,15 @@ class Release:
         else:
             doc["approvals"] = {**doc.get("approvals", {}), **{k: st.approval_record(v) for k, v in verdicts.items()}}
 
+    def mark_reached(self, doc: dict, stage: int) -> None:
+        """Into `doc["reached"]`: per service, the highest stage its candidate was live at (approve needs it)."""
+        reached = dict(doc.get("reached") or {})
+        for t in self.targets:
+            before = reached.get(t.key) or {}
+            top = int(before.get("stage", -1)) if before.get("revision") == t.candidate else -1
+            reached[t.key] = {"revision": t.candidate, "stage": max(top, stage)}
+        doc["reached"] = reached
+
     def forget_approvals(self, doc: dict) -> None:
         """A failure (not a verdict): the candidates lose their approvals and start again from verification."""
         doc["approvals"] = {k: a for k, a in doc["approvals"].items()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Optional, Protocol
 
 if TYPE_CHECKING:  # annotations only: the driver imports this module, never the other way round
@@ -20,6 +20,15 @@ STACK_PERCENT_KEY = "netra:canaryPercent"
 
 class OperationFailed(Exception):
     """An effect failed in a way the rollout handles (a failed `pulumi up`, migration, tag)."""
+
+
+class Superseded(BaseException):
+    """The rollback fence moved while this actor ran: it stops at once, writing nothing more (a BaseException,
+    so no `except Exception` of a step mistakes it for a failure to roll back from)."""
+
+    def __init__(self, fence: dict):
+        super().__init__(f"superseded by the rollback of {fence.get('by')} at {fence.get('at')}")
+        self.fence = fence
 
 
 class Killed(BaseException):
@@ -54,10 +63,24 @@ def decode(value: Any) -> Any:
 
 def read_release_doc(config: dict) -> dict:
     doc = decode(config.get(RELEASE_KEY)) or {}
-    if not isinstance(doc, dict):
-        doc = {}
+    doc = dict(doc) if isinstance(doc, dict) else {}  # a copy: callers change it, never the config read
     doc.setdefault("approvals", {})
     return doc
+
+
+def remove_path(config: dict, path: str) -> None:
+    key, _, rest = path.partition(".")
+    node = config.get(key)
+    if not rest:
+        config.pop(key, None)
+        return
+    parts = rest.split(".")
+    for part in parts[:-1]:
+        if not isinstance(node, dict):
+            return
+        node = node.get(part)
+    if isinstance(node, dict):
+        node.pop(parts[-1], None)
 
 
 class Kind(Protocol):
@@ -89,6 +112,7 @@ class Kind(Protocol):
     def approved(self, doc: dict, stage: float) -> bool: ...
     def record_check(self, doc: dict, verdicts: dict, rejected: Optional[str]) -> None: ...
     def forget_approvals(self, doc: dict) -> None: ...
+    def mark_reached(self, doc: dict, stage: float) -> None: ...
     def closing_removals(self) -> tuple[str, ...]: ...
     def up_message(self, why: str) -> str: ...
     def stage_fields(self) -> dict: ...
@@ -103,6 +127,7 @@ class State:
     doc: dict  # netra:release
     desired: int  # the stage the config asks for
     tag: bool = False  # --tag given
+    ledger: dict = field(default_factory=dict)  # the ledger document this state was read from
 
     @property
     def journal(self) -> Optional[dict]:
@@ -120,8 +145,11 @@ class State:
 
 
 def read_state(release: Kind, backend, tag: bool = False) -> State:
-    config = backend.read()
-    return State(release, config, read_release_doc(config), release.desired(config), tag)
+    """The state from a fresh read of the ledger and the stack config (infra/release/view.py)."""
+    from infra.release.view import current  # view -> ledger; state stays importable alone
+
+    config, snap = current(backend)
+    return State(release, config, read_release_doc(config), release.desired(config), tag, snap.doc)
 
 
 @dataclass(frozen=True)

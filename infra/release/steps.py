@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Optional
 from infra.canary.verdict import worth_summary
 from infra.release import model as rel
 from infra.release.bake import bake_records
-from infra.release.state import (EXIT_FAILED, EXIT_HELD, EXIT_RELEASED, EXIT_ROLLED_BACK, RELEASE_KEY,
+from infra.release.state import (EXIT_FAILED, EXIT_HELD, EXIT_RELEASED, EXIT_ROLLED_BACK,
                                  STACK_PERCENT_KEY, OperationFailed, Outcome, State, decode, now)
 
 if TYPE_CHECKING:
@@ -46,22 +46,24 @@ def step_begin(d: "Driver", s: State) -> None:
     if old is not None:
         d.log(f"the journal names other candidates ({old.get('candidates')}): that rollout is abandoned; "
               f"the new candidates start at 0 %")
-    doc = dict(s.doc)
-    doc["rollout"] = {"services": s.release.keys, "candidates": s.release.candidates, "scope": s.release.scope,
-                      "stables": {t.key: t.stable for t in s.release.targets}, "live": -1, "migrated": False,
-                      "started": now()}
+    journal = {"services": s.release.keys, "candidates": s.release.candidates, "scope": s.release.scope,
+               "stables": {t.key: t.stable for t in s.release.targets}, "live": -1, "migrated": False,
+               "started": now()}
     # a new release of a baking service ends that bake: its canary gate is the safety net now
-    ended = sorted(k for k in (doc.get("bake") or {}) if k in s.release.candidates)
+    ended = sorted(k for k in (s.doc.get("bake") or {}) if k in s.release.candidates)
     if ended:
-        doc["bake"] = {k: b for k, b in doc["bake"].items() if k not in ended}
         d.log(f"a new release ends the bake window of {', '.join(ended)} (the `previous` tag is dropped)")
+
+    def begin(record: dict) -> None:
+        record["rollout"] = journal
+        record["bake"] = {k: b for k, b in (record.get("bake") or {}).items() if k not in s.release.candidates}
+
     values = {k: 0 for k in s.release.stage_keys()}
-    values[RELEASE_KEY] = doc
     # one source of stage truth: a stack-scope rollout leaves no per-service override on its services
     stale = [f"netra:services.{k}.canaryPercent" for k in s.release.keys
              if s.release.scope == "stack" and "canaryPercent" in ((decode(s.config.get("netra:services")) or {}).get(k) or {})]
-    d.write(values, remove=tuple(stale), what="begin: journal the candidates at stage 0"
-            + (f", remove stale overrides {', '.join(stale)}" if stale else ""))
+    d.update("begin: journal the candidates at stage 0" + (f", remove stale overrides {', '.join(stale)}" if stale else ""),
+             release=begin, values=values, remove=tuple(stale))
     d.notify("start", f"{', '.join(f'{k} {c}' for k, c in s.release.candidates.items())} along {list(s.release.ladder)}",
              services=s.release.keys, ladder=list(s.release.ladder))
 
@@ -100,11 +102,12 @@ def step_load_test(d: "Driver", s: State) -> Optional[Outcome]:
         d.record(lambda j: j.update(loadTest=f"pass:{digest}"), f"load test passed ({digest[:12]}…)")
         return None
     why = f"the load test rejected {t.key} at 0 %: {verdict.get('reason')}"
-    doc = dict(s.doc)
-    doc["approvals"] = {**doc.get("approvals", {}), t.key: {
-        "revision": t.candidate, "stage": 0, "by": "verify", "evidence": digest, "at": now(), "rejected": True}}
-    doc["rollout"] = {**journal_of(s), "rejected": why}
-    d.write({RELEASE_KEY: doc}, what=f"record the rejection of {t.candidate} by the load test")
+    def reject(record: dict) -> None:
+        record["approvals"] = {**record.get("approvals", {}), t.key: {
+            "revision": t.candidate, "stage": 0, "by": "verify", "evidence": digest, "at": now(), "rejected": True}}
+        record["rollout"] = {**(record.get("rollout") or {}), "rejected": why}
+
+    d.update(f"record the rejection of {t.candidate} by the load test", release=reject)
     return None
 
 
@@ -122,7 +125,7 @@ def step_apply(d: "Driver", s: State) -> Optional[Outcome]:
     stage, rejected = s.desired, journal_of(s).get("rejected")
     why = f"rollback to 0 % ({rejected})" if rejected else f"stage {stage} %"
     try:
-        d.effect("pulumi up", lambda: d.backend.up(s.release.up_message(why)), f"({why})")
+        d.up(s.release.up_message(why), f"({why})")
     except OperationFailed as exc:
         if rejected:
             d.notify("failure", f"the rollback update failed: {exc}")
@@ -135,7 +138,14 @@ def step_apply(d: "Driver", s: State) -> Optional[Outcome]:
         d.fail(s, f"pulumi up failed at stage {stage} %: {exc}")
         d.notify("failure", f"pulumi up failed at stage {stage} %: {exc}; rolling back")
         return None
-    d.record(lambda j: j.update(live=stage), f"live at {stage} %")
+    key = s.release.journal_key
+
+    def applied(record: dict) -> None:
+        record[key] = {**(record.get(key) or {}), "live": stage}
+        if not rejected:  # what an operator may approve at (`approve`): the stages a candidate really served
+            s.release.mark_reached(record, stage)
+
+    d.update(f"live at {stage} %", release=applied)
     if rejected:
         d.notify("rollback", f"rolled back to 0 %: {rejected}", stage=0)
     else:
@@ -152,7 +162,7 @@ def step_rolled_back(d: "Driver", s: State) -> Outcome:
 
 def step_finalize_up(d: "Driver", s: State) -> Optional[Outcome]:
     try:
-        d.effect("pulumi up", lambda: d.backend.up("netra rollout: finalize"), "(finalize)")
+        d.up("netra rollout: finalize", "(finalize)")
     except OperationFailed as exc:
         d.notify("failure", f"pulumi up failed while finalizing: {exc}")
         return Outcome(EXIT_FAILED, f"pulumi up failed while finalizing ({exc}); the candidates serve 100 %; "
@@ -209,18 +219,19 @@ def step_check(d: "Driver", s: State) -> Optional[Outcome]:
     if rejected:
         v = verdicts[rejected[0]]
         why = f"{'verification' if stage == 0 else 'the gate'} rejected {rejected[0]} at {stage} %: {v.reason}"
-        doc = dict(s.doc)
-        s.release.record_check(doc, verdicts, rejected[0])
-        doc[s.release.journal_key] = {**journal_of(s), "rejected": why}
-        d.write({RELEASE_KEY: doc}, what=f"record the rejection of {v.revision}")
+        key = s.release.journal_key
+
+        def reject(record: dict) -> None:
+            s.release.record_check(record, verdicts, rejected[0])
+            record[key] = {**(record.get(key) or {}), "rejected": why}
+
+        d.update(f"record the rejection of {v.revision}", release=reject)
         return None
     if any(v.decision != "promote" for v in verdicts.values()):
         held = ", ".join(f"{k}: {v.reason}" for k, v in verdicts.items() if v.decision != "promote")
         d.notify("hold", f"held at {stage} %: {held}", stage=stage)
         return Outcome(EXIT_HELD, f"held at {stage} % ({held}); traffic stays; rerun to judge again, or roll back")
-    doc = dict(s.doc)
-    s.release.record_check(doc, verdicts, None)
-    d.write({RELEASE_KEY: doc}, what=f"record the approvals at {stage} %")
+    d.update(f"record the approvals at {stage} %", release=lambda record: s.release.record_check(record, verdicts, None))
     return None
 
 
@@ -236,13 +247,15 @@ def step_finalize(d: "Driver", s: State) -> None:
         values[STACK_PERCENT_KEY] = 0
     else:
         remove = tuple(s.release.stage_keys())
-    doc = dict(s.doc)
-    doc["rollout"] = {**journal_of(s), "finalizing": True}
     bakes = bake_records(s.release, dt.datetime.now(dt.timezone.utc))
-    doc["bake"] = {**(doc.get("bake") or {}), **bakes}
-    values[RELEASE_KEY] = doc
-    d.write(values, remove=remove, what="finalize: stableRevision := candidate, stage 0"
-            + (f", bake until {next(iter(bakes.values()))['until']}" if bakes else ""))
+
+    def finalizing(record: dict) -> None:
+        record["rollout"] = {**(record.get("rollout") or {}), "finalizing": True}
+        record["bake"] = {**(record.get("bake") or {}), **bakes}
+
+    d.update("finalize: stableRevision := candidate, stage 0"
+             + (f", bake until {next(iter(bakes.values()))['until']}" if bakes else ""),
+             release=finalizing, values=values, remove=remove)
 
 
 def step_climb(d: "Driver", s: State) -> None:

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import getpass
 import re
+import sys
 from typing import Optional
 
 from infra.release import model as rel
 from infra.release.backends import open_backend, stack_raw_config
 from infra.release.cli.common import err
 from infra.release.flag import FLAG_APPROVALS_KEY, feature_flags, plan_flag_release, shape_problem
-from infra.release.state import EXIT_FAILED, EXIT_RELEASED, RELEASE_KEY, now, read_release_doc
+from infra.release.ledger import Abort, LedgerError
+from infra.release.state import EXIT_FAILED, EXIT_RELEASED, now
+from infra.release.view import commit, current
 from infra.release import sandbox
 
 
@@ -74,9 +77,19 @@ def run_approve(args, *, backend=None) -> int:
         backend = open_backend("approve", args.stack)
         if backend is None:
             return EXIT_FAILED
-    doc = read_release_doc(backend.read())
-    doc["approvals"] = {**doc.get("approvals", {}), info.key: record}
-    backend.write({RELEASE_KEY: doc})
+
+    def approve(doc: dict) -> None:
+        reached = (doc["release"].get("reached") or {}).get(info.key) or {}
+        if reached.get("revision") != info.candidate or int(reached.get("stage", -1)) < stage:
+            seen = (f"it was live at {reached['stage']} % at most" if reached.get("revision") == info.candidate
+                    else "it has not been live at any stage")
+            raise NotReached(f"--stage {stage}: {info.candidate} never served {stage} % ({seen}); an operator approves "
+                             f"what was seen at a stage: run `python -m infra rollout` to reach it first")
+        doc["release"]["approvals"] = {**doc["release"].get("approvals", {}), info.key: record}
+
+    code = commit_approval(backend, who, f"approve {info.candidate} at {stage} %: {args.note}", approve)
+    if code is not None:
+        return code
     print(f"approved {info.candidate} at {stage} % by operator:{who} (evidence {record['evidence'][:12]}…): "
           f"it may now get {rel.next_stage(ladder, stage)} %")
     return EXIT_RELEASED
@@ -97,7 +110,7 @@ def run_approve_flag(args, *, backend=None) -> int:
     if problem:
         return err("approve", problem)
     try:
-        config = stack_raw_config(args.stack) if backend is None else backend.read()
+        config = stack_raw_config(args.stack) if backend is None else current(backend)[0]
         release = plan_flag_release(args.stack, args.flag, None, config)
     except (UsageError, StackError) as exc:
         return err("approve", str(exc))
@@ -112,17 +125,43 @@ def run_approve_flag(args, *, backend=None) -> int:
         backend = open_backend("approve", args.stack)
         if backend is None:
             return EXIT_FAILED
-        config = backend.read()
+        config = current(backend)[0]
         release = plan_flag_release(args.stack, args.flag, None, config)
         shape = shape_problem(feature_flags(config), args.flag)  # what the stack holds, not the stack file
         if shape:
             return err("approve", shape)
     note = {"flag": args.flag, "stage": stage, "by": who, "note": args.note}
-    doc = read_release_doc(config)
     record = {"stage": stage, "by": f"operator:{who}", "evidence": rel.evidence_digest(note), "at": now(),
               "rejected": False, "revisions": dict(release.revisions)}
-    doc[FLAG_APPROVALS_KEY] = {**(doc.get(FLAG_APPROVALS_KEY) or {}), args.flag: record}
-    backend.write({RELEASE_KEY: doc})
+
+    def approve(doc: dict) -> None:
+        reached = (doc["release"].get("reached") or {}).get(f"flag:{args.flag}") or {}
+        if reached.get("revisions") != release.revisions or float(reached.get("stage", -1)) < stage:
+            raise NotReached(f"--stage {stage}: flag {args.flag} was never live at {stage} % on the revisions serving now; "
+                             f"an operator approves what was seen at a stage: ramp it there first (`python -m infra "
+                             f"rollout --flag {args.flag}`)")
+        doc["release"][FLAG_APPROVALS_KEY] = {**(doc["release"].get(FLAG_APPROVALS_KEY) or {}), args.flag: record}
+
+    code = commit_approval(backend, who, f"approve flag {args.flag} at {stage} %: {args.note}", approve)
+    if code is not None:
+        return code
     print(f"approved flag {args.flag} at {stage} % by operator:{who} (evidence {record['evidence'][:12]}…): it may now "
           f"get {rel.next_stage(release.ladder, stage)} %")
     return EXIT_RELEASED
+
+
+class NotReached(Abort):
+    """An operator approval of a stage the candidate never served: refused, nothing written."""
+
+
+def commit_approval(backend, who: str, what: str, change) -> Optional[int]:
+    """The approval as one compare-and-swap of the ledger (then the stack config rendered); None when done,
+    else the exit code after one error line."""
+    try:
+        commit(backend, f"operator:{who}", what, change)
+    except NotReached as exc:
+        return err("approve", str(exc))
+    except LedgerError as exc:
+        print(f"infra approve: error: {exc}; nothing was recorded", file=sys.stderr)
+        return EXIT_FAILED
+    return None

@@ -2,15 +2,20 @@
 Exit codes: 0 clean, 1 a trigger fired, 2 usage, 4 failed."""
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
-from pathlib import Path
 from typing import Optional
 
 from infra.release import emergency
 from infra.release.backends import automation_backend, stack_raw_config
-from infra.release.bake import EXIT_CLEAN, EXIT_FAILED, EXIT_USAGE, act, close_windows, parse_time, watch, window_seconds
-from infra.release.lock import LockBusy, StackLock
+from infra.release.bake import (EXIT_CLEAN, EXIT_FAILED, EXIT_TRIGGERED, EXIT_USAGE, act, close_windows, parse_time,
+                                watch, window_seconds)
+from infra.release.effects import between_intervals
+from infra.release.ledger import LedgerError
+from infra.release.lock import DEFAULT_TTL_S, FenceWatch, Lease, LockBusy
+from infra.release.state import Superseded
+from infra.release.view import current
 from infra.release import sandbox
 
 
@@ -40,9 +45,8 @@ def register(subparsers) -> None:
 
 
 def run_bake(args, *, backend=None, client=None, clock=time.time, sleep=time.sleep, notifier=None, log=None,
-             lock_dir: Optional[Path] = None, out=None) -> int:
+             lease_s: Optional[float] = None, out=None) -> int:
     from infra.canary.api import UsageError, _typed_stack, observation_options, quiet_google_warnings, trigger_limits
-    from infra.canary.stack import PROJECT_ROOT
     from infra.config.services import unknown_service
     from infra.notify import Notifier
 
@@ -72,14 +76,15 @@ def run_bake(args, *, backend=None, client=None, clock=time.time, sleep=time.sle
             return EXIT_FAILED
     notifier = notifier or Notifier.from_env(args.stack)
     try:
-        with StackLock(args.stack, lock_dir or PROJECT_ROOT / ".netra"):
+        with (Lease(backend.ledger, f"bake {args.stack}", ttl_s=lease_s or DEFAULT_TTL_S, clock=clock,
+                    heartbeat=lease_s is None) if backend is not None else contextlib.nullcontext()):
             try:
-                config = backend.read() if backend is not None else stack_raw_config(args.stack)
+                config = current(backend)[0] if backend is not None else stack_raw_config(args.stack)
             except Exception as exc:  # noqa: BLE001 - the stack's config cannot be read: nothing judged
                 print(f"infra bake: error: cannot read the config of stack {args.stack!r}: {type(exc).__name__}: {exc}",
                       file=sys.stderr)
                 return EXIT_FAILED
-            bakes = emergency.baking(config)
+            bakes = emergency.bake_records_of(config)
             if args.service is not None:
                 bakes = {k: b for k, b in bakes.items() if k == args.service}
             if not bakes:
@@ -95,8 +100,9 @@ def run_bake(args, *, backend=None, client=None, clock=time.time, sleep=time.sle
                 for k, b in sorted(watching.items()):
                     say(f"{k}: {b['revision']} bakes until {b.get('until')}; `rollback` returns to {b['previous']}")
                 return EXIT_CLEAN
+            fence = FenceWatch(backend.ledger)
             if over:
-                code = close_windows(backend, config, over, notifier, say)
+                code = close_windows(backend, over, notifier, say, fence)
                 if code:
                     return code
             if not watching:
@@ -109,8 +115,20 @@ def run_bake(args, *, backend=None, client=None, clock=time.time, sleep=time.sle
                 return EXIT_CLEAN
             window = max(window_seconds(b, cfg.verification.bake.hours) for b in watching.values())
             run_alpha = alpha * duration / window
-            verdicts = watch(cfg, watching, limits, options, duration, run_alpha, endpoint, client, clock, sleep, log)
-            return act(args.stack, backend, watching, verdicts, cfg.verification.bake.auto_rollback, notifier, say)
+            verdicts = watch(cfg, watching, limits, options, duration, run_alpha, endpoint, client, clock, sleep,
+                             between_intervals(log, fence.check))
+            fence.check()
+            return act(args.stack, backend, watching, verdicts, cfg.verification.bake.auto_rollback, notifier, say,
+                       fence, clock)
+    except Superseded as stop:
+        f = stop.fence
+        why = f"superseded: {f.get('by')} rolled back at {f.get('at')} ({f.get('why')}); the bake stopped"
+        notifier.emit("superseded", why, by=f.get("by"), at=f.get("at"), fence=f.get("seq"))
+        say(why)
+        return EXIT_TRIGGERED
     except LockBusy as exc:
         print(f"infra bake: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except LedgerError as exc:
+        print(f"infra bake: error: {exc}; nothing more was done", file=sys.stderr)
         return EXIT_FAILED

@@ -2,22 +2,27 @@
 says what it does). Exit codes: 0 everything done, 2 usage, 4 something was not done (listed)."""
 from __future__ import annotations
 
+import copy
 import sys
 import time
 
-from infra.release.backends import automation_backend, stack_raw_config
-from infra.release.emergency import (ADMIN_API, EXIT_DONE, EXIT_FAILED, EXIT_USAGE, bake_note, login, patch_traffic,
-                                     reconcile_values, release_note, stable_revisions)
+from infra.release.backends import automation_backend, stack_ledger, stack_raw_config
+from infra.release.emergency import (ADMIN_API, EXIT_DONE, EXIT_FAILED, EXIT_USAGE, bake_note, fence, login,
+                                     patch_traffic, stable_revisions)
+from infra.release.ledger import LedgerError
 from infra.release.state import OperationFailed
+from infra.release.view import adopt, render
 from infra.release import sandbox
 
 
 def register(subparsers) -> None:
     r = subparsers.add_parser(
         "rollback", help="emergency rollback: the stable revisions take 100 %% (pulumi up, or --direct)",
-        description="Needs only the services' stableRevision. Stage 0 for every service, overrides removed, a "
-                    "rollout in progress marked rejected, one pulumi up; --direct sets traffic through the Cloud "
-                    "Run Admin API first. Exit 0 done, 2 usage, 4 something not done (listed).")
+        description="Needs only the services' stableRevision. First writes the rollback fence to the release ledger "
+                    "(never waits for a running rollout: it stops at its next look at the ledger): stage 0 for every "
+                    "service, overrides removed, a rollout in progress and its candidates rejected, baking services "
+                    "back on their previous revision; then one pulumi up, or with --direct the Cloud Run Admin API. "
+                    "Exit 0 done, 2 usage, 4 something not done (listed).")
     r.add_argument("--stack", required=True, help="stack name")
     r.add_argument("--dry-run", action="store_true", help="print what would be done; change nothing")
     r.add_argument("--direct", action="store_true",
@@ -45,6 +50,10 @@ def run_rollback(args, *, backend=None, session=None, sleep=time.sleep, log=None
     if not args.api_endpoint.startswith(("http://", "https://")):
         print(f"infra rollback: error: --api-endpoint must be an http(s) URL, got {args.api_endpoint!r}", file=sys.stderr)
         return EXIT_USAGE
+    import getpass
+
+    by = f"operator:{login(getpass.getuser())}"
+    why = "emergency rollback (python -m infra rollback" + (" --direct)" if args.direct else ")")
     opened_error = None
     if backend is None and not args.dry_run:
         try:
@@ -57,27 +66,44 @@ def run_rollback(args, *, backend=None, session=None, sleep=time.sleep, log=None
     except Exception as exc:
         opened_error = opened_error or f"{type(exc).__name__}: {exc}"
         config = stack_raw_config(args.stack)
-    services, project, region, problems = stable_revisions(config, args.stack)
+    ledger, ledger_error = _ledger(args.stack, backend)
+    did, not_done = [], []
+    # 1. the fence, first: one compare-and-swap of a fresh ledger read, no lease, no waiting
+    try:
+        if ledger is None or args.dry_run:
+            doc = copy.deepcopy(ledger.read().doc) if ledger is not None else adopt(config, args.stack)
+            fenced = fence(doc, config, args.stack, by, why, time.time())
+            if not args.dry_run:
+                not_done.append(f"release ledger NOT written ({ledger_error}): a running rollout is not stopped by it; "
+                                f"stop it by hand")
+        else:
+            snap, fenced = ledger.update(lambda doc: fence(doc, config, args.stack, by, why, time.time()), by,
+                                         f"rollback: the fence ({why})")
+            did.append(f"release ledger: rollback fence {fenced.fence['seq']} by {by}"
+                       + (f"; {', '.join(fenced.notes)}" if fenced.notes else ""))
+    except LedgerError as exc:
+        ledger = None
+        doc = adopt(config, args.stack)
+        fenced = fence(doc, config, args.stack, by, why, time.time())
+        not_done.append(f"release ledger NOT written ({exc}): a running rollout is not stopped by it; stop it by hand")
+    services = fenced.services
+    _, project, region, problems = stable_revisions(config, args.stack)
     if problems:
         for p in problems:
             print(f"infra rollback: error: {p}", file=sys.stderr)
         return EXIT_FAILED
-    did, not_done = [], []
     movable = [s for s in services if s.stable]
     for s in services:
         if not s.stable:
             not_done.append(f"{s.key}: NOT rolled back: no stableRevision (first deploy: there is nothing to go back to)")
-    import getpass
-
-    values, remove = reconcile_values(config, services, by=f"operator:{login(getpass.getuser())}")
     if args.dry_run:
         for s in movable:
             say(f"would set {s.service_name} traffic: {s.stable} 100 %" + bake_note(s)
                 + (" (Cloud Run Admin API PATCH)" if args.direct else ""))
-        for k, v in values.items():
-            say(f"would set config {k} = {v if k != 'netra:release' else '(' + release_note(config, services) + ')'}")
-        for k in remove:
-            say(f"would remove config {k}")
+        say(f"would write the rollback fence {fenced.fence['seq']} to the release ledger"
+            + (f" ({', '.join(fenced.notes)})" if fenced.notes else ""))
+        for k, v in sorted(fenced.values.items()):
+            say(f"would remove config {k}" if v is None else f"would set config {k} = {v}")
         if not args.direct:
             say("would run pulumi up (emergency rollback)")
         for line in not_done:
@@ -103,14 +129,15 @@ def run_rollback(args, *, backend=None, session=None, sleep=time.sleep, log=None
                 not_done.append(f"{s.key}: traffic NOT changed: {type(exc).__name__}: {exc}")
     if backend is None and not args.direct:
         not_done.append(f"pulumi up NOT run (cannot open the stack: {opened_error}): traffic NOT changed; retry with --direct")
-    if backend is None:
-        not_done.append(f"stack config NOT reconciled (cannot open the stack: {opened_error}): run `pulumi config set "
-                        f"netra:canaryPercent 0` and remove per-service canaryPercent overrides before the next pulumi up")
+    if backend is None or ledger is None:
+        not_done.append(f"stack config NOT reconciled (cannot open the stack or its ledger: {opened_error or ledger_error}): "
+                        f"run `python -m infra rollback --stack {args.stack}` again once it opens, before the next pulumi up")
     else:
         try:
-            backend.write(values, remove)
-            did.append("stack config: netra:canaryPercent 0" + (f", removed {', '.join(remove)}" if remove else "")
-                       + (f", {release_note(config, services)}" if "netra:release" in values else ""))
+            render(backend, ledger.read())  # the config from the ledger as it is now (the fence included)
+            removed = [k for k, v in sorted(fenced.values.items()) if v is None]
+            did.append("stack config rendered from the ledger: netra:canaryPercent 0"
+                       + (f", removed {', '.join(removed)}" if removed else ""))
         except Exception as exc:
             not_done.append(f"stack config NOT reconciled: {type(exc).__name__}: {exc}")
             backend = None
@@ -125,3 +152,13 @@ def run_rollback(args, *, backend=None, session=None, sleep=time.sleep, log=None
     for line in not_done:
         say(f"not done: {line}")
     return EXIT_FAILED if not_done else EXIT_DONE
+
+
+def _ledger(stack: str, backend):
+    """(the stack's ledger, None) or (None, why it cannot be opened)."""
+    if backend is not None and getattr(backend, "ledger", None) is not None:
+        return backend.ledger, None
+    try:
+        return stack_ledger(stack, lambda: stack_raw_config(stack)), None
+    except Exception as exc:  # noqa: BLE001 - no ledger declared, no credentials: said, the rest still acts
+        return None, f"{type(exc).__name__}: {exc}"

@@ -3,7 +3,6 @@ revisions, flag.py for `--flag`). Exit codes: 0 released, 1 rolled back, 2 usage
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Optional
 
 from infra.release.backends import open_backend, stack_raw_config
@@ -11,9 +10,11 @@ from infra.release.cli.common import err, int_arg
 from infra.release.driver import Driver, simulate
 from infra.release.effects import authorized_session, git_tag, make_gate, make_verify, run_migration_job
 from infra.release.flag import FlagRelease, make_flag_gate, plan_flag_release, refusals, revision_refusal
-from infra.release.lock import LockBusy, StackLock
+from infra.release.ledger import LedgerError
+from infra.release.lock import DEFAULT_TTL_S, Lease, LockBusy
 from infra.release.revision import Release, plan_release, resume
 from infra.release.state import EXIT_FAILED, EXIT_RELEASED, EXIT_USAGE
+from infra.release.view import current
 from infra.release import sandbox
 
 
@@ -80,8 +81,9 @@ def print_flag_dry_run(release: FlagRelease, config: dict) -> int:
 
 
 def run_rollout(args, *, backend=None, gate=None, verify=None, migrate=None, tagger=None, notifier=None,
-                log=None, lock_dir: Optional[Path] = None, backup=None, load_test=None) -> int:
-    """`rollout`. The keyword hooks let tests inject a backend, checks and effects."""
+                log=None, lease_s: Optional[float] = None, backup=None, load_test=None) -> int:
+    """`rollout`. The keyword hooks let tests inject a backend, checks and effects; `lease_s`: the lease's
+    time to live with no heartbeat thread (tests)."""
     from infra.canary.api import UsageError, gate_settings, quiet_google_warnings
     from infra.canary.stack import PROJECT_ROOT, StackError
     from infra.notify import Notifier
@@ -92,7 +94,7 @@ def run_rollout(args, *, backend=None, gate=None, verify=None, migrate=None, tag
     if not args.stack:
         return err("rollout", "--stack is required (a stack name such as prod or staging)")
     if getattr(args, "flag", None):
-        return run_flag_ramp(args, backend=backend, gate=gate, notifier=notifier, log=log, lock_dir=lock_dir)
+        return run_flag_ramp(args, backend=backend, gate=gate, notifier=notifier, log=log, lease_s=lease_s)
     try:
         settings = gate_settings(args)
         smoke = int_arg(args.smoke_requests, "--smoke-requests", 1, 1000)
@@ -109,7 +111,11 @@ def run_rollout(args, *, backend=None, gate=None, verify=None, migrate=None, tag
         backend = open_backend("rollout", args.stack, log)
         if backend is None:
             return EXIT_FAILED
-    release = resume(release, backend.read(), every)
+    try:
+        release = resume(release, current(backend)[0], every)
+    except LedgerError as exc:
+        print(f"infra rollout: error: {exc}; nothing was done", file=sys.stderr)
+        return EXIT_FAILED
     if not release.targets:
         print("nothing to roll out: every service's candidate is already its stable revision")
         return EXIT_RELEASED
@@ -146,27 +152,24 @@ def run_rollout(args, *, backend=None, gate=None, verify=None, migrate=None, tag
     thresholds = cfg.observability.thresholds
     verify = verify or make_verify(VerifySettings(smoke, tuple(args.smoke_path), thresholds.error_rate_percent,
                                                   thresholds.p95_latency_ms), urls, outputs, release.project)
-    gate = gate or make_gate(settings, release, log)
+    between: list = []  # the gate looks at the ledger between intervals: a rollback stops it within one
+    gate = gate or make_gate(settings, release, log, between=lambda: between[0]())
     notifier = notifier or Notifier.from_env(args.stack)
     driver = Driver(release, backend, gate=gate, verify=verify, migrate=migrate, tag=tagger, notifier=notifier, log=log,
                     backup=backup, **({"load_test": load_test} if load_test else {}))
-    try:
-        with StackLock(args.stack, lock_dir or PROJECT_ROOT / ".netra"):
-            refusal = revision_refusal(backend.read())
-            if refusal:
-                return err("rollout", refusal)
-            outcome = driver.run()
-    except LockBusy as exc:
-        print(f"infra rollout: error: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    print(f"rollout {args.stack}: {outcome.reason} (exit {outcome.exit_code})", file=sys.stderr)
-    return outcome.exit_code
+    between.append(driver.guard)
+
+    def refusal(config: dict) -> list[str]:
+        found = revision_refusal(config)
+        return [found] if found else []
+
+    return drive("rollout", args.stack, driver, refusal, f"rollout {args.stack}", lease_s)
 
 
-def run_flag_ramp(args, *, backend=None, gate=None, notifier=None, log=None, lock_dir: Optional[Path] = None) -> int:
+def run_flag_ramp(args, *, backend=None, gate=None, notifier=None, log=None, lease_s: Optional[float] = None) -> int:
     """`rollout --flag`. The keyword hooks let tests inject a backend, the gate and the notifier."""
     from infra.canary.api import UsageError, gate_settings, quiet_google_warnings
-    from infra.canary.stack import PROJECT_ROOT, StackError
+    from infra.canary.stack import StackError
     from infra.notify import Notifier
 
     quiet_google_warnings()
@@ -184,22 +187,35 @@ def run_flag_ramp(args, *, backend=None, gate=None, notifier=None, log=None, loc
             backend = open_backend("rollout", args.stack, log)
             if backend is None:
                 return EXIT_FAILED
-        release = plan_flag_release(args.stack, args.flag, args.service, backend.read())
+        release = plan_flag_release(args.stack, args.flag, args.service, current(backend)[0])
     except (UsageError, StackError, ValueError) as exc:
         return err("rollout", str(exc))
-    gate = gate or make_flag_gate(settings, release, log)
+    between: list = []
+    gate = gate or make_flag_gate(settings, release, log, between=lambda: between[0]())
     driver = Driver(release, backend, gate=gate, verify=gate, notifier=notifier or Notifier.from_env(args.stack),
-                       log=log)
+                    log=log, actor="rollout --flag")
+    between.append(driver.guard)
+    return drive("rollout", args.stack, driver, lambda config: refusals(config, release.flag),
+                 f"rollout {args.stack} --flag {release.flag}", lease_s)
+
+
+def drive(cmd: str, stack: str, driver: Driver, refusals, label: str, lease_s: Optional[float]) -> int:
+    """Run the driver under the stack's lease: a live lease of another actor is exit 4 naming it; the
+    refusals are checked under the lease, on the ledger's view (what the driver will really see)."""
     try:
-        with StackLock(args.stack, lock_dir or PROJECT_ROOT / ".netra"):
-            problems = refusals(backend.read(), release.flag)  # under the lock: what the ramp will really see
+        with Lease(driver.backend.ledger, label, ttl_s=lease_s or DEFAULT_TTL_S, heartbeat=lease_s is None) as lease:
+            problems = refusals(current(driver.backend)[0])
             if problems:
                 for p in problems:
-                    print(f"infra rollout: error: {p}", file=sys.stderr)
+                    print(f"infra {cmd}: error: {p}", file=sys.stderr)
                 return EXIT_USAGE
+            driver.lease = lease
             outcome = driver.run()
     except LockBusy as exc:
-        print(f"infra rollout: error: {exc}", file=sys.stderr)
+        print(f"infra {cmd}: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    print(f"rollout {args.stack} --flag {release.flag}: {outcome.reason} (exit {outcome.exit_code})", file=sys.stderr)
+    except LedgerError as exc:
+        print(f"infra {cmd}: error: {exc}; nothing more was done", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"{label}: {outcome.reason} (exit {outcome.exit_code})", file=sys.stderr)
     return outcome.exit_code

@@ -3,18 +3,25 @@ next step; the flag ramp in progress. Read-only. Exit 0, 2 usage."""
 from __future__ import annotations
 
 import json
+import sys
+import time
+from typing import Optional
 
 from infra.release import model as rel
-from infra.release.backends import stack_raw_config
+from infra.release.backends import stack_ledger, stack_raw_config
 from infra.release.cli.common import err
 from infra.release.flag import FLAG_APPROVALS_KEY, FLAG_RAMP_KEY, flag_status
-from infra.release.state import EXIT_RELEASED, read_release_doc
+from infra.release.ledger import LedgerError
+from infra.release.lock import describe
+from infra.release.state import EXIT_FAILED, EXIT_RELEASED, read_release_doc
+from infra.release.view import current
 from infra.release import sandbox
 
 
 def register(subparsers) -> None:
     st = subparsers.add_parser("status", help="per service: stable and candidate revision, live stage, last verdict, "
-                                              "next step", description="Read-only. Exit 0, 2 usage.")
+                                              "next step, the lease and the rollback fence",
+                               description="Read-only. Exit 0, 2 usage, 4 the ledger cannot be read.")
     st.add_argument("--stack", required=True, help="stack name")
     st.add_argument("--json", action="store_true", help="one JSON object on stdout")
     sandbox.add_argument(st)
@@ -61,7 +68,33 @@ def service_status(outputs: dict, doc: dict, stages, stack: str = "<stack>") -> 
     return rows
 
 
-def run_status(args) -> int:
+class StackFile:
+    """The stack as `status` reads it without the Pulumi CLI: Pulumi.<stack>.yaml and the stack's ledger."""
+
+    def __init__(self, stack: str):
+        self.stack = stack
+        self.ledger = stack_ledger(stack, self.read)
+
+    def read(self) -> dict:
+        return stack_raw_config(self.stack)
+
+
+def lease_line(lease: Optional[dict], now_s: float) -> str:
+    if not lease:
+        return "lease: free"
+    state = "live" if float(lease.get("expires", 0)) > now_s else "EXPIRED (its holder stopped heartbeating)"
+    return f"lease: {state}: {describe(lease)}"
+
+
+def fence_line(fence: dict) -> str:
+    if not int(fence.get("seq", 0)):
+        return "rollback fence: 0 (no rollback recorded)"
+    return (f"rollback fence: {fence['seq']}, by {fence.get('by')} at {fence.get('at')} ({fence.get('why')}); rejected: "
+            + (", ".join(f"{k} {v}" for k, v in sorted((fence.get("rejected") or {}).items())) or "nothing"))
+
+
+def run_status(args, *, backend=None) -> int:
+    """`status`; `backend`: a stack (read() and ledger) to read instead of Pulumi.<stack>.yaml and its ledger."""
     from infra.canary.stack import StackError, plan_outputs
 
     if not args.stack:
@@ -70,17 +103,29 @@ def run_status(args) -> int:
         outputs = plan_outputs(args.stack)
     except StackError as exc:
         return err("status", str(exc))
-    doc = read_release_doc(stack_raw_config(args.stack))
+    try:
+        config, snap = current(backend or StackFile(args.stack))
+    except LedgerError as exc:
+        print(f"infra status: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    doc = read_release_doc(config)
     rows = service_status(outputs, doc, outputs.get("stages") or [0, 10, 50, 100], args.stack)
+    now_s = time.time()
     if args.json:
+        lease = snap.lease
         print(json.dumps({"stack": args.stack, "rollout": doc.get("rollout"), "services": rows,
-                          FLAG_RAMP_KEY: doc.get(FLAG_RAMP_KEY), FLAG_APPROVALS_KEY: doc.get(FLAG_APPROVALS_KEY) or {}},
+                          FLAG_RAMP_KEY: doc.get(FLAG_RAMP_KEY), FLAG_APPROVALS_KEY: doc.get(FLAG_APPROVALS_KEY) or {},
+                          "ledger": {"generation": str(snap.generation), "fence": snap.fence,
+                                     "lease": ({k: v for k, v in lease.items() if k != "id"}
+                                               | {"live": float(lease.get("expires", 0)) > now_s}) if lease else None}},
                          indent=2))
         return EXIT_RELEASED
     j = doc.get("rollout")
     print(f"stack {args.stack}: " + (f"rollout in progress (live {j.get('live')} %, "
                                      f"{'rejected: ' + j['rejected'] if j.get('rejected') else 'not rejected'})"
                                      if j else "no rollout in progress"))
+    print(f"  {lease_line(snap.lease, now_s)}")
+    print(f"  {fence_line(snap.fence)}")
     for line in flag_status(doc, args.stack):
         print(line)
     for r in rows:
