@@ -8,6 +8,7 @@ import io
 import json
 import multiprocessing
 import threading
+import time
 
 import pytest
 
@@ -61,8 +62,13 @@ def test_the_real_gcs_client_sends_if_generation_match_and_the_fake_honours_it()
 
 
 def _increment(ledger: Ledger, times: int, who: str) -> None:
+    def add(doc: dict) -> None:
+        n = doc["release"].get("n", 0)
+        time.sleep(0.001)  # between the read and the write: where another writer gets in
+        doc["release"]["n"] = n + 1
+
     for _ in range(times):
-        ledger.update(lambda doc: doc["release"].update(n=doc["release"].get("n", 0) + 1), who, "n += 1")
+        ledger.update(add, who, "n += 1")
 
 
 @pytest.mark.parametrize("kind", ["memory", "directory", "gcs"])
