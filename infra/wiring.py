@@ -39,6 +39,7 @@ from infra.components.emergency_budget import EmergencyBudget, EmergencyBudgetAr
 from infra.components.load_test import LoadTestJob, LoadTestJobArgs
 from infra.components.edge import INGRESS, CanaryRoute, Edge, EdgeArgs, EdgeBackend, IapAudience, IapHost, iap_service_agent
 from infra.components.grafana import Grafana, GrafanaArgs, service_name as grafana_service_name
+from infra.components import apis as apis_mod
 from infra.components import guards as guards_mod
 from infra.components.migrations import SECRETS_READ, Migrations, MigrationsArgs
 from infra.components.network import Network, NetworkArgs, network_name, subnet_name
@@ -551,7 +552,9 @@ class Stack:
 
 def build(cfg: StackConfig) -> Stack:
     site = site_of(cfg)
-    # first: every stateful resource registered after this is protected unless config lifts its guard
+    # first: every resource registered after this waits for its API, and every stateful one is protected
+    # unless config lifts its guard
+    apis_mod.install(cfg.project)
     guards_mod.install(site.guards, [(a.resource, a.reason) for a in cfg.allow_replace])
     platform = build_platform(cfg, site)
     waits = {key: (*platform.secrets.resources(secrets_read(cfg, key)), platform.network.subnet) for key in cfg.services}

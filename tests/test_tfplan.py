@@ -87,6 +87,7 @@ EXPECTED = {
     "google_compute_router": ["network"],
     "google_compute_router_nat": ["subnetwork[0].source_ip_ranges_to_nat", "source_subnetwork_ip_ranges_to_nat"],
     "google_project_iam_member": ["role", "member"],
+    "google_project_service": ["service", "disable_on_destroy"],
     "google_storage_hmac_key": ["service_account_email"],
     "tls_cert_request": ["dns_names", "ip_addresses"],
     "tls_locally_signed_cert": ["allowed_uses", "validity_period_hours"],

@@ -91,6 +91,7 @@ TF_TYPES: dict[str, str] = {
     "gcp:compute/router:Router": "google_compute_router",
     "gcp:compute/routerNat:RouterNat": "google_compute_router_nat",
     "gcp:projects/iAMMember:IAMMember": "google_project_iam_member",
+    "gcp:projects/service:Service": "google_project_service",  # infra/components/apis.py
     "gcp:storage/hmacKey:HmacKey": "google_storage_hmac_key",
     "tls:index/certRequest:CertRequest": "tls_cert_request",
     "tls:index/locallySignedCert:LocallySignedCert": "tls_locally_signed_cert",
