@@ -42,8 +42,8 @@ class KeeperConfig(ConfigModel):
 
     machine_type: Annotated[str, StringConstraints(pattern=MACHINE_TYPE)] = Field(
         "e2-standard-2", description="Compute Engine machine type of each Keeper node")
-    disk_size_gb: Int = Field(20, ge=10, le=1000, description="Keeper log + snapshot disk per node (GB)")
-    disk_type: Literal["pd-ssd", "pd-balanced"] = Field("pd-ssd", description="Keeper fsyncs its log: SSD recommended")
+    disk_size_gb: Int = Field(20, ge=10, le=1000, description="immutable: shrinking replaces the disks (netra:allowReplace, docs/data-safety.md); Keeper log + snapshot disk per node (GB)")
+    disk_type: Literal["pd-ssd", "pd-balanced"] = Field("pd-ssd", description="immutable: a change replaces the disks (netra:allowReplace, docs/data-safety.md); Keeper fsyncs its log: SSD recommended")
 
 
 class ClickHouseBackups(ConfigModel):
@@ -57,15 +57,15 @@ class ClickHouseBackups(ConfigModel):
 class ClickHouseConfig(ConfigModel):
     version: Annotated[str, StringConstraints(pattern=CLICKHOUSE_VERSION)] = Field(
         description="clickhouse-server / clickhouse-keeper package version, pinned exactly (e.g. 25.8.2.29)")
-    shards: Int = Field(1, ge=1, le=16, description="shards of the `cluster` topology")
-    replicas: Int = Field(2, ge=1, le=4, description="replicas per shard, each in its own zone")
+    shards: Int = Field(1, ge=1, le=16, description="immutable: fewer deletes nodes and their disks (netra:allowReplace, docs/data-safety.md); shards of the `cluster` topology")
+    replicas: Int = Field(2, ge=1, le=4, description="immutable: fewer deletes nodes and their disks (netra:allowReplace, docs/data-safety.md); replicas per shard, each in its own zone")
     zones: tuple[Annotated[str, StringConstraints(pattern=r"^[a-z]$")], ...] = Field(
-        ("a", "b", "c"), description="zone letters of the region used in order (replica i in zone i, Keeper in the first 3)")
+        ("a", "b", "c"), description="immutable: a change moves (replaces) the disks (netra:allowReplace, docs/data-safety.md); zone letters of the region used in order (replica i in zone i, Keeper in the first 3)")
     machine_type: Annotated[str, StringConstraints(pattern=MACHINE_TYPE)] = Field(
         "n2-highmem-4", description="Compute Engine machine type of each ClickHouse node")
-    disk_size_gb: Int = Field(200, ge=10, le=65536, description="data disk per node (GB); survives instance replacement")
+    disk_size_gb: Int = Field(200, ge=10, le=65536, description="immutable: shrinking replaces the disks (netra:allowReplace, docs/data-safety.md); data disk per node (GB); survives instance replacement")
     disk_type: Literal["pd-ssd", "pd-balanced", "hyperdisk-balanced"] = Field("pd-ssd",
-        description="data disk type of the ClickHouse and Keeper nodes (replaces the disk when changed)")
+        description="immutable: a change replaces the disks (netra:allowReplace, docs/data-safety.md); data disk type of the ClickHouse nodes")
     boot_disk_size_gb: Int = Field(30, ge=10, le=1000, description="boot disk of each node, GB")
     image: text(200) = Field(
         DEFAULT_IMAGE, description="boot image, a specific image (projects/<p>/global/images/<name>), never a family: "
@@ -83,7 +83,7 @@ class ClickHouseConfig(ConfigModel):
             raise ValueError(f"must be projects/<project>/global/images/<image name>, got {v!r}")
         return v
     kms_key: Optional[Annotated[str, StringConstraints(pattern=KMS_KEY)]] = Field(
-        None, description="Cloud KMS key for the disks (CMEK); unset: Google-managed encryption, declared explicitly")
+        None, description="immutable: a change replaces the disks (netra:allowReplace, docs/data-safety.md); Cloud KMS key for the disks (CMEK); unset: Google-managed encryption, declared explicitly")
     cluster_name: Annotated[str, StringConstraints(pattern=IDENT)] = Field("netra", description="name in remote_servers")
     database: Annotated[str, StringConstraints(pattern=IDENT)] = Field("analytics",
         description="the analytics database ClickHouse creates")

@@ -133,17 +133,18 @@ class SqlBackups(ConfigModel):
 
 class DatabaseConfig(ConfigModel):
     instance_name: Optional[text(98, r"[a-z][a-z0-9-]*[a-z0-9]", "a Cloud SQL instance name (lowercase letters, digits, -)")] = Field(
-        None, description="Cloud SQL instance name; default netra-<environment>-db")
+        None, description="immutable: a change replaces the instance and drops its databases (netra:allowReplace, docs/data-safety.md); Cloud SQL instance name; default netra-<environment>-db")
     tier: text(64) = Field("db-custom-2-7680", description="db-custom-<vCPU>-<MiB>, db-perf-optimized-N-<vCPU>, db-f1-micro, db-g1-small")
     availability_type: Literal["REGIONAL", "ZONAL"] = Field("REGIONAL", description="REGIONAL = HA with standby in another zone")
     disk_size_gb: Int = Field(20, ge=10, le=65536, description="SSD size in GB (autoresize on; it never shrinks)")
     database_name: text(63, PG_IDENT, "a PostgreSQL identifier (lowercase letters, digits, _)") = Field("netra",
-        description="the application database")
+        description="immutable: a change replaces the database (netra:allowReplace, docs/data-safety.md); the application database")
     user_name: text(48, PG_IDENT, "a PostgreSQL identifier (lowercase letters, digits, _)") = Field(
-        "netra_app", description="prefix of the services' users: each database client connects as "
+        "netra_app", description="immutable: a change replaces the users (netra:allowReplace, docs/data-safety.md); "
+                                 "prefix of the services' users: each database client connects as "
                                  "<userName>_<service>, rows only (the migration job restricts them after every run)")
     migration_user_name: text(63, PG_IDENT, "a PostgreSQL identifier (lowercase letters, digits, _)") = Field(
-        "netra_migrate", description="the migration job's user: owns the schema")
+        "netra_migrate", description="immutable: a change replaces the user (netra:allowReplace, docs/data-safety.md); the migration job's user: owns the schema")
     ssl_mode: Literal["ENCRYPTED_ONLY", "TRUSTED_CLIENT_CERTIFICATE_REQUIRED"] = Field("ENCRYPTED_ONLY",
         description="ENCRYPTED_ONLY: TLS required; TRUSTED_CLIENT_CERTIFICATE_REQUIRED: client certificates too")
     max_connections: Int = Field(200, ge=14, le=262143, description="PostgreSQL max_connections flag")
@@ -210,10 +211,10 @@ def tier_problem(tier: str) -> Optional[str]:
 
 class CacheConfig(ConfigModel):
     instance_name: Optional[text(40, r"[a-z][a-z0-9-]*[a-z0-9]", "a Memorystore instance id (lowercase letters, digits, -)")] = Field(
-        None, description="Memorystore instance name; default netra-<environment>-redis")
-    tier: Literal["BASIC", "STANDARD_HA"] = Field("STANDARD_HA", description="STANDARD_HA = replica with automatic failover")
+        None, description="immutable: a change replaces the instance (netra:allowReplace, docs/data-safety.md); Memorystore instance name; default netra-<environment>-redis")
+    tier: Literal["BASIC", "STANDARD_HA"] = Field("STANDARD_HA", description="immutable: a change replaces the instance (netra:allowReplace, docs/data-safety.md); STANDARD_HA = replica with automatic failover")
     memory_size_gb: Int = Field(5, ge=1, le=300, description="Redis memory in GB")
-    redis_version: str = Field("7.2", description="one of " + ", ".join(REDIS_VERSIONS))
+    redis_version: str = Field("7.2", description="immutable: a downgrade replaces the instance (netra:allowReplace, docs/data-safety.md); one of " + ", ".join(REDIS_VERSIONS))
     rdb_snapshot_period: Literal["ONE_HOUR", "SIX_HOURS", "TWELVE_HOURS", "TWENTY_FOUR_HOURS"] = Field("ONE_HOUR",
         description="how often Redis writes an RDB snapshot (persistence)")
     maxmemory_policy: Literal["noeviction", "allkeys-lru", "volatile-lru", "allkeys-lfu", "volatile-lfu",
@@ -284,7 +285,7 @@ class ReleaseLedgerBucket(ConfigModel):
 
 class StorageConfig(ConfigModel):
     location: text(32, r"[A-Z0-9-]+", "a bucket location like US or US-CENTRAL1") = Field(
-        "US", description="bucket location (multi-region like US, or a region like US-CENTRAL1)")
+        "US", description="immutable: a change replaces every bucket (netra:allowReplace, docs/data-safety.md); bucket location (multi-region like US, or a region like US-CENTRAL1)")
     static_assets: StaticAssetsBucket = StaticAssetsBucket()
     backups: BackupsBucket = BackupsBucket()
     access_logs: AccessLogsBucket = AccessLogsBucket()

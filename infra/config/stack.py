@@ -56,9 +56,9 @@ class StackConfig(ConfigModel):
     """Validated before any resource is registered; every key is in docs/reference/config.md (generated)."""
 
     project: text(30, r"[a-z][a-z0-9-]{4,28}[a-z0-9]", "a GCP project id (6-30 lowercase letters, digits, -)") = Field(
-        description="the GCP project every resource goes into (the provider's own key)")
+        description="immutable: a change replaces every resource (netra:allowReplace, docs/data-safety.md); the GCP project every resource goes into (the provider's own key)")
     region: text(32, r"[a-z]+-[a-z]+[0-9]", "a GCP region like us-central1") = Field(
-        "us-central1", description="where every regional resource goes (the provider's own key)")
+        "us-central1", description="immutable: a change replaces every regional resource holding data (netra:allowReplace, docs/data-safety.md); where every regional resource goes (the provider's own key)")
     environment: Literal["staging", "prod"] = Field(
         description="one of staging, prod; defaults to the stack name when that is staging or prod")
     cost_center: text(63, r"[a-z][a-z0-9_-]*", "a label value (lowercase letters, digits, _ and -, starting with a letter)") = Field("llm-platform",

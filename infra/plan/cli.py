@@ -32,7 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--against", metavar="FILE|GITREF",
                    help="print what changes against a previous plan (`plan --json` output) or the plan of a git ref: "
                         "per resource create / update (changed input paths; secrets compared by digest, never "
-                        "printed) / delete, per service revision and traffic before and after")
+                        "printed) / replace (+-, -+ delete before replace, with the dependents deleted first: the "
+                        "provider's ForceNew table) / delete, per service revision and traffic before and after; exit 1 "
+                        "when a resource holding data would be replaced or deleted without netra:allowReplace")
     p.set_defaults(func=run)
 
 
@@ -93,6 +95,8 @@ def run(args: argparse.Namespace) -> int:
             sys.stdout.write("\n")
         else:
             sys.stdout.write(render_diff(d, args.against))
+        if d["refused"]:  # a replacement or delete of a stateful resource no allowance covers
+            return EXIT_POLICY
     elif args.json:
         # allow_nan=False: the document is JSON or the plan fails loudly, never `Infinity` on stdout
         json.dump(doc, sys.stdout, indent=2, sort_keys=False, allow_nan=False)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from .engine import SECRET_TEXT, is_secret
+from .replace import classify
 
 
 class AgainstError(Exception):
@@ -107,13 +108,17 @@ def diff_plans(before: dict, after: dict) -> dict:
                "traffic": {"before": x.get("traffic"), "after": y.get("traffic")}}
         row["changed"] = any(v["before"] != v["after"] for k, v in row.items() if isinstance(v, dict))
         services.append(row)
+    # mocks never replace: which updates replace, what a delete-before-replace deletes first, and which
+    # replacement or delete of a stateful resource no allowance covers (infra/plan/replace.py)
+    refused = classify(changes, before, after)
     vo = {(v["policy"], v.get("urn", ""), v["message"]) for v in (before.get("policy") or {}).get("violations", [])}
     vn = {(v["policy"], v.get("urn", ""), v["message"]) for v in (after.get("policy") or {}).get("violations", [])}
     return {
         "stack": after.get("stack"),
         "secretsCompared": comparable,
-        "summary": {a: sum(1 for c in changes if c["action"] == a) for a in ("create", "update", "delete")},
+        "summary": {a: sum(1 for c in changes if c["action"] == a) for a in ("create", "update", "replace", "delete")},
         "resources": changes,
+        "refused": refused,
         "services": services,
         "policy": {"new": [dict(zip(("policy", "urn", "message"), v)) for v in sorted(vn - vo)],
                    "resolved": [dict(zip(("policy", "urn", "message"), v)) for v in sorted(vo - vn)]},
@@ -144,10 +149,20 @@ def _traffic(table) -> str:
 def render_diff(d: dict, against: str) -> str:
     s = d["summary"]
     lines = [f"Plan diff of {d['stack']} against {against}: {s['create']} to create, {s['update']} to update, "
-             f"{s['delete']} to delete", ""]
-    sign = {"create": "+", "update": "~", "delete": "-"}
+             f"{s.get('replace', 0)} to replace, {s['delete']} to delete", ""]
+    sign = {"create": "+", "update": "~", "replace": "+-", "delete": "-"}
     for c in d["resources"]:
-        lines.append(f"{sign[c['action']]} {c['type']}  {c['name']}")
+        how = ""
+        if c["action"] == "replace":
+            sign_ = "-+" if c.get("deleteBeforeReplace") else "+-"
+            how = "  (delete before replace)" if c.get("deleteBeforeReplace") else "  (replace)"
+            if c.get("replacedBy"):
+                how = f"  (deleted first, recreated after: it refers to {', '.join(u.rsplit('::', 1)[-1] for u in c['replacedBy'])})"
+        else:
+            sign_ = sign[c["action"]]
+        lines.append(f"{sign_} {c['type']}  {c['name']}{how}")
+        if c.get("reasons"):
+            lines.append(f"    replaced because: {', '.join(c['reasons'])}")
         for p in c.get("paths", []):
             if p.get("secret"):
                 lines.append(f"    {p['path']}: changed (secret)")
@@ -157,6 +172,13 @@ def render_diff(d: dict, against: str) -> str:
         lines.append("  no resource changes")
     if not d.get("secretsCompared", True):
         lines.append("  (secret values not compared: the other plan has no secret digests)")
+    if d.get("refused"):
+        lines += ["", f"Refused: {len(d['refused'])} resource(s) holding data would be destroyed, and no "
+                      "netra:allowReplace names them (docs/data-safety.md):"]
+        for r in d["refused"]:
+            lines.append(f"  {r['action']} {r['resource']}: {'; '.join(r['because'])}")
+        lines.append("  to allow it, add to the stack config: netra:allowReplace: "
+                     + json.dumps([{"resource": r["resource"], "reason": "<why the data may go>"} for r in d["refused"]]))
     lines += ["", "Services (revision, traffic):"]
     for row in d["services"]:
         mark = "~" if row["changed"] else " "
