@@ -31,7 +31,8 @@ def test_the_document_does_not_depend_on_registration_order(prod_run):
 def test_a_feature_flag_flip_shows_as_a_changed_secret_without_its_value(prod_plan):
     after = plan_of("prod", FLAG_FLIP)
     d = diff_plans(prod_plan, after)
-    assert d["summary"] == {"create": 0, "update": 1, "delete": 0}
+    # secret_data is ForceNew: a flip is a new secret version (the old one disabled: deletion_policy DISABLE)
+    assert d["summary"] == {"create": 0, "update": 0, "replace": 1, "delete": 0} and d["refused"] == []
     [change] = d["resources"]
     assert change["type"] == "gcp:secretmanager/secretVersion:SecretVersion" and change["name"] == "feature-flags"
     assert change["paths"] == [{"path": "secretData", "secret": True}]
@@ -70,9 +71,10 @@ def test_cli_against_a_plan_file(tmp_path, prod_plan):
     before.write_text(json.dumps(copy.deepcopy(prod_plan)))
     r = cli("plan", "--stack", "prod", "--against", str(before), "--set", "netra:platform.featureFlags.semantic_cache=true")
     assert r.returncode == 0, r.stderr
-    assert "0 to create, 1 to update, 0 to delete" in r.stdout and "secretData: changed (secret)" in r.stdout
+    assert "0 to create, 0 to update, 1 to replace, 0 to delete" in r.stdout and "secretData: changed (secret)" in r.stdout
+    assert "+- gcp:secretmanager/secretVersion:SecretVersion  feature-flags  (replace)" in r.stdout
     j = cli("plan", "--stack", "prod", "--against", str(before), "--json")
-    assert json.loads(j.stdout)["summary"] == {"create": 0, "update": 0, "delete": 0}
+    assert json.loads(j.stdout)["summary"] == {"create": 0, "update": 0, "replace": 0, "delete": 0}
 
 
 @pytest.mark.parametrize("against", ["no-such-ref-or-file", "README.md"])
