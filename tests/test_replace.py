@@ -103,7 +103,7 @@ def _edit(stack: str, key: str, value):
 EDITS = [
     ("netra:platform.database.databaseName", "netra_v2", {"gcp:sql/database:Database::app"}),
     ("netra:platform.database.instanceName", "netra-{env}-db-2", None),
-    ("netra:platform.database.userName", "netra_app2", {"gcp:sql/user:User::app"}),
+    ("netra:platform.database.userName", "netra_app2", {"gcp:sql/user:User::backend-db-user"}),
     ("netra:platform.cache.instanceName", "netra-{env}-redis-2", {"gcp:redis/instance:Instance::redis"}),
     ("netra:platform.cache.redisVersion", "7.0", {"gcp:redis/instance:Instance::redis"}),
     # (prod refuses BASIC outright: only staging can reach this replacement by an edit)
