@@ -16,7 +16,7 @@ STACK ?= prod
 CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.requirements-installed
 
-.PHONY: plan test venv venv-runtime docs-reference system-packages bench bench-canary bench-bake scan clean fuzz
+.PHONY: plan test venv venv-runtime docs docs-reference system-packages bench bench-canary bench-bake scan clean fuzz
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -57,9 +57,12 @@ scan: $(DEV_STAMP) $(CHECKOV_STAMP)
 bench: $(DEV_STAMP)
 	$(PY) -m benchmarks.plan --stack prod --runs 5
 
-# The canary judges on every scenario (about 5 minutes on 2 busy cores; the README's table).
+# The canary judges on every scenario into benchmarks/results/canary.json (committed), then the report page
+# docs/explanation/benchmark.md and its plots are rendered from it. BENCH_RUNS=N overrides each scenario's runs.
 bench-canary: $(DEV_STAMP)
-	$(PY) -m benchmarks.canary --scenarios benchmarks/scenarios/canary.json
+	$(PY) -m benchmarks.canary --scenarios benchmarks/scenarios/canary.json --json $(if $(BENCH_RUNS),--runs $(BENCH_RUNS)) \
+		> benchmarks/results/canary.json.tmp && mv benchmarks/results/canary.json.tmp benchmarks/results/canary.json
+	$(PY) -m docsgen
 
 # The bake watch on simulated 48 h windows (about 5 minutes; the README's bake table).
 bench-bake: $(DEV_STAMP)
@@ -78,6 +81,10 @@ fuzz: $(DEV_STAMP)
 	FUZZ_PROFILE=fuzz BUDGET_FUZZ_EXAMPLES=$(BUDGET_FUZZ_EXAMPLES) $(PY) -m pytest -q -p no:cacheprovider \
 		tests/test_budget_guard_fuzz.py --hypothesis-show-statistics
 
-# The generated reference pages under docs/reference/ (config keys, CLI, policies, alerts); commit the result.
+# The generated pages (docs/reference/*, the benchmark report, bootstrap/deploy-roles.json); commit the result.
 docs-reference: $(DEV_STAMP)
 	$(PY) -m docsgen
+
+# The docs site (MkDocs, Material theme) into build/site; --strict: a broken link or nav entry fails.
+docs: $(DEV_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --quiet

@@ -14,7 +14,7 @@ from infra.release.cli import status as status_cli
 
 from .conftest import cli
 
-STACK_COMMANDS = ("plan", "rollout", "approve", "status", "rollback", "bake", "drift", "restore-drill", "preflight",
+STACK_COMMANDS = ("plan", "rollout", "approve", "status", "rollback", "bake", "drift", "preflight",
                   "bootstrap", "teardown")
 
 
@@ -52,7 +52,9 @@ def test_a_mistyped_service_under_set_gets_a_did_you_mean():
     r = cli("plan", "--stack", "prod", "--set", "netra:services.bakend.canaryPercent=10")
     assert r.returncode == 2
     assert "netra:services.bakend: unknown service 'bakend'; did you mean 'backend'?" in r.stderr
-    assert "image" not in r.stderr  # not the old, misleading "required key is missing" about a new service
+    assert "image" not in r.stderr  # not the misleading "required key is missing" of a new service
+    r = cli("plan", "--stack", "prod", "--summary", "--set", "netra:services.payments.minInstances=2")
+    assert r.returncode == 2 and "netra:services.payments.image: required key is missing" in r.stderr  # a new one
 
 
 def test_plan_summary_is_traffic_warnings_and_policy_only(reuse_plans):

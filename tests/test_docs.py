@@ -135,7 +135,7 @@ def readme_commands(text: str) -> list[tuple[int, list[str], int]]:
             continue
         command, _, comment = line.strip().partition("#")
         m = PROGRAM.match(command.strip())
-        if not m or "[" in command or "…" in command:
+        if not m or re.search(r"\[-|<|…", command):  # usage notation ([--json], <stack>) is not a command
             continue
         argv = shlex.split(m.group("rest").split(">", 1)[0])
         module = m.group("module")
@@ -175,6 +175,9 @@ def test_doc_command_runs(line, argv, expected, reuse_plans, capsys):
     r = cli(*args)
     assert r.returncode == expected, f"{line}: python -m infra {' '.join(args)}\n{r.stderr}"
     assert "Traceback" not in r.stderr
+    if expected == 2:  # a documented refusal: one line naming what to fix
+        assert r.stderr.strip() and not r.stdout.strip(), r.stdout
+        return
     if args[0] == "plan" and "--json" in args:
         doc = json.loads(r.stdout)
         assert {"resources", "outputs", "policy"} <= set(doc) and doc["resources"]
@@ -188,3 +191,84 @@ def test_doc_command_runs(line, argv, expected, reuse_plans, capsys):
         assert "pulumi up" in r.stdout
     if expected == 1:
         assert "[mandatory]" in r.stdout
+
+
+# ---------------------------------------------------------------- every documented command parses
+
+SHELL_OPS = {"&&", "||", ";", "|", "&", ">", ">>", "<", "2>", "("}
+
+
+def documented_invocations(text: str) -> list[tuple[int, list[str]]]:
+    """(line, argv after `python -m infra`) of every such command in a code block (indented or fenced),
+    shell syntax removed (comments, redirections, `&&` chains) and `$VAR` expanded from the block's own
+    `VAR=...` lines (a command substitution stands for a path; an unknown variable for one value)."""
+    import shlex as _shlex
+
+    found, fenced, variables = [], False, {}
+    for n, line in enumerate(text.splitlines(), 1):
+        if line.strip().startswith("```"):
+            fenced, variables = not fenced, {}
+            continue
+        if not (fenced or line.startswith("    ")):
+            continue
+        assignment = re.fullmatch(r"\s*([A-Z_]+)=(.*)", line)
+        if assignment:
+            value = assignment.group(2).strip()
+            try:
+                variables[assignment.group(1)] = ["/tmp/dir"] if value.startswith("$(") else " ".join(_shlex.split(value)).split()
+            except ValueError:
+                pass
+            continue
+        if "python -m infra " not in line or re.search(r"\[-|<[a-z]|…", line):  # usage notation: not a command
+            continue
+        lexer = _shlex.shlex(line.split("python -m infra ", 1)[1], posix=True, punctuation_chars="&|;<>()")
+        lexer.whitespace_split, lexer.commenters = True, "#"
+        try:
+            tokens = list(lexer)
+        except ValueError:  # unbalanced quotes: prose with an apostrophe, not a command
+            continue
+        argv: list[str] = []
+        for token in tokens:
+            if token in SHELL_OPS or set(token) <= set("&|;<>()"):
+                break
+            var = re.fullmatch(r"\$\{?([A-Z_]+)\}?(.*)", token)
+            argv.extend([*variables.get(var.group(1), ["VALUE"])[:-1], variables.get(var.group(1), ["VALUE"])[-1] + var.group(2)]
+                        if var else [token])
+        found.append((n, argv))
+    return found
+
+
+INVOCATIONS = [(f"{path.relative_to(ROOT)}:{n}", argv)
+               for path in DOC_FILES for n, argv in documented_invocations(path.read_text())]
+
+
+def test_every_documented_command_parses():
+    """Commands the runner above does not execute (they need a cloud or a sandbox) must at least still be
+    valid: sub-command, flags and choices as the parsers accept them today."""
+    import contextlib
+    import io
+
+    from infra.__main__ import build_parser
+
+    assert len(INVOCATIONS) > 30
+    problems = []
+    for where, argv in INVOCATIONS:
+        if "--sandbox" in argv and "--stack" not in argv:
+            argv = [*argv, "--stack", "prod"]  # infra.release.sandbox.prepare() adds the sandbox's stack
+        err = io.StringIO()
+        try:
+            with contextlib.redirect_stderr(err):
+                build_parser().parse_args(argv)
+        except SystemExit as e:
+            if e.code:
+                problems.append(f"{where}: python -m infra {' '.join(argv)}: {err.getvalue().strip().splitlines()[-1]}")
+    assert not problems, "documented commands the CLI refuses:\n" + "\n".join(problems)
+
+
+def test_the_parse_check_sees_shell_syntax_and_a_bad_flag():
+    text = ("```bash\nFAST=\"--interval 1 --lag 0\"\nSBX=$(mktemp -d)/x\n"
+            "python -m infra rollout --sandbox \"$SBX\" --service b $FAST > out 2> log &  # note\n```\n"
+            "    python -m infra plan --stack prod --nope\n")
+    assert documented_invocations(text) == [
+        (4, ["rollout", "--sandbox", "/tmp/dir", "--service", "b", "--interval", "1", "--lag", "0"]),
+        (6, ["plan", "--stack", "prod", "--nope"])]

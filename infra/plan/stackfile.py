@@ -191,12 +191,15 @@ def read_stack(stack: str, root: Path = PROJECT_ROOT, overrides: Mapping[str, An
         services = config.get(f"{project}:services")
         svc, _, sub = path.partition(f"{project}:services.")[2].partition(".")
         if sub and isinstance(services, dict) and svc not in services and path.startswith(f"{project}:services."):
-            # a sub-key of a service the stack does not have: a typo far more often than a new service
+            # a sub-key of a service the stack does not have, close to one it has: a typo, not a new service
+            import difflib
+
             from infra.config.services import unknown_service
 
-            found.append(Problem(f"{project}:services.{svc}", unknown_service(svc, services) + "; --set changes keys "
-                                 "of an existing service (a new service needs its whole object)", origin="--set"))
-            continue
+            if difflib.get_close_matches(svc, list(services), n=1, cutoff=0.6):
+                found.append(Problem(f"{project}:services.{svc}", unknown_service(svc, services) + "; a new "
+                                     "service needs a name of its own", origin="--set"))
+                continue
         try:
             set_path(config, path, value)
         except ConfigError as e:

@@ -14,7 +14,7 @@ def register(subparsers) -> None:
         "restore-drill",
         help="restore the latest Cloud SQL backup into a temporary instance, run the migrations' checks, delete it",
         description="Exit 0 drill passed, 1 a check failed, 4 an operation failed, 2 usage.")
-    p.add_argument("--stack", required=True, help="stack name (the instance, project and migration job come from its plan)")
+    p.add_argument("--stack", help="stack name (the instance, project and migration job come from its plan)")
     p.add_argument("--local-dsn", metavar="DSN", help="drill on this PostgreSQL database instead (pg_dump/pg_restore)")
     p.add_argument("--dry-run", action="store_true", help="print the steps; change nothing")
     p.set_defaults(func=run_drill_command)
