@@ -92,6 +92,13 @@ def points_to(resource: Any, prop: str, value: Any, target: Any) -> bool:
     return refers_to(value, target)
 
 
+def serves(backend_service: Any, group: Any) -> bool:
+    """Is `group` (a NEG or instance group resource) one of the backend service's `backends[].group`?"""
+    n = count(backend_service.props, "backends")
+    return any(points_to(backend_service, "backends", peek(backend_service.props, f"backends[{i}].group"), group)
+               for i in range(0 if n is UNKNOWN else n))
+
+
 def fail_closed(e: UnknownValueError, what: str = "") -> str:
     """The violation of a policy that met a value unknown until create: it cannot see it, so it refuses."""
     path = ".".join(e.props)

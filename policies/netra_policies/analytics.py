@@ -6,7 +6,7 @@ import re
 
 from pulumi_policy import Severity
 
-from ._util import CIS_GCP, UNKNOWN, count, get, items, of_type, peek, refers_to as _refers_to, resource_policy, sources, stack_policy
+from ._util import CIS_GCP, UNKNOWN, get, items, of_type, peek, resource_policy, serves, stack_policy
 
 VM_TYPES = ("gcp:compute/instanceTemplate:InstanceTemplate", "gcp:compute/regionInstanceTemplate:RegionInstanceTemplate",
             "gcp:compute/instance:Instance")
@@ -81,20 +81,6 @@ def _env(props) -> dict:
     return out
 
 
-def _count_or_zero(props, path: str) -> int:
-    n = count(props, path)
-    return 0 if n is UNKNOWN else n
-
-
-def _serves(backend_service, i: int, neg) -> bool:
-    """Is `neg` the group of the backend service's backends[i]? In a preview the group (the NEG's self
-    link) is unknown: then the engine's propertyDependencies say which resources `backends` came from."""
-    group = peek(backend_service.props, f"backends[{i}].group")
-    if group is UNKNOWN:
-        return any(s.urn == neg.urn for s in sources(backend_service, "backends"))
-    return _refers_to(group, neg)
-
-
 IAP_ISSUER = "https://cloud.google.com/iap"
 IAP_AUDIENCE = re.compile(r"^/projects/\d+/global/backendServices/\d+$")
 ENV_REF = re.compile(r"^\$(?:__env)?\{([^}]+)\}$")  # Grafana's $__env{VAR} (and ${VAR}) expansion, whole value
@@ -151,8 +137,7 @@ def _grafana_behind_auth(resources, config):
                    f"(GF_AUTH_JWT_ENABLED=true, GF_AUTH_JWT_HEADER_NAME={IAP_JWT_HEADER})"), svc.urn
         yield from ((m, svc.urn) for m in _audience_problems(name, svc.props))
         serving = [n for n in negs if get(n.props, "cloudRun.service") == name]
-        fronts = [b for b in backends if any(_serves(b, i, n) for i in range(_count_or_zero(b.props, "backends"))
-                                             for n in serving)]
+        fronts = [b for b in backends if any(serves(b, n) for n in serving)]
         if not fronts:
             yield f"Grafana service {name}: no load-balancer backend service serves it (so no IAP in front)", svc.urn
         for b in fronts:

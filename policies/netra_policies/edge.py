@@ -4,7 +4,7 @@ from __future__ import annotations
 from pulumi_policy import Severity
 
 from . import _wire
-from ._util import CIS_GCP, UNKNOWN, get, items, of_type, peek, points_to, refers_to, resource_policy, sources, stack_policy
+from ._util import CIS_GCP, UNKNOWN, get, items, of_type, peek, points_to, refers_to, resource_policy, serves, sources, stack_policy
 
 SSL_POLICY = ("gcp:compute/sSLPolicy:SSLPolicy",)
 HTTPS_PROXY = ("gcp:compute/targetHttpsProxy:TargetHttpsProxy",)
@@ -116,9 +116,7 @@ def _canary_token_secret(props, config, args):
 def _tagged_backends(resources) -> list:
     """Backend services in front of a serverless NEG on a Cloud Run traffic tag (a revision not every user gets)."""
     tagged = [n for n in of_type(resources, NEG) if get(n.props, "cloudRun.tag")]
-    return [b for b in of_type(resources, BACKEND_SERVICE)
-            if any(points_to(b, "backends", peek(b.props, f"backends[{i}].group"), n)
-                   for i in range(len(items(b.props, "backends"))) for n in tagged)]
+    return [b for b in of_type(resources, BACKEND_SERVICE) if any(serves(b, n) for n in tagged)]
 
 
 GENERATED = "random:index/randomPassword:RandomPassword"
