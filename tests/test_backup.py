@@ -55,7 +55,7 @@ def test_local_drill_restores_migrates_checks_and_drops_the_copy(db, tmp_path):
     assert report.steps[-1] == f"dropped {report.instance}"
     assert _databases(db) == before  # the drill database is gone
     # the source was only read: the release's migration is not applied there
-    assert [v for v, _, applied in migrate.status(db, directory) if not applied] == ["999"]
+    assert [v for v, _, state in migrate.status(db, directory) if state == migrate.PENDING] == ["999"]
 
 
 def test_local_drill_fails_when_the_release_would_lose_rows(db, tmp_path):

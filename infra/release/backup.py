@@ -184,7 +184,7 @@ def check_restored(source_counts: dict[str, int], dsn: str, directory: Path | st
     lost rows relative to the source. Returns the figures; raises BackupError naming what failed."""
     from infra import migrate
 
-    pending = [f"{v}_{n}" for v, n, applied in migrate.status(dsn, directory) if not applied]
+    pending = [f"{v}_{n}" for v, n, state in migrate.status(dsn, directory) if state == migrate.PENDING]
     counts = table_counts(dsn)
     lost = {t: (n, counts.get(t)) for t, n in source_counts.items() if counts.get(t, -1) < n}
     checks = {"pending": pending, "tables": counts, "lost": lost}
