@@ -21,7 +21,14 @@ Before the canary, `history_s` seconds (default 1800) of stable-only traffic at 
 for judges that calibrate on it. Extensions of this benchmark (other tools ignore them): `expect`
 (promote | rollback | no-promote: what a good judge should do, for the target checks), `kind`,
 `fault` ({kind, ...}: corrupt the data every judge sees, see `FAULTS`), `targets` (false: informative).
-Unknown scenario fields are ignored. Every judge sees exactly the same counts. Judges:
+Unknown scenario fields are ignored. Every judge sees exactly the same counts.
+
+Issue 22 (`benchmarks/canary_value.py`): a revision may also have `cost`, `tokens`, `quality`, `cache`
+and `memory`; a scenario may have `criteria` (judged as a flag ramp's: stable = off arm, canary = on
+arm), `expect: "not-met"`, `promote_target` (share promoted within the hour, default 0.9) and
+`rollback_within_s`. Each result row gains `not_met` (runs that ended on a criterion confidently
+missed) and `right_by_5min` (share with the expected decision by 5, 10, ..., 60 min; `--plot PNG`
+draws them). Judges:
 
 * ``netra``             ours (infra.canary.judge, the very code the gate runs, vectorised over runs)
 * ``seed-fixed-window`` the seed's plan: watch 60 min, then roll back if error > 1 %, p95 > 2 s,
@@ -59,6 +66,7 @@ from infra.canary.judge import BatchJudge, JudgeConfig
 from infra.canary.verdict import Decision
 
 PROMOTE, ROLLBACK, UNDECIDED = int(Decision.PROMOTE), int(Decision.ROLLBACK), int(Decision.CONTINUE)
+HOLD = int(Decision.HOLD)
 Z95 = stats.norm.ppf(0.95)
 BOUNDS = np.asarray(CLOUD_RUN_LATENCY.bounds)
 NB = CLOUD_RUN_LATENCY.num_buckets
@@ -532,6 +540,9 @@ def summarise(sc, name, dec, at, not_met=None) -> dict:
         "median_promote_s": float(np.median(t[pr])) if pr.any() else None,
         "promoted_within_600s": int((pr & (t <= 600)).sum()),
         **({"rolled_back_within_s": int((rb & (t <= limit)).sum())} if limit else {}),
+        # share of runs with the expected decision by 5, 10, ..., 60 min (the decision-time plots)
+        **({"right_by_5min": [round(float((right & (t <= m * 60)).mean()), 4) for m in range(5, 65, 5)]}
+           if (right := {"promote": pr, "rollback": rb, "not-met": dec == HOLD}.get(sc["expect"])) is not None else {}),
     }
 
 
@@ -612,6 +623,36 @@ def check_targets(scenarios, rows) -> list[dict]:
     return checks
 
 
+def plot_decision_times(scenarios, rows, path: str) -> None:
+    """Share of runs with the expected decision (promote, rollback, not met) by each 5 minutes, per judge,
+    one panel per scenario (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [s["name"] for s in scenarios if any(r["scenario"] == s["name"] and "right_by_5min" in r for r in rows)]
+    cols = 3
+    fig, axes = plt.subplots(math.ceil(len(names) / cols), cols, figsize=(15, 3.2 * math.ceil(len(names) / cols)),
+                             squeeze=False)
+    minutes = list(range(5, 65, 5))
+    expect = {s["name"]: s["expect"] for s in scenarios}
+    for ax, name in zip(axes.flat, names):
+        for r in rows:
+            if r["scenario"] == name and "right_by_5min" in r:
+                ax.plot(minutes, [100 * x for x in r["right_by_5min"]], marker=".", label=r["judge"])
+        ax.set_title(name, fontsize=9)
+        ax.set_ylim(0, 102)
+        ax.set_xlabel("minutes", fontsize=8)
+        ax.set_ylabel(f"% {expect[name]} by then", fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+
+
 def wide_table(scenarios, rows) -> str:
     """One row per scenario, one column per judge: promote / rollback / hold counts and the median
     decision time (the README's table)."""
@@ -642,6 +683,7 @@ def main(argv=None) -> int:
     ap.add_argument("--only", action="append", metavar="NAME", help="only these scenarios")
     ap.add_argument("--runs", type=int, help="override every scenario's runs")
     ap.add_argument("--from-json", metavar="FILE", help="render the tables from a saved --json result instead of running")
+    ap.add_argument("--plot", metavar="PNG", help="also draw each scenario's decision-time curves, one panel per scenario")
     args = ap.parse_args(argv)
     try:
         scenarios = load_scenarios(args.scenarios)
@@ -673,6 +715,8 @@ def main(argv=None) -> int:
             rows.extend(run_scenario(sc, args.judge))
         wall = time.perf_counter() - t0
     checks = check_targets(scenarios, rows)
+    if args.plot:
+        plot_decision_times(scenarios, rows, args.plot)
     if args.json:
         json.dump({"results": rows, "targets": checks, "wall_s": round(wall, 1)}, sys.stdout, indent=1)
         print()
