@@ -272,11 +272,7 @@ class MonitoringSource:
             raise
         out: dict[str, dict] = {}
         for s in series:
-            rev = s.resource.labels.get("revision_name")
-            if not rev:
-                raise DataFault(f"{_short(metric_type)}: a series without a revision label")
-            if rev in out:
-                raise DataFault(f"{_short(metric_type)}: duplicated series for {rev}")
+            rev = _revision_of(s, metric_type, out)
             acc = out[rev] = {"count": 0.0, "sum": 0.0, "ssd": 0.0, "buckets": [], "layout": None, "points": []}
             for p in s.points:
                 dist = p.value.distribution_value
@@ -348,11 +344,7 @@ class MonitoringSource:
         hists: dict[str, list[float]] = {}
         layouts = set()
         for s in series:
-            rev = s.resource.labels.get("revision_name")
-            if not rev:
-                raise DataFault(f"{_short(REQUEST_LATENCIES)}: a series without a revision label")
-            if rev in hists:
-                raise DataFault(f"{_short(REQUEST_LATENCIES)}: duplicated series for {rev}")
+            rev = _revision_of(s, REQUEST_LATENCIES, hists)
             for p in s.points:
                 d = p.value.distribution_value
                 layout = layout_from_proto(d.bucket_options)
@@ -367,6 +359,16 @@ class MonitoringSource:
                         h[i] += float(c)
         layout = layouts.pop() if len(layouts) == 1 else None
         return hists, layout
+
+
+def _revision_of(series, metric_type: str, seen) -> str:
+    """The revision of a distribution series; an unlabelled or repeated one makes the interval a fault."""
+    rev = series.resource.labels.get("revision_name")
+    if not rev:
+        raise DataFault(f"{_short(metric_type)}: a series without a revision label")
+    if rev in seen:
+        raise DataFault(f"{_short(metric_type)}: duplicated series for {rev}")
+    return rev
 
 
 def _hist(d: dict, layout):
