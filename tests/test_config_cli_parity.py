@@ -70,17 +70,22 @@ def test_the_model_follows_the_cli_source():
 
 # ---------------------------------------------------------------- the documented commands
 
-def documented_blocks() -> list[tuple[str, list[tuple[int, str]]]]:
-    """(file, [(line, command)]) per code block of README.md and docs/**.md holding `pulumi config set|rm`."""
+STACK_CHOICE = re.compile(r"(?:--stack[ =]|pulumi stack (?:init|select) )(prod|staging)\b")
+
+
+def documented_blocks() -> list[tuple[str, list[tuple[int, str, str]]]]:
+    """(file, [(line, stack, command)]) of every `pulumi config set|rm` in the code blocks of README.md and
+    docs/**.md, in order: a document is read as a sequence (a tutorial's later step builds on an earlier
+    one). The stack is the last one the document chose (`stack init|select`, `--stack`), prod by default;
+    commands run after `cd <dir>` belong to another Pulumi project (bootstrap/) and are left out."""
     out = []
     for path in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]:
-        lines, block, fenced, pending = path.read_text().splitlines(), [], False, ""
-        for n, line in enumerate(lines, 1):
+        commands, fenced, pending, stack, elsewhere = [], False, "", "prod", False
+        for n, line in enumerate(path.read_text().splitlines(), 1):
             if line.strip().startswith("```"):
-                if fenced and block:
-                    out.append((f"{path.relative_to(ROOT)}:{block[0][0]}", block))
-                block, fenced = [], not fenced
+                fenced, elsewhere = not fenced, False
                 continue
+            stack = (STACK_CHOICE.findall(line) or [stack])[-1]
             if not fenced:
                 continue
             text = pending + line.strip()
@@ -89,8 +94,12 @@ def documented_blocks() -> list[tuple[str, list[tuple[int, str]]]]:
                 continue
             pending = ""
             for part in re.split(r"\s*&&\s*", text):
-                if re.match(r"pulumi config (set|rm)\b", part):
-                    block.append((n, part))
+                if re.match(r"cd\s+\S", part):
+                    elsewhere = not re.match(r"cd\s+\.\.?\s*$", part)
+                elif re.match(r"pulumi config (set|rm)\b", part) and not elsewhere:
+                    commands.append((n, stack, part))
+        if commands:
+            out.append((str(path.relative_to(ROOT)), commands))
     return out
 
 
@@ -158,32 +167,35 @@ def _with_examples(argv: list[str]) -> list[str]:
 
 
 def test_every_documented_config_command_is_checked():
-    commands = [c for _, block in BLOCKS for _, c in block]
+    commands = [c for _, block in BLOCKS for _, _, c in block]
     assert len(commands) >= 15
     assert any("--secret" in c for c in commands) and any("config rm" in c for c in commands)
 
 
 @pytest.mark.parametrize("where, block", BLOCKS, ids=[w for w, _ in BLOCKS])
 def test_documented_commands_have_the_same_effect_under_the_cli_and_offline(where, block, tmp_path):
-    stack = "staging" if any("--stack staging" in c or "staging" in c.split("#")[0] for _, c in block) else "prod"
-    cli_cfg, offline_cfg = _effects(stack), _effects(stack)
-    for line, command in block:
+    configs = {s: (_effects(s), _effects(s)) for s in ("prod", "staging")}  # (the CLI's, the offline plan's)
+    for line, stack, command in block:
+        cli_cfg, offline_cfg = configs[stack]
         argv, stdin = _argv(command)
         argv = _with_examples(argv)
         try:
             cli_model.run(cli_cfg, argv, stdin or "")
         except CliError as e:
-            pytest.fail(f"{where.split(':')[0]}:{line}: `{command}` fails under the Pulumi CLI: {e}")
+            pytest.fail(f"{where}:{line}: `{command}` fails under the Pulumi CLI: {e}")
         args = [a for a in argv[2:] if not a.startswith("-")]
         if argv[1] == "rm":
             cli_model.run(offline_cfg, argv)
         elif "--secret" in argv:  # the offline plan has no secret input: the stack file holds what the CLI wrote
             offline_cfg = copy.deepcopy(cli_cfg)
+            configs[stack] = (cli_cfg, offline_cfg)
         else:
             _offline(offline_cfg, args[0], args[1] if len(args) > 1 else (stdin or "").rstrip("\n"))
         cli, offline = _loaded(cli_cfg, stack, tmp_path / "cli"), _loaded(offline_cfg, stack, tmp_path / "offline")
-        assert cli == offline, f"{where.split(':')[0]}:{line}: `{command}`: the CLI's effect differs from the offline plan's"
-    assert not isinstance(cli, list), f"{where}: the documented commands leave an invalid config: {cli}"
+        assert cli == offline, f"{where}:{line}: `{command}`: the CLI's effect differs from the offline plan's"
+    for stack, (cli_cfg, _) in configs.items():
+        final = _loaded(cli_cfg, stack, tmp_path / "final")
+        assert not isinstance(final, list), f"{where}: the documented commands leave {stack} invalid: {final}"
 
 
 # ---------------------------------------------------------------- JSON strings where the schema takes an object
