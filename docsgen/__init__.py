@@ -9,11 +9,11 @@ from typing import Callable
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _page(module: str) -> Callable[[], str]:
+def _page(module: str, function: str = "render") -> Callable[[], str]:
     def render() -> str:
         import importlib
 
-        return importlib.import_module(f"docsgen.{module}").render() + "\n"
+        return getattr(importlib.import_module(f"docsgen.{module}"), function)() + "\n"
 
     return render
 
@@ -24,6 +24,10 @@ PAGES: dict[str, Callable[[], str]] = {
     "docs/reference/cli.md": _page("cli_reference"),
     "docs/reference/policies.md": _page("policy_reference"),
     "docs/reference/alerts.md": _page("alert_reference"),
+    # the benchmark report, rendered from the saved run benchmarks/results/canary.json (make bench-canary)
+    "docs/explanation/benchmark.md": _page("benchmark_report"),
+    "docs/explanation/img/canary-decision-times.svg": _page("benchmark_report", "decisions_svg"),
+    "docs/explanation/img/canary-wrong-decisions.svg": _page("benchmark_report", "wrong_svg"),
     # not a page: the bootstrap program's deploy roles, computed from the plans' resource types
     "bootstrap/deploy-roles.json": lambda: __import__("infra.bootstrap.roles", fromlist=["render_roles"]).render_roles(),
 }

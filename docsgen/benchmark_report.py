@@ -76,11 +76,10 @@ def _svg(metric: str) -> str:
     else:
         ax.set_xlabel("wrong decisions, % of runs (false rollback, missed rollback, or promote on faulty data)")
         ax.set_xlim(-2, 102)
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.5 / (0.22 * len(scenarios) + 1.2) - 0.02),
-              ncol=len(judges), fontsize=7, frameon=False)
-    fig.tight_layout()
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.6 / (0.22 * len(scenarios) + 1.2)),
+              ncol=3, fontsize=7, frameon=False)
     out = io.StringIO()
-    fig.savefig(out, format="svg", metadata={"Date": None, "Creator": None})
+    fig.savefig(out, format="svg", bbox_inches="tight", metadata={"Date": None, "Creator": None})
     plt.close(fig)
     return out.getvalue()
 
