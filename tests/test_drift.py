@@ -177,3 +177,20 @@ def test_rollback_direct_through_the_local_server_leaves_no_drift(cloud_run, out
     assert [m for m, p in api.requests if "/operations/" in p] == ["GET"] * len(outputs["services"])
     code, text, _, _ = drift(api, outputs)
     assert code == 0 and "note: tag canary" in text and ADMIN_API not in text
+
+
+def test_the_expected_traffic_is_what_the_release_ledger_says(tmp_path, monkeypatch, outputs):
+    """`drift` renders the stack config with the ledger's keys overlaid: a stable revision the ledger holds
+    (and the stack file does not) is what Cloud Run must serve."""
+    from infra.release.backends import LEDGER_ENV
+    from infra.release.cli.drift import ledger_outputs
+    from infra.release.ledger import DirStore, Ledger
+
+    monkeypatch.setenv(LEDGER_ENV, str(tmp_path / "ledger"))
+    ledger = Ledger(DirStore(tmp_path / "ledger" / "prod"), "prod")
+    auth = outputs["services"]["auth"]
+    ledger.update(lambda doc: doc["config"].update({"netra:services.auth.stableRevision": auth["candidateRevision"]}),
+                  by="test", what="auth finalized by another runner")
+    expected = ledger_outputs("prod")["services"]["auth"]
+    assert expected["stableRevision"] == auth["candidateRevision"]
+    assert {t["revision"]: t["percent"] for t in expected["traffic"]}[auth["candidateRevision"]] == 100

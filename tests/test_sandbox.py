@@ -114,9 +114,11 @@ def test_an_operator_rollback_during_the_gate_leaves_the_candidate_at_0(box):
             assert rollout.poll() is None and time.monotonic() < deadline, "the rollout never reached 10 %"
             time.sleep(0.5)
         r = infra("rollback", "--sandbox", str(box))
+        rolled_back = time.monotonic()
         assert r.returncode == 0, r.stdout + r.stderr
         assert live(box, name)[candidate] == 0
         out, err = rollout.communicate(timeout=300)
+        print(f"the rollout stopped {time.monotonic() - rolled_back:.1f} s after the rollback (exit {rollout.returncode})")
     finally:
         if rollout.poll() is None:
             rollout.kill()

@@ -1,8 +1,9 @@
 """Drift: does Cloud Run serve what the release state says it should? (`python -m infra drift`, cli/drift.py)
 
-Expected traffic per service is what the program renders from the release state (the offline plan's
-`services.<key>.traffic`: stable and candidate with their tags and shares, a bake's `previous` at 0 %),
-exactly what the next `pulumi up` would set. Live traffic is the service's `trafficStatuses` (what
+Expected traffic per service is what the program renders from the release ledger (the stack config with
+the ledger-owned keys overlaid, cli/drift.py `ledger_outputs`, planned offline: `services.<key>.traffic`,
+stable and candidate with their tags and shares, a bake's `previous` at 0 %), exactly what the next
+`pulumi up` would set. Live traffic is the service's `trafficStatuses` (what
 serves; `traffic` when absent) from the Cloud Run Admin API v2.
 
 Drift is a difference in who gets how much: a revision's share, or the revision under the `stable` tag.

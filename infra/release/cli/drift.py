@@ -1,4 +1,4 @@
-"""`python -m infra drift --stack S`: does Cloud Run serve what the release state says? (release/drift.py)
+"""`python -m infra drift --stack S`: does Cloud Run serve what the release ledger says? (release/drift.py)
 
 Exit 0 clean, 1 drift (the diff printed, a `drift` event sent: stdout JSON line, webhook, job summary),
 2 usage, 4 error (live traffic or the release state unreadable)."""
@@ -39,10 +39,29 @@ def session_for(endpoint: str):
     return requests.Session()
 
 
+def ledger_outputs(stack: str) -> dict:
+    """The plan outputs of the stack config as the release ledger says it must be: the ledger-owned keys
+    (stage, stable revisions, the stamped release record) overlaid, exactly what the next `pulumi up` of
+    any actor renders. Raises LedgerError (ledger unreadable) or StackError (config refused)."""
+    from infra.canary.stack import plan_outputs
+    from infra.release.backends import stack_ledger, stack_raw_config
+    from infra.release.state import RELEASE_KEY
+    from infra.release.view import overlay_of, stamped
+
+    config = stack_raw_config(stack)
+    snap = stack_ledger(stack, lambda: config).read()
+    view = overlay_of(config, snap)
+    owned = {path.split(".", 1)[0] for path in snap.config} | {RELEASE_KEY}
+    return plan_outputs(stack, overrides={key: view[key] for key in owned if key in view} | {
+        RELEASE_KEY: stamped(snap, view)})
+
+
 def run_drift(args, *, outputs=None, session=None, notifier=None, out=None) -> int:
-    """`drift`. `outputs`: the release state as plan outputs (the sandbox passes its own)."""
-    from infra.canary.stack import StackError, plan_outputs
+    """`drift`. `outputs`: the release state as plan outputs (tests pass their own); by default the
+    stack's release ledger rendered by the offline plan."""
+    from infra.canary.stack import StackError
     from infra.notify import Notifier
+    from infra.release.ledger import LedgerError
 
     out = out or sys.stdout
     if not args.stack:
@@ -50,11 +69,14 @@ def run_drift(args, *, outputs=None, session=None, notifier=None, out=None) -> i
     if not str(args.api_endpoint).startswith(("http://", "https://")):
         return err("drift", f"--api-endpoint must be an http(s) URL, got {args.api_endpoint!r}")
     try:
-        outputs = outputs if outputs is not None else plan_outputs(args.stack)
+        outputs = outputs if outputs is not None else ledger_outputs(args.stack)
     except StackError as exc:
         if "unknown stack" in str(exc):
             return err("drift", str(exc))
         print(f"infra drift: error: the release state cannot be rendered: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except LedgerError as exc:
+        print(f"infra drift: error: the release ledger cannot be read: {exc}", file=sys.stderr)
         return EXIT_ERROR
     try:
         report = check(args.stack, outputs, session or session_for(args.api_endpoint), args.api_endpoint)
