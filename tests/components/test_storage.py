@@ -15,7 +15,7 @@ def build(site=PROD, **config):
 
 def test_buckets_uniform_access_public_access_prevented_usage_logged():
     reg = build()
-    assert reg.names(BUCKET) == ["access-logs", "backups", "migrations", "static-assets"]
+    assert reg.names(BUCKET) == ["access-logs", "backups", "migrations", "release-ledger", "static-assets"]
     for name in reg.names(BUCKET):
         b = reg.one(BUCKET, name)
         assert b["name"] == f"netra-test-{name}" and b["uniformBucketLevelAccess"] is True
