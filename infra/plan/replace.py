@@ -21,13 +21,11 @@ import re
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
+from infra.components.guards import STATEFUL_TYPES
+from infra.config.stack import resource_key
+
 TABLE = Path(__file__).resolve().parent / "replace_table.json"
 GUARDS_TYPE = "netra:data:Guards"
-STATEFUL_TYPES = frozenset({  # infra/components/guards.py (not imported: the plan must not load the program)
-    "gcp:sql/databaseInstance:DatabaseInstance", "gcp:sql/database:Database", "gcp:sql/user:User",
-    "gcp:redis/instance:Instance", "gcp:storage/bucket:Bucket", "gcp:compute/disk:Disk",
-    "gcp:secretmanager/secret:Secret",
-})
 _INDEX = re.compile(r"\[\d+\]")
 
 
@@ -116,20 +114,12 @@ def dependents_deleted_first(urn: str, resources: dict[str, dict]) -> list[str]:
 
 def allowances(plan: dict) -> tuple[set[str], bool]:
     """(`<type>::<name>` keys config allows to be replaced, teardown) from the plan's Guards component."""
-    from infra.config.stack import resource_key
-
     for r in plan.get("resources", []):
         if r["type"] == GUARDS_TYPE:
             inputs = r.get("inputs") or {}
             return ({resource_key(a["resource"]) for a in inputs.get("allowReplace") or []},
                     inputs.get("teardown") is True)
     return set(), False
-
-
-def key_of(urn: str) -> str:
-    from infra.config.stack import resource_key
-
-    return resource_key(urn)
 
 
 def classify(changes: list[dict], before: dict, after: dict) -> list[dict]:
@@ -163,8 +153,8 @@ def classify(changes: list[dict], before: dict, after: dict) -> list[dict]:
     refused = []
     for c in changes:
         if c["action"] in ("replace", "delete") and c["type"] in STATEFUL_TYPES and not teardown \
-                and key_of(c["urn"]) not in allowed:
-            refused.append({"urn": c["urn"], "resource": key_of(c["urn"]), "action": c["action"],
+                and resource_key(c["urn"]) not in allowed:
+            refused.append({"urn": c["urn"], "resource": resource_key(c["urn"]), "action": c["action"],
                             "because": c.get("reasons") or ([f"deleted before {', '.join(c['replacedBy'])} is replaced"]
                                                             if c.get("replacedBy") else ["removed from the program"])})
     return refused
