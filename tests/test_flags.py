@@ -78,7 +78,7 @@ def test_a_ramp_step_is_a_new_secret_version_only_and_the_diff_hides_its_value()
     up = plan_of("staging", {"netra:platform.featureFlags.semantic_cache": {"percent": 50, "killSwitch": False}})
     d = diff_plans(ramp, up)
     # no revision template changes, so no new revision: running instances read the new version from the file
-    assert d["summary"] == {"create": 0, "update": 1, "delete": 0}
+    assert d["summary"] == {"create": 0, "update": 0, "replace": 1, "delete": 0}  # secret_data is ForceNew: a new version
     [change] = d["resources"]
     assert (change["type"], change["name"]) == ("gcp:secretmanager/secretVersion:SecretVersion", "feature-flags")
     assert change["paths"] == [{"path": "secretData", "secret": True}]
