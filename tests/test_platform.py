@@ -580,8 +580,8 @@ def _observability_grants(plan: dict) -> set:
 
 
 def test_identity_table_in_docs_matches_the_plan(prod_plan):
-    """The README lists every role granted and why; each grant in the plan appears there."""
-    doc = (ROOT / "README.md").read_text()
+    """docs/explanation/platform.md lists every role granted and why; each grant in the plan appears there."""
+    doc = (ROOT / "docs/explanation/platform.md").read_text()
     for _member, role, _what in identity_table(prod_plan):
         assert f"`{role}`" in doc, role
 

@@ -22,7 +22,7 @@ def register(subparsers) -> None:
         "approve", help="record an operator approval of one candidate revision at one stage (netra:release)",
         description="Approve REVISION of SERVICE at STAGE %, so it may get the next stage. Recorded in stack config "
                     "with who, when and the SHA-256 of the note. Exit 0 recorded, 2 usage, 4 failed.")
-    a.add_argument("--stack", required=True, help="stack name")
+    a.add_argument("--stack", help="stack name")
     a.add_argument("--flag", metavar="NAME", help="approve the ramp of this feature flag at --stage instead (no "
                                                   "--service / --revision)")
     a.add_argument("--service", help="service key")

@@ -27,7 +27,7 @@ def register(subparsers) -> None:
                     "--max-duration with the gate's absolute triggers, and roll a service back to its previous "
                     "revision when one fires (netra:verification.bake.autoRollback). Run it hourly. "
                     "Exit 0 clean, 1 a trigger fired, 2 usage, 4 failed.")
-    p.add_argument("--stack", required=True, help="stack name")
+    p.add_argument("--stack", help="stack name")
     p.add_argument("--service", help="watch only this service key (default: every baking service)")
     p.add_argument("--interval", default="60", metavar="SECONDS", help="observation interval, 1..3600 s (default 60)")
     p.add_argument("--max-duration", default="3300", metavar="SECONDS",

@@ -19,7 +19,7 @@ def register(subparsers) -> None:
         description="Reads every service's traffic through the Cloud Run Admin API v2 and compares it with what "
                     "the release state renders (the offline plan of the stack). Exit 0 clean, 1 drift (diff and "
                     "a notification event), 2 usage, 4 error.")
-    d.add_argument("--stack", required=True, help="stack name")
+    d.add_argument("--stack", help="stack name")
     d.add_argument("--json", action="store_true", help="the report as one JSON object on stdout (no event line)")
     d.add_argument("--api-endpoint", default=ADMIN_API, metavar="URL",
                    help="Cloud Run Admin API base URL (default https://run.googleapis.com; http://127.0.0.1:PORT for "

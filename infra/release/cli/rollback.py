@@ -23,7 +23,7 @@ def register(subparsers) -> None:
                     "service, overrides removed, a rollout in progress and its candidates rejected, baking services "
                     "back on their previous revision; then one pulumi up, or with --direct the Cloud Run Admin API. "
                     "Exit 0 done, 2 usage, 4 something not done (listed).")
-    r.add_argument("--stack", required=True, help="stack name")
+    r.add_argument("--stack", help="stack name")
     r.add_argument("--dry-run", action="store_true", help="print what would be done; change nothing")
     r.add_argument("--direct", action="store_true",
                    help="set traffic with the Cloud Run Admin API (when pulumi up is broken), then reconcile config")

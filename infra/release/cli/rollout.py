@@ -27,7 +27,7 @@ def register(subparsers) -> None:
                     "(with the policy pack), verify at 0 %, gate above 0, record the approval, climb; finalize "
                     "at 100 %. Restart it after any interruption: it resumes from the journal in netra:release. "
                     "Exit 0 released, 1 rolled back, 2 usage, 3 held, 4 failed.")
-    add_gate_arguments(p, stack_required=True)
+    add_gate_arguments(p)
     p.add_argument("--service", help="roll out only this service key (default: every service with a new candidate); "
                                      "with --flag: judge only this service's arms")
     p.add_argument("--flag", metavar="NAME", help="ramp the feature flag NAME (netra:platform.featureFlags.NAME.percent) "

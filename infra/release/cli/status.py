@@ -22,7 +22,7 @@ def register(subparsers) -> None:
     st = subparsers.add_parser("status", help="per service: stable and candidate revision, live stage, last verdict, "
                                               "next step, the lease and the rollback fence",
                                description="Read-only. Exit 0, 2 usage, 4 the ledger cannot be read.")
-    st.add_argument("--stack", required=True, help="stack name")
+    st.add_argument("--stack", help="stack name")
     st.add_argument("--json", action="store_true", help="one JSON object on stdout")
     sandbox.add_argument(st)
     st.set_defaults(func=run_status)
