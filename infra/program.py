@@ -28,10 +28,34 @@ def pulumi_config() -> dict[str, str]:
     return {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
 
 
-def check_before_build(cfg: StackConfig) -> None:
+def unledgered_approvals(flat: dict) -> list[tuple[str, str]]:
+    """Approvals that move traffic only when the release ledger rendered them: the stamp the release commands
+    write with `netra:release` (infra/release/view.py) must match the record and the stable revisions as
+    this `pulumi up` sees them. A hand-written approval, or a record edited or restored from a stale copy
+    after it was rendered, is refused naming its key, so a `pulumi up` that disagrees with the ledger
+    moves no traffic."""
+    from infra.release.state import RELEASE_KEY, decode, read_release_doc
+    from infra.release.view import AUTHORIZING, STAMP, release_digest
+
+    config = {k: decode(v) for k, v in flat.items()}
+    recorded = read_release_doc(config)
+    granting = [f"{RELEASE_KEY}.{kind}.{name}" for kind in AUTHORIZING
+                for name, record in sorted((recorded.get(kind) or {}).items())
+                if not (isinstance(record, dict) and record.get("rejected"))]
+    stamp = recorded.get(STAMP)
+    if not granting or (isinstance(stamp, dict) and stamp.get("digest") == release_digest(recorded, config)):
+        return []
+    why = ("has no release-ledger stamp" if not isinstance(stamp, dict) else
+           f"differs from what the release ledger rendered (generation {stamp.get('generation')})")
+    return [(key, f"{why}: an approval gives traffic only through the gate or `python -m infra approve`, which "
+                  f"record it in the ledger; remove it, or run `python -m infra status --stack <stack>` to "
+                  f"render the ledger's state") for key in granting]
+
+
+def check_before_build(cfg: StackConfig, flat: dict | None = None) -> None:
     """The checks that need more than one key's value and the candidate revision names (computed from the
     config alone), so that every refusal happens before the first resource registers; raise ConfigError."""
-    found = wiring.share_problems(cfg) + wiring.flag_problems(cfg)
+    found = wiring.share_problems(cfg) + wiring.flag_problems(cfg) + unledgered_approvals(flat or {})
     if found:
         raise ConfigError([Problem(key, message) for key, message in found])
 
@@ -63,8 +87,9 @@ def load(secret_paths: Sequence[str] | None = None) -> StackConfig:
     if secret_paths is None:
         secret_paths = stack_file_secure_paths(pulumi.get_stack())
     try:
-        cfg = load_stack_config(pulumi_config(), pulumi.get_stack(), secret_paths=secret_paths)
-        check_before_build(cfg)
+        flat = pulumi_config()
+        cfg = load_stack_config(flat, pulumi.get_stack(), secret_paths=secret_paths)
+        check_before_build(cfg, flat)
         return cfg
     except ConfigError as e:
         # RunError: Pulumi prints the message without a traceback and registers nothing.

@@ -185,6 +185,19 @@ def plan_of(stack: str, overrides: Mapping[str, Any] | None = None, *, policy: b
     return _views[key]
 
 
+def ledger_stamped(stack: str, overrides: Mapping[str, Any] = (), sets=()) -> dict:
+    """`overrides` plus the stamp the release commands write beside netra:release (infra/release/view.py),
+    computed on the config as the program sees it: a test's approvals then stand for ledger-rendered ones
+    (unstamped, the program refuses them as hand-written)."""
+    from infra.plan.stackfile import read_stack
+    from infra.release.state import decode, read_release_doc
+    from infra.release.view import STAMP, release_digest
+
+    config = {k: decode(v) for k, v in read_stack(stack, overrides=dict(overrides), sets=sets).config.items()}
+    stamp = {"generation": "1", "digest": release_digest(read_release_doc(config), config)}
+    return {**dict(overrides), f"netra:release.{STAMP}": stamp}
+
+
 def run_of(stack: str, overrides: Mapping[str, Any] | None = None):
     """`run_stack(stack, overrides=overrides)` (a ProgramRun, yours to change), run once per session."""
     return _checked(stack, overrides=overrides, policy=False)[0]

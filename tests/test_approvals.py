@@ -2,11 +2,13 @@
 plan CLI's refusal of a skipped stage, and the policy pack's `cloudrun-traffic-approved` stack policy."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from infra.release import model as release
 
-from .conftest import cli, plan_of
+from .conftest import cli, ledger_stamped, plan_of
 
 LADDER = (0, 10, 50, 100)
 CAND, OTHER, STABLE = "netra-backend-prod-11111111", "netra-backend-prod-22222222", "netra-backend-prod-a41c9e07"
@@ -67,17 +69,17 @@ def traffic(doc, key):
 
 def test_unapproved_stage_in_the_program_gives_zero(prod_plan):
     """The issue's reproduction: canaryPercent 50 and a new backend image -> the new revision gets 0 %."""
-    live = plan_of("prod", {"netra:canaryPercent": 50, **approvals_for(prod_plan, 10)})
+    live = plan_of("prod", ledger_stamped("prod", {"netra:canaryPercent": 50, **approvals_for(prod_plan, 10)}))
     assert traffic(live, "backend") == [("stable", 50), ("canary", 50)]
     new_image = "us-central1-docker.pkg.dev/netra-production/netra/backend@sha256:" + "1" * 64
-    changed = plan_of("prod", {"netra:canaryPercent": 50, **approvals_for(prod_plan, 10),
-                               "netra:services.backend.image": new_image})
+    changed = plan_of("prod", ledger_stamped("prod", {"netra:canaryPercent": 50, **approvals_for(prod_plan, 10),
+                                                      "netra:services.backend.image": new_image}))
     assert traffic(changed, "backend") == [("stable", 100), ("canary", 0)]
     assert traffic(changed, "auth") == [("stable", 50), ("canary", 50)]  # untouched services keep their stage
 
 
 def test_approval_annotations_sit_beside_the_traffic(prod_plan):
-    doc = plan_of("prod", {"netra:canaryPercent": 10, **approvals_for(prod_plan, 0)})
+    doc = plan_of("prod", ledger_stamped("prod", {"netra:canaryPercent": 10, **approvals_for(prod_plan, 0)}))
     svc = next(r for r in doc["resources"] if r["type"] == "gcp:cloudrunv2/service:Service" and r["name"] == "backend")
     notes = svc["inputs"]["annotations"]
     assert notes["netra.dev/approved-revision"] == svc["inputs"]["template"]["revision"]
@@ -100,3 +102,35 @@ def test_a_stale_override_is_called_out_so_the_manual_ladder_does_not_silently_s
                                   "netra:release.rollout": {"services": ["backend"], "scope": "service"}})
     assert not [w for w in in_rollout["warnings"] if "overrides netra:canaryPercent" in w]
     assert release.override_warnings(10, {"auth": None}) == []
+
+
+def _set(overrides: dict) -> list[str]:
+    return [a for k, v in overrides.items() for a in ("--set", f"{k}={json.dumps(v)}")]
+
+
+def test_a_hand_written_approval_is_refused_naming_the_key(prod_plan):
+    """The issue's reproduction: an approval at 50 % written into the stack config by hand (any name, all-zero
+    evidence) gave an untested candidate 100 %. Without the release ledger's stamp it moves nothing."""
+    forged = {"netra:canaryPercent": 100, "netra:release.approvals.backend": {
+        "revision": prod_plan["outputs"]["services"]["backend"]["candidateRevision"], "stage": 50, "by": "operator:mallory",
+        "evidence": "0" * 64}}
+    r = cli("plan", "--stack", "prod", *_set(forged))
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stdout + r.stderr
+    assert "netra:release.approvals.backend: has no release-ledger stamp" in r.stderr
+    assert "nothing registered" in r.stderr
+    # the same record as the ledger rendered it (stamped) is what the program honours
+    assert cli("plan", "--stack", "prod", "--summary", *_set(ledger_stamped("prod", forged))).returncode == 0
+
+
+def test_an_edit_after_the_ledger_rendered_the_record_is_refused(prod_plan):
+    rendered = ledger_stamped("prod", {"netra:canaryPercent": 10, **approvals_for(prod_plan, 0, keys=("backend",))})
+    edited = {**rendered, "netra:release.approvals.backend": {**rendered["netra:release.approvals.backend"], "stage": 50}}
+    r = cli("plan", "--stack", "prod", *_set(edited))
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "netra:release.approvals.backend: differs from what the release ledger rendered (generation 1)" in r.stderr
+    # a stable revision restored from a stale copy changes the digest too
+    stale = {**rendered, "netra:services.auth.stableRevision": "netra-auth-prod-00000000"}
+    assert cli("plan", "--stack", "prod", *_set(stale)).returncode == 2
+    # a rejection is no grant: it needs no stamp
+    rejected = {"netra:release.approvals.backend": {**rendered["netra:release.approvals.backend"], "rejected": True}}
+    assert cli("plan", "--stack", "prod", "--summary", *_set(rejected)).returncode == 0

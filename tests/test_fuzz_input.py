@@ -36,7 +36,7 @@ from infra.config import ConfigError
 from infra.plan import cli, engine
 from infra.plan.stackfile import StackFileError, read_stack
 
-from .conftest import ROOT
+from .conftest import ROOT, ledger_stamped
 
 KINDS = ("value", "edge", "delete", "rename", "add", "yaml-text", "bytes", "set", "document")
 settings.register_profile("ci", max_examples=int(os.environ.get("FUZZ_EXAMPLES_PER_CLASS", 3)), derandomize=True,
@@ -339,6 +339,8 @@ def test_a_skipped_stage_is_refused_before_the_first_registration(fuzz_root, pro
     cand = prod_plan["outputs"]["services"]["backend"]["candidateRevision"]
     record = json.dumps({"approvals": {"backend": {"revision": cand, "stage": 0, "by": "verify", "evidence": "0" * 64}}})
     sets = ["netra:canaryPercent=50", f"netra:release={record}"]
+    stamp = ledger_stamped("prod", sets=sets)["netra:release.ledger"]
+    sets.append(f"netra:release.ledger={json.dumps(stamp)}")  # rendered by the ledger: only the stage is wrong
     code, doc = check_invariant(fuzz_root, "set", "prod", TEXTS["prod"].encode(), sets)
     assert code == cli.EXIT_USAGE and [p["key"] for p in doc["problems"]] == ["netra:canaryPercent"], doc
     assert "skips a stage" in doc["problems"][0]["message"]

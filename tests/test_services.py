@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import one, plan_of, resources_of
+from .conftest import ledger_stamped, one, plan_of, resources_of
 
 RUN = "gcp:cloudrunv2/service:Service"
 SA = "gcp:serviceaccount/account:Account"
@@ -85,7 +85,7 @@ def approved_at(stage: int, plan: dict) -> dict:
 @pytest.fixture(scope="module")
 def stage_plans(prod_plan) -> dict[int, dict]:
     """Each stage, with the candidates approved at 50 % (so every stage up to 100 % is allowed)."""
-    return {p: plan_of("prod", {"netra:canaryPercent": p, **approved_at(50, prod_plan)}) for p in (0, 10, 50, 100)}
+    return {p: plan_of("prod", ledger_stamped("prod", {"netra:canaryPercent": p, **approved_at(50, prod_plan)})) for p in (0, 10, 50, 100)}
 
 
 def _without_traffic(doc: dict) -> dict:
@@ -113,7 +113,7 @@ def test_rollback_is_stage_zero(stage_plans):
 
 
 def test_per_service_override_moves_only_that_service(stage_plans, prod_plan):
-    doc = plan_of("prod", {"netra:services.backend.canaryPercent": 50, **approved_at(10, prod_plan)})
+    doc = plan_of("prod", ledger_stamped("prod", {"netra:services.backend.canaryPercent": 50, **approved_at(10, prod_plan)}))
     assert doc["outputs"]["services"]["backend"]["traffic"] == stage_plans[50]["outputs"]["services"]["backend"]["traffic"]
     assert doc["outputs"]["services"]["auth"]["traffic"] == stage_plans[0]["outputs"]["services"]["auth"]["traffic"]
 
@@ -123,7 +123,7 @@ def test_finalize_keeps_the_template_and_revision(stage_plans):
     overrides = {"netra:canaryPercent": 0, **approved_at(50, full)}
     for key in SEED_INSTANCES:
         overrides[f"netra:services.{key}.stableRevision"] = full["outputs"]["services"][key]["candidateRevision"]
-    done = plan_of("prod", overrides)
+    done = plan_of("prod", ledger_stamped("prod", overrides))
     assert _without_traffic(done) == _without_traffic(full)
     for key in SEED_INSTANCES:
         cand = full["outputs"]["services"][key]["candidateRevision"]
@@ -131,8 +131,8 @@ def test_finalize_keeps_the_template_and_revision(stage_plans):
 
 
 def test_template_edit_makes_a_new_candidate_but_never_moves_traffic_to_it(stage_plans):
-    doc = plan_of("prod", {"netra:canaryPercent": 10, "netra:services.backend.memory": "8Gi",
-                           **approved_at(50, stage_plans[0])})
+    doc = plan_of("prod", ledger_stamped("prod", {"netra:canaryPercent": 10, "netra:services.backend.memory": "8Gi",
+                                                  **approved_at(50, stage_plans[0])}))
     before = stage_plans[10]["outputs"]["services"]["backend"]
     after = doc["outputs"]["services"]["backend"]
     assert after["candidateRevision"] != before["candidateRevision"]

@@ -28,7 +28,7 @@ def _validated(stack: str, root: Path, overrides: Mapping[str, Any] | None, sets
     # naming the file and line (or --set) of each problem.
     cfg = load_stack_config(stack_file.config, stack, stack_file.origin_of, stack_file.secret_paths)
     try:
-        program.check_before_build(cfg)
+        program.check_before_build(cfg, stack_file.config)
     except ConfigError as e:
         from infra.config.loader import for_stack
 
