@@ -227,3 +227,16 @@ def test_a_hand_written_approval_is_never_adopted_as_evidence(prod_plan):
     assert world.driver(release).run().exit_code == rs.EXIT_HELD
     adopted = view.adopt(world.backend.config, "prod")
     assert adopted["release"]["approvals"] == world.ledger.read().release["approvals"] != {}
+
+
+def test_status_without_google_credentials_is_one_error_line_not_a_traceback(monkeypatch, tmp_path):
+    """The cloud ledger with no credentials on the machine: exit 4 naming the ledger and the way out."""
+    from .conftest import cli
+
+    monkeypatch.delenv("NETRA_LEDGER", raising=False)
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "missing.json"))
+    monkeypatch.setenv("NO_GCE_CHECK", "True")
+    r = cli("status", "--stack", "prod")
+    assert r.returncode == 4, r.stdout + r.stderr
+    assert "cannot open the release ledger gs://" in r.stderr and "NETRA_LEDGER" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1

@@ -62,6 +62,8 @@ def test_pull_request_previews_each_stack_with_the_pack_and_comments():
     diff = wf["jobs"]["plan-diff"]
     diff_runs = "\n".join(s.get("run", "") for s in steps(diff))
     assert '--against "origin/$BASE_REF"' in diff_runs and "gh pr comment" in diff_runs
+    # a refused change (unallowed replacement of data, violation) fails the check once the diff is commented
+    assert "|| echo \"(plan exit" not in diff_runs and steps(diff)[-1]["if"] == "steps.diff.outputs.refused != ''"
     assert diff["permissions"]["pull-requests"] == "write"
     assert steps(diff)[0]["with"]["fetch-depth"] == 0
     offline = wf["jobs"]["offline"]

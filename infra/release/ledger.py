@@ -118,9 +118,15 @@ class GcsStore:
     """The ledger object in a GCS bucket through google-cloud-storage; saves carry `if_generation_match`."""
 
     def __init__(self, bucket: str, stack: str, client=None):
+        from google.auth.exceptions import GoogleAuthError
         from google.cloud import storage
 
-        self.client = client or storage.Client()
+        try:
+            self.client = client or storage.Client()
+        except GoogleAuthError as exc:  # no credentials: an operator's setup problem, not a crash
+            raise LedgerError(f"cannot open the release ledger gs://{bucket}: no usable Google credentials ({exc}); "
+                              f"run `gcloud auth application-default login`, or set $NETRA_LEDGER to a directory "
+                              f"to use a local ledger") from None
         self.bucket = self.client.bucket(bucket)
         self.name = LEDGER_OBJECT.format(stack=stack)
 
