@@ -48,8 +48,8 @@ def unledgered_approvals(flat: dict) -> list[tuple[str, str]]:
     why = ("has no release-ledger stamp" if not isinstance(stamp, dict) else
            f"differs from what the release ledger rendered (generation {stamp.get('generation')})")
     return [(key, f"{why}: an approval gives traffic only through the gate or `python -m infra approve`, which "
-                  f"record it in the ledger; remove it, or run `python -m infra status --stack <stack>` to "
-                  f"render the ledger's state") for key in granting]
+                  f"record it in the release ledger and render it stamped; remove it, or let a release command "
+                  f"(`python -m infra rollout|approve|rollback --stack <stack>`) render the ledger's state") for key in granting]
 
 
 def check_before_build(cfg: StackConfig, flat: dict | None = None) -> None:
