@@ -85,7 +85,7 @@ CASES = [
     # mutually exclusive settings
     (BUCKET, "backups", lambda i: i.update(versioning={"enabled": True}), "refuses a retention policy"),
     (ALERT, None, lambda i: i["conditions"][0].update(conditionAbsent={"duration": "300s"}), "exactly one condition kind"),
-    (ARMOR, None, lambda i: i["rules"][-1].update(rateLimitOptions={"conformAction": "allow"}), "rateLimitOptions go with"),
+    (ARMOR, "armor", lambda i: i["rules"][-1].update(rateLimitOptions={"conformAction": "allow"}), "rateLimitOptions go with"),
     # formats the API normalises
     (BUDGET, None, lambda i: i["budgetFilter"].update(projects=["projects/netra-production"]), "projects/<project number>"),
 ]
