@@ -238,7 +238,8 @@ def test_calibration_finds_clumped_errors_and_leaves_clean_ones_alone():
 @pytest.mark.parametrize(
     "kwargs",
     [dict(alpha=0), dict(alpha=1.5), dict(error_tolerance=0.5), dict(beta=0), dict(promote_max_ratio=1.0),
-     dict(max_error_rate=2.0), dict(slow_quantile=0.2), dict(warmup_evidence_share=1.0)],
+     dict(max_error_rate=2.0), dict(slow_quantile=0.2), dict(warmup_evidence_share=1.0), dict(promote_power=0.3),
+     dict(promote_power=1.0), dict(promote_ratio_cap=1.5)],
 )
 def test_config_validation(kwargs):
     with pytest.raises(ValueError):
@@ -292,3 +293,53 @@ def test_bad_canary_is_caught_in_nearly_every_run():
     rng = np.random.default_rng(5)
     j = _simulate(BatchJudge(JudgeConfig(), 1000, SMALL), rng, 30, 50, 0.1, 0.002, 0.01)
     assert float(np.mean(j.decision == Decision.ROLLBACK)) >= 0.99
+
+
+def _margin_after(rps: float, err_c: float, runs: int = 200, T: int = 12, seed: int = 11) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    cfg = JudgeConfig(min_soak_s=1e9, horizon_intervals=60)  # keep looking: the margin, not the decision
+    j = _simulate(BatchJudge(cfg, runs, SMALL), rng, T, rps, 0.1, 0.002, err_c)
+    return j.test("errors").margin(cfg.beta)
+
+
+def test_promote_margin_widens_only_where_the_stage_cannot_resolve_it():
+    cfg = JudgeConfig()
+    busy, quiet, trickle = _margin_after(200, 0.002), _margin_after(20, 0.002), _margin_after(2, 0.002)
+    assert np.all(busy == cfg.promote_max_ratio)  # 20 canary rps resolve 1.8x well within the hour
+    assert 1.9 < float(np.median(quiet)) < 2.2  # 2 canary rps at 0.2 % 5xx: about 14 canary 5xx an hour
+    assert np.all(trickle <= cfg.promote_ratio_cap)  # never beyond the cap: a 2.5x canary never promotes
+    assert np.mean(trickle == cfg.promote_ratio_cap) > 0.8  # the rest: stable showed no 5xx yet, so 1.8x
+
+
+def test_promote_margin_does_not_follow_the_canarys_own_errors():
+    """Same traffic and stable rate, a canary 5x worse (its warm-up even looks like a cold start): the
+    margin comes from what the canary cannot influence, so a bad canary does not widen its own margin."""
+    margins = []
+    for err_c in (0.002, 0.01):
+        j = Judge(JudgeConfig(min_soak_s=1e9, horizon_intervals=60))
+        feed(j, lambda: interval(n_s=1080, n_c=120, err_s=0.002, err_c=err_c), 8)
+        margins.append(float(j.batch.test("errors").margin(0.05)[0]))
+    assert margins[0] == margins[1] > JudgeConfig().promote_max_ratio
+
+
+def test_low_traffic_promote_names_the_widened_margin():
+    """2 canary rps, canary 5xx about stable's: the cumulative ratio bound gets below the traffic's
+    resolution (about 2.0x) well before it gets below 1.8x."""
+
+    def run(cap: float) -> tuple[list[str], Judge]:
+        seen = iter(range(10**6))
+
+        def make():
+            iv = interval(n_s=1080, n_c=120)
+            iv.stable_errors, iv.canary_errors = 2, int(next(seen) % 4 == 3)
+            return iv
+
+        j = Judge(JudgeConfig(min_soak_s=600, horizon_intervals=60, promote_ratio_cap=cap))
+        return feed(j, make, 60), j
+
+    widened, j = run(JudgeConfig().promote_ratio_cap)
+    strict, _ = run(JudgeConfig().promote_max_ratio)
+    assert widened[-1] == "promote" and len(widened) < len(strict)
+    ev = j.evidence()["errors"]["promote_evidence"]
+    assert JudgeConfig().promote_max_ratio < ev["ratio_upper_bound"] < ev["ratio"] <= JudgeConfig().promote_ratio_cap
+    assert "what this traffic resolves in the stage" in j.reason()

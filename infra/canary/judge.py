@@ -100,7 +100,9 @@ class JudgeConfig:
     max_websocket_failure: float = 0.05  # seed: WebSocket connection failures > 5 %
     absolute_min_count: int = 100  # observations an absolute trigger needs before it can fire
     beta: float = 0.05  # a canary promote_max_ratio x worse passes one promote look with about this probability
-    promote_max_ratio: float = 1.8  # "much worse": a 2x canary must not promote
+    promote_max_ratio: float = 1.8  # "much worse": a 2x canary must not promote ...
+    promote_power: float = 0.8  # ... unless the stage's traffic cannot resolve it with this power by its end:
+    promote_ratio_cap: float = 2.5  # then the margin widens to what it can resolve, never beyond this
     negligible_error_rate: float = 0.001  # a canary confidently below this 5xx rate needs no ratio
     negligible_outcome_share: float = 0.6  # ... below this share of the token / WebSocket limit
     warmup_s: float = 120.0  # candidate warm-up: evidence capped, no rollback on its own
@@ -128,6 +130,8 @@ class JudgeConfig:
             (0 < self.max_token_failure < 1, "max_token_failure must be in (0, 1)"),
             (0 < self.max_websocket_failure < 1, "max_websocket_failure must be in (0, 1)"),
             (0 < self.beta < 1, "beta must be in (0, 1)"),
+            (0.5 <= self.promote_power < 1, "promote_power must be in [0.5, 1)"),
+            (self.promote_ratio_cap >= self.promote_max_ratio, "promote_ratio_cap must be >= promote_max_ratio"),
             (
                 self.promote_max_ratio > max(self.error_tolerance, self.latency_tolerance),
                 "promote_max_ratio must exceed both tolerances",
@@ -177,7 +181,8 @@ def build_tests(cfg: JudgeConfig, runs: int) -> list[SequentialTest]:
             tol = cfg.latency_tolerance if spec.signal == "latency" else cfg.error_tolerance
             tests.append(RelativeTest(spec.name, spec.signal, tol, alphas[spec.name], safe_ratio=cfg.promote_max_ratio,
                                       safe_floor=floors[spec.signal], min_events=cfg.min_relative_events,
-                                      always_matters=spec.signal in ("errors", "latency"), **common))
+                                      always_matters=spec.signal in ("errors", "latency"), power=cfg.promote_power,
+                                      max_margin=cfg.promote_ratio_cap, **common))
         else:
             tests.append(AbsoluteTest(spec.name, spec.signal, cfg.limit(spec.signal), alphas[spec.name],
                                       min_count=cfg.absolute_min_count, **common))
@@ -198,7 +203,9 @@ class BatchJudge:
         self.configured_share = configured_share
         self.calibration = calibration or Calibration.none(runs)
         self.tests = build_tests(config, runs)
-        self.test("errors").robust = self.calibration.dispersion > 1  # overdispersed 5xx: sandwich promote bound
+        errors = self.test("errors")
+        errors.robust = self.calibration.dispersion > 1  # overdispersed 5xx: sandwich promote bound ...
+        errors.dispersion, errors.drift = self.calibration.dispersion, self.calibration.drift  # ... less resolution
         self.checks = DataChecks(runs, configured_share, config.count_mismatch_tolerance, config.share_tolerance)
         self.p95_index = layout.first_bucket_at_or_above(config.max_p95_ms)
         self.elapsed_s = np.zeros(runs)

@@ -56,7 +56,7 @@ def evidence(b: BatchJudge, i: int = 0) -> dict:
                 "ratio_upper_bound": _finite(ratio[i]),
                 "rate_upper_bound": _finite(rate[i]),
                 "confidence": 1 - cfg.beta,
-                "ratio": cfg.promote_max_ratio,
+                "ratio": round(float(t.margin(cfg.beta)[i]), 3),
                 "floor": t.safe_floor,
                 "reached": bool(t.safe(cfg.beta)[i]),
                 "required": bool(t.matters()[i]),
@@ -112,7 +112,7 @@ def reason(b: BatchJudge, i: int = 0) -> str:
         return (
             f"promote: {b.soak_s[i]:.0f} s clean soak, {int(b.canary_requests[i])} canary and "
             f"{int(b.stable_requests[i])} stable requests, no test at or trending to its threshold, "
-            f"every signal with data shown below {cfg.promote_max_ratio:g} x stable or its floor"
+            f"every signal with data shown below {_margins(b, i)} or its floor"
             + (f"; every criterion met: {'; '.join(met)}" if met else "")
         )
     missing = []
@@ -130,7 +130,7 @@ def reason(b: BatchJudge, i: int = 0) -> str:
     safe = b.safe()[i]
     for t, ok in zip(b.relative(), safe):
         if not ok:
-            missing.append(f"{t.name}: not yet shown below {cfg.promote_max_ratio:g} x stable (or below {t.safe_floor:.2%})")
+            missing.append(f"{t.name}: not yet shown below {t.margin(cfg.beta)[i]:.2f} x stable (or below {t.safe_floor:.2%})")
     if not b.value.promote_ok()[i]:
         unmet = b.value.unmet_names(i)
         missing.append("value: " + ("; ".join(f"not yet met: {b.value.describe_criterion(n, i)}" for n in unmet)
@@ -195,3 +195,13 @@ def worth(b: BatchJudge, i: int = 0) -> dict:
             out["projected_saving"] = saving
     return out
 
+
+def _margins(b, i: int) -> str:
+    """The promote margin, and which signals' traffic widened it (see RelativeTest.margin)."""
+    cfg = b.config
+    wide = [(t.name, float(t.margin(cfg.beta)[i])) for t in b.relative() if t.matters()[i]]
+    wide = [(n, m) for n, m in wide if m > cfg.promote_max_ratio + 1e-9]
+    text = f"{cfg.promote_max_ratio:g} x stable"
+    if wide:
+        text += " (" + ", ".join(f"{n} {m:.2f} x: what this traffic resolves in the stage" for n, m in wide) + ")"
+    return text

@@ -157,26 +157,31 @@ class RelativeTest(SequentialTest):
     """Canary vs stable at the same time: H0 canary rate <= tolerance x stable rate (conditional
     binomial, see `ratio_increment`). Also carries the promote-side evidence that the canary is *not*
     much worse: the upper end of a one-sided (1 - beta) Jeffreys interval of the cumulative ratio is
-    below safe_ratio, or that of the canary's rate is below safe_floor. This is a fixed-level check at
-    each look (not anytime-valid): a canary exactly safe_ratio x worse passes one look with
-    probability about beta, and the rollback test keeps running while the promote waits."""
+    below the promote margin (`margin`), or that of the canary's rate is below safe_floor. This is a
+    fixed-level check at each look (not anytime-valid): a canary exactly margin x worse passes one look
+    with probability about beta, and the rollback test keeps running while the promote waits."""
 
     kind = "relative"
 
     def __init__(self, name: str, signal: str, tolerance: float, alpha: float, runs: int, horizon: int,
                  safe_ratio: float, safe_floor: float, min_events: int, start_weight: float, recent: int,
-                 always_matters: bool):
+                 always_matters: bool, power: float = 0.8, max_margin: float | None = None):
         self.name, self.signal, self.tolerance, self.alpha = name, signal, tolerance, alpha
         self.safe_ratio, self.safe_floor, self.min_events = safe_ratio, safe_floor, min_events
         self.always_matters = always_matters
+        self.horizon, self.power = horizon, power
+        self.max_margin = safe_ratio if max_margin is None else max(max_margin, safe_ratio)
         k = len(GRID)
         self.process = EProcess(runs, k, horizon, start_weight, recent)
         self.eff = {key: np.zeros(runs) for key in ("x_c", "n_c", "x_s", "n_s")}  # tempered cumulative counts
         self.events_c, self.trials_c = np.zeros(runs), np.zeros(runs)
         self.events_s, self.trials_s = np.zeros(runs), np.zeros(runs)
+        self.intervals = np.zeros(runs)
         self.effective_tolerance = np.full(runs, float(tolerance))
         # runs whose counts the calibration found overdispersed: their promote-side bound is the sandwich one
         self.robust = np.zeros(runs, bool)
+        self.dispersion = np.ones(runs)  # the calibration's D and drift cv^2 (fixed before the canary)
+        self.drift = np.zeros(runs)
         self.moments = {key: np.zeros(runs) for key in ("k", "xc", "nc", "xs", "ns", "xc2", "xcnc", "nc2",
                                                           "xs2", "xsns", "ns2")}
 
@@ -204,6 +209,7 @@ class RelativeTest(SequentialTest):
         self.trials_c += n_c
         self.events_s += x_s
         self.trials_s += n_s
+        self.intervals += m
 
     def guard(self) -> np.ndarray:
         return self.events_c >= self.min_events
@@ -245,6 +251,30 @@ class RelativeTest(SequentialTest):
             rate = np.where((k >= 5) & (mo["nc"] > 0), pc + q * np.sqrt(vc) / mo["nc"], np.inf)
         return ratio, rate
 
+    def margin(self, beta: float) -> np.ndarray:
+        """(R,) the ratio a promote must exclude: safe_ratio, or, where the stage's traffic cannot resolve
+        it, the ratio that a one-sided (1 - beta) bound excludes with probability `power` by the end of
+        the stage (`horizon` intervals at the traffic and stable rate seen so far, counts as overdispersed
+        as the calibration found stable's), at most max_margin.
+        Its inputs are the traffic and stable's rate, never the canary's events, so it cannot drift
+        towards a bad canary. At 2 canary rps and 0.2 % 5xx it is about 2.0; from 100 rps on, safe_ratio."""
+        from scipy.stats import norm
+
+        k = np.maximum(self.intervals, 1)
+        p_s = np.divide(self.events_s, self.trials_s, out=np.zeros_like(k), where=self.trials_s > 0)
+        lam_c, lam_s = p_s * self.trials_c / k, p_s * self.trials_s / k  # events per interval at equal rates
+        ok = (lam_c > 0) & (lam_s > 0)
+        # relative variance of each revision's count per interval: Poisson, or, where the calibration
+        # found overdispersion it cannot attribute, the smaller of its two readings (clumps: D / lam;
+        # drift: 1 / lam + cv^2), so the margin never widens more than either explanation allows
+        spread = np.zeros_like(k)
+        for lam in (lam_c, lam_s):
+            poisson = np.divide(1.0, lam, out=np.zeros_like(k), where=ok)
+            spread += np.minimum(poisson * self.dispersion, poisson + self.drift)
+        spread = np.sqrt(spread / self.horizon)
+        resolution = np.exp((norm.ppf(1 - beta) + norm.ppf(self.power)) * spread)
+        return np.where(ok, np.clip(resolution, self.safe_ratio, self.max_margin), self.safe_ratio)
+
     def safe(self, beta: float) -> np.ndarray:
         ratio, rate = self.upper_bounds(beta)
         if self.robust.any():  # either bound may show it: the tempered one suits clumps, the sandwich drift;
@@ -252,7 +282,7 @@ class RelativeTest(SequentialTest):
             r2, rate2 = self.sandwich_bounds(beta / 5)
             ratio = np.where(self.robust, np.minimum(ratio, r2), ratio)
             rate = np.where(self.robust, np.minimum(rate, rate2), rate)
-        return (ratio < self.safe_ratio) | (rate < self.safe_floor)
+        return (ratio < self.margin(beta)) | (rate < self.safe_floor)
 
     def matters(self) -> np.ndarray:
         """Must this signal show it is safe before a promote? Errors and latency always; the log-based
