@@ -25,10 +25,10 @@ Unknown scenario fields are ignored. Every judge sees exactly the same counts.
 
 Issue 22 (`benchmarks/canary_value.py`): a revision may also have `cost`, `tokens`, `quality`, `cache`
 and `memory`; a scenario may have `criteria` (judged as a flag ramp's: stable = off arm, canary = on
-arm), `expect: "not-met"`, `promote_target` (share promoted within the hour, default 0.9) and
-`rollback_within_s`. Each result row gains `not_met` (runs that ended on a criterion confidently
-missed) and `right_by_5min` (share with the expected decision by 5, 10, ..., 60 min; `--plot PNG`
-draws them). Judges:
+arm), `expect: "not-met"`, `promote_target` (share promoted within the hour, default 0.9),
+`rollback_within_s` and `oracle_time_target` (false: the oracle's time is shown, not a target). Each
+result row gains `not_met` (runs that ended on a criterion confidently missed) and `right_by_5min`
+(share with the expected decision by 5, 10, ..., 60 min; `--plot PNG` draws them). Judges:
 
 * ``netra``             ours (infra.canary.judge, the very code the gate runs, vectorised over runs)
 * ``seed-fixed-window`` the seed's plan: watch 60 min, then roll back if error > 1 %, p95 > 2 s,
@@ -178,6 +178,7 @@ def load_scenarios(path: str) -> list[dict]:
             raise ValueError(f"{where}.expect: must be one of {', '.join(EXPECT)}")
         sc["promote_target"] = float(s.get("promote_target", 0.9))
         sc["rollback_within_s"] = float(s["rollback_within_s"]) if "rollback_within_s" in s else None
+        sc["oracle_time_target"] = bool(s.get("oracle_time_target", True))
         out.append(sc)
     if not out:
         raise ValueError("no scenarios in the file")
@@ -603,7 +604,7 @@ def check_targets(scenarios, rows) -> list[dict]:
             rate = ours["rollback"] / n
             add(sc, "rolled back >= 95 %", f"{rate:.1%} (95 % lower {wilson_lower(ours['rollback'], n):.1%})", rate >= 0.95)
             orc = by.get((sc["name"], "sprt-oracle"))
-            if orc and orc["median_rollback_s"] and ours["median_rollback_s"]:
+            if orc and orc["median_rollback_s"] and ours["median_rollback_s"] and sc["oracle_time_target"]:
                 limit = 2 * orc["median_rollback_s"] + sc["interval_s"]
                 add(sc, "median time to rollback <= 2 x oracle + 1 interval",
                     f"{ours['median_rollback_s']:.0f} s vs limit {limit:.0f} s (oracle {orc['median_rollback_s']:.0f} s)",
