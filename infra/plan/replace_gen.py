@@ -71,8 +71,9 @@ def _skip(src: str, i: int) -> int:
     return i
 
 
-def close_of(src: str, i: int) -> int:
-    """Index of the bracket closing the one at i."""
+def _brackets(src: str, i: int = 0):
+    """(index, character, depth after it) of every bracket and comma from i on, outside strings and
+    comments."""
     depth = 0
     while i < len(src):
         j = _skip(src, i)
@@ -84,29 +85,26 @@ def close_of(src: str, i: int) -> int:
             depth += 1
         elif c in "})]":
             depth -= 1
-            if depth == 0:
-                return i
+        if c in "{([})],":
+            yield i, c, depth
         i += 1
+
+
+def close_of(src: str, i: int) -> int:
+    """Index of the bracket closing the one at i."""
+    for k, c, depth in _brackets(src, i):
+        if c in "})]" and depth == 0:
+            return k
     raise ValueError("unbalanced")
 
 
 def split_top(body: str) -> list[str]:
     """The comma-separated items of a composite literal's body, at its top level."""
-    out, depth, start, i = [], 0, 0, 0
-    while i < len(body):
-        j = _skip(body, i)
-        if j != i:
-            i = j
-            continue
-        c = body[i]
-        if c in "{([":
-            depth += 1
-        elif c in "})]":
-            depth -= 1
-        elif c == "," and depth == 0:
-            out.append(body[start:i].strip())
-            start = i + 1
-        i += 1
+    out, start = [], 0
+    for k, c, depth in _brackets(body):
+        if c == "," and depth == 0:
+            out.append(body[start:k].strip())
+            start = k + 1
     if body[start:].strip():
         out.append(body[start:].strip())
     return out
