@@ -251,10 +251,14 @@ class QualityTest:
     any Y_i in [0, 1] with m_i fixed before Y_i. A canary score enters as 1 - X (worse) or X (fine)
     with lambda / n_c, a stable score as r X with lambda r / n_s, so the exponent's drift is lambda x
     (r mu_s - mu_c); the squared deviations come from each interval's count, mean and sum of squared
-    deviations (what a Cloud Monitoring distribution holds), around the means of the earlier intervals."""
+    deviations (what a Cloud Monitoring distribution holds), around the means of the earlier intervals.
+    A score Y >= 0 with centre m deviates by at least -m, so the inequality holds for (Y - m) / k with
+    any k >= m and a bet up to 1 / k instead of 1 (k = m, at least 0.05): scores near 1 make 1 - X small,
+    and the worse side may bet several times harder there (quality at 90 % of off: rolled back at a median
+    360 s instead of 600 s; under the null at most a quarter of alpha in simulation, tests/test_canary_value.py)."""
 
     RATIOS = np.round(np.arange(0.80, 1.1001, 0.01), 2)
-    LAMBDAS = np.geomspace(2.0, 2000.0, 12)
+    BETS = np.geomspace(0.01, 0.9, 10)  # the canary's bet per score, as a share of its largest valid one
 
     def __init__(self, runs: int, ratio: float, horizon: int, start_weight: float):
         self.r = ratio
@@ -263,8 +267,8 @@ class QualityTest:
         self.i0 = int(np.argmin(np.abs(rs - ratio)))
         G = len(rs)
         self.R, self.G = runs, G
-        self.worse = EProcess(runs * G, len(self.LAMBDAS), horizon, start_weight, 3)
-        self.fine = EProcess(runs * G, len(self.LAMBDAS), horizon, 1.0, 1)
+        self.worse = EProcess(runs * G, len(self.BETS), horizon, start_weight, 3)
+        self.fine = EProcess(runs * G, len(self.BETS), horizon, 1.0, 1)
         self.sum_c, self.n_c, self.sum_s, self.n_s = (np.zeros(runs) for _ in range(4))
 
     def update(self, s_c, n_c, ssd_c, s_s, n_s, ssd_s, mask, cap, restart) -> None:
@@ -277,14 +281,22 @@ class QualityTest:
         ss_c = np.where(ok, np.maximum(ssd_c, 0) + nc * (xc - mc) ** 2, 0.0)
         ss_s = np.where(ok, np.maximum(ssd_s, 0) + ns * (xs - ms) ** 2, 0.0)
         r = self.rs[None, :, None]  # (1, G, 1)
-        limit = 0.9 * np.minimum(nc[:, None, None], ns[:, None, None] / r)  # lambda / n_c and lambda r / n_s < 0.9
-        lam = np.minimum(self.LAMBDAS[None, None, :], limit)  # (R, G, K), fixed before the scores count
-        u_c, u_s = lam / nc[:, None, None], lam * r / ns[:, None, None]
         psi = lambda u: -np.log1p(-u) - u  # noqa: E731
-        pen = psi(u_c) * ss_c[:, None, None] + psi(u_s) * ss_s[:, None, None]
         t = r * xs[:, None, None] - xc[:, None, None]  # > 0: canary below r x stable
-        inc_w = (lam * t - pen).reshape(R * G, -1)
-        inc_f = (-lam * t - pen).reshape(R * G, -1)
+        incs = []
+        # worse: the canary's score enters as 1 - X, stable's as X; fine: the other way round. A score Z in
+        # [0, 1] with predictable centre c deviates by at least -c, so its bet may be up to 0.9 / c (not
+        # 0.9): for scores near 1, 1 - X sits near 0 and the worse side may bet several times harder
+        for sign, centre_c, centre_s in ((1.0, 1 - mc, ms), (-1.0, mc, 1 - ms)):
+            k_c = np.clip(centre_c, 0.05, 1.0)[:, None, None]
+            k_s = np.clip(centre_s, 0.05, 1.0)[:, None, None]
+            # (R, G, K) bets, fixed before the scores count: a grid in the canary's own scale (so no grid
+            # point is wasted on bets the interval's count makes invalid), within the stable side's limit
+            lam = np.minimum(self.BETS[None, None, :] * nc[:, None, None] / k_c, 0.9 * ns[:, None, None] / (r * k_s))
+            u_c, u_s = lam / nc[:, None, None] * k_c, lam * r / ns[:, None, None] * k_s
+            pen = psi(u_c) * ss_c[:, None, None] / k_c**2 + psi(u_s) * ss_s[:, None, None] / k_s**2
+            incs.append((sign * lam * t - pen).reshape(R * G, -1))
+        inc_w, inc_f = incs
         okf = np.repeat(ok, G)
         capf = np.repeat(cap, G)[:, None]
         self.worse.update(np.where(okf[:, None], np.minimum(inc_w, capf), 0.0), okf, np.repeat(restart, G))
