@@ -102,7 +102,7 @@ class JudgeConfig:
     beta: float = 0.05  # a canary promote_max_ratio x worse passes one promote look with about this probability
     promote_max_ratio: float = 1.8  # "much worse": a 2x canary must not promote ...
     promote_power: float = 0.8  # ... unless the stage's traffic cannot resolve it with this power by its end:
-    promote_ratio_cap: float = 2.5  # then the margin widens to what it can resolve, never beyond this
+    promote_ratio_cap: float = 2.2  # then the margin widens to what it can resolve, never beyond this
     negligible_error_rate: float = 0.001  # a canary confidently below this 5xx rate needs no ratio
     negligible_outcome_share: float = 0.6  # ... below this share of the token / WebSocket limit
     warmup_s: float = 120.0  # candidate warm-up: evidence capped, no rollback on its own
