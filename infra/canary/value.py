@@ -284,9 +284,8 @@ class QualityTest:
         psi = lambda u: -np.log1p(-u) - u  # noqa: E731
         t = r * xs[:, None, None] - xc[:, None, None]  # > 0: canary below r x stable
         incs = []
-        # worse: the canary's score enters as 1 - X, stable's as X; fine: the other way round. A score Z in
-        # [0, 1] with predictable centre c deviates by at least -c, so its bet may be up to 0.9 / c (not
-        # 0.9): for scores near 1, 1 - X sits near 0 and the worse side may bet several times harder
+        # worse: the canary's score enters as 1 - X, stable's as X; fine: the other way round; each side's
+        # bet is scaled by its centre (see the class docstring)
         for sign, centre_c, centre_s in ((1.0, 1 - mc, ms), (-1.0, mc, 1 - ms)):
             k_c = np.clip(centre_c, 0.05, 1.0)[:, None, None]
             k_s = np.clip(centre_s, 0.05, 1.0)[:, None, None]
