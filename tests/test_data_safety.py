@@ -47,6 +47,15 @@ def test_every_resource_holding_data_is_guarded_in_every_stack(stack):
     assert {r["name"]: _guard_problems(r) for r in found if _guard_problems(r)} == {}
 
 
+@pytest.mark.parametrize("stack", ["prod", "staging"])
+def test_no_secret_version_is_destroyed_with_its_data(stack):
+    """A replaced or deleted version is disabled (or left alone), never destroyed: the provider's default
+    `DELETE` would lose a value nobody can read back (a generated password, a routing key)."""
+    versions = [r for r in plan_of(stack)["resources"] if r["type"] == "gcp:secretmanager/secretVersion:SecretVersion"]
+    assert versions and {r["name"]: r["inputs"].get("deletionPolicy") for r in versions
+                         if r["inputs"].get("deletionPolicy") not in ("DISABLE", "ABANDON")} == {}
+
+
 def test_the_pack_checks_the_program_s_list_of_stateful_types(pack_path):
     from netra_policies import stateful
 

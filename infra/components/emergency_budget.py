@@ -112,7 +112,8 @@ class EmergencyBudget(pulumi.ComponentResource):
                 opts=child)
             version = gcp.secretmanager.SecretVersion(
                 f"{name}-pagerduty-key",
-                gcp.secretmanager.SecretVersionArgs(secret=secret.id, secret_data=pulumi.Output.secret(args.pagerduty_key)),
+                gcp.secretmanager.SecretVersionArgs(secret=secret.id, secret_data=pulumi.Output.secret(args.pagerduty_key),
+                                                    deletion_policy="DISABLE"),
                 opts=child)
             grants.append(gcp.secretmanager.SecretIamMember(
                 f"{name}-reads-pagerduty-key",

@@ -186,7 +186,8 @@ class Grafana(pulumi.ComponentResource):
             opts=child)
         self.admin_version = gcp.secretmanager.SecretVersion(
             "grafana-admin-password", gcp.secretmanager.SecretVersionArgs(
-                secret=self.admin_secret.id, secret_data=pulumi.Output.secret(self.admin_password.result)),
+                secret=self.admin_secret.id, secret_data=pulumi.Output.secret(self.admin_password.result),
+                deletion_policy="DISABLE"),
             opts=child)
         secret_env["GF_SECURITY_ADMIN_PASSWORD"] = f"{args.environment}-grafana-admin-password"
         secret_env[AUDIENCE_ENV] = args.iap_audience_secret
