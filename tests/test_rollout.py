@@ -245,7 +245,8 @@ def test_effect_order_on_the_happy_path(prod_plan):
     driver = world.driver(release)
     assert driver.run().exit_code == 0
     steps = [name for kind, name in driver.trace if kind == "step"]
-    assert steps == ["begin", "migrate", "apply", "check", "climb", "apply", "check", "climb", "apply", "check",
+    # the migration runs after the stage-0 `up`, which uploads this release's files, and before the verification
+    assert steps == ["begin", "apply", "migrate", "check", "climb", "apply", "check", "climb", "apply", "check",
                      "climb", "apply", "finalize", "finalize-up", "done"]
     assert [m for m, _ in world.backend.ups] == ["netra rollout: stage 0 %", "netra rollout: stage 10 %",
                                                  "netra rollout: stage 50 %", "netra rollout: stage 100 %",
@@ -379,7 +380,7 @@ def test_dry_run_shows_the_real_path_with_hold_and_rollback_branches():
     r = cli("rollout", "--stack", "prod", "--service", "backend", "--dry-run")
     assert r.returncode == 0, r.stderr
     out = r.stdout
-    order = ["-- begin", "migrate (the migration job", "pulumi up (stage 0 %)", "verify backend", "pulumi up (stage 10 %)",
+    order = ["-- begin", "pulumi up (stage 0 %)", "migrate (the migration job", "verify backend", "pulumi up (stage 10 %)",
              "gate backend", "pulumi up (stage 50 %)", "pulumi up (stage 100 %)",
              "set config netra:services.backend.stableRevision", "pulumi up (finalize)", "=> exit 0"]
     pos = [out.index(w) for w in order]

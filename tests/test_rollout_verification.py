@@ -29,6 +29,7 @@ class VWorld(World):
         self.backups: list[str] = []
         self.load_tests: list[tuple[str, int]] = []  # (revision, stage of the last up)
         self.journal_at_migrate: list[dict] = []
+        self.ups_at_migrate: list[list[str]] = []
 
     def backup(self):
         def do():
@@ -38,6 +39,7 @@ class VWorld(World):
 
     def migrate(self):
         self.journal_at_migrate.append(dict(self.ledger.read().release.get("rollout") or {}))
+        self.ups_at_migrate.append([m for m, _ in self.backend.ups])
         return super().migrate()
 
     def load_test(self, t: rs.Target) -> dict:
@@ -70,9 +72,11 @@ def test_backup_then_migrate_then_load_test_before_any_traffic(prod_plan):
     driver = world.driver(release)
     assert driver.run().exit_code == 0
     steps = [name for kind, name in driver.trace if kind == "step"]
-    assert steps[:7] == ["begin", "backup", "migrate", "apply", "check", "load-test", "climb"]
+    assert steps[:7] == ["begin", "apply", "backup", "migrate", "check", "load-test", "climb"]
     # the backup's id is recorded before the migration job runs
     assert world.journal_at_migrate[0]["backup"] == world.backups[0] == "1700000000000"
+    # the job runs after the stage-0 `up` has uploaded this release's migration files, before any traffic
+    assert world.ups_at_migrate == [["netra rollout: stage 0 %"]]
     # the load test ran against the candidate deployed at 0 %, before the first traffic stage
     assert world.load_tests == [(release.targets[0].candidate, 0)]
     assert [m for m, _ in world.backend.ups][:2] == ["netra rollout: stage 0 %", "netra rollout: stage 10 %"]

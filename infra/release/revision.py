@@ -129,10 +129,12 @@ STEPS: tuple[Step, ...] = (
     Step("refuse", lambda s: st.is_stale(s) and bool(st.rejected_before(s)), st.step_refuse),
     Step("begin", st.is_stale, st.step_begin),
     Step("retreat", lambda s: st.is_rejected(s) and s.desired != 0, st.step_retreat),
+    # after the stage-0 `pulumi up` (it uploads the release's migration files and updates the job), before
+    # the verification at 0 % and any traffic
     Step("backup", lambda s: s.release.backup_before_migrate and s.release.has_migration
-         and not st.journal_of(s).get("backup") and not st.journal_of(s).get("migrated") and s.live < 0 and not st.is_rejected(s),
+         and not st.journal_of(s).get("backup") and not st.journal_of(s).get("migrated") and s.live == 0 and not st.is_rejected(s),
          st.step_backup),
-    Step("migrate", lambda s: s.release.has_migration and not st.journal_of(s).get("migrated") and s.live < 0
+    Step("migrate", lambda s: s.release.has_migration and not st.journal_of(s).get("migrated") and s.live == 0
          and not st.is_rejected(s), st.step_migrate),
     Step("finalize-up", lambda s: st.journal_of(s).get("finalizing") and not st.journal_of(s).get("released"), st.step_finalize_up),
     Step("tag", lambda s: s.tag and bool(st.journal_of(s).get("released")) and not st.journal_of(s).get("tagged"), st.step_tag),

@@ -5,7 +5,8 @@ command ends). Which step runs when is the kind's table: revision.STEPS, flag.FL
     begin       journal the candidates, stage 0, no stale overrides
     retreat     rejected and a stage above 0 configured: configure 0 %
     backup      a Cloud SQL backup before the migration job
-    migrate     the migration job, before any `pulumi up`
+    migrate     the migration job, after the stage-0 `pulumi up` (which uploads this release's migration
+                files and updates the job) and before the verification at 0 % and any traffic
     apply       the configured stage is not the live one: `pulumi up`, then live := stage
     rolled_back rejected and back at 0 % live: close the journal; exit 1 (4 when a failure caused it)
     finalize_up finalizing written: `pulumi up`, then released
@@ -78,8 +79,8 @@ def step_backup(d: "Driver", s: State) -> Optional[Outcome]:
         backup_id = d.effect("backup", d.backup, "(on-demand Cloud SQL backup, before the migration job)")
     except Exception as exc:  # noqa: BLE001 - any API error: nothing migrated, nothing moved
         d.notify("failure", f"the backup before the migration failed: {exc}; nothing migrated")
-        return Outcome(EXIT_FAILED, f"the backup before the migration failed ({exc}): no migration ran, no traffic "
-                                    f"was moved; rerun to retry")
+        return Outcome(EXIT_FAILED, f"the backup before the migration failed ({exc}): no migration ran, the candidate "
+                                    f"serves no traffic (0 %); rerun to retry")
     d.record(lambda j: j.update(backup=str(backup_id)), f"backup {backup_id}")
     d.notify("backup", f"backup {backup_id} taken before the migrations", backup=str(backup_id))
     return None
@@ -115,8 +116,9 @@ def step_migrate(d: "Driver", s: State) -> Optional[Outcome]:
     try:
         d.effect("migrate", d.migrate, "(the migration job, before any traffic moves)")
     except OperationFailed as exc:
-        d.notify("failure", f"migration failed: {exc}; no traffic was moved")
-        return Outcome(EXIT_FAILED, f"the migration job failed ({exc}): no traffic was moved; rerun to retry")
+        d.notify("failure", f"migration failed: {exc}; the candidate serves no traffic (0 %)")
+        return Outcome(EXIT_FAILED, f"the migration job failed ({exc}): the candidate serves no traffic (0 %); "
+                                    f"rerun to retry")
     d.record(lambda j: j.update(migrated=True), "migrated")
     return None
 
