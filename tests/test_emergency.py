@@ -216,6 +216,30 @@ def test_status_rows(prod_plan):
     assert rows["auth"]["next"].startswith("verify at 0 %") and rows["auth"]["lastVerdict"] is None
 
 
+def test_status_after_a_rollback_shows_the_stage_it_applied_not_the_rejected_rollouts(prod_plan):
+    """The rollback's own `pulumi up` set 0 %; the rejected journal still says 10 %: status must not tell
+    the on-call engineer that the candidate still gets 10 %."""
+    outputs = prod_plan["outputs"]
+    cand = outputs["services"]["backend"]["candidateRevision"]
+    doc = {"rollout": {"candidates": {"backend": cand}, "live": 10, "scope": "service",
+                       "rejected": "rollback by operator:ana: 5xx"}}
+    row = {r["service"]: r for r in status_cli.service_status(outputs, doc, (0, 10, 50, 100), "prod",
+                                                              configured={"backend": 0})}["backend"]
+    assert (row["live"], row["rolledBackFrom"]) == (0, 10)
+    assert row["next"] == "close the rejected rollout (the rollback already set 0 %): python -m infra rollout --stack prod"
+    # a gate's rejection the rollout has not applied yet: the journal's stage is still what serves
+    row = status_cli.service_status(outputs, doc, (0, 10, 50, 100), "prod", configured={"backend": 10})[1]
+    assert (row["live"], row["rolledBackFrom"]) == (10, None) and row["next"].startswith("finish the rollback")
+
+
+def test_status_commands_in_a_sandbox_name_the_sandbox_not_the_stack(prod_plan):
+    doc = {"rollout": {"candidates": {"backend": prod_plan["outputs"]["services"]["backend"]["candidateRevision"]},
+                       "live": 10, "scope": "service", "rejected": "the gate at 10 %"}}
+    rows = status_cli.service_status(prod_plan["outputs"], doc, (0, 10, 50, 100), "prod", where="--sandbox /tmp/box")
+    assert all("--sandbox /tmp/box" in r["next"] and "--stack" not in r["next"] for r in rows if "python -m" in r["next"])
+    assert any("python -m" in r["next"] for r in rows)
+
+
 def test_status_command_prints_every_service(capsys, monkeypatch, tmp_path):
     monkeypatch.setenv("NETRA_LEDGER", str(tmp_path))  # an offline ledger directory
     assert status_cli.run_status(argparse.Namespace(stack="prod", json=True)) == 0

@@ -377,15 +377,16 @@ def make_flag_gate(settings, release: FlagRelease, log, client=None, read_flags=
     return gate
 
 
-def flag_status(doc: dict, stack: str) -> list[str]:
-    """`status` lines: the flag ramp in progress and the last verdict per flag."""
+def flag_status(doc: dict, where: str) -> list[str]:
+    """`status` lines: the flag ramp in progress and the last verdict per flag (`where`: the flags naming the
+    stack in a printed command, `--stack S` or `--sandbox DIR`)."""
     j = doc.get(FLAG_RAMP_KEY)
     out = []
     if j:
         state = f"rejected: {j['rejected']}" if j.get("rejected") else "not rejected"
         out.append(f"  flag ramp in progress: {j.get('flag')} live {j.get('live')} % (from {j.get('from')} %, judged on "
                    f"{', '.join(j.get('services') or [])}; {state})")
-        out.append(f"            next: python -m infra rollout --stack {stack} --flag {j.get('flag')}")
+        out.append(f"            next: python -m infra rollout {where} --flag {j.get('flag')}")
     for name, a in sorted((doc.get(FLAG_APPROVALS_KEY) or {}).items()):
         out.append(f"  flag {name}: {'rejected' if a.get('rejected') else 'approved'} at {a.get('stage')} % by "
                    f"{a.get('by')}" + (f" ({a.get('at')})" if a.get("at") else ""))

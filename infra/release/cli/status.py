@@ -13,7 +13,7 @@ from infra.release.cli.common import err
 from infra.release.flag import FLAG_APPROVALS_KEY, FLAG_RAMP_KEY, flag_status
 from infra.release.ledger import LedgerError
 from infra.release.lock import describe
-from infra.release.state import EXIT_FAILED, EXIT_RELEASED, read_release_doc
+from infra.release.state import EXIT_FAILED, EXIT_RELEASED, STACK_PERCENT_KEY, decode, read_release_doc
 from infra.release.view import current
 from infra.release import sandbox
 
@@ -28,11 +28,23 @@ def register(subparsers) -> None:
     st.set_defaults(func=run_status)
 
 
-def service_status(outputs: dict, doc: dict, stages, stack: str = "<stack>") -> list[dict]:
+def configured_stages(config: dict) -> dict[str, int]:
+    """Per service key with an entry in the config: the stage the config asks for (its override, else the
+    stack's `netra:canaryPercent`)."""
+    services = decode(config.get("netra:services")) or {}
+    stack_stage = int(decode(config.get(STACK_PERCENT_KEY, 0)) or 0)
+    return {k: int((v or {}).get("canaryPercent", stack_stage) or 0) for k, v in services.items()}
+
+
+def service_status(outputs: dict, doc: dict, stages, stack: str = "<stack>",
+                   configured: Optional[dict[str, int]] = None, where: Optional[str] = None) -> list[dict]:
     """Per service: stable, candidate, live stage, last verdict, next step (pure; `status` prints it). Each
-    next step is a command that runs as printed (it names the stack)."""
+    next step is a command that runs as printed (it names the stack). `configured`: the stages the ledger's
+    config asks for; after a rollback they, not the rejected journal's last stage, are what serves.
+    `where`: the flags that name the stack in the commands (default `--stack STACK`; a sandbox's `--sandbox DIR`)."""
     journal = doc.get("rollout") or {}
-    rollout = f"python -m infra rollout --stack {stack}"
+    where = where or f"--stack {stack}"
+    rollout = f"python -m infra rollout {where}"
     rows = []
     for key in sorted(outputs.get("services") or {}):
         s = outputs["services"][key]
@@ -40,8 +52,12 @@ def service_status(outputs: dict, doc: dict, stages, stack: str = "<stack>") -> 
         a = (doc.get("approvals") or {}).get(key)
         live = s.get("canaryPercent", 0)
         in_rollout = key in (journal.get("candidates") or {})
+        rolled_back_from = None
         if in_rollout and journal.get("live", -1) >= 0:
             live = journal["live"]
+            if journal.get("rejected") and configured and key in configured and configured[key] != live:
+                # a rollback applied its stage with its own `pulumi up`; the journal keeps the stage it left
+                rolled_back_from, live = live, configured[key]
         verdict = None
         if a:
             verdict = (f"{'rejected' if a.get('rejected') else 'approved'} {a.get('revision')} at {a.get('stage')} % "
@@ -49,8 +65,10 @@ def service_status(outputs: dict, doc: dict, stages, stack: str = "<stack>") -> 
         ladder = rel.ladder_for(stable, stages)
         if stable == cand:
             nxt = "nothing: the candidate is the stable revision"
+        elif journal.get("rejected") and in_rollout and rolled_back_from is not None:
+            nxt = f"close the rejected rollout (the rollback already set {live} %): {rollout}"
         elif journal.get("rejected") and in_rollout:
-            nxt = f"finish the rollback: {rollout} (or python -m infra rollback --stack {stack})"
+            nxt = f"finish the rollback: {rollout} (or python -m infra rollback {where})"
         elif a and a.get("revision") == cand and a.get("rejected"):
             nxt = "rejected: change the template (new candidate) or approve explicitly"
         elif journal.get("finalizing") and in_rollout:
@@ -63,8 +81,8 @@ def service_status(outputs: dict, doc: dict, stages, stack: str = "<stack>") -> 
             nxt = f"judge the live {live} %: {rollout}"
         bake = (doc.get("bake") or {}).get(key)
         bake = {"previous": bake.get("previous"), "until": bake.get("until")} if bake and bake.get("revision") == stable else None
-        rows.append({"service": key, "stable": stable, "candidate": cand, "live": live, "lastVerdict": verdict,
-                     "inRollout": in_rollout, "next": nxt, "bake": bake})
+        rows.append({"service": key, "stable": stable, "candidate": cand, "live": live, "rolledBackFrom": rolled_back_from,
+                     "lastVerdict": verdict, "inRollout": in_rollout, "next": nxt, "bake": bake})
     return rows
 
 
@@ -109,7 +127,9 @@ def run_status(args, *, backend=None) -> int:
         print(f"infra status: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     doc = read_release_doc(config)
-    rows = service_status(outputs, doc, outputs.get("stages") or [0, 10, 50, 100], args.stack)
+    where = f"--sandbox {args.sandbox}" if getattr(args, "sandbox", None) else f"--stack {args.stack}"
+    rows = service_status(outputs, doc, outputs.get("stages") or [0, 10, 50, 100], args.stack, configured_stages(config),
+                          where)
     now_s = time.time()
     if args.json:
         lease = snap.lease
@@ -121,16 +141,20 @@ def run_status(args, *, backend=None) -> int:
                          indent=2))
         return EXIT_RELEASED
     j = doc.get("rollout")
-    print(f"stack {args.stack}: " + (f"rollout in progress (live {j.get('live')} %, "
-                                     f"{'rejected: ' + j['rejected'] if j.get('rejected') else 'not rejected'})"
-                                     if j else "no rollout in progress"))
+    if not j:
+        print(f"stack {args.stack}: no rollout in progress")
+    elif j.get("rejected"):
+        print(f"stack {args.stack}: rollout rejected at {j.get('live')} % ({j['rejected']}); "
+              f"`python -m infra rollout {where}` closes it")
+    else:
+        print(f"stack {args.stack}: rollout in progress (live {j.get('live')} %, not rejected)")
     print(f"  {lease_line(snap.lease, now_s)}")
     print(f"  {fence_line(snap.fence)}")
-    for line in flag_status(doc, args.stack):
+    for line in flag_status(doc, where):
         print(line)
     for r in rows:
         print(f"  {r['service']:<9} stable {r['stable'] or '(none: first deploy)'}  candidate {r['candidate'] or '(none yet)'}  "
-              f"live {r['live']} %")
+              f"live {r['live']} %" + (f" (rolled back from {r['rolledBackFrom']} %)" if r["rolledBackFrom"] is not None else ""))
         print(f"            last verdict: {r['lastVerdict'] or 'none'}")
         if r["bake"]:
             print(f"            baking until {r['bake']['until']}: `rollback` returns to {r['bake']['previous']}")
