@@ -8,6 +8,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
+
+# google-api-core warns on every import that Python 3.11 support ends in 2027: noise in an operator's
+# terminal during an incident, not something the operator can act on (the pinned runtime is 3.11)
+warnings.filterwarnings("ignore", category=FutureWarning, module=r"google\.")
 
 # modules that define `register(subparsers)`; a command whose module is not present is not offered
 COMMAND_MODULES = ("infra.plan.cli", "infra.canary.cli", "infra.release.cli", "infra.scan", "infra.teardown", "infra.preflight",
