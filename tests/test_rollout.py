@@ -19,6 +19,7 @@ from infra.release import driver as drv
 from infra.release import effects as fx
 from infra.release import lock as lk
 from infra.release.ledger import Ledger, MemoryStore
+from infra.release import view
 from infra.release.view import adopt, current
 from infra.release.cli import rollout as rollout_cli
 from infra.release import state as rs
@@ -528,3 +529,20 @@ def test_live_gate_judges_what_cloud_run_serves_and_binds_the_verdict(prod_plan,
     monkeypatch.setattr(api, "judge", lambda rev, settings, **kw: Verdict(Decision.ERROR, "error: no credentials", {}))
     with pytest.raises(rs.OperationFailed, match="no credentials"):
         fx.make_gate(None, release, lambda l: None, session=serving(t.candidate, 10))(t, 10)
+
+
+def test_a_release_reports_no_foreign_records_and_a_hand_written_approval_is_named(prod_plan):
+    """Every ledger write renders over the previous render: that is the ledger's own history, never a
+    'refused' line; an approval typed into the stack config by hand is named (and never used)."""
+    release = make_release(prod_plan, ("backend",), "service")
+    world = World(stack_config("prod"))
+    lines: list[str] = []
+    driver = world.driver(release)
+    driver.log = lines.append
+    assert driver.run().exit_code == 0
+    assert not [line for line in lines if line.startswith("refused:")]
+    forged = dict(rs.read_release_doc(world.backend.config))
+    forged["approvals"] = {**forged.get("approvals", {}), "auth": {"revision": "netra-auth-prod-00000000", "stage": 50,
+                                                                   "by": "gate", "evidence": "f" * 64, "at": "t"}}
+    world.backend.write({rs.RELEASE_KEY: forged})
+    assert f"{rs.RELEASE_KEY}.approvals.auth" in view.foreign_records(world.backend.read(), world.backend.ledger.read())

@@ -39,9 +39,14 @@ def adopt(config: dict, stack: str) -> dict:
 
 
 def foreign_records(config: dict, snap: Snapshot) -> list[str]:
-    """The approval records of the stack config that the ledger does not hold as they are (hand-written, or
-    another machine's stale copy), as config keys: they are never used, the config is rendered again."""
-    recorded = read_release_doc({k: decode(v) for k, v in config.items()})
+    """The approval records of a stack config not rendered from the ledger (hand-written or edited: its
+    stamp's digest does not match), that the ledger does not hold as they are, as config keys: they are
+    never used, the config is rendered again. A stamped record of an earlier generation is the ledger's
+    own history (every write renders over the previous one), not foreign."""
+    decoded = {k: decode(v) for k, v in config.items()}
+    recorded = read_release_doc(decoded)
+    if (recorded.get(STAMP) or {}).get("digest") == release_digest(recorded, decoded):
+        return []
     out = []
     for key in AUTHORIZING:
         mine, theirs = snap.release.get(key) or {}, recorded.get(key) or {}
