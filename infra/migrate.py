@@ -5,8 +5,9 @@
     python -m infra.migrate status [--dir migrations] [--dsn DSN]
     python -m infra.migrate digest [--dir migrations]
 
-Without --dsn the connection comes from DB_HOST, DB_PORT, DB_NAME, DB_USER, DB_PASSWORD, DB_SSLMODE
-(what the Cloud Run migration job sets) or libpq's PG* variables.
+Without --dsn the connection comes from DB_HOST, DB_PORT, DB_NAME, DB_USER, DB_PASSWORD, DB_SSLMODE,
+DB_SSLROOTCERT (what the Cloud Run migration job sets) or libpq's PG* variables; DB_APP_USER names the
+services' roles (see below).
 
 Safety rules (every table is assumed to hold customer data):
 - Before it touches the database the runner checks the files against the digest it was built with

@@ -10,7 +10,8 @@ At stage 0, after the candidate's smoke verification and before any production t
 3. the verdict read back, and the memory criterion added: the candidate revision's memory utilization
    (`run.googleapis.com/container/memory/utilizations`, p99 per minute across instances) over the run,
    from Cloud Monitoring;
-4. the final verdict (loadtest.verdict.judge) written to verdict-loadtest-STACK-KEY.json and returned.
+4. the final verdict (loadtest.verdict.judge) written to verdict-loadtest-STACK-SERVICE.json (SERVICE: the Cloud Run
+   service name) and returned.
 
 A failing verdict rejects the candidate (the rollout rolls back to 0 %, exit 1); an operation that
 fails (the job cannot run, no verdict object, Monitoring unreachable) is a failure (exit 4).

@@ -66,7 +66,7 @@ INSTALLED = _install()
 
 class _ConvertOncePerRequest:
     """Stands in for `json_format` inside pulumi_policy.policy. Its `Analyze` converts the request's
-    properties with `MessageToDict` once per policy (35 times per resource here), the largest part of
+    properties with `MessageToDict` once per policy (41 times per resource here), the largest part of
     the pack's time. Repeated conversions of the same message object on the same thread return the
     first result: `deserialize_properties` only reads it and builds fresh values for every policy, so
     each policy still gets its own copy. Any other call goes to the real module unchanged."""

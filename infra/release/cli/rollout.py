@@ -40,7 +40,8 @@ def register(subparsers) -> None:
     p.add_argument("--smoke-path", action="append", default=[], metavar="PATH",
                    help="path of a smoke request (repeatable; default: the service's healthCheckPath)")
     p.add_argument("--verify-url", action="append", default=[], metavar="KEY=URL",
-                   help="where to reach a candidate for verification (default: its canary tagged URL)")
+                   help="where to reach a candidate for verification (default: a public service through the load "
+                        "balancer's canary route, a private one at its canary tagged URL)")
     sandbox.add_argument(p)
     p.set_defaults(func=run_rollout)
 
