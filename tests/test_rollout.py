@@ -545,4 +545,4 @@ def test_a_release_reports_no_foreign_records_and_a_hand_written_approval_is_nam
     forged["approvals"] = {**forged.get("approvals", {}), "auth": {"revision": "netra-auth-prod-00000000", "stage": 50,
                                                                    "by": "gate", "evidence": "f" * 64, "at": "t"}}
     world.backend.write({rs.RELEASE_KEY: forged})
-    assert f"{rs.RELEASE_KEY}.approvals.auth" in view.foreign_records(world.backend.read(), world.backend.ledger.read())
+    assert view.foreign_records(world.backend.read(), world.ledger.read()) == [f"{rs.RELEASE_KEY}.approvals.auth"]
