@@ -21,10 +21,12 @@ import threading
 import time
 from email.parser import BytesParser
 from email.policy import HTTP
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, unquote, urlparse
 
 import google_crc32c
+
+from infra.localhttp import LocalHTTPServer
 
 
 def _crc32c(data: bytes) -> str:
@@ -35,27 +37,14 @@ def _md5(data: bytes) -> str:
     return base64.b64encode(hashlib.md5(data).digest()).decode()
 
 
-class FakeGcs:
+class FakeGcs(LocalHTTPServer):
     def __init__(self, latency_s: float = 0.0):
         self.objects: dict[tuple[str, str], list[tuple[int, bytes]]] = {}  # (bucket, name) -> [(generation, data)]
         self.requests: list[tuple[str, str, dict]] = []
         self.latency_s = latency_s  # per request: a round trip to the real service, for measurements
         self._next = 1_700_000_000_000_000
         self._mutex = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(self._handler())
 
     def client(self):
         from google.auth.credentials import AnonymousCredentials

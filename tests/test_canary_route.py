@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 import requests
@@ -20,6 +19,7 @@ import requests
 from infra.components import edge
 from infra.config import load_stack_config
 from infra.config.services import route_owner
+from infra.localhttp import LocalHTTPServer
 from infra.plan.engine import SECRET_SIG, SIG_KEY, PlannedResource, redact
 from infra.verify import (CANARY_SERVICE_HEADER, CANARY_TOKEN_HEADER, VerifyRouteError, VerifySettings, read_token,
                           route_for, verify_candidate)
@@ -166,7 +166,7 @@ def test_the_pack_copy_of_the_headers_matches_infra(pack_path):
 
 # ---------------------------------------------------------------- the verifier sends the header
 
-class Server:
+class Server(LocalHTTPServer):
     """A 127.0.0.1 HTTP server whose GET answers `handle(path, headers) -> (status, body)`."""
 
     def __init__(self, handle):
@@ -182,13 +182,8 @@ class Server:
             def log_message(self, *a):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
+        self.start()
 
 
 @pytest.fixture

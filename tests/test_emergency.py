@@ -6,11 +6,11 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
+from infra.localhttp import LocalHTTPServer
 from infra.release import emergency
 from infra.release.cli import approve as approve_cli
 from infra.release import backends as be
@@ -27,7 +27,7 @@ from .conftest import stack_config
 pytestmark = pytest.mark.usefixtures("reuse_plans")
 
 
-class Recorder:
+class Recorder(LocalHTTPServer):
     """A local HTTP server on 127.0.0.1 (free port) that records each request and answers from `reply`."""
 
     def __init__(self, reply):
@@ -52,17 +52,7 @@ class Recorder:
             def log_message(self, *a):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
 
 
 def admin_api(command, path, body):

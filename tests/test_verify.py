@@ -2,15 +2,15 @@
 seed's absolute triggers, against a local HTTP server on 127.0.0.1."""
 from __future__ import annotations
 
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
+from infra.localhttp import LocalHTTPServer
 from infra.verify import VerifySettings, p95, tagged_url, verify_candidate
 
 REV = "netra-backend-prod-1a2b3c4d"
 
 
-class App:
+class App(LocalHTTPServer):
     """A candidate revision: answers `status(path, n)` for the n-th request."""
 
     def __init__(self, status):
@@ -29,13 +29,8 @@ class App:
             def log_message(self, *a):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
+        self.start()
 
 
 def run(status, settings=VerifySettings(smoke_requests=10), **kw):

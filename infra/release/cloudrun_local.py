@@ -33,10 +33,12 @@ import os
 import re
 import sys
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, Iterator, Optional
 from urllib.parse import parse_qs, urlsplit
+
+from infra.localhttp import LocalHTTPServer
 
 REVISION = "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION"
 LATEST = "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST"
@@ -172,7 +174,7 @@ def public_view(svc: dict) -> dict:
     return view
 
 
-class LocalCloudRun:
+class LocalCloudRun(LocalHTTPServer):
     """The server: `with LocalCloudRun(state_path) as api: ... api.url` (http://127.0.0.1:PORT)."""
 
     def __init__(self, state_path: Path, port: int = 0):
@@ -260,18 +262,7 @@ class LocalCloudRun:
             def log_message(self, *a):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self._thread: Optional[threading.Thread] = None
-
-    def __enter__(self) -> "LocalCloudRun":
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True, name="local-cloud-run")
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler, port, name="local-cloud-run")
 
 
 def main(argv: Optional[list[str]] = None) -> int:

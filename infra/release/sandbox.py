@@ -37,10 +37,11 @@ import threading
 import time
 import urllib.parse
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, Optional
 
+from infra.localhttp import LocalHTTPServer
 from infra.release.cloudrun_local import CloudRunState, LocalCloudRun, api_traffic, seed, service_key
 
 ROOT_ENV = "NETRA_STACK_ROOT"  # infra/plan/stackfile.py and infra/canary/stack.py read stack files from here
@@ -237,7 +238,7 @@ class SandboxMetricService:
         return FakeMetricService(name, revisions, page_size=100).list_time_series(request, context)
 
 
-class RevisionServer:
+class RevisionServer(LocalHTTPServer):
     """What the 0 % verification reaches: GET /<service name>/canary/<path> answers as the revision under
     the `canary` tag behaves (`sandbox metrics`): every k-th request a 500 at its error rate, one in 20
     at its p95 latency, the rest at a third of it."""
@@ -274,9 +275,8 @@ class RevisionServer:
             def log_message(self, *a):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True, name="sandbox-revisions").start()
+        super().__init__(Handler, name="sandbox-revisions")
+        self.start()
 
 
 class GoogleSession:
@@ -334,7 +334,7 @@ def start(box: Sandbox) -> Running:
     global _running
     from infra.canary import emulator
 
-    api = LocalCloudRun(box.cloud_run.path).__enter__()
+    api = LocalCloudRun(box.cloud_run.path).start()
     grpc_server, monitoring = emulator.serve(SandboxMetricService(box))
     revisions = RevisionServer(box)
     _running = Running(box, api.url, monitoring, revisions.url)
